@@ -1,0 +1,62 @@
+"""Run-time settings read from the environment, in one place.
+
+Everything a lab or a test may want to switch without editing code lives here:
+smoke size, where data and runs go, where the shared read-only datasets are,
+and whether progress bars are drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in _TRUE
+
+
+def is_smoke() -> bool:
+    """True when `LABKIT_SMOKE=1`: labs run at seconds-on-CPU size on tiny data."""
+    return _flag("LABKIT_SMOKE")
+
+
+def data_root() -> Path:
+    """Where datasets are downloaded and caches are kept (`LABKIT_DATA`, default `~/.cache/labkit`)."""
+    value = os.environ.get("LABKIT_DATA")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "labkit"
+
+
+def cache_dir() -> Path:
+    """Where derived files (decoded-image caches) go; never inside a dataset folder."""
+    return data_root() / "cache"
+
+
+def runs_dir() -> Path:
+    """Where runs write figures, checkpoints and logs (`LABKIT_RUNS`, default `./runs`)."""
+    return Path(os.environ.get("LABKIT_RUNS", "runs")).expanduser()
+
+
+def shared_datasets() -> Path | None:
+    """The read-only real datasets beside the checkout (`../shared/datasets`), or None.
+
+    `LABKIT_SHARED_DATASETS` overrides the location. Tests and benchmarks that need
+    real data skip cleanly when this returns None.
+    """
+    value = os.environ.get("LABKIT_SHARED_DATASETS")
+    candidates = [Path(value)] if value else []
+    repo = Path(__file__).resolve().parent.parent
+    candidates += [repo.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+def progress_enabled() -> bool:
+    """Progress bars are on unless `LABKIT_PROGRESS=0` (tests set it)."""
+    return _flag("LABKIT_PROGRESS", default=True)

@@ -1,0 +1,42 @@
+"""Test configuration shared by every test and by the nbval notebook runs.
+
+The environment is set at import time, before nbval starts any kernel, so the
+notebooks run at smoke size with progress bars off and a non-interactive
+matplotlib backend.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["LABKIT_SMOKE"] = "1"
+os.environ["LABKIT_PROGRESS"] = "0"
+os.environ.setdefault("MPLBACKEND", "Agg")
+# The kernel nbval starts must import this checkout's labkit even without an install.
+_REPO = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Every test writes data, caches and runs into its own temporary folders."""
+    base = tmp_path_factory.mktemp("labkit")
+    monkeypatch.setenv("LABKIT_DATA", str(base / "data"))
+    monkeypatch.setenv("LABKIT_RUNS", str(base / "runs"))
+    yield
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """The read-only real datasets in ../shared/datasets; skips the test when absent."""
+    from labkit.config import shared_datasets as find
+
+    path = find()
+    if path is None:
+        pytest.skip("real data not available: ../shared/datasets is absent (a fresh clone)")
+    return path
