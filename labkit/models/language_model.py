@@ -147,7 +147,7 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("table", table, persistent=False)  # rebuilt, not checkpointed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.size(1) > self.table.size(0):
+        if not torch.jit.is_tracing() and x.size(1) > self.table.size(0):
             raise ValueError(
                 f"sequence of {x.size(1)} tokens is longer than the positional table "
                 f"({self.table.size(0)}); build the model with a larger max_len"
@@ -169,7 +169,7 @@ class CausalSelfAttention(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.nhead, d // self.nhead).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).view(b, t, 3, self.nhead, d // self.nhead).permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v  # each (batch, heads, time, head_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
