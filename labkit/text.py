@@ -71,6 +71,23 @@ class LMTask(Task):
 # --------------------------------------------------------------------------- generation
 
 
+def next_word_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """Sampling probabilities for the next word from its scores `(vocab,)`.
+
+    softmax(logits / temperature), keeping only the `top_k` highest scores (the others get
+    probability 0 and the kept ones are renormalised). Ties at the k-th score are all kept.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (use a small value like 0.1 for near-greedy)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
 @dataclass
 class Generation:
     """Generated text, the words it was made of, and notes (e.g. unknown prompt words)."""
@@ -112,10 +129,7 @@ def generate(
     last `context` words (default: its positional limit; pass the training `bptt` to stay
     within the lengths it has learned).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature} (use a small value like 0.1 for near-greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
+    next_word_probs(torch.zeros(1), temperature, top_k)  # checks the arguments before any work
     lm = _language_model(model)
     if len(vocab) != lm.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} words but the model predicts {lm.vocab_size}")
@@ -146,13 +160,10 @@ def generate(
                 limit = context or lm.max_context
                 window = tokens[:, -limit:] if limit else tokens
                 scores, _ = lm.step(window)
-            logits = scores[0, -1].float().cpu() / temperature
+            logits = scores[0, -1].float().cpu()
             if not allow_unk and vocab.unk_index is not None:
                 logits[vocab.unk_index] = float("-inf")
-            if top_k is not None and top_k < logits.numel():
-                kth = torch.topk(logits, top_k).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits, dim=-1)
+            probs = next_word_probs(logits, temperature, top_k)
             next_id = int(torch.multinomial(probs, 1, generator=generator))
             out.append(next_id)
             pending = torch.tensor([[next_id]], device=device)

@@ -103,22 +103,26 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 #: Seconds-on-CPU sizes for smoke runs, tests and the notebook under LABKIT_SMOKE=1.
 SMOKE: dict[str, Any] = dict(synthetic=True, emsize=64, nhid=64, batch_size=16, bptt=20,
-                             eval_batch_size=8, epochs=3, lr=5e-3, warmup=10, dropout=0.1)
+                             eval_batch_size=8, epochs=3, dropout=0.1)
+#: Smoke-size optimiser settings per recipe (few steps: a higher AdamW lr, a short warm-up).
+SMOKE_RECIPES: dict[str, dict[str, Any]] = {"modern": dict(lr=5e-3, warmup=10), "example": {}}
 
 
-def recipe(name: str = "modern", **overrides: Any) -> LMConfig:
-    """An `LMConfig` for a named recipe, with keyword overrides."""
+def recipe(name: str = "modern", smoke: bool = False, **overrides: Any) -> LMConfig:
+    """An `LMConfig` for a named recipe (at smoke size when `smoke`), with keyword overrides."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: expected one of {sorted(RECIPES)}")
     fields = {f.name for f in dataclasses.fields(LMConfig)}
     unknown = set(overrides) - fields
     if unknown:
         raise ValueError(f"unknown LMConfig fields {sorted(unknown)}")
-    return LMConfig(**{**RECIPES[name], **overrides})
+    sized = {**SMOKE, **SMOKE_RECIPES[name]} if smoke else {}
+    return LMConfig(**{**RECIPES[name], **sized, **overrides})
 
 
-def smoke_config(**overrides: Any) -> LMConfig:
-    return recipe("modern", **{**SMOKE, **overrides})
+def smoke_config(name: str = "modern", **overrides: Any) -> LMConfig:
+    """The recipe at seconds-on-CPU size on the synthetic corpus."""
+    return recipe(name, smoke=True, **overrides)
 
 
 # --------------------------------------------------------------------------- data
@@ -360,9 +364,7 @@ def config_from_args(args: argparse.Namespace) -> LMConfig:
         overrides["synthetic"] = True
     if getattr(args, "no_tensorboard", False):
         overrides["tensorboard"] = False
-    if labconfig.is_smoke():
-        overrides = {**SMOKE, **overrides}
-    return recipe(args.recipe, **overrides)
+    return recipe(args.recipe, smoke=labconfig.is_smoke(), **overrides)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
