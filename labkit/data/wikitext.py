@@ -507,6 +507,7 @@ def write_synthetic_wikitext(
     vocab_size: int = 60,
     successors: int = 3,
     seed: int = 0,
+    noise: float = 0.0,
 ) -> Path:
     """Write `train.txt`, `valid.txt`, `test.txt` of made-up text in WikiText's layout.
 
@@ -515,7 +516,9 @@ def write_synthetic_wikitext(
     (perplexity can fall from about `vocab_size` to about `successors`) and the word
     frequencies fall off like real text. Lines look like WikiText's: a leading space,
     ` = Heading = ` lines and blank lines between paragraphs. `tokens` are approximate
-    token counts per split (with `<eos>`). Returns `root`.
+    token counts per split (with `<eos>`). `noise` is the fraction of words drawn uniformly
+    from the whole vocabulary instead (a long tail of rare words, as in real text; it makes
+    a large vocabulary actually occur). Returns `root`.
     """
     if vocab_size < 8:
         raise WikiTextError(f"vocab_size must be at least 8, got {vocab_size}")
@@ -542,9 +545,11 @@ def write_synthetic_wikitext(
                 continue
             length = int(rng.integers(8, 30))
             picks = rng.integers(0, successors, size=length)
+            random_words = rng.integers(0, vocab_size, size=length)
+            is_noise = rng.random(length) < noise
             sentence = []
-            for pick in picks:
-                current = int(table[current, pick])
+            for pick, random_word, noisy in zip(picks, random_words, is_noise):
+                current = int(random_word) if noisy else int(table[current, pick])
                 sentence.append(words[current])
             lines.append(" " + " ".join(sentence) + " ")
             count += length + 1

@@ -73,10 +73,10 @@ class LMConfig:
     # optimisation
     epochs: int = 6
     optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.01
     schedule: str = "cosine"  # cosine (per step, after warm-up) | plateau (divide by 4) | none
-    warmup: int = 100  # optimizer steps of linear warm-up (cosine schedule)
+    warmup: int = 50  # optimizer steps of linear warm-up (cosine schedule)
     clip: float | None = 0.5
     # run
     seed: int = 1111
