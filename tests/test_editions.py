@@ -92,6 +92,15 @@ def test_lab_py_and_ipynb_hold_the_same_cells(lab: Path):
 
 
 @pytest.mark.parametrize("lab", LABS, ids=_lab_id)
+def test_lab_notebook_names_its_kernel(lab: Path):
+    """Without metadata.kernelspec JupyterLab greets the student with a "Select Kernel" dialog."""
+    kernelspec = nbformat.read(lab.with_suffix(".ipynb"), as_version=4).metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3", (
+        f"{lab.with_suffix('.ipynb').name} names no python3 kernel: run "
+        f"`jupytext --set-kernel python3 {lab.with_suffix('.ipynb').relative_to(REPO)}`")
+
+
+@pytest.mark.parametrize("lab", LABS, ids=_lab_id)
 def test_lab_exercises_follow_the_convention(lab: Path):
     """At least one exercise; each code exercise is followed by a cell calling a labkit.check helper."""
     nb = release.read_lab(release.Lab(lab))
