@@ -108,6 +108,9 @@ class JupyterLab:
             "LABKIT_SMOKE": "1",
             "LABKIT_PROGRESS": "0",
         })
+        # The kernel shares the cores with chromium and the server: torch's default of one thread per core
+        # then spin-waits on busy cores and smoke-size training runs 10x slower (measured on 2 cores).
+        env.setdefault("OMP_NUM_THREADS", "1")
         for name, values in LAB_SETTINGS.items():
             path = dirs["settings"] / name
             path.parent.mkdir(parents=True, exist_ok=True)

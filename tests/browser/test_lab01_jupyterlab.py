@@ -28,9 +28,11 @@ IMAGE_FINGERPRINT = """async (img) => {
 
 #: JS: true once the notebook's kernel is started and idle.
 KERNEL_READY = """() => {
+  const dialog = document.querySelector('.jp-Dialog');
+  if (dialog && /Select Kernel/.test(dialog.textContent)) return 'select-kernel-dialog';
   const name = document.querySelector('.jp-NotebookPanel-toolbar .jp-KernelName');
   const idle = document.querySelector('.jp-Notebook-ExecutionIndicator[data-status="idle"]');
-  return name !== null && idle !== null && !/No Kernel|Initializing|Starting/.test(name.textContent);
+  return name !== null && idle !== null && !/No Kernel|Initializing|Starting/.test(name.textContent) && 'ready';
 }"""
 
 #: JS: true once Run All has finished: some cell ran, none is queued or running, the kernel is idle.
@@ -55,7 +57,8 @@ def test_lab01_trains_from_the_widget_panel(lab_server: JupyterLab, page, screen
 
     # The notebook is open and its kernel has started (no "Select Kernel" dialog: the lab names its kernel).
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-    page.wait_for_function(KERNEL_READY, timeout=90_000, polling=250)
+    kernel = page.wait_for_function(KERNEL_READY, timeout=90_000, polling=250).json_value()
+    assert kernel == "ready", f"{NOTEBOOK} opened with a Select Kernel dialog: its metadata names no kernelspec"
 
     # Run → Run All Cells, as a student would.
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
@@ -75,17 +78,20 @@ def test_lab01_trains_from_the_widget_panel(lab_server: JupyterLab, page, screen
     page.wait_for_function("img => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:')",
                            arg=plot.element_handle())
     assert page.locator(".jp-OutputArea-output img").count() >= 1
-    plot.scroll_into_view_if_needed()
+    # The screenshot shows the panel's cell from its top: code, sliders, button, status and the plot.
+    plot.evaluate("img => img.closest('.jp-Cell').scrollIntoView({block: 'start'})")
     page.screenshot(path=screenshots / "lab01-jupyterlab.png")
+    shown = plot.bounding_box()
+    assert shown["width"] <= plot.evaluate("img => img.naturalWidth") + 1, "the plot is stretched beyond its size"
     before_src, before_bytes = plot.get_attribute("src"), plot.evaluate(IMAGE_FINGERPRINT)
 
-    # Move the epochs slider one step (right, or left when it is already at its end).
+    # Move the epochs slider one step with the keyboard: down (a quicker retrain), or up when at its minimum.
     readout = epochs.locator(".widget-readout")
     old_value = readout.inner_text().strip()
     handle = epochs.locator(".noUi-handle")
-    at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
+    at_min = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemin")
     handle.focus()
-    page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
+    page.keyboard.press("ArrowRight" if at_min else "ArrowLeft")
     page.wait_for_function("([el, old]) => el.textContent.trim() !== old", arg=[readout.element_handle(), old_value])
     new_value = readout.inner_text().strip()
 
