@@ -209,11 +209,13 @@ def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
     return nb
 
 
-def write_pair(nb: NotebookNode, ipynb_path: Path) -> list[Path]:
-    """Write `nb` as `.ipynb` and as its paired jupytext percent `.py`; return both paths."""
+def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
+    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
     ipynb_path.parent.mkdir(parents=True, exist_ok=True)
-    py_path = ipynb_path.with_suffix(".py")
     jupytext.write(nb, ipynb_path, fmt="ipynb")
+    if not with_py:
+        return [ipynb_path]
+    py_path = ipynb_path.with_suffix(".py")
     jupytext.write(nb, py_path, fmt="py:percent")
     return [ipynb_path, py_path]
 
@@ -226,10 +228,12 @@ def release(labs_dir: Path, out: Path, names: list[str] | None = None,
     written: list[Path] = []
     for lab in find_labs(labs_dir, names):
         nb = read_lab(lab)
-        written += write_pair(student_edition(nb, lab.name), out / f"{lab.name}.ipynb")
+        written += write_notebook(student_edition(nb, lab.name), out / f"{lab.name}.ipynb")
         if nbgrader_source is not None:
-            written += write_pair(instructor_edition(nb, lab.name),
-                                  nbgrader_source / lab.name / f"{lab.name}.ipynb")
+            # Only the .ipynb: nbgrader copies every other file of source/<lab>/ to the students as is,
+            # so a .py twin there would hand out the solutions.
+            written += write_notebook(instructor_edition(nb, lab.name),
+                                      nbgrader_source / lab.name / f"{lab.name}.ipynb", with_py=False)
     return written
 
 
@@ -245,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of instructor sources labs/*.py (default: ./labs or the checkout's labs/)")
     parser.add_argument("--nbgrader-source", type=Path, default=None, metavar="DIR",
                         help="also write the instructor edition with nbgrader metadata as DIR/<lab>/<lab>.ipynb "
-                             "(point it at an nbgrader course's source/ folder)")
+                             "(only the .ipynb; point it at an nbgrader course's source/ folder)")
     parser.add_argument("names", nargs="*", help="only labs whose name starts with these (e.g. 01 03)")
 
 

@@ -266,7 +266,10 @@ def test_release_writes_the_student_edition(demo_labs: Path, tmp_path: Path, cap
 
 
 def test_nbgrader_source_edition_keeps_solutions(demo_labs: Path, tmp_path: Path):
-    release.release(demo_labs, tmp_path / "student", nbgrader_source=tmp_path / "source")
+    written = release.release(demo_labs, tmp_path / "student", nbgrader_source=tmp_path / "source")
+    # Only the notebook: nbgrader hands every other file in source/<lab>/ to the students unchanged.
+    assert sorted(p.name for p in (tmp_path / "source" / "01_demo").iterdir()) == ["01_demo.ipynb"]
+    assert tmp_path / "source" / "01_demo" / "01_demo.ipynb" in written
     source = nbformat.read(tmp_path / "source" / "01_demo" / "01_demo.ipynb", as_version=4)
     assert "y = x * x" in source.cells[3].source and "### BEGIN SOLUTION" in source.cells[3].source
     assert source.cells[3].metadata["nbgrader"]["solution"] is True
