@@ -9,6 +9,7 @@ The `labkit release` machinery itself is tested on a small notebook written here
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -42,13 +43,18 @@ class _CurrentEnvKernelSpecs(KernelSpecManager):
 
 
 def execute(path: Path, timeout: int = 300) -> tuple[nbformat.NotebookNode, CellExecutionError | None]:
-    """Run a notebook in a fresh kernel of this environment (cwd: its folder); stop at the first error."""
+    """Run a notebook in a fresh kernel of this environment (cwd: its folder); stop at the first error.
+
+    The kernel gets one torch/OpenMP thread: this checks control flow at smoke size, and on a busy
+    2-core machine the default thread per core spin-waits and runs tiny models 10x slower.
+    """
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="python3", kernel_spec_manager=_CurrentEnvKernelSpecs())
     client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     try:
-        client.execute()
+        client.execute(env=env)
     except CellExecutionError as err:
         return nb, err
     return nb, None
