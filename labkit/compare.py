@@ -13,10 +13,13 @@ import csv
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CSV_COLUMNS = (
     "index",
@@ -264,15 +267,18 @@ def plot_disagreements(
     labels: tuple[str, str] = ("A", "B"),
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-):
+) -> Figure:
     """A grid of the images in `rows`, titled with the true class and both predictions.
 
     `images` is indexed by `row.index`: a (N, C, H, W) tensor (uint8, or float with
     `mean`/`std` to undo normalisation), a list of PIL images/arrays, or a function
     `index -> image` (e.g. one that opens `row.image`). A correct prediction is drawn in
-    green, a wrong one in red. Saved as PNG when `path` is given; returns the figure.
+    green, a wrong one in red. Saved as PNG when `path` is given; returns the matplotlib
+    Figure (object API, like `labkit.plots`: display it, or `labkit.plots.save_figure` it).
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from labkit.plots import save_figure
 
     if max_images < 1 or columns < 1:
         raise ValueError("max_images and columns must be at least 1")
@@ -280,7 +286,8 @@ def plot_disagreements(
     get = images if callable(images) else images.__getitem__
     columns = max(1, min(columns, len(shown)))
     lines = max(1, -(-len(shown) // columns))
-    fig, axes = plt.subplots(lines, columns, figsize=(2.6 * columns, 2.9 * lines), squeeze=False)
+    fig = Figure(figsize=(2.6 * columns, 2.9 * lines), layout="constrained")
+    axes = fig.subplots(lines, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     if not shown:
@@ -303,9 +310,6 @@ def plot_disagreements(
                 fontsize=8,
                 color="tab:green" if ok else "tab:red",
             )
-    fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        save_figure(fig, path)
     return fig

@@ -106,8 +106,6 @@ def test_rows_round_trip_through_csv(tmp_path):
 
 @pytest.mark.parametrize("kind", ["uint8", "normalised", "callable"])
 def test_plot_disagreements_writes_a_png_grid(tmp_path, kind):
-    import matplotlib.pyplot as plt
-
     rows = compare_predictions(
         torch.tensor([0, 1, 2, 0, 1]), torch.tensor([1, 2, 0, 0, 2]), torch.tensor([0, 1, 2, 0, 0]), CLASSES
     )
@@ -131,4 +129,52 @@ def test_plot_disagreements_writes_a_png_grid(tmp_path, kind):
     texts = [t.get_text() for t in drawn[0].texts]
     assert texts == ["A: goldfish", "B: tabby cat"]
     assert drawn[0].texts[0].get_color() == "tab:green" and drawn[0].texts[1].get_color() == "tab:red"
-    plt.close(fig)
+
+
+def _linear(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Linear(4, 3)
+
+
+def test_compare_checkpoints_loads_both_and_lists_disagreements(tmp_path):
+    from labkit.checkpoint import save_checkpoint
+    from labkit.compare import compare_checkpoints
+    from labkit.data.tensor_loader import TensorLoader
+
+    model_a, model_b = _linear(1), _linear(2)
+    path_a = save_checkpoint(tmp_path / "epoch_005.pt", model=model_a, epoch=5)
+    path_b = save_checkpoint(tmp_path / "epoch_010.pt", model=model_b, epoch=10)
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (40,), generator=torch.Generator().manual_seed(1))
+    loader = TensorLoader(x, y, batch_size=16, shuffle=False)
+    ids = [f"val_{i}.JPEG" for i in range(40)]
+
+    rows = compare_checkpoints(path_a, path_b, lambda: nn.Linear(4, 3), loader, CLASSES, ids, device="cpu")
+
+    with torch.no_grad():
+        expected_a, expected_b = model_a(x).argmax(1), model_b(x).argmax(1)
+    differ = (expected_a != expected_b).nonzero().flatten().tolist()
+    assert differ, "two random models should disagree somewhere; pick other seeds"
+    assert [r.index for r in rows] == differ
+    assert [r.image for r in rows] == [ids[i] for i in differ]
+    assert all(CLASSES[expected_a[r.index]] == r.prediction_a for r in rows)
+    assert all(CLASSES[y[r.index]] == r.true_class for r in rows)
+    all_rows = compare_checkpoints(
+        path_a, path_a, lambda: nn.Linear(4, 3), loader, CLASSES, device="cpu", only_disagreements=False
+    )
+    assert len(all_rows) == 40 and not any(r.disagree for r in all_rows)
+
+
+def test_compare_checkpoints_refuses_a_shuffled_loader_and_a_wrong_model(tmp_path):
+    from labkit.checkpoint import CheckpointError, save_checkpoint
+    from labkit.compare import compare_checkpoints
+    from labkit.data.tensor_loader import TensorLoader
+
+    path = save_checkpoint(tmp_path / "last.pt", model=_linear(1), epoch=1)
+    x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
+    shuffled = TensorLoader(x, y, batch_size=4, shuffle=True)
+    with pytest.raises(ValueError, match="shuffle=False"):
+        compare_checkpoints(path, path, lambda: nn.Linear(4, 3), shuffled, device="cpu")
+    ordered = TensorLoader(x, y, batch_size=4)
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        compare_checkpoints(path, path, lambda: nn.Linear(4, 5), ordered, device="cpu")
