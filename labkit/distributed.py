@@ -223,10 +223,10 @@ def wrap_model(
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside a DDP (or DataParallel) wrapper; the model itself otherwise."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+    """The plain model inside a DDP / DataParallel / torch.compile wrapper (`checkpoint.unwrap`)."""
+    from labkit.checkpoint import unwrap
+
+    return unwrap(model)
 
 
 def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int:
