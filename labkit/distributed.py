@@ -199,6 +199,7 @@ def wrap_model(
     model: nn.Module,
     device: torch.device | str | None = None,
     sync_batchnorm: bool = False,
+    channels_last: bool = False,
     **ddp_kwargs: Any,
 ) -> nn.Module:
     """Move `model` to `device` and, under a process group, wrap it in DistributedDataParallel.
@@ -206,11 +207,15 @@ def wrap_model(
     DDP broadcasts rank 0's parameters at construction, so every rank starts identical.
     `sync_batchnorm=True` converts BatchNorm layers to SyncBatchNorm (statistics over the
     global batch; otherwise each rank normalises with its own per-rank batch).
+    `channels_last=True` converts the weights before wrapping (on CUDA), so DDP's gradient
+    buckets match the layout `fit(..., channels_last=True)` trains with.
     """
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu")
     )
     model = model.to(device)
+    if channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     if not is_distributed():
         return model
     if sync_batchnorm:
