@@ -8,7 +8,9 @@ Inside, a lab calls `init_distributed()` once (it reads torchrun's `RANK`, `WORL
 `LOCAL_RANK` and `MASTER_ADDR/PORT`), wraps its model with `wrap_model`, builds its loaders
 with `tensor_loader` / `distributed_dataloader` (each rank gets its own shard, reshuffled
 every epoch through `set_epoch`), trains with `labkit.engine.fit` (which all-reduces metric
-sums and writes checkpoints, TensorBoard and progress on rank 0 only) and ends with `cleanup()`.
+sums and writes checkpoints, TensorBoard and progress on rank 0 only) and ends with
+`cleanup()`; `with session() as context:` does the first and the last step. Files a lab
+writes itself (figures, CSVs) are written when `is_main_process()`.
 
 Without torchrun everything here degrades to one process: `init_distributed()` starts no
 process group, `wrap_model` only moves the model, `rank()` is 0 and `world_size()` is 1,
@@ -20,8 +22,10 @@ step as one process with batch `B`. `per_rank_batch_size(B)` does that division.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +144,18 @@ def init_distributed(
         timeout=datetime.timedelta(seconds=timeout_s),
     )
     return DistributedContext(rank, world, local, chosen, backend)
+
+
+@contextlib.contextmanager
+def session(
+    device: str | torch.device | None = None, backend: str | None = None
+) -> Iterator[DistributedContext]:
+    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises."""
+    context = init_distributed(device, backend)
+    try:
+        yield context
+    finally:
+        cleanup()
 
 
 def is_distributed() -> bool:

@@ -136,6 +136,9 @@ def test_single_process_fallbacks():
     distributed.barrier()
     distributed.cleanup()
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}
+    with distributed.session("cpu") as context:
+        assert context.is_main_process and not context.is_distributed
+        assert context.device == torch.device("cpu")
 
 
 def test_per_rank_batch_size_requires_an_even_split():
