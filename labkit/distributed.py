@@ -76,17 +76,15 @@ def _env_int(name: str) -> int:
 
 
 def _choose_device(preference: str | torch.device | None, local_rank: int) -> torch.device:
-    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU."""
-    if preference is None:
-        preference = os.environ.get("LABKIT_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(preference)
+    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU.
+
+    The preference is resolved by `labkit.device.pick_device` (argument > LABKIT_DEVICE > cuda).
+    """
+    from labkit.device import pick_device
+
+    device = pick_device(preference)
     if device.type == "cuda":
         count = torch.cuda.device_count()
-        if count == 0:
-            raise DistributedError(
-                "device 'cuda' was requested but no CUDA GPU is visible; "
-                "use --device cpu (gloo backend) or run on a machine with GPUs"
-            )
         if local_rank >= count:
             raise DistributedError(
                 f"local rank {local_rank} has no GPU: only {count} visible; "
@@ -95,7 +93,8 @@ def _choose_device(preference: str | torch.device | None, local_rank: int) -> to
         return torch.device("cuda", local_rank)
     if device.type != "cpu":
         raise DistributedError(
-            f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not {device.type!r}"
+            f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not {device.type!r}; "
+            "pass device 'cpu' or set LABKIT_DEVICE=cpu"
         )
     return torch.device("cpu")
 
