@@ -105,3 +105,51 @@ def test_corrupt_pickle_is_a_clear_error(synthetic_root, damage):
     with pytest.raises(cifar.CIFAR10Error, match="data_batch_2") as err:
         cifar.load_cifar10(synthetic_root)
     assert "download it again" in str(err.value)
+
+
+def _windows(image: torch.Tensor, padding: int) -> list[torch.Tensor]:
+    """Every crop of the zero-padded image and of its mirror image."""
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    h, w = image.shape[-2:]
+    out = []
+    for source in (padded, padded.flip(-1)):
+        out += [source[:, dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)]
+    return out
+
+
+def test_augmentation_crops_and_flips_a_known_batch():
+    x = torch.arange(64 * 3 * 32 * 32, dtype=torch.int64).remainder(251).to(torch.uint8).view(64, 3, 32, 32)
+    out = cifar.augmentation()(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    flipped = 0
+    for i in range(64):
+        windows = _windows(x[i], 4)
+        match = [k for k, w in enumerate(windows) if torch.equal(out[i], w)]
+        assert match, f"image {i} is not a 4-pixel-padded crop of the input or of its mirror"
+        flipped += match[0] >= 81
+    assert 16 <= flipped <= 48  # about half are mirrored
+    assert not torch.equal(out, x)
+
+
+def test_loaders_serve_normalised_augmented_batches(synthetic_root):
+    train, test = cifar.load_cifar10_splits(synthetic_root)
+    train_loader, test_loader = cifar.cifar10_loaders(train, test, batch_size=16, seed=0)
+    batches = list(train_loader)
+    assert len(train_loader) == len(batches) == 4  # 60 images: 16, 16, 16, 12
+    images, labels = batches[0]
+    assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == sorted(train.labels.tolist())
+    # test batches are the images in order, normalised and never augmented
+    (test_images, test_labels), = list(test_loader)
+    mean = torch.tensor(cifar.MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(cifar.STD).view(1, 3, 1, 1)
+    assert torch.allclose(test_images, (test.images.float() / 255 - mean) / std, atol=1e-5)
+    assert torch.equal(test_labels, test.labels)
+    # the same epoch gives the same batches; the next epoch a different shuffle and augmentation
+    train_loader.set_epoch(1)
+    first = next(iter(train_loader))[0]
+    train_loader.set_epoch(1)
+    assert torch.equal(first, next(iter(train_loader))[0])
+    train_loader.set_epoch(2)
+    assert not torch.equal(first, next(iter(train_loader))[0])

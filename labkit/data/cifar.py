@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from labkit import config
+from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
+from labkit.data.tensor_loader import TensorLoader
 
 FOLDER = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -191,6 +193,43 @@ def load_cifar10_splits(
 ) -> tuple[CIFAR10Split, CIFAR10Split]:
     """(train, test) splits: 50,000 and 10,000 images for the real data."""
     return load_cifar10(root, True, download), load_cifar10(root, False, download)
+
+
+def augmentation() -> Compose:
+    """The standard CIFAR augmentation on whole uint8 batches: a random crop of the image padded
+    by 4 pixels (a shift of up to 4 pixels each way) and a random horizontal flip."""
+    return Compose([RandomCrop(padding=4), RandomHorizontalFlip()])
+
+
+def train_transform() -> Compose:
+    """Augmentation, then floats in [0, 1] normalised per channel with the training set's mean/std."""
+    return Compose([*augmentation().transforms, ToFloat(), Normalize(MEAN, STD)])
+
+
+def eval_transform() -> Compose:
+    """Normalisation only: test images are never augmented."""
+    return Compose([ToFloat(), Normalize(MEAN, STD)])
+
+
+def cifar10_loaders(
+    train: CIFAR10Split,
+    test: CIFAR10Split,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    eval_batch_size: int = 1000,
+) -> tuple[TensorLoader, TensorLoader]:
+    """(train, test) tensor-resident loaders on `device` (default: CPU).
+
+    The uint8 images move to the device once (150 MB for the full training set); each
+    batch is gathered, augmented and normalised there, with no worker processes.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    train_loader = TensorLoader(train.images, train.labels, batch_size=batch_size, shuffle=True,
+                                device=device, transform=train_transform(), seed=seed)
+    test_loader = TensorLoader(test.images, test.labels, batch_size=eval_batch_size, shuffle=False,
+                               device=device, transform=eval_transform())
+    return train_loader, test_loader
 
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
