@@ -103,7 +103,7 @@ class TensorLoader:
             idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
-            batch = [t[idx] for t in self.tensors]
+            batch = [t.index_select(0, idx) for t in self.tensors]  # 10x+ faster than t[idx] on CPU
             if self.transform is not None:
                 batch[0] = self.transform(batch[0], gen)
             yield tuple(batch)
