@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -69,9 +70,9 @@ def reference_dataset(root: Path):
     folder = cifar.cifar10_folder(root)
 
     class LocalCIFAR10(CIFAR10):
-        train_list = [[name, calculate_md5(str(folder / name))] for name in cifar.TRAIN_FILES]
-        test_list = [[name, calculate_md5(str(folder / name))] for name in cifar.TEST_FILES]
-        meta = {**CIFAR10.meta, "md5": calculate_md5(str(folder / cifar.META_FILE))}
+        train_list: ClassVar = [[name, calculate_md5(str(folder / name))] for name in cifar.TRAIN_FILES]
+        test_list: ClassVar = [[name, calculate_md5(str(folder / name))] for name in cifar.TEST_FILES]
+        meta: ClassVar = {**CIFAR10.meta, "md5": calculate_md5(str(folder / cifar.META_FILE))}
 
     transform = T.Compose([
         T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(cifar.MEAN, cifar.STD),
@@ -123,7 +124,7 @@ def pipeline_speed(loader: Iterable, batches: int, device: torch.device) -> Spee
     start = time.perf_counter()
     count = 0
     for _ in range(batches):
-        images, labels = next(stream)
+        images, _ = next(stream)
         count += images.shape[0]
     sync(device)
     return Speed(count / (time.perf_counter() - start))

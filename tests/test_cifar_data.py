@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -36,9 +37,9 @@ def test_torchvision_reads_the_synthetic_files(synthetic_root):
     folder = synthetic_root / cifar.FOLDER
 
     class SyntheticCIFAR10(CIFAR10):
-        train_list = [[n, calculate_md5(str(folder / n))] for n in cifar.TRAIN_FILES]
-        test_list = [["test_batch", calculate_md5(str(folder / "test_batch"))]]
-        meta = {**CIFAR10.meta, "md5": calculate_md5(str(folder / "batches.meta"))}
+        train_list: ClassVar = [[n, calculate_md5(str(folder / n))] for n in cifar.TRAIN_FILES]
+        test_list: ClassVar = [["test_batch", calculate_md5(str(folder / "test_batch"))]]
+        meta: ClassVar = {**CIFAR10.meta, "md5": calculate_md5(str(folder / "batches.meta"))}
 
     reference = SyntheticCIFAR10(str(synthetic_root), train=True)
     ours = cifar.load_cifar10(synthetic_root, train=True)

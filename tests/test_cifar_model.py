@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from labkit.models.cifar_resnet import (
-    BasicBlock, PadShortcut, cifar_resnet, resnet20, resnet32, resnet44, resnet56,
+    BasicBlock,
+    PadShortcut,
+    cifar_resnet,
+    resnet20,
+    resnet32,
+    resnet44,
+    resnet56,
 )
 
 

@@ -103,11 +103,11 @@ def _missing_error(folder: Path, missing: list[str]) -> CIFAR10Error:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only: a CIFAR file cannot run code on load."""
 
-    _ALLOWED = {
+    _ALLOWED = frozenset({
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    }
+    })
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self._ALLOWED:
@@ -295,7 +295,7 @@ def write_synthetic_cifar10(
         "filenames": [f"synthetic_test_{i:05d}.png" for i in range(n_test)],
     })
     _write_pickle(folder / META_FILE, {
-        "num_cases_per_batch": int(len(splits[0])),
+        "num_cases_per_batch": len(splits[0]),
         "label_names": list(CLASSES),
         "num_vis": int(np.prod(IMAGE_SHAPE)),
     })
