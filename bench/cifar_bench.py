@@ -11,8 +11,9 @@ Measured, both on the same 50,000 training images (the real CIFAR-10 when a copy
 LABKIT_DATA or ../shared/datasets, else synthetic images written in the real pickle layout so that
 torchvision's class reads the very same files):
   1. pipeline alone: augmented, normalised batches of 128 delivered per second, no model;
-  2. end-to-end ResNet-20 training on the CPU (a bounded number of SGD steps), images/s and the share
-     of the time the training loop spends waiting for the next batch;
+  2. end-to-end ResNet-20 training on the CPU (a bounded number of SGD steps, the two sides
+     alternating in chunks so that a shared machine's changing load hits both alike), images/s and
+     the share of the time the training loop spends waiting for the next batch;
   3. on CUDA, when present: end-to-end images/s and seconds per epoch (the reference as the course
      script runs it, fp32 with `.to(device)`; labkit with data on the GPU, channels_last and autocast).
 Throughput is steady state: the first batch (worker start-up, first-call overheads) is not timed.
@@ -130,45 +131,66 @@ def pipeline_speed(loader: Iterable, batches: int, device: torch.device) -> Spee
     return Speed(count / (time.perf_counter() - start))
 
 
-def training_speed(loader: Iterable, steps: int, device: torch.device, fast_math: bool = False) -> Speed:
-    """ResNet-20 SGD steps (the course's optimizer); images/s and the share spent in `next(loader)`."""
-    torch.manual_seed(0)
-    model = resnet20().to(device)
-    if fast_math:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    loss_fn = nn.CrossEntropyLoss()
-    use_amp = fast_math and device.type == "cuda"
-    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
+class Trainer:
+    """ResNet-20 with the course's optimizer fed by one loader; `run(steps)` times SGD steps and
+    the part of that time spent waiting in `next(loader)`."""
 
-    def step(images: torch.Tensor, labels: torch.Tensor) -> None:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    def __init__(self, loader: Iterable, device: torch.device, fast_math: bool = False) -> None:
+        torch.manual_seed(0)
+        self.device = device
+        self.fast_math = fast_math
+        self.model = resnet20().to(device)
         if fast_math:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=use_amp):
-            loss = loss_fn(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.use_amp = fast_math and device.type == "cuda"
+        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not bf16)
+        self.stream = endless(loader)
+        self.seconds = self.waited = 0.0
+        self.images = 0
+        for _ in range(2):  # warm-up: first-call overheads, cuDNN algorithm choice, worker start-up
+            self.step(*next(self.stream))
+        sync(device)
 
-    stream = endless(loader)
-    for _ in range(2):  # warm-up: first-call overheads, cuDNN algorithm choice, worker start-up
-        step(*next(stream))
-    sync(device)
-    waited = 0.0
-    start = time.perf_counter()
-    count = 0
-    for _ in range(steps):
-        asked = time.perf_counter()
-        images, labels = next(stream)
-        waited += time.perf_counter() - asked
-        step(images, labels)
-        count += images.shape[0]
-    sync(device)
-    total = time.perf_counter() - start
-    return Speed(count / total, waited / total)
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.fast_math:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.use_amp):
+            loss = self.loss_fn(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def run(self, steps: int) -> None:
+        start = time.perf_counter()
+        for _ in range(steps):
+            asked = time.perf_counter()
+            images, labels = next(self.stream)
+            self.waited += time.perf_counter() - asked
+            self.step(images, labels)
+            self.images += images.shape[0]
+        sync(self.device)
+        self.seconds += time.perf_counter() - start
+
+    @property
+    def speed(self) -> Speed:
+        return Speed(self.images / self.seconds, self.waited / self.seconds)
+
+
+def training_speeds(trainers: list[Trainer], steps: int, rounds: int = 4) -> list[Speed]:
+    """Alternate the trainers in `rounds` chunks of steps, so load changes on a shared machine
+    affect all of them alike."""
+    chunk = max(1, steps // rounds)
+    for _ in range(rounds):
+        for trainer in trainers:
+            trainer.run(chunk)
+    return [t.speed for t in trainers]
 
 
 # --- report -----------------------------------------------------------------------------------------------
@@ -179,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=50_000, help="synthetic training images (default 50,000)")
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps per side (default 40)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads of this process (default: torch's choice); "
+                             "the reference's workers always use 1 each")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ref_batches, lab_batches, steps = (8, 30, 4) if args.quick else (60, 300, 40)
     steps = args.steps or steps
     cpu = torch.device("cpu")
@@ -203,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("pipeline alone (CPU), images/s", f"{ref_pipe.images_per_s:,.0f}",
                      f"{lab_pipe.images_per_s:,.0f}", f"{ratio:.1f}x"))
 
-        ref_train = training_speed(reference_loader(root, args.workers), steps, cpu)
-        lab_train = training_speed(labkit_loader(root, cpu), steps, cpu)
+        ref_train, lab_train = training_speeds(
+            [Trainer(reference_loader(root, args.workers), cpu), Trainer(labkit_loader(root, cpu), cpu)], steps)
         train_ratio = lab_train.images_per_s / ref_train.images_per_s
         rows.append(("ResNet-20 training (CPU), images/s", f"{ref_train.images_per_s:,.1f}",
                      f"{lab_train.images_per_s:,.1f}", f"{train_ratio:.2f}x"))
@@ -217,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             gpu = torch.device("cuda")
             gpu_steps = 20 if args.quick else 200
-            ref_gpu = training_speed(reference_loader(root, args.workers), gpu_steps, gpu)
-            ref_gpu_fast = training_speed(reference_loader(root, args.workers), gpu_steps, gpu, fast_math=True)
-            lab_gpu = training_speed(labkit_loader(root, gpu), gpu_steps, gpu, fast_math=True)
+            ref_gpu, ref_gpu_fast, lab_gpu = training_speeds([
+                Trainer(reference_loader(root, args.workers), gpu),
+                Trainer(reference_loader(root, args.workers), gpu, fast_math=True),
+                Trainer(labkit_loader(root, gpu), gpu, fast_math=True),
+            ], gpu_steps)
             gpu_ratio = lab_gpu.images_per_s / ref_gpu.images_per_s
             name = torch.cuda.get_device_name(gpu)
             rows.append((f"ResNet-20 training ({name}), images/s", f"{ref_gpu.images_per_s:,.0f}",
