@@ -280,6 +280,7 @@ def fit(
     for cb in all_callbacks:
         cb.on_fit_start(state)
 
+    model.train()
     show = _progress(progress)
     epoch_bar = _bar(range(start_epoch + 1, epochs + 1), show, desc="epochs", unit="epoch",
                      total=max(epochs - start_epoch, 0))
@@ -291,7 +292,8 @@ def fit(
             started = time.perf_counter()
             lr = _current_lr(optimizer)
             _set_epoch(train_data, epoch)
-            model.train()
+            if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
+                model.train()
             task.start(model, True)
             sums = _Sums(metric_objs, device)
             batches = _bar(train_data, step_bars, desc=f"epoch {epoch}", unit="batch",
