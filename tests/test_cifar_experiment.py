@@ -81,9 +81,14 @@ def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path):
     assert not (tmp_path / "cifar-10-batches-py").exists()
 
 
-def test_full_size_without_data_says_how_to_get_it(tmp_path):
-    with pytest.raises(Exception, match="cifar-10-batches-py"):
+def test_full_size_without_data_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LABKIT_SMOKE", "0")
+    with pytest.raises(Exception, match="missing data_batch_1, .*, test_batch, batches.meta"):
         lab.load_data(tmp_path, smoke=False, download=False)
+    from labkit.cli import main
+
+    assert main(["run", "cifar10", "--data", str(tmp_path)]) == 1  # a message, not a traceback
+    assert "--download" in capsys.readouterr().err
 
 
 def test_per_class_accuracy_and_misclassified():

@@ -192,6 +192,10 @@ def load_cifar10_splits(
     root: str | Path | None = None, download: bool = False
 ) -> tuple[CIFAR10Split, CIFAR10Split]:
     """(train, test) splits: 50,000 and 10,000 images for the real data."""
+    folder = cifar10_folder(root)
+    missing = [name for name in required_files() if not (folder / name).is_file()]
+    if missing and not download:
+        raise _missing_error(folder, missing)  # name every missing file at once
     return load_cifar10(root, True, download), load_cifar10(root, False, download)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -318,11 +319,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run on synthetic data (also LABKIT_SMOKE=1)")
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
+def main(args: argparse.Namespace) -> dict[str, Any] | int:
     if args.smoke:
         os.environ["LABKIT_SMOKE"] = "1"
     out = args.out or config.runs_dir() / f"cifar10-{args.recipe}"
-    train, test = load_data(args.data, download=args.download)
+    try:
+        train, test = load_data(args.data, download=args.download)
+    except cifar.CIFAR10Error as err:
+        print(err, file=sys.stderr)
+        return 1
     print(f"CIFAR-10: {len(train)} train / {len(test)} test images · {describe_device(args.device)}")
     run = train_cifar10(train, test, args.recipe, epochs=args.epochs, lr=args.lr, depth=args.depth,
                         batch_size=args.batch_size, device=args.device, seed=args.seed, compile=args.compile,
