@@ -39,9 +39,6 @@ from labkit import config
 from labkit.data import cifar
 from labkit.models.cifar_resnet import resnet20
 
-BATCH = 128
-
-
 # --- data -------------------------------------------------------------------------------------------------
 
 def find_real_cifar() -> Path | None:
@@ -81,15 +78,15 @@ def reference_dataset(root: Path):
     return LocalCIFAR10(str(root), train=True, transform=transform)
 
 
-def reference_loader(root: Path, workers: int) -> Iterable:
+def reference_loader(root: Path, workers: int, batch_size: int) -> Iterable:
     from torch.utils.data import DataLoader
 
-    return DataLoader(reference_dataset(root), batch_size=BATCH, shuffle=True, num_workers=workers)
+    return DataLoader(reference_dataset(root), batch_size=batch_size, shuffle=True, num_workers=workers)
 
 
-def labkit_loader(root: Path, device: torch.device) -> Iterable:
+def labkit_loader(root: Path, device: torch.device, batch_size: int) -> Iterable:
     train, test = cifar.load_cifar10_splits(root)
-    loader, _ = cifar.cifar10_loaders(train, test, batch_size=BATCH, device=device, seed=0)
+    loader, _ = cifar.cifar10_loaders(train, test, batch_size=batch_size, device=device, seed=0)
     return loader
 
 
@@ -186,6 +183,7 @@ class Trainer:
 def training_speeds(trainers: list[Trainer], steps: int, rounds: int = 4) -> list[Speed]:
     """Alternate the trainers in `rounds` chunks of steps, so load changes on a shared machine
     affect all of them alike."""
+    rounds = max(1, min(rounds, steps))
     chunk = max(1, steps // rounds)
     for _ in range(rounds):
         for trainer in trainers:
@@ -199,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few batches and steps: a correctness run")
     parser.add_argument("--images", type=int, default=50_000, help="synthetic training images (default 50,000)")
+    parser.add_argument("--batch", type=int, default=128, help="batch size (default 128, the course's)")
     parser.add_argument("--workers", type=int, default=2, help="reference DataLoader workers (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps per side (default 40)")
     parser.add_argument("--threads", type=int, default=None,
@@ -219,19 +218,19 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(tmp)
             cifar.write_synthetic_cifar10(root, n_train=args.images, n_test=1000, seed=0)
             source = f"synthetic CIFAR-10 ({args.images:,} training images in the real pickle layout)"
-        print(f"data: {source}; batch {BATCH}; reference: torchvision CIFAR10 + DataLoader("
+        print(f"data: {source}; batch {args.batch}; reference: torchvision CIFAR10 + DataLoader("
               f"num_workers={args.workers}) with PIL transforms; torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads")
 
         rows: list[tuple[str, str, str, str]] = []
-        ref_pipe = pipeline_speed(reference_loader(root, args.workers), ref_batches, cpu)
-        lab_pipe = pipeline_speed(labkit_loader(root, cpu), lab_batches, cpu)
+        ref_pipe = pipeline_speed(reference_loader(root, args.workers, args.batch), ref_batches, cpu)
+        lab_pipe = pipeline_speed(labkit_loader(root, cpu, args.batch), lab_batches, cpu)
         ratio = lab_pipe.images_per_s / ref_pipe.images_per_s
         rows.append(("pipeline alone (CPU), images/s", f"{ref_pipe.images_per_s:,.0f}",
                      f"{lab_pipe.images_per_s:,.0f}", f"{ratio:.1f}x"))
 
         ref_train, lab_train = training_speeds(
-            [Trainer(reference_loader(root, args.workers), cpu), Trainer(labkit_loader(root, cpu), cpu)], steps)
+            [Trainer(reference_loader(root, args.workers, args.batch), cpu), Trainer(labkit_loader(root, cpu, args.batch), cpu)], steps)
         train_ratio = lab_train.images_per_s / ref_train.images_per_s
         rows.append(("ResNet-20 training (CPU), images/s", f"{ref_train.images_per_s:,.1f}",
                      f"{lab_train.images_per_s:,.1f}", f"{train_ratio:.2f}x"))
@@ -245,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             gpu = torch.device("cuda")
             gpu_steps = 20 if args.quick else 200
             ref_gpu, ref_gpu_fast, lab_gpu = training_speeds([
-                Trainer(reference_loader(root, args.workers), gpu),
-                Trainer(reference_loader(root, args.workers), gpu, fast_math=True),
-                Trainer(labkit_loader(root, gpu), gpu, fast_math=True),
+                Trainer(reference_loader(root, args.workers, args.batch), gpu),
+                Trainer(reference_loader(root, args.workers, args.batch), gpu, fast_math=True),
+                Trainer(labkit_loader(root, gpu, args.batch), gpu, fast_math=True),
             ], gpu_steps)
             gpu_ratio = lab_gpu.images_per_s / ref_gpu.images_per_s
             name = torch.cuda.get_device_name(gpu)
