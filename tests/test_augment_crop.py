@@ -48,3 +48,23 @@ def test_normalize_does_not_modify_its_input():
     assert torch.equal(x, before)
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     assert torch.allclose(out, (x - mean) / 0.2)
+
+
+def test_cpu_batches_are_made_on_one_thread_and_the_count_is_restored():
+    from labkit.data.tensor_loader import TensorLoader
+
+    seen = []
+
+    def transform(x, generator):
+        seen.append(torch.get_num_threads())
+        return x
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        loader = TensorLoader(torch.zeros(10, 1, 2, 2), batch_size=4, transform=transform)
+        for _ in loader:
+            assert torch.get_num_threads() == 2  # the training step between batches keeps all threads
+        assert seen == [1, 1, 1]
+    finally:
+        torch.set_num_threads(before)
