@@ -8,11 +8,32 @@ rank under DistributedDataParallel. No per-sample Python, no worker processes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
 
 Transform = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+
+
+@contextlib.contextmanager
+def single_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """Run the enclosed torch ops on one CPU thread, then restore the thread count.
+
+    A batch gather and its augmentation are memory-bound and take well under a millisecond on
+    one core; splitting each op across threads gains little, while on a busy machine every
+    parallel op waits for a descheduled helper thread (milliseconds each, measured 20x slower
+    with 2 threads on a loaded 2-core machine). The model's compute keeps all threads.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class TensorLoader:
@@ -103,9 +124,10 @@ class TensorLoader:
             idx = order[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
-            batch = [t[idx] for t in self.tensors]
-            if self.transform is not None:
-                batch[0] = self.transform(batch[0], gen)
+            with single_thread_on_cpu(self.device):
+                batch = [t.index_select(0, idx) for t in self.tensors]  # 10x+ faster than t[idx] on CPU
+                if self.transform is not None:
+                    batch[0] = self.transform(batch[0], gen)
             yield tuple(batch)
 
     def __repr__(self) -> str:
