@@ -43,7 +43,7 @@ def plot_history(
 ) -> Figure:
     """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`."""
     groups = metric_groups(history, keys)
-    fig = figure or Figure(figsize=(4.2 * max(len(groups), 1), 3.2), layout="constrained")
+    fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
     axes = fig.subplots(1, max(len(groups), 1), squeeze=False)[0]
     for ax, (metric, members) in zip(axes, groups.items()):
@@ -76,7 +76,7 @@ def plot_curves(
     ax: Any = None,
 ) -> Figure:
     """Overlay one metric (e.g. 'val_accuracy') of several runs, for comparisons and ablations."""
-    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), layout="constrained")
+    fig = ax.figure if ax is not None else new_figure((6, 3.6))
     ax = ax or fig.subplots()
     for name, history in histories.items():
         ax.plot(history.epoch, history[key], label=name)
@@ -88,6 +88,15 @@ def plot_curves(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def new_figure(figsize: tuple[float, float] = (6, 4)) -> Figure:
+    """A figure that `plt.show()` displays in a notebook; a bare Figure (no pyplot state) elsewhere."""
+    if in_notebook():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize, layout="constrained")
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
@@ -132,14 +141,16 @@ class LivePlot(Callback):
         self.figure: Figure | None = None
         self._handle: Any = None
         self._last = 0.0
+        self._gap = every_seconds
         self.draws = 0
 
     def on_fit_start(self, state: FitState) -> None:
         self._last = 0.0
+        self._gap = self.every_seconds
         self.figure = None
 
     def on_epoch_end(self, state: FitState) -> None:
-        if time.perf_counter() - self._last >= self.every_seconds:
+        if time.perf_counter() - self._last >= self._gap:
             self.draw(state.history)
 
     def on_fit_end(self, state: FitState) -> None:
@@ -149,9 +160,15 @@ class LivePlot(Callback):
                 save_figure(self.figure, self.path)
 
     def draw(self, history: History) -> None:
-        self._last = time.perf_counter()
+        """Redraw now. The next throttled redraw waits `every_seconds`, or 3x this draw's duration when
+        drawing is slower than that (a loaded machine), so drawing takes at most a quarter of the run."""
+        started = time.perf_counter()
+        self._last = started
         if self.image is None and not in_notebook() and self.path is None:
             return
+        if self.figure is None:
+            groups = max(len(metric_groups(history, self.keys)), 1)
+            self.figure = Figure(figsize=(4.2 * groups, 3.2), layout="constrained")
         self.figure = plot_history(history, self.keys, title=self.title, figure=self.figure)
         self.draws += 1
         if self.image is not None:
@@ -164,3 +181,5 @@ class LivePlot(Callback):
                 self._handle = display(picture, display_id=True)
             else:
                 self._handle.update(picture)
+        self._last = time.perf_counter()
+        self._gap = max(self.every_seconds, 3 * (self._last - started))
