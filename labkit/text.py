@@ -25,6 +25,7 @@ from labkit.checkpoint import unwrap
 from labkit.data.wikitext import EOS, UNK, Corpus, Vocabulary
 from labkit.engine import Task
 from labkit.models.language_model import LanguageModel, State, detach_state
+from labkit.plots import new_figure
 
 
 def _language_model(model: nn.Module) -> LanguageModel:
@@ -216,7 +217,7 @@ def plot_receptive_field(
     n_layers: int = 8, context: int = 35, kernel_size: int = 3, figure: Figure | None = None
 ) -> Figure:
     """Reach per layer: causal convolutions (plain and dilated) vs one self-attention layer."""
-    fig = figure or Figure(figsize=(6.4, 3.8), layout="constrained")
+    fig = figure or new_figure((6.4, 3.8))
     ax = fig.subplots()
     layers = list(range(1, n_layers + 1))
     plain = conv_receptive_field(n_layers, kernel_size)
@@ -226,6 +227,7 @@ def plot_receptive_field(
     ax.plot(layers, dilated, "s-", label=f"1-D conv, kernel {kernel_size}, dilation 2^l")
     ax.plot(layers, attention, "^-", label=f"self-attention (window {context})")
     ax.axhline(context, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log", base=2)  # dilated reach doubles per layer: a straight line here
     ax.set_xlabel("layer")
     ax.set_ylabel("words visible to the last position")
     ax.set_title("How far back can each layer see?")
@@ -245,7 +247,7 @@ def plot_attention(
     heads, t, _ = weights.shape
     if t != len(words):
         raise ValueError(f"{len(words)} words for attention over {t} positions")
-    fig = figure or Figure(figsize=(3.6 * heads + 0.6, 3.6), layout="constrained")
+    fig = figure or new_figure((3.6 * heads + 0.6, 3.6))
     axes = fig.subplots(1, heads, squeeze=False)[0]
     for head, ax in enumerate(axes):
         image = ax.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
@@ -259,11 +261,28 @@ def plot_attention(
     return fig
 
 
+def pick_sentence(corpus: Corpus, split: str, min_words: int = 8, max_words: int = 16) -> list[str]:
+    """The first line of `split` with `min_words`..`max_words` words and no heading (`=`) or `<unk>`.
+
+    A short, clean sentence for attention heat-maps and prompts.
+    """
+    words = corpus.vocab.decode(corpus[split])
+    line: list[str] = []
+    for word in words:
+        if word != EOS:
+            line.append(word)
+            continue
+        if min_words <= len(line) <= max_words and "=" not in line and UNK not in line:
+            return line
+        line = []
+    raise ValueError(f"no line of {min_words} to {max_words} words without headings or {UNK} in {split}")
+
+
 def plot_word_frequencies(corpus: Corpus, split: str, top: int = 15, figure: Figure | None = None) -> Figure:
     """Rank-frequency plot on log-log axes (Zipf's law) and the most common words."""
     counts = corpus.counts(split)
     sorted_counts = torch.sort(counts[counts > 0], descending=True).values.double()
-    fig = figure or Figure(figsize=(10, 3.6), layout="constrained")
+    fig = figure or new_figure((10, 3.6))
     left, right = fig.subplots(1, 2)
     ranks = torch.arange(1, sorted_counts.numel() + 1)
     left.loglog(ranks.numpy(), sorted_counts.numpy(), ".", ms=2)

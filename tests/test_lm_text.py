@@ -14,6 +14,7 @@ from labkit.text import (
     conv_receptive_field,
     generate,
     layers_to_reach,
+    pick_sentence,
     plot_attention,
     plot_receptive_field,
     plot_word_frequencies,
@@ -144,3 +145,10 @@ def test_plots_draw(corpus):
         plot_attention(torch.ones(6, 6), words[:5])
     fig = plot_word_frequencies(corpus, "train", top=5)
     assert len(fig.axes) == 2
+
+
+def test_pick_sentence_finds_a_clean_line(corpus):
+    words = pick_sentence(corpus, "valid", min_words=5, max_words=40)
+    assert 5 <= len(words) <= 40 and "=" not in words and EOS not in words and "<unk>" not in words
+    with pytest.raises(ValueError, match="no line"):
+        pick_sentence(corpus, "valid", min_words=1000, max_words=2000)

@@ -128,6 +128,31 @@ def smoke_config(name: str = "modern", **overrides: Any) -> LMConfig:
 # --------------------------------------------------------------------------- data
 
 
+def lab_config(download: bool = True, **overrides: Any) -> tuple[LMConfig, str]:
+    """The notebook's config and a sentence saying which data it uses.
+
+    Smoke size (`LABKIT_SMOKE=1`): the synthetic corpus. Otherwise WikiText-2 where
+    `wikitext.resolve_root()` finds it; when only `valid.txt` and `test.txt` are there (the
+    shared read-only copy) it trains on valid.txt and validates on test.txt, and says so;
+    with no files it downloads them (when `download`).
+    """
+    if labconfig.is_smoke():
+        return smoke_config(**overrides), "smoke size: a tiny synthetic corpus in WikiText's layout"
+    root = wikitext.resolve_root()
+    present = wikitext.available_splits(root)
+    if "train" in present:
+        return recipe("modern", data=str(root), **overrides), f"WikiText-2 from {root}"
+    if {"valid", "test"} <= set(present):
+        cfg = recipe("modern", data=str(root), train_split="valid", val_split="test", test_split=None, **overrides)
+        return cfg, (f"WikiText-2 from {root}, which has no train.txt: training on valid.txt and "
+                     "validating on test.txt (numbers are not comparable with published ones)")
+    if not download:
+        raise wikitext.MissingSplitError(f"no WikiText-2 files in {root}; call lab_config(download=True)")
+    root = wikitext.download_wikitext2()
+    return recipe("modern", data=str(root), **overrides), f"WikiText-2 downloaded to {root}"
+
+
+
 def synthetic_root() -> Path:
     """Where the synthetic corpus lives (`<data_root>/wikitext-2-synthetic`), written on first use."""
     root = labconfig.data_root() / "wikitext-2-synthetic"
