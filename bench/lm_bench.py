@@ -39,13 +39,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import config  # noqa: E402
-from labkit.callbacks import Callback  # noqa: E402
-from labkit.data import wikitext  # noqa: E402
-from labkit.data.wikitext import BpttBatches  # noqa: E402
-from labkit.engine import evaluate, fit  # noqa: E402
-from labkit.experiments import language_model as lab  # noqa: E402
-from labkit.text import LMTask  # noqa: E402
+from labkit import config
+from labkit.callbacks import Callback
+from labkit.data import wikitext
+from labkit.data.wikitext import BpttBatches
+from labkit.engine import evaluate, fit
+from labkit.experiments import language_model as lab
+from labkit.text import LMTask
 
 # --------------------------------------------------------------------------- the reference
 
@@ -160,10 +160,10 @@ class Budget(Callback):
     def left(self) -> float:
         return self.seconds - (time.perf_counter() - self.start)
 
-    def on_fit_start(self, state) -> None:  # noqa: ANN001
+    def on_fit_start(self, state) -> None:
         self.start = time.perf_counter()
 
-    def on_epoch_end(self, state) -> None:  # noqa: ANN001
+    def on_epoch_end(self, state) -> None:
         if self.left <= 0:
             state.stop = True
 
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1111)
     args = parser.parse_args(argv)
     budget = args.budget or (10.0 if args.quick else 120.0)
-    import torch._dynamo  # noqa: F401  - the first optimizer import pulls this in; keep it out of the timings
+    import torch._dynamo
 
     corpus, source = load_data(args.quick)
     ntokens = len(corpus.vocab)

@@ -35,7 +35,6 @@ import dataclasses
 import matplotlib.pyplot as plt
 import torch
 
-from labkit.config import is_smoke
 from labkit.data.wikitext import BpttBatches
 from labkit.device import describe_device, pick_device
 from labkit.experiments import language_model as lab
@@ -177,7 +176,7 @@ panel = TrainingPanel(train, epochs=cfg.epochs, lr=cfg.lr, epoch_choices=(1, 20,
                       title="Lab 05 · Transformer LM on WikiText-2")
 panel.show()
 run = panel.result
-print(run.history.table([k for k in run.history.keys() if k.endswith("perplexity")]))
+print(run.history.table([k for k in run.history.metrics if k.endswith("perplexity")]))
 val_key = "val_perplexity"
 print(f"best validation perplexity {run.history.best(val_key)[1]:.1f}; uniform guessing would be {len(vocab):,}")
 if run.test is not None:

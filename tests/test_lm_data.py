@@ -128,3 +128,48 @@ def test_real_wikitext2_token_counts(shared_datasets):
     assert corpus.most_common("valid", 3)[0] == ("the", 12_639)
     if (root / "train.txt").exists():  # the full release: the example's vocabulary size
         assert len(read_corpus(root).vocab) == wikitext.VOCAB_SIZE
+
+
+def _zip_of(folder, target):
+    import zipfile
+
+    with zipfile.ZipFile(target, "w") as zf:
+        for split in wikitext.SPLITS:
+            zf.write(folder / f"{split}.txt", wikitext.ARCHIVE_MEMBERS[split])
+    return target
+
+
+def test_download_checks_the_archive_and_falls_back_to_single_files(tmp_path, monkeypatch):
+    """The download path offline: a served archive is MD5-checked, extracted and verified."""
+    source = write_synthetic_wikitext(tmp_path / "source")
+    good = _zip_of(source, tmp_path / "good.zip")
+    served = {url: good for url in wikitext.ARCHIVE_URLS}
+    served.update({wikitext.FILE_URL.format(split=s): source / f"{s}.txt" for s in wikitext.SPLITS})
+
+    def fake_fetch(url, target, timeout=60.0):
+        if url not in served:
+            raise OSError(f"offline: {url}")
+        target.write_bytes(served[url].read_bytes())
+
+    monkeypatch.setattr(wikitext, "_fetch", fake_fetch)
+    monkeypatch.setattr(wikitext, "ARCHIVE_MD5", wikitext._md5(good))
+    monkeypatch.setattr(wikitext, "FILE_SHA256", {s: wikitext._sha256(source / f"{s}.txt") for s in ("valid", "test")})
+    lines, tokens = wikitext._count_lines_tokens(source / "train.txt")
+    monkeypatch.setitem(wikitext.NUM_LINES, "train", lines)
+    monkeypatch.setitem(wikitext.NUM_TOKENS, "train", tokens)
+
+    folder = wikitext.download_wikitext2(tmp_path / "a")
+    assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
+    assert not (folder / "wikitext-2-v1.zip").exists()
+
+    # a corrupt archive (wrong MD5) is rejected and the single files are used instead
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    served.update({url: bad for url in wikitext.ARCHIVE_URLS})
+    folder = wikitext.download_wikitext2(tmp_path / "b")
+    assert read_corpus(folder).num_tokens("test") == read_corpus(source).num_tokens("test")
+
+    # nothing reachable: a clear error that says what to do
+    served.clear()
+    with pytest.raises(WikiTextError, match="by hand"):
+        wikitext.download_wikitext2(tmp_path / "c")

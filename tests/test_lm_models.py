@@ -116,7 +116,7 @@ def test_lstm_state_carries_and_detaches():
         second, _ = model.step(tokens[:, 6:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)  # carrying the state = reading on
     assert model.carries_state and not TransformerLM(VOCAB, emsize=16, nhid=16).carries_state
-    loss, state = model.train().loss(tokens, tokens)
+    _, state = model.train().loss(tokens, tokens)
     assert state[0].requires_grad and not any(s.requires_grad for s in detach_state(state))
 
 

@@ -38,7 +38,6 @@ from labkit.data.wikitext import BpttBatches, Corpus, Vocabulary
 from labkit.device import describe_device, pick_device, seed_everything
 from labkit.engine import evaluate, fit
 from labkit.history import History
-from labkit.metrics import perplexity
 from labkit.models.language_model import LanguageModel, build_language_model
 from labkit.tensorboard import TensorBoardLogger
 from labkit.text import LMTask, generate
@@ -85,10 +84,10 @@ class LMConfig:
     tensorboard: bool = True
 
     def model_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = dict(
-            emsize=self.emsize, nhid=self.nhid, nlayers=self.nlayers, dropout=self.dropout,
-            tie_weights=self.tied, adaptive_softmax=self.adaptive, cutoffs=self.cutoffs,
-        )
+        options: dict[str, Any] = {
+            "emsize": self.emsize, "nhid": self.nhid, "nlayers": self.nlayers, "dropout": self.dropout,
+            "tie_weights": self.tied, "adaptive_softmax": self.adaptive, "cutoffs": self.cutoffs,
+        }
         if self.model == "transformer":
             options["nhead"] = self.nhead
         return options
@@ -97,15 +96,15 @@ class LMConfig:
 #: The two recipes; `LMConfig()` is the modern one.
 RECIPES: dict[str, dict[str, Any]] = {
     "modern": {},
-    "example": dict(adaptive=False, tied=False, batch_size=20, optimizer="sgd", lr=20.0,
-                    weight_decay=0.0, schedule="plateau", warmup=0, clip=0.25),
+    "example": {"adaptive": False, "tied": False, "batch_size": 20, "optimizer": "sgd", "lr": 20.0,
+                "weight_decay": 0.0, "schedule": "plateau", "warmup": 0, "clip": 0.25},
 }
 
 #: Seconds-on-CPU sizes for smoke runs, tests and the notebook under LABKIT_SMOKE=1.
-SMOKE: dict[str, Any] = dict(synthetic=True, emsize=64, nhid=64, batch_size=16, bptt=20,
-                             eval_batch_size=8, epochs=3, dropout=0.1)
+SMOKE: dict[str, Any] = {"synthetic": True, "emsize": 64, "nhid": 64, "batch_size": 16, "bptt": 20,
+                         "eval_batch_size": 8, "epochs": 3, "dropout": 0.1}
 #: Smoke-size optimiser settings per recipe (few steps: a higher AdamW lr, a short warm-up).
-SMOKE_RECIPES: dict[str, dict[str, Any]] = {"modern": dict(lr=5e-3, warmup=10), "example": {}}
+SMOKE_RECIPES: dict[str, dict[str, Any]] = {"modern": {"lr": 5e-3, "warmup": 10}, "example": {}}
 
 
 def recipe(name: str = "modern", smoke: bool = False, **overrides: Any) -> LMConfig:
@@ -399,7 +398,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     print(f"device: {describe_device(cfg.device)}")
     print(f"recipe {args.recipe}: train on {cfg.train_split}, validate on {cfg.val_split}, test on {cfg.test_split}")
     run = train_lm(cfg, resume_from=args.resume)
-    print(run.history.table([k for k in run.history.keys() if k.endswith("perplexity")]))
+    print(run.history.table([k for k in run.history.metrics if k.endswith("perplexity")]))
     result = run.summary()
     if run.test is not None:
         print(f"test perplexity ({cfg.test_split}): {run.test['perplexity']:.2f}")
