@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +131,13 @@ def smoke_config(name: str = "modern", **overrides: Any) -> LMConfig:
 def lab_config(download: bool = True, **overrides: Any) -> tuple[LMConfig, str]:
     """The notebook's config and a sentence saying which data it uses.
 
-    Smoke size (`LABKIT_SMOKE=1`): the synthetic corpus. Otherwise WikiText-2 where
+    Smoke size (`LABKIT_SMOKE=1`): the synthetic corpus, output in a temporary folder. Otherwise WikiText-2 where
     `wikitext.resolve_root()` finds it; when only `valid.txt` and `test.txt` are there (the
     shared read-only copy) it trains on valid.txt and validates on test.txt, and says so;
     with no files it downloads them (when `download`).
     """
-    if labconfig.is_smoke():
+    if labconfig.is_smoke():  # test runs: keep their checkpoints and logs out of the checkout
+        overrides.setdefault("out", tempfile.mkdtemp(prefix="labkit-lm-smoke-"))
         return smoke_config(**overrides), "smoke size: a tiny synthetic corpus in WikiText's layout"
     root = wikitext.resolve_root()
     present = wikitext.available_splits(root)
