@@ -110,3 +110,5 @@ def test_smoke_writes_a_sample(tmp_path):
     result = lab.smoke(tmp_path / "smoke")
     assert result["test_perplexity"] < 30
     assert (tmp_path / "smoke" / "sample.txt").read_text().startswith("the")
+    assert (tmp_path / "smoke" / "curves.png").stat().st_size > 0
+    assert (tmp_path / "smoke" / "attention.png").stat().st_size > 0

@@ -40,8 +40,9 @@ from labkit.device import describe_device, pick_device, seed_everything
 from labkit.engine import evaluate, fit
 from labkit.history import History
 from labkit.models.language_model import LanguageModel, build_language_model
+from labkit.plots import plot_history, save_figure
 from labkit.tensorboard import TensorBoardLogger
-from labkit.text import LMTask, generate
+from labkit.text import LMTask, generate, pick_sentence, plot_attention
 
 
 @dataclass
@@ -413,7 +414,13 @@ def smoke(out_dir: str | Path) -> dict[str, Any]:
     cfg = smoke_config(out=str(out_dir))
     run = train_lm(cfg, progress=False)
     sample = generate(run.model, run.vocab, "the", n_words=20, seed=0, context=cfg.bptt)
-    (Path(out_dir) / "sample.txt").write_text(sample.text + "\n")
+    out = Path(out_dir)
+    (out / "sample.txt").write_text(sample.text + "\n")
+    plot_history(run.history, path=out / "curves.png", title="Lab 05 smoke: Transformer LM")
+    corpus = load_corpus(cfg)
+    sentence = pick_sentence(corpus, "valid", 6, 20)
+    weights = run.model.attention_maps(corpus.vocab.encode(sentence)[0].to(next(run.model.parameters()).device))
+    save_figure(plot_attention(weights[0], sentence, title="layer 1"), out / "attention.png")
     return run.summary()
 
 
