@@ -1,0 +1,52 @@
+"""bench/lm_bench.py: the reference is built like the example and both trainers respect the budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from labkit.experiments import language_model as lab
+
+_PATH = Path(__file__).resolve().parent.parent / "bench" / "lm_bench.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("lm_bench", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("lm_bench", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_is_the_examples_transformer_and_causal():
+    bench = _bench()
+    torch.manual_seed(0)
+    model = bench.ReferenceTransformer(100).eval()
+    # nn.Transformer's 2-layer encoder with final norm, embedding, Linear decoder: 524,500 weights
+    assert sum(p.numel() for p in model.parameters()) == 524_500
+    assert model.encoder.layers[0].dropout.p == 0.1 and model.pos_encoder.dropout.p == 0.2
+    tokens = torch.randint(0, 100, (12, 3))  # (time, batch): sequence-first like the example
+    changed = tokens.clone()
+    changed[8] = (changed[8] + 1) % 100
+    with torch.no_grad():
+        out, out2 = model(tokens), model(changed)
+    assert out.shape == (12, 3, 100)
+    torch.testing.assert_close(out[:8], out2[:8])
+    torch.testing.assert_close(out.exp().sum(-1), torch.ones(12, 3))
+
+
+def test_both_trainers_stop_at_the_budget():
+    bench = _bench()
+    ids = torch.randint(0, 50, (20_000,))
+    ref = bench.train_reference(ids, 50, budget=0.5, seed=0)
+    assert ref["batches"] >= 1 and ref["tokens"] == ref["batches"] * 20 * 35
+    assert ref["seconds"] < 0.5 + 2.0
+    cfg = lab.recipe("modern", emsize=16, nhid=16, batch_size=8, warmup=2)
+    ours = bench.train_labkit(ids, 50, 0.5, cfg)
+    assert ours["batches"] >= 1 and ours["seconds"] < 0.5 + 2.0
+    assert ours["tokens"] > 0 and ours["history"].epoch[-1] >= 1
+    ppl = bench.evaluate_reference(ref["model"], ids[:2000], 50)
+    assert 1 < ppl < 1e6
