@@ -1,0 +1,88 @@
+"""Callbacks: small objects the engine calls at the start, after each epoch, and at the end.
+
+`FitState` is what they see. `EarlyStopping` derives its state from the History,
+so a resumed run stops exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from labkit.history import History, metric_mode
+
+
+@dataclass
+class FitState:
+    """The run as callbacks see it. Setting `stop = True` ends training after this epoch."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    scheduler: Any
+    history: History
+    epoch: int
+    epochs: int
+    monitor: str
+    config: dict[str, Any] = field(default_factory=dict)
+    device: torch.device | None = None
+    is_main: bool = True
+    stop: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback:
+    """Override what you need; every hook receives the FitState."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        pass
+
+    def on_epoch_end(self, state: FitState) -> None:
+        pass
+
+    def on_fit_end(self, state: FitState) -> None:
+        pass
+
+
+@dataclass
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs.
+
+    `monitor` defaults to the run's monitored metric (val_loss when there is a
+    validation set). Mode is 'min' for losses/perplexity, 'max' otherwise.
+    """
+
+    monitor: str | None = None
+    patience: int = 3
+    mode: str | None = None
+    min_delta: float = 0.0
+
+    def epochs_without_improvement(self, history: History, key: str) -> int:
+        mode = self.mode or metric_mode(key)
+        best = math.inf if mode == "min" else -math.inf
+        waited = 0
+        for value in history[key]:
+            better = value < best - self.min_delta if mode == "min" else value > best + self.min_delta
+            if math.isfinite(value) and better:
+                best, waited = value, 0
+            else:
+                waited += 1
+        return waited
+
+    def on_epoch_end(self, state: FitState) -> None:
+        key = self.monitor or state.monitor
+        if key not in state.history:
+            raise KeyError(
+                f"EarlyStopping monitors {key!r} but the run records {state.history.keys()}: "
+                "pass eval_data to fit() or monitor a train metric."
+            )
+        waited = self.epochs_without_improvement(state.history, key)
+        if waited >= self.patience:
+            best_epoch, best_value = state.history.best(key, self.mode)
+            state.stop = True
+            state.history.stop_reason = (
+                f"early stopping at epoch {state.epoch}: {key} has not improved for {waited} epochs "
+                f"(best {best_value:.4g} at epoch {best_epoch})"
+            )

@@ -1,0 +1,302 @@
+"""The one checkpoint format: plain types and tensors, written atomically, read with weights_only=True.
+
+A checkpoint holds the model, optimizer, scheduler (and AMP scaler) states, the
+epoch, the History, every RNG state and the run's config. Saving writes a temp
+file in the same folder, fsyncs it and renames it over the target, so a crash
+mid-save leaves the previous checkpoint intact. Loading names the problem
+(missing file, truncated file, another model's weights) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+import torch
+
+from labkit.callbacks import Callback, FitState
+from labkit.device import rng_state, set_rng_state
+from labkit.history import History, metric_mode
+
+FORMAT = "labkit.checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message says why and what to do."""
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def to_plain(value: Any) -> Any:
+    """Convert config values to types `weights_only` loading accepts (paths -> str, numpy -> python)."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return to_plain(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):  # numpy arrays
+        return value.tolist()
+    if isinstance(value, torch.device | torch.dtype):
+        return str(value)
+    return repr(value)
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` returns."""
+
+    path: Path
+    epoch: int
+    history: History
+    config: dict[str, Any] = field(default_factory=dict)
+    model_class: str = ""
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return self.payload["model"]
+
+
+def build_payload(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    epoch: int = 0,
+    history: History | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dictionary (plain types and tensors only)."""
+    inner = unwrap(model)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_class": type(inner).__name__,
+        "model": inner.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": to_plain(scheduler.state_dict()) if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "epoch": int(epoch),
+        "history": (history or History()).to_dict(),
+        "rng": rng_state(),
+        "config": to_plain(dict(config or {})),
+        "torch_version": torch.__version__,
+        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_atomic(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then os.replace over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(dict(payload), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, **state: Any) -> Path:
+    """Save model/optimizer/scheduler/epoch/history/config atomically; see `build_payload`."""
+    return write_atomic(build_payload(**state), path)
+
+
+def _read(path: Path, map_location: Any) -> dict[str, Any]:
+    if not path.exists():
+        nearby = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        hint = f" Checkpoints in {path.parent}: {', '.join(nearby)}." if nearby else (
+            " Runs write checkpoints as <run>/checkpoints/last.pt, best.pt and epoch_NNN.pt.")
+        raise CheckpointError(f"No checkpoint at {path}.{hint}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass a checkpoint file inside it (e.g. {path / 'last.pt'}).")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower() or "weights_only" in str(err):
+            raise CheckpointError(
+                f"{path} holds Python objects that labkit will not unpickle (it loads with "
+                "weights_only=True so a checkpoint cannot run code). Re-save it with labkit's "
+                "save_checkpoint, or if you trust its source load it yourself with weights_only=False."
+            ) from err
+        raise _corrupt(path, err) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise _corrupt(path, err) from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dictionary.")
+    if data.get("format") != FORMAT:
+        if data and all(isinstance(v, torch.Tensor) for v in data.values()):
+            # a bare state_dict saved with torch.save(model.state_dict(), path): accept it
+            return {"format": FORMAT, "version": VERSION, "model": data, "epoch": 0,
+                    "model_class": "", "history": {}, "config": {}}
+        raise CheckpointError(
+            f"{path} is not a labkit checkpoint (no '{FORMAT}' marker; keys: {sorted(data)[:8]})."
+        )
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer labkit (format v{data['version']}); upgrade labkit.")
+    return data
+
+
+def _corrupt(path: Path, err: BaseException) -> CheckpointError:
+    size = path.stat().st_size if path.exists() else 0
+    return CheckpointError(
+        f"{path} ({size} bytes) is truncated or corrupt and cannot be read ({type(err).__name__}: "
+        f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}). It was probably cut off while "
+        "being written or copied: use another checkpoint of the run (best.pt, epoch_NNN.pt) or train again."
+    )
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint",
+                     saved_class: str = "") -> None:
+    """load_state_dict with an error that names missing, unexpected and mis-shaped keys."""
+    target = unwrap(model)
+    state = _strip_prefix(_strip_prefix(state, "module."), "_orig_mod.")
+    own = target.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:6])}"
+                         f"{' ...' if len(unexpected) > 6 else ''}")
+        if shapes:
+            parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes[:4])}{' ...' if len(shapes) > 4 else ''}")
+        saved = f" was saved from {saved_class} and" if saved_class else ""
+        raise CheckpointError(
+            f"The {source}{saved} does not match {type(target).__name__}: " + "; ".join(parts)
+            + ". Build the same architecture (and options, e.g. num_classes) the checkpoint was trained with."
+        )
+    target.load_state_dict(state)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    *,
+    scaler: Any = None,
+    map_location: Any = "cpu",
+    restore_rng: bool = False,
+) -> Checkpoint:
+    """Read a checkpoint (weights_only=True) and load it into whatever objects are given."""
+    path = Path(path)
+    data = _read(path, map_location)
+    if model is not None:
+        load_model_state(model, data["model"], source=f"checkpoint {path}", saved_class=data.get("model_class", ""))
+    if optimizer is not None:
+        if data.get("optimizer") is None:
+            raise CheckpointError(f"{path} has no optimizer state, so training cannot resume exactly from it.")
+        try:
+            optimizer.load_state_dict(data["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"The optimizer state in {path} does not fit this optimizer: {err}") from err
+    if scheduler is not None and data.get("scheduler") is not None:
+        scheduler.load_state_dict(data["scheduler"])
+    if scaler is not None and data.get("scaler") is not None:
+        scaler.load_state_dict(data["scaler"])
+    if restore_rng and data.get("rng"):
+        set_rng_state(data["rng"])
+    return Checkpoint(
+        path=path,
+        epoch=int(data.get("epoch", 0)),
+        history=History.from_dict(data.get("history") or {}),
+        config=dict(data.get("config") or {}),
+        model_class=str(data.get("model_class", "")),
+        payload=data,
+    )
+
+
+@dataclass
+class CheckpointPolicy(Callback):
+    """Which checkpoints a run keeps, in `directory`:
+
+    * `last.pt` every `every` epochs (0: never),
+    * `epoch_NNN.pt` at each epoch in `at_epochs` (e.g. (5, 10) to compare them later),
+    * `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise).
+    """
+
+    directory: str | os.PathLike
+    every: int = 1
+    at_epochs: Sequence[int] = ()
+    best: bool = True
+    monitor: str | None = None
+    mode: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if not state.is_main:
+            return
+        epoch = state.epoch
+        targets: list[Path] = []
+        if self.every and epoch % self.every == 0:
+            targets.append(self.path / "last.pt")
+        if epoch in set(self.at_epochs):
+            targets.append(self.path / f"epoch_{epoch:03d}.pt")
+        if self.best:
+            key = self.monitor or state.monitor
+            try:
+                best_epoch, _ = state.history.best(key, self.mode or metric_mode(key))
+            except (KeyError, ValueError):
+                best_epoch = -1
+            if best_epoch == epoch:
+                targets.append(self.path / "best.pt")
+        if not targets:
+            return
+        payload = build_payload(
+            model=state.model, optimizer=state.optimizer, scheduler=state.scheduler,
+            scaler=state.extra.get("scaler"), epoch=epoch, history=state.history, config=state.config,
+        )
+        for target in targets:
+            write_atomic(payload, target)

@@ -1,0 +1,119 @@
+"""Device choice, seeding and RNG state: the one place that knows about hardware.
+
+`pick_device()` is what every lab calls; `rng_state()`/`set_rng_state()` capture all
+random-number generators as plain types, so checkpoints load with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+_KNOWN = ("cuda", "mps", "cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def pick_device(preference: str | torch.device | None = None) -> torch.device:
+    """The device to train on: the argument, else `LABKIT_DEVICE`, else cuda > mps > cpu.
+
+    Raises a clear error when an explicitly requested device is not available.
+    """
+    if preference is None:
+        preference = os.environ.get("LABKIT_DEVICE") or None
+    if preference is not None:
+        device = torch.device(preference)
+        if device.type not in _KNOWN:
+            raise ValueError(f"Unknown device {str(device)!r}: use one of {', '.join(_KNOWN)}.")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"Device {str(device)!r} was requested but CUDA is not available here "
+                "(no NVIDIA GPU, or a CPU-only PyTorch build). Use 'cpu' or unset LABKIT_DEVICE."
+            )
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"Device {str(device)!r} was requested but only {torch.cuda.device_count()} GPU(s) exist."
+            )
+        if device.type == "mps" and not _mps_available():
+            raise RuntimeError("Device 'mps' was requested but Apple's MPS backend is not available here.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: str | torch.device | None = None) -> str:
+    """A one-line description for notebook headers, e.g. 'cuda:0 (NVIDIA H100, 80 GB) · torch 2.4'."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        what = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
+        count = torch.cuda.device_count()
+        if count > 1:
+            what += f", {count} GPUs visible"
+        name = f"cuda:{index}"
+    elif device.type == "mps":
+        name, what = "mps", f"Apple GPU, {platform.machine()}"
+    else:
+        name, what = "cpu", f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{name} ({what}) · torch {torch.__version__}"
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices). `deterministic=True` also asks for
+    deterministic kernels (slower on GPU; needed for bit-exact GPU reruns)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG's state as plain Python types and tensors (safe for weights_only loading)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": int(version), "internal": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state()` captured (missing parts are left alone)."""
+    if "python" in state:
+        py = state["python"]
+        random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    if "numpy" in state:
+        nps = state["numpy"]
+        keys = nps["keys"].numpy().astype(np.uint32)
+        np.random.set_state((nps["kind"], keys, nps["pos"], nps["has_gauss"], nps["cached"]))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)

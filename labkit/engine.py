@@ -1,0 +1,360 @@
+"""The one training loop every lab uses: `fit()` and `evaluate()`.
+
+A `Task` turns one batch into `(loss, outputs, targets)`; everything else —
+devices, AMP, channels_last, gradient clipping, schedulers, metrics, early
+stopping, checkpoints, resume, TensorBoard, progress bars, distributed
+all-reduce — is handled here once. Losses and metric sums stay on the device
+and the host syncs once per epoch, so tiny steps cost almost nothing extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from labkit import config as _config
+from labkit.callbacks import Callback, EarlyStopping, FitState
+from labkit.checkpoint import CheckpointPolicy, load_checkpoint
+from labkit.device import pick_device
+from labkit.history import History
+from labkit.metrics import Metric, metric_from_name
+
+Batch = Any
+
+
+class Task:
+    """How one batch becomes a loss. Subclass it for new kinds of training (e.g. language models)."""
+
+    def start(self, model: nn.Module, training: bool) -> None:
+        """Called before each training epoch and each evaluation pass (e.g. to reset hidden state)."""
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        raise NotImplementedError
+
+
+class SupervisedTask(Task):
+    """`(inputs, targets)` batches; `loss_fn(model(inputs), targets)`."""
+
+    def __init__(self, loss_fn: nn.Module | None = None) -> None:
+        self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, targets = batch
+        outputs = model(inputs)
+        return self.loss_fn(outputs, targets), outputs, targets
+
+
+def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -> Batch:
+    """Move tensors in a (nested) batch to `device`; 4-D float inputs optionally to channels_last."""
+    if isinstance(batch, torch.Tensor):
+        if batch.device != device:
+            batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.dim() == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device, channels_last) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    return batch
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _is_main() -> bool:
+    return not _distributed() or torch.distributed.get_rank() == 0
+
+
+def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
+    """The autocast context for this device (AMP is used on CUDA only) and its dtype."""
+    if not amp or device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+class _Sums:
+    """Per-epoch loss and metric sums kept on the device (one in-place add per value per step)."""
+
+    def __init__(self, metrics: Sequence[Metric], device: torch.device) -> None:
+        self.metrics = [m for m in metrics if not m.from_loss]
+        self.derived = [m for m in metrics if m.from_loss]
+        self.loss = torch.zeros((), device=device, dtype=torch.float64)
+        self.scores = [torch.zeros((), device=device, dtype=torch.float64) for _ in self.metrics]
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, outputs: torch.Tensor | None, targets: torch.Tensor) -> None:
+        n = targets.numel()
+        self.count += n
+        self.loss.add_(loss.detach(), alpha=n)
+        if outputs is not None:
+            for total, metric in zip(self.scores, self.metrics):
+                total.add_(metric.batch_sum(outputs.detach(), targets))
+
+    def result(self) -> dict[str, float]:
+        """Means over all items (all-reduced across processes under torch.distributed)."""
+        if _distributed():
+            packed = torch.stack([self.loss, *self.scores,
+                                  torch.tensor(float(self.count), dtype=torch.float64, device=self.loss.device)])
+            torch.distributed.all_reduce(packed)
+            *host, count = packed.tolist()
+        else:
+            host = [self.loss.item(), *(s.item() for s in self.scores)]
+            count = float(self.count)
+        n = max(count, 1.0)
+        out = {"loss": host[0] / n}
+        for value, metric in zip(host[1:], self.metrics):
+            out[metric.name] = value / n
+        for metric in self.derived:
+            out[metric.name] = metric.derive(out["loss"])
+        return out
+
+
+def _as_task(task: Task | None, loss_fn: nn.Module | None) -> Task:
+    if task is not None and loss_fn is not None:
+        raise ValueError("Pass either task= or loss_fn= to fit()/evaluate(), not both.")
+    return task if task is not None else SupervisedTask(loss_fn)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Batch],
+    *,
+    task: Task | None = None,
+    loss_fn: nn.Module | None = None,
+    metrics: Sequence[str | Metric] = ("accuracy",),
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91})."""
+    device = pick_device(device) if device is not None else _model_device(model)
+    task = _as_task(task, loss_fn)
+    sums = _Sums([metric_from_name(m) for m in metrics], device)
+    was_training = model.training
+    model.eval()
+    task.start(model, False)
+    autocast, _ = _autocast(device, amp)
+    try:
+        for batch in data:
+            batch = to_device(batch, device, channels_last and device.type == "cuda")
+            with autocast:
+                loss, outputs, targets = task(model, batch)
+            sums.add(loss.float(), None if outputs is None else outputs.float(), targets)
+    finally:
+        model.train(was_training)
+    if sums.count == 0 and not _distributed():
+        raise ValueError("evaluate() got no batches: the data loader is empty (check the split and batch size).")
+    return sums.result()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _set_epoch(data: Any, epoch: int) -> None:
+    """Reshuffle per epoch: TensorLoader.set_epoch, or a DataLoader's DistributedSampler."""
+    for obj in (data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+            return
+
+
+def _eval_sets(eval_data: Any) -> dict[str, Iterable[Batch]]:
+    if eval_data is None:
+        return {}
+    if isinstance(eval_data, Mapping):
+        return dict(eval_data)
+    return {"val": eval_data}
+
+
+def _current_lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def _progress(enabled: bool | None) -> bool:
+    return (_config.progress_enabled() if enabled is None else enabled) and _is_main()
+
+
+def divergence_message(epoch: int, loss: float, lr: float) -> str:
+    return (
+        f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate "
+        f"{lr:g}. The steps overshoot the minimum and grow each epoch. Lower the learning rate "
+        f"(try {lr / 10:g}), or clip gradients with grad_clip=1.0."
+    )
+
+
+def fit(
+    model: nn.Module,
+    train_data: Iterable[Batch],
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module | None = None,
+    task: Task | None = None,
+    eval_data: Iterable[Batch] | Mapping[str, Iterable[Batch]] | None = None,
+    metrics: Sequence[str | Metric] = (),
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    device: str | torch.device | None = None,
+    grad_clip: float | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    early_stopping: EarlyStopping | None = None,
+    checkpoints: CheckpointPolicy | None = None,
+    callbacks: Sequence[Callback] = (),
+    tensorboard: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = None,
+    history: History | None = None,
+    monitor: str | None = None,
+    progress: bool | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> History:
+    """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
+
+    * `eval_data`: a loader (recorded as `val_*`) or a mapping such as {"val": ..., "test": ...},
+      evaluated after every epoch with the same `metrics`.
+    * `scheduler_interval`: "epoch" (step after each epoch) or "step" (after each optimizer step);
+      a ReduceLROnPlateau scheduler is stepped with the monitored value.
+    * `monitor`: the metric for ReduceLROnPlateau, best checkpoints and early stopping
+      (default `val_loss`, or `train_loss` without eval data).
+    * `amp` / `channels_last`: used on CUDA only (bf16 autocast where supported, else fp16 + GradScaler).
+    * `resume_from`: a checkpoint path; restores model, optimizer, scheduler, History and RNG states,
+      then continues until `epochs` — the result equals an uninterrupted run.
+    * A non-finite training loss stops the run with `history.diverged = True` and a message in
+      `history.stop_reason` naming the learning rate; nothing is raised.
+    """
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
+    device = pick_device(device)
+    use_channels_last = channels_last and device.type == "cuda"
+    model.to(device)
+    if use_channels_last:
+        model.to(memory_format=torch.channels_last)
+    task = _as_task(task, loss_fn)
+    metric_objs = [metric_from_name(m) for m in metrics]
+    eval_sets = _eval_sets(eval_data)
+    monitor = monitor or ("val_loss" if "val" in eval_sets else
+                          f"{next(iter(eval_sets))}_loss" if eval_sets else "train_loss")
+    autocast, amp_dtype = _autocast(device, amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if plateau and scheduler_interval == "step":
+        raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
+
+    history = history if history is not None else History()
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=scaler,
+                               map_location=device, restore_rng=True)
+        history = ckpt.history
+        start_epoch = ckpt.epoch
+    else:
+        start_epoch = history.epoch[-1] if len(history) else 0
+
+    all_callbacks: list[Callback] = list(callbacks)
+    if tensorboard is not None and _is_main():
+        from labkit.tensorboard import TensorBoardLogger
+
+        all_callbacks.append(TensorBoardLogger(tensorboard, hparams=dict(config or {})))
+    if checkpoints is not None:
+        all_callbacks.append(checkpoints)
+    if early_stopping is not None:
+        all_callbacks.append(early_stopping)
+
+    state = FitState(model=model, optimizer=optimizer, scheduler=scheduler, history=history,
+                     epoch=start_epoch, epochs=epochs, monitor=monitor, config=dict(config or {}),
+                     device=device, is_main=_is_main(), extra={"scaler": scaler})
+    for cb in all_callbacks:
+        cb.on_fit_start(state)
+
+    show = _progress(progress)
+    epoch_bar = _bar(range(start_epoch + 1, epochs + 1), show, desc="epochs", unit="epoch",
+                     total=max(epochs - start_epoch, 0))
+    n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
+    step_bars = show and (n_batches is None or n_batches >= 10)
+    try:
+        for epoch in epoch_bar:
+            state.epoch = epoch
+            started = time.perf_counter()
+            lr = _current_lr(optimizer)
+            _set_epoch(train_data, epoch)
+            model.train()
+            task.start(model, True)
+            sums = _Sums(metric_objs, device)
+            batches = _bar(train_data, step_bars, desc=f"epoch {epoch}", unit="batch",
+                           total=n_batches, leave=False) if step_bars else train_data
+            for batch in batches:
+                batch = to_device(batch, device, use_channels_last)
+                with autocast:
+                    loss, outputs, targets = task(model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None and scheduler_interval == "step":
+                    scheduler.step()
+                sums.add(loss, outputs, targets)
+            if sums.count == 0:
+                raise ValueError("The training loader yielded no batches: check the split and batch size "
+                                 "(drop_last with a batch larger than the dataset gives none).")
+            values = {f"train_{k}": v for k, v in sums.result().items()}
+            if not math.isfinite(values["train_loss"]):
+                history.append(epoch, lr, time.perf_counter() - started, values)
+                history.diverged = True
+                history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
+                if _is_main():
+                    print(f"⚠ {history.stop_reason}", flush=True)
+                break
+            for name, loader in eval_sets.items():
+                result = evaluate(model, loader, task=task, metrics=metric_objs, device=device,
+                                  amp=amp, channels_last=channels_last)
+                values.update({f"{name}_{k}": v for k, v in result.items()})
+            if scheduler is not None and scheduler_interval == "epoch":
+                if plateau:
+                    if monitor not in values:
+                        raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
+                    scheduler.step(values[monitor])
+                else:
+                    scheduler.step()
+            history.append(epoch, lr, time.perf_counter() - started, values)
+            for cb in all_callbacks:
+                cb.on_epoch_end(state)
+            if show and hasattr(epoch_bar, "set_postfix"):
+                epoch_bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
+                                       for k, v in values.items() if k in ("train_loss", monitor)},
+                                      refresh=False)
+            if state.stop:
+                if _is_main() and history.stop_reason:
+                    print(history.stop_reason, flush=True)
+                break
+    finally:
+        if hasattr(epoch_bar, "close"):
+            epoch_bar.close()
+        for cb in all_callbacks:
+            cb.on_fit_end(state)
+    return history
+
+
+def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm.auto bar (a widget in Jupyter, text in a terminal) or the bare iterable."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=False, mininterval=0.5, dynamic_ncols=True, **kwargs)

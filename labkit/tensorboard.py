@@ -1,0 +1,88 @@
+"""TensorBoard logging behind one option: `fit(..., tensorboard="runs/x/tb")`.
+
+Scalars are grouped so train/val/test of one metric share a chart (`loss/train`,
+`loss/val`), the learning rate is logged, and hparams are written at the end.
+Graph export never crashes a lab: models `add_graph` cannot trace get a text
+summary instead, with a message that says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from labkit.callbacks import Callback, FitState
+
+
+def scalar_tag(key: str) -> str:
+    """'val_accuracy' -> 'accuracy/val' (one chart per metric, one line per split)."""
+    split, _, metric = key.partition("_")
+    return f"{metric}/{split}" if metric else key
+
+
+def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> bool:
+    """Write the model graph; if tracing fails, write a text summary and say why. Returns True for a graph."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            writer.add_graph(model, example, use_strict_trace=False)
+        writer.flush()
+        return True
+    except Exception as err:  # tracing can fail in many ways (control flow, dict outputs, ...)
+        writer.add_text("model/summary", "```\n" + str(model) + "\n```")
+        print(f"TensorBoard could not trace {type(model).__name__} for the graph tab "
+              f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
+              "wrote a text summary under TEXT instead.")
+        return False
+    finally:
+        model.train(was_training)
+
+
+def _hparam_value(value: Any) -> int | float | str | bool | None:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if value is None:
+        return None
+    return str(value)
+
+
+class TensorBoardLogger(Callback):
+    """Log each epoch's History values and lr; write hparams with the final metrics at the end."""
+
+    def __init__(self, log_dir: str | os.PathLike, hparams: Mapping[str, Any] | None = None,
+                 graph_input: Any = None) -> None:
+        self.log_dir = Path(log_dir)
+        self.hparams = dict(hparams or {})
+        self.graph_input = graph_input
+        self.writer: Any = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        print(f"TensorBoard logs: {self.log_dir}  (view: tensorboard --logdir {self.log_dir.parent})")
+        if self.graph_input is not None:
+            add_graph_or_summary(self.writer, state.model, self.graph_input)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        history, epoch = state.history, state.epoch
+        for key in history.keys():
+            value = history[key][-1]
+            self.writer.add_scalar(scalar_tag(key), value, epoch)
+        self.writer.add_scalar("lr", history.lr[-1], epoch)
+        self.writer.add_scalar("seconds_per_epoch", history.seconds[-1], epoch)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.writer is None:
+            return
+        history = state.history
+        if self.hparams and len(history):
+            params = {k: v for k, v in ((k, _hparam_value(v)) for k, v in self.hparams.items()) if v is not None}
+            final = {f"hparam/{k}": history[k][-1] for k in history.keys()}
+            self.writer.add_hparams(params, final, run_name=".")
+        self.writer.close()
