@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -31,7 +32,9 @@ import torch
 from PIL import Image
 
 from labkit import config
+from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from labkit.data.image_cache import cached_images
+from labkit.data.tensor_loader import TensorLoader
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -226,6 +229,67 @@ def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:
             seen[t] = seen.get(t, 0) + 1
             keep.append(i)
     return torch.tensor(keep, dtype=torch.int64)
+
+
+# --------------------------------------------------------------------------- tensor-resident loaders
+
+
+def train_transform(padding: int = 4) -> Compose:
+    """Batched augmentation on uint8 batches: random crop with `padding`, flip, then normalise."""
+    return Compose([RandomCrop(padding), RandomHorizontalFlip(), ToFloat(), Normalize(MEAN, STD)])
+
+
+def eval_transform() -> Compose:
+    """Evaluation batches: only scaling and normalisation."""
+    return Compose([ToFloat(), Normalize(MEAN, STD)])
+
+
+@dataclass
+class TinyImageNetData:
+    """Loaders and what the lab needs beside them (class names, val file names and pixels)."""
+
+    train: TensorLoader
+    val: TensorLoader
+    classes: list[str]
+    class_names: list[str]
+    val_files: list[str]
+    val_images: torch.Tensor  # uint8 (N, 3, 64, 64), the val set in loader order
+    root: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def tiny_imagenet_loaders(root: str | Path | None = None, *, batch_size: int = 128,
+                          eval_batch_size: int | None = None, device: str | torch.device | None = "cpu",
+                          augment: bool = True, padding: int = 4, seed: int = 0,
+                          train_per_class: int | None = None, val_per_class: int | None = None,
+                          rank: int = 0, world_size: int = 1, verbose: bool = True) -> TinyImageNetData:
+    """Train and val `TensorLoader`s over the cached uint8 tensors, resident on `device`.
+
+    Train batches are shuffled per epoch and augmented as whole batches (`train_transform`);
+    val batches keep file order. `train_per_class` / `val_per_class` keep only the first N
+    images of each class (quick runs). `rank`/`world_size` shard both splits for DDP.
+    """
+    train_set, val_set = TinyImageNet(root, "train"), TinyImageNet(root, "val")
+    train_x, train_y = train_set.tensors(verbose=verbose)
+    val_x, val_y = val_set.tensors(verbose=verbose)
+    val_files = [Path(path).name for path, _ in val_set.samples]
+    if train_per_class is not None:
+        keep = subset_per_class(train_y, train_per_class)
+        train_x, train_y = train_x[keep], train_y[keep]
+    if val_per_class is not None:
+        keep = subset_per_class(val_y, val_per_class)
+        val_x, val_y = val_x[keep], val_y[keep]
+        val_files = [val_files[i] for i in keep.tolist()]
+    shard = {"rank": rank, "world_size": world_size, "device": device}
+    train = TensorLoader(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed,
+                         transform=train_transform(padding) if augment else eval_transform(), **shard)
+    val = TensorLoader(val_x, val_y, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
+                       transform=eval_transform(), **shard)
+    return TinyImageNetData(train, val, train_set.classes, train_set.class_names, val_files,
+                            val_x, train_set.root)
 
 
 # --------------------------------------------------------------------------- ImageFolder path
