@@ -377,7 +377,7 @@ def write_synthetic_tiny_imagenet(root: str | Path, n_classes: int = 5, n_train_
     rng = np.random.default_rng(seed)
     folder = Path(root) / FOLDER
     wnids = [f"n{int(v):08d}" for v in rng.choice(10_000_000, size=n_classes, replace=False) + 1_000_000]
-    names = [f"synthetic class {i} ({w})" for i, w in enumerate(wnids)]
+    names = [f"synthetic class {i}" for i in range(n_classes)]
     colours = rng.uniform(40, 215, size=(n_classes, 3))
     frequencies = rng.uniform(1.0, 6.0, size=n_classes)
     vertical = rng.random(n_classes) < 0.5
