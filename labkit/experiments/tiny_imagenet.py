@@ -81,16 +81,28 @@ def smoke_data_root() -> Path:
     return base / tiny.FOLDER
 
 
+def find_root(root: str | Path | None = None, *, smoke: bool | None = None) -> Path:
+    """The data set a run uses: `root` if given; at smoke size the synthetic one; else
+    `$LABKIT_DATA/tiny-imagenet-200`, else the read-only `../shared/datasets/tiny-imagenet-200`."""
+    if root is not None:
+        return tiny.resolve_root(root)
+    if sizes(smoke).synthetic:
+        return smoke_data_root()
+    own = config.data_root() / tiny.FOLDER
+    shared = config.shared_datasets()
+    if not own.exists() and shared is not None and (shared / tiny.FOLDER / "wnids.txt").is_file():
+        return shared / tiny.FOLDER
+    return tiny.resolve_root(own)
+
+
 def load_data(root: str | Path | None = None, *, smoke: bool | None = None, batch_size: int | None = None,
               device: str | torch.device | None = "cpu", seed: int = 0, train_per_class: int | None = None,
               val_per_class: int | None = None, rank: int = 0, world_size: int = 1,
               verbose: bool = True) -> TinyImageNetData:
     """Train/val loaders over the decoded-once cache. Smoke size uses synthetic data unless `root` is given."""
     size = sizes(smoke)
-    if root is None and size.synthetic:
-        root = smoke_data_root()
     return tiny.tiny_imagenet_loaders(
-        root, batch_size=batch_size or size.batch_size, device=device, seed=seed,
+        find_root(root, smoke=smoke), batch_size=batch_size or size.batch_size, device=device, seed=seed,
         train_per_class=train_per_class, val_per_class=val_per_class, rank=rank, world_size=world_size,
         verbose=verbose)
 
