@@ -39,11 +39,11 @@ _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
     sys.path.insert(0, str(_REPO))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from labkit import config  # noqa: E402
-from labkit.data import tiny_imagenet as tiny  # noqa: E402
+from labkit import config
+from labkit.data import tiny_imagenet as tiny
 
 #: the label-mapping check: model and recipe, and its limits
 CHECK = {"arch": "resnet10", "width": 32, "epochs": 4, "lr": 0.2, "schedule": "onecycle", "batch_size": 128}
@@ -271,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             result = label_mapping_check(root, tmp / "check")
             val_top5 = f"{100 * result['val_top5']:.2f}"
             verdict = "PASS" if result["val_top5"] >= CHECK_TARGET and result["seconds"] <= CHECK_SECONDS else "FAIL"
-            rows.append((f"real-subset check: {CHECK['arch']} width {CHECK['width']}, val top-5 ({verdict}, "
-                         f">= {100 * CHECK_TARGET:.1f} %)", "", f"{val_top5} %",
-                         f"top-1 {100 * result['val_accuracy']:.2f} %, {result['epochs']} epochs, "
-                         f"{result['seconds']:.0f} s incl. {result['prepare_seconds']:.0f} s data"))
+            label = (f"real-subset check: {CHECK['arch']} width {CHECK['width']}, val top-5 ({verdict}, "
+                     f">= {100 * CHECK_TARGET:.1f} %)")
+            detail = (f"top-1 {100 * result['val_accuracy']:.2f} %, {result['epochs']} epochs, "
+                      f"{result['seconds']:.0f} s incl. {result['prepare_seconds']:.0f} s data")
+            rows.append((label, "", f"{val_top5} %", detail))
             if result["stop_reason"]:
                 print(f"  note: {result['stop_reason']}")
             print("  same from the CLI: labkit run tiny-imagenet --data " + str(root) + " --arch resnet10 "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 from torch import nn
 from torchvision.models import resnet18 as torchvision_resnet18
 
@@ -124,7 +125,7 @@ course_model = torchvision_resnet18()  # 1000 ImageNet classes
 print("ImageNet head:", course_model.fc, f"· {sum(p.numel() for p in course_model.parameters()):,} parameters")
 course_model.fc = nn.Linear(course_model.fc.in_features, 200)  # the 200-way head for Tiny-ImageNet
 table = layer_table(course_model, (3, 64, 64), max_depth=1)
-table
+display(table)
 
 # %%
 assert table.row("conv1").output_shape == (64, 32, 32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 from pathlib import Path
@@ -69,7 +68,7 @@ def test_read_only_copy_works_and_stays_untouched(synthetic, tmp_path, monkeypat
     before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "data"))
     try:
-        images, targets = TinyImageNet(copy, "val").tensors(verbose=False)
+        images, _ = TinyImageNet(copy, "val").tensors(verbose=False)
         assert images.shape == (12, 3, 64, 64) and images.dtype == torch.uint8
         out = build_val_imagefolder(copy, tmp_path / "val_folder")
         train, val = imagefolder_datasets(copy, out)
@@ -145,7 +144,7 @@ def test_cache_refuses_to_live_inside_the_dataset(synthetic):
 def test_val_imagefolder_is_idempotent_and_matches_annotations(synthetic, tmp_path):
     out = build_val_imagefolder(synthetic, tmp_path / "val")
     listing = sorted(p.relative_to(out) for p in out.rglob("*"))
-    stray = out / sorted(p.name for p in out.iterdir())[0] / "stale.JPEG"
+    stray = out / min(p.name for p in out.iterdir()) / "stale.JPEG"
     stray.write_bytes(b"old")
     assert build_val_imagefolder(synthetic, tmp_path / "val") == out
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == listing  # same links, stale one gone
@@ -183,3 +182,12 @@ def test_grayscale_jpegs_become_rgb_and_broken_files_are_named(synthetic, tmp_pa
     broken.write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=f"could not decode image .*{broken.name}"):
         TinyImageNet(copy, "train").tensors(cache_dir=tmp_path / "cache2", verbose=False)
+
+
+def test_truncated_cache_is_rebuilt(synthetic, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    first, _ = TinyImageNet(synthetic, "val").tensors(cache_dir=cache, verbose=False)
+    (cached,) = cache.iterdir()
+    cached.write_bytes(cached.read_bytes()[:100])
+    again, _ = TinyImageNet(synthetic, "val").tensors(cache_dir=cache, verbose=False)
+    assert torch.equal(first, again) and "unreadable" in capsys.readouterr().out

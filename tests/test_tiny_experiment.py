@@ -4,7 +4,6 @@ ablations, the layer table, and the CLI — all at smoke size on synthetic data.
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Sequence
@@ -90,8 +91,8 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
             images = stored["images"]
             if stored.get("key") == key and tuple(images.shape) == (len(relpaths), 3, size, size):
                 return images
-        except Exception:  # a truncated or foreign file: rebuild it below
-            pass
+        except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
+            print(f"the image cache {path} is unreadable ({type(err).__name__}); rebuilding it")
     start = time.perf_counter()
     images = decode_all(root, relpaths, size)
     _atomic_save({"key": key, "images": images}, path)

@@ -394,7 +394,7 @@ def write_synthetic_tiny_imagenet(root: str | Path, n_classes: int = 5, n_train_
     shuffled = list(wnids)
     rng.shuffle(shuffled)
     (folder / "wnids.txt").write_text("\n".join(shuffled) + "\n")
-    words = [f"n00001740\tentity"] + [f"{w}\t{n}, other synonym" for w, n in zip(wnids, names)]
+    words = ["n00001740\tentity"] + [f"{w}\t{n}, other synonym" for w, n in zip(wnids, names)]
     (folder / "words.txt").write_text("\n".join(words) + "\n")
     for k, wnid in enumerate(wnids):
         images = folder / "train" / wnid / "images"

@@ -17,12 +17,13 @@ model is wrapped in DistributedDataParallel and each rank trains on its shard
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -447,9 +448,10 @@ def main(args: argparse.Namespace) -> dict[str, Any] | int:
         say = print if ctx.is_main_process else (lambda *a, **k: None)
         batch = dist_util.per_rank_batch_size(args.batch_size or size.batch_size, ctx.world_size)
         try:
-            data = load_data(args.data, batch_size=batch, device=ctx.device, seed=args.seed,
-                             train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                             rank=ctx.rank, world_size=ctx.world_size, verbose=ctx.is_main_process)
+            with _rank_zero_first(ctx.is_distributed, ctx.is_main_process):  # one process writes caches
+                data = load_data(args.data, batch_size=batch, device=ctx.device, seed=args.seed,
+                                 train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+                                 rank=ctx.rank, world_size=ctx.world_size, verbose=ctx.is_main_process)
         except (FileNotFoundError, tiny.TinyImageNetLayoutError) as err:
             print(err, file=sys.stderr)
             return 1
@@ -460,6 +462,22 @@ def main(args: argparse.Namespace) -> dict[str, Any] | int:
         except CheckpointError as err:
             print(err, file=sys.stderr)
             return 1
+
+
+@contextlib.contextmanager
+def _rank_zero_first(distributed: bool, main_process: bool) -> Iterator[None]:
+    """Under DDP, rank 0 runs the block (e.g. builds the image cache) before the other ranks do.
+
+    Rank 0 reaches the barrier even when the block fails, so the others run it too and fail the
+    same way instead of waiting for the process-group timeout.
+    """
+    if distributed and not main_process:
+        dist_util.barrier()
+    try:
+        yield
+    finally:
+        if distributed and main_process:
+            dist_util.barrier()
 
 
 def _train_or_evaluate(args: argparse.Namespace, data: TinyImageNetData, ctx: Any, out: Path,
