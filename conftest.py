@@ -16,7 +16,7 @@ os.environ["LABKIT_SMOKE"] = "1"
 os.environ["LABKIT_PROGRESS"] = "0"
 os.environ.setdefault("MPLBACKEND", "Agg")
 # The kernel nbval starts must import this checkout's labkit even without an install.
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )

@@ -43,7 +43,7 @@ def plot_history(
 ) -> Figure:
     """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`."""
     groups = metric_groups(history, keys)
-    fig = figure or Figure(figsize=(4.2 * max(len(groups), 1), 3.2), layout="constrained")
+    fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
     axes = fig.subplots(1, max(len(groups), 1), squeeze=False)[0]
     for ax, (metric, members) in zip(axes, groups.items()):
@@ -76,7 +76,7 @@ def plot_curves(
     ax: Any = None,
 ) -> Figure:
     """Overlay one metric (e.g. 'val_accuracy') of several runs, for comparisons and ablations."""
-    fig = ax.figure if ax is not None else Figure(figsize=(6, 3.6), layout="constrained")
+    fig = ax.figure if ax is not None else new_figure((6, 3.6))
     ax = ax or fig.subplots()
     for name, history in histories.items():
         ax.plot(history.epoch, history[key], label=name)
@@ -88,6 +88,15 @@ def plot_curves(
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def new_figure(figsize: tuple[float, float] = (6, 4)) -> Figure:
+    """A figure that `plt.show()` displays in a notebook; a bare Figure (no pyplot state) elsewhere."""
+    if in_notebook():
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=figsize, layout="constrained")
+    return Figure(figsize=figsize, layout="constrained")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
@@ -152,6 +161,9 @@ class LivePlot(Callback):
         self._last = time.perf_counter()
         if self.image is None and not in_notebook() and self.path is None:
             return
+        if self.figure is None:
+            groups = max(len(metric_groups(history, self.keys)), 1)
+            self.figure = Figure(figsize=(4.2 * groups, 3.2), layout="constrained")
         self.figure = plot_history(history, self.keys, title=self.title, figure=self.figure)
         self.draws += 1
         if self.image is not None:
