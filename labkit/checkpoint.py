@@ -105,7 +105,7 @@ def build_payload(
         "history": (history or History()).to_dict(),
         "rng": rng_state(),
         "config": to_plain(dict(config or {})),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
