@@ -357,6 +357,15 @@ class MNISTData:
             raise ValueError(f"split must be 'train', 'val' or 'test', not {name!r}.")
         return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
 
+    def head(self, train: int | None = None, val: int | None = None, test: int | None = None) -> MNISTData:
+        """The first `train` / `val` / `test` items of each split (None keeps a split whole): quick runs."""
+        keep = {"train": train, "val": val, "test": test}
+        parts = {}
+        for name, n in keep.items():
+            images, labels = self.split(name)
+            parts[f"{name}_images"], parts[f"{name}_labels"] = images[:n], labels[:n]
+        return MNISTData(**parts, source=f"{self.source}, first {keep}")
+
     def sizes(self) -> dict[str, int]:
         return {name: len(self.split(name)[1]) for name in ("train", "val", "test")}
 
