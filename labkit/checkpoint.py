@@ -148,6 +148,8 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         raise CheckpointError(f"No checkpoint at {path}.{hint}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; pass a checkpoint file inside it (e.g. {path / 'last.pt'}).")
+    if not zipfile.is_zipfile(path):  # every torch.save since PyTorch 1.6 writes a zip archive
+        raise _corrupt(path, ValueError("not a zip archive, so not a PyTorch checkpoint file"))
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

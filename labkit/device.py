@@ -30,7 +30,10 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     if preference is None:
         preference = os.environ.get("LABKIT_DEVICE") or None
     if preference is not None:
-        device = torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except RuntimeError as err:
+            raise ValueError(f"Unknown device {str(preference)!r}: use one of {', '.join(_KNOWN)}.") from err
         if device.type not in _KNOWN:
             raise ValueError(f"Unknown device {str(device)!r}: use one of {', '.join(_KNOWN)}.")
         if device.type == "cuda" and not torch.cuda.is_available():

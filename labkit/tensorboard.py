@@ -9,6 +9,7 @@ summary instead, with a message that says so.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # tracing is how TensorBoard draws graphs; its deprecation and tracer notes are noise here
+            warnings.simplefilter("ignore")
             writer.add_graph(model, example, use_strict_trace=False)
         writer.flush()
         return True

@@ -1,0 +1,80 @@
+"""How much does labkit's fit() cost over a bare PyTorch loop? (Lab 01's full-batch MLP)
+
+Both sides train the same MLP (1-64-64-1, tanh) on the same 200 points with SGD, one
+full-batch step per epoch, in this process, alternating so that machine noise hits both.
+fit() additionally records the per-epoch loss in a History (one host sync per epoch), runs
+its callbacks and checks for divergence; the bare loop records nothing.
+
+    python bench/engine_overhead.py            # 10,000 epochs, 3 alternating repeats
+    python bench/engine_overhead.py --quick    # 1,000 epochs, 1 repeat
+
+Last line: RESULT ratio=<fit time / bare time>
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+
+from labkit.engine import fit
+from labkit.experiments.function_fitting import course_function, sample
+from labkit.models.mlp import MLP
+
+
+def bare_loop(epochs: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    torch.manual_seed(0)
+    model = MLP(1, (64, 64), 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.MSELoss()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    elapsed = time.perf_counter() - start
+    assert torch.isfinite(loss)
+    return elapsed
+
+
+def labkit_fit(epochs: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    torch.manual_seed(0)
+    model = MLP(1, (64, 64), 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = time.perf_counter()
+    history = fit(model, [(x, y)], epochs=epochs, optimizer=optimizer, loss_fn=nn.MSELoss(), device="cpu",
+                  progress=False)
+    elapsed = time.perf_counter() - start
+    assert len(history) == epochs and not history.diverged
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1,000 epochs, one repeat")
+    args = parser.parse_args()
+    epochs, repeats = (1_000, 1) if args.quick else (args.epochs, args.repeats)
+    x, y = sample(course_function, 200)
+    labkit_fit(200, x, y)  # warm-up both paths
+    bare_loop(200, x, y)
+    bare, ours = [], []
+    for _ in range(repeats):
+        bare.append(bare_loop(epochs, x, y))
+        ours.append(labkit_fit(epochs, x, y))
+    b, f = min(bare), min(ours)
+    print(f"{epochs:,} full-batch epochs of the Lab 01 MLP on CPU ({torch.get_num_threads()} threads), "
+          f"best of {repeats}")
+    print(f"| loop | seconds | µs/epoch | ratio |")
+    print(f"|---|---:|---:|---:|")
+    print(f"| bare PyTorch loop (reference) | {b:.2f} | {b / epochs * 1e6:.0f} | 1.00 |")
+    print(f"| labkit fit() | {f:.2f} | {f / epochs * 1e6:.0f} | {f / b:.3f} |")
+    print(f"RESULT ratio={f / b:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Several processes, one model: DistributedDataParallel set-up for any lab.
+
+Launch a lab on N devices with torchrun, e.g.
+
+    torchrun --standalone --nproc_per_node=2 -m labkit run tiny-imagenet --epochs 10
+
+Inside, a lab calls `init_distributed()` once (it reads torchrun's `RANK`, `WORLD_SIZE`,
+`LOCAL_RANK` and `MASTER_ADDR/PORT`), wraps its model with `wrap_model`, builds its loaders
+with `tensor_loader` / `distributed_dataloader` (each rank gets its own shard, reshuffled
+every epoch through `set_epoch`), trains with `labkit.engine.fit` (which all-reduces metric
+sums and writes checkpoints, TensorBoard and progress on rank 0 only) and ends with
+`cleanup()`; `with session() as context:` does the first and the last step. Files a lab
+writes itself (figures, CSVs) are written when `is_main_process()`.
+
+Without torchrun everything here degrades to one process: `init_distributed()` starts no
+process group, `wrap_model` only moves the model, `rank()` is 0 and `world_size()` is 1,
+so the same lab code runs unchanged in a notebook.
+
+Batch sizes: DDP averages gradients over ranks, so N ranks of batch `B / N` take the same
+step as one process with batch `B`. `per_rank_batch_size(B)` does that division.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedError(RuntimeError):
+    """A distributed set-up that cannot work, with a message that says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits: its rank among `world_size`, its local rank and device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str | None  # None when no process group was started (a single process)
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when torchrun (or `torch.distributed.run`) started this process."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value)
+    except ValueError:
+        raise DistributedError(
+            f"environment variable {name}={value!r} is not an integer; launch with "
+            "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`"
+        ) from None
+
+
+def _choose_device(preference: str | torch.device | None, local_rank: int) -> torch.device:
+    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU.
+
+    The preference is resolved by `labkit.device.pick_device` (argument > LABKIT_DEVICE > cuda).
+    """
+    from labkit.device import pick_device
+
+    device = pick_device(preference)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise DistributedError(
+                f"local rank {local_rank} has no GPU: only {count} visible; "
+                f"launch with --nproc_per_node={count} or fewer"
+            )
+        return torch.device("cuda", local_rank)
+    if device.type != "cpu":
+        raise DistributedError(
+            f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not {device.type!r}; "
+            "pass device 'cpu' or set LABKIT_DEVICE=cpu"
+        )
+    return torch.device("cpu")
+
+
+def default_backend(device: torch.device) -> str:
+    """nccl for CUDA devices, gloo for the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(
+    device: str | torch.device | None = None,
+    backend: str | None = None,
+    timeout_s: float = 600.0,
+) -> DistributedContext:
+    """Join the process group torchrun set up, or describe a plain single process.
+
+    `device` is a preference ("cuda", "cpu"; default `LABKIT_DEVICE`, else CUDA when present);
+    under torchrun each process takes `cuda:<LOCAL_RANK>` and the backend defaults to nccl,
+    on the CPU to gloo. Calling it again returns the existing context.
+    """
+    if not launched_by_torchrun():
+        from labkit.device import pick_device
+
+        return DistributedContext(0, 1, 0, pick_device(device), None)
+    rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
+    if not 0 <= rank < world:
+        raise DistributedError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+    chosen = _choose_device(device, local)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    if dist.is_initialized():
+        return DistributedContext(rank, world, local, chosen, dist.get_backend())
+    backend = backend or default_backend(chosen)
+    if backend == "nccl" and chosen.type != "cuda":
+        raise DistributedError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise DistributedError(
+            f"{', '.join(missing)} not set; launch with `torchrun --standalone ...`, which sets them"
+        )
+    dist.init_process_group(
+        backend=backend,
+        init_method="env://",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
+    return DistributedContext(rank, world, local, chosen, backend)
+
+
+@contextlib.contextmanager
+def session(
+    device: str | torch.device | None = None, backend: str | None = None
+) -> Iterator[DistributedContext]:
+    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises."""
+    context = init_distributed(device, backend)
+    try:
+        yield context
+    finally:
+        cleanup()
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (torchrun's LOCAL_RANK; 0 when absent)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
+
+
+def is_main_process() -> bool:
+    """True on rank 0, the process that writes files and prints."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (no-op for a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group (no-op when none was started)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over ranks in place and return it (unchanged for a single process)."""
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """`obj` from rank `src` on every rank (e.g. a run folder name chosen on rank 0)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def wrap_model(
+    model: nn.Module,
+    device: torch.device | str | None = None,
+    sync_batchnorm: bool = False,
+    channels_last: bool = False,
+    **ddp_kwargs: Any,
+) -> nn.Module:
+    """Move `model` to `device` and, under a process group, wrap it in DistributedDataParallel.
+
+    DDP broadcasts rank 0's parameters at construction, so every rank starts identical.
+    `sync_batchnorm=True` converts BatchNorm layers to SyncBatchNorm (statistics over the
+    global batch; otherwise each rank normalises with its own per-rank batch).
+    `channels_last=True` converts the weights before wrapping (on CUDA), so DDP's gradient
+    buckets match the layout `fit(..., channels_last=True)` trains with.
+    """
+    device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu")
+    )
+    model = model.to(device)
+    if channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if not is_distributed():
+        return model
+    if sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        ddp_kwargs.setdefault("device_ids", [index])
+        ddp_kwargs.setdefault("output_device", index)
+    return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDP / DataParallel / torch.compile wrapper (`checkpoint.unwrap`)."""
+    from labkit.checkpoint import unwrap
+
+    return unwrap(model)
+
+
+def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int:
+    """Split a global batch evenly over ranks; an uneven split is an error, not a rounding."""
+    world = world_size() if world is None else world
+    if global_batch_size < world or global_batch_size % world:
+        raise DistributedError(
+            f"global batch size {global_batch_size} does not split evenly over {world} "
+            f"processes; choose a multiple of {world}"
+        )
+    return global_batch_size // world
+
+
+def shard_kwargs() -> dict[str, int]:
+    """`rank=` and `world_size=` for `labkit.data.tensor_loader.TensorLoader` in this process."""
+    return {"rank": rank(), "world_size": world_size()}
+
+
+def tensor_loader(*tensors: torch.Tensor, **kwargs: Any):
+    """A `TensorLoader` that yields only this rank's shard (the whole data for one process).
+
+    Takes the same arguments as `TensorLoader`; `rank`/`world_size` default to this process's.
+    Give every rank the same `seed` so they agree on the permutation they shard.
+    """
+    from labkit.data.tensor_loader import TensorLoader
+
+    for key, value in shard_kwargs().items():
+        kwargs.setdefault(key, value)
+    return TensorLoader(*tensors, **kwargs)
+
+
+def distributed_dataloader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int = 0,
+    **kwargs: Any,
+) -> torch.utils.data.DataLoader:
+    """A torch `DataLoader`; under a process group it draws through a `DistributedSampler`.
+
+    The engine calls `loader.sampler.set_epoch(epoch)` each epoch, so shuffling differs
+    between epochs but agrees between ranks. Other arguments go to `DataLoader`.
+    """
+    if not is_distributed():
+        if shuffle:
+            kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs
+        )
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        dataset,
+        num_replicas=world_size(),
+        rank=rank(),
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+    )
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs
+    )
