@@ -23,7 +23,6 @@
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 from torch import nn
 
 from labkit import config

@@ -334,7 +334,7 @@ def split_indices(n: int, valid_fraction: float = 1 / 6, seed: int = 0) -> tuple
     """(train, valid) index tensors of a seeded permutation of range(n); same seed, same split."""
     if not 0 <= valid_fraction < 1:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}.")
-    n_valid = int(round(n * valid_fraction))
+    n_valid = round(n * valid_fraction)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_valid:].sort().values, order[:n_valid].sort().values
 

@@ -83,7 +83,7 @@ def default_recipe(smoke: bool | None = None) -> Recipe:
     return Recipe(epochs=3, batch_size=64, lr=1e-2) if smoke else Recipe()
 
 
-def sizes(smoke: bool | None = None) -> dict[str, int]:
+def sizes(smoke: bool | None = None) -> dict[str, Any]:
     """Epochs of the notebook's runs: seconds on CPU at smoke size, the real thing otherwise."""
     smoke = config.is_smoke() if smoke is None else smoke
     if smoke:
@@ -97,11 +97,11 @@ def sizes(smoke: bool | None = None) -> dict[str, int]:
 
 #: the course's comparison runs: same model, data, epochs and seed; only optimizer and schedule differ
 COMPARISONS: dict[str, dict[str, Any]] = {
-    "Adam, constant": dict(optimizer="adam", schedule="constant", lr=1e-3),
-    "Adam + StepLR": dict(optimizer="adam", schedule="step", lr=1e-3),
-    "Adam + warm-up": dict(optimizer="adam", schedule="warmup", lr=1e-3),
-    "NAdam + StepLR": dict(optimizer="nadam", schedule="step", lr=1e-3),
-    "SGD momentum": dict(optimizer="sgd", schedule="constant", lr=0.05),
+    "Adam, constant": {"optimizer": "adam", "schedule": "constant", "lr": 1e-3},
+    "Adam + StepLR": {"optimizer": "adam", "schedule": "step", "lr": 1e-3},
+    "Adam + warm-up": {"optimizer": "adam", "schedule": "warmup", "lr": 1e-3},
+    "NAdam + StepLR": {"optimizer": "nadam", "schedule": "step", "lr": 1e-3},
+    "SGD momentum": {"optimizer": "sgd", "schedule": "constant", "lr": 0.05},
 }
 
 
