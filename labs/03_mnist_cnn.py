@@ -139,9 +139,9 @@ assert set(histories) == set(lab.COMPARISONS)
 assert all(len(h) == SIZES["compare_epochs"] for h in histories.values())
 
 # %% [markdown]
-# **What to read from it.** All five get close to 99 % on MNIST: it is an easy problem, and the
+# **What to read from it.** On real MNIST all five end near 99 %: it is an easy problem, and the
 # differences are a few tenths of a percent — about the size of the run-to-run noise you would see
-# with another seed, so do not over-read one run. Warm-up matters most for the first epoch (large early
+# with another seed, so do not over-read one run (compare the curves, not only the last number). Warm-up matters most for the first epoch (large early
 # steps on random weights are wasteful); step decay helps at the end, when smaller steps settle into the
 # minimum. A schedule that goes all the way down at the end (one-cycle, the default in section 3)
 # usually beats all five at the same number of epochs.
@@ -195,7 +195,7 @@ plt.show()
 # %% [markdown]
 # **What do the mistakes look like?** Mostly digits a person would hesitate over too: 4s with an open
 # top read as 9, 7s with a bar, 3/5/8 with broken strokes, and a few that look mislabelled. The largest
-# off-diagonal counts are pairs that share strokes (4↔9, 3↔5, 7↔2). Beyond ~99.5 % the remaining errors
+# off-diagonal counts are typically pairs that share strokes (4↔9, 3↔5, 7↔2). Beyond ~99.5 % the remaining errors
 # are mostly of this kind.
 
 # %% [markdown]
