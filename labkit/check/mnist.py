@@ -75,7 +75,7 @@ def _build(model_or_class: nn.Module | type) -> nn.Module:
         ) from err
 
 
-def check_myconvnet(model_or_class: nn.Module | type, train_steps: int = 12) -> None:
+def check_myconvnet(model_or_class: nn.Module | type, train_steps: int = 8) -> None:
     """Two conv-BN-ReLU-pool blocks (64 and 128 channels), three linear layers, (N, 10) logits, learns."""
     model = _build(model_or_class)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
