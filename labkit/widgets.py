@@ -70,7 +70,8 @@ class TrainingPanel:
                                    style={"description_width": "initial"}, continuous_update=False)
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.status = w.HTML(value="")
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        # At its natural size: a flex column would stretch the PNG to the full width and blur it.
+        self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start"))
         self.output = w.Output()
         self.plot = LivePlot(image=self.image, every_seconds=0.5)
         self.button.on_click(lambda _button: self._clicked())

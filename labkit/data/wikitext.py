@@ -1,0 +1,561 @@
+"""WikiText-2 in the layout of PyTorch's word_language_model example.
+
+The data are three raw token files, `train.txt`, `valid.txt` and `test.txt`: one paragraph
+per line, tokens separated by spaces, rare words already replaced by `<unk>`. As in the
+example's `data.py`, each line is split on whitespace and `<eos>` is appended at its end;
+the vocabulary over the three files has 33,278 words.
+
+This module reads those files into one `Vocabulary` and a 1-D tensor of word ids per
+split (`read_corpus`), cuts a stream into the `(batch, time)` layout (`batchify`), serves
+`(input, target)` windows of `bptt` tokens that the engine can consume (`BpttBatches`),
+downloads the files with checksums (`download_wikitext2`; no torchtext), and writes a tiny
+synthetic corpus in the same layout for smoke runs and tests (`write_synthetic_wikitext`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from labkit import config
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+EOS = "<eos>"
+UNK = "<unk>"
+FOLDER = "wikitext-2"
+
+#: Facts of the real data, used to check downloads and in tests.
+VOCAB_SIZE = 33_278
+NUM_TOKENS = {"train": 2_088_628, "valid": 217_646, "test": 245_569}  # with <eos>
+NUM_LINES = {"train": 36_718, "valid": 3_760, "test": 4_358}
+
+#: The original release: one zip holding wiki.{train,valid,test}.tokens (the same text as the
+#: example's {train,valid,test}.txt). MD5 as published by torchtext; the S3 address is the
+#: canonical one, the other is the author's mirror.
+ARCHIVE_URLS = (
+    "https://wikitext.smerity.com/wikitext-2-v1.zip",
+    "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+)
+ARCHIVE_MD5 = "542ccefacc6c27f945fb54453812b3cd"
+ARCHIVE_MEMBERS = {s: f"wikitext-2/wiki.{s}.tokens" for s in SPLITS}
+
+#: Fallback: the example's own copies, file by file.
+FILE_URL = (
+    "https://raw.githubusercontent.com/pytorch/examples/main/"
+    "word_language_model/data/wikitext-2/{split}.txt"
+)
+#: SHA-256 of valid.txt and test.txt (measured on the example's files). train.txt has no
+#: published per-file checksum: it is checked by its line and token counts instead.
+FILE_SHA256 = {
+    "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+    "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+}
+
+
+class WikiTextError(ValueError):
+    """The WikiText files are missing, empty or not what was expected; the message says how to fix it."""
+
+
+class MissingSplitError(WikiTextError, FileNotFoundError):
+    """A requested split file (e.g. `train.txt`) is not in the folder."""
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+class Vocabulary:
+    """Words <-> integer ids, in a fixed order (`itos[i]` is the word with id `i`)."""
+
+    def __init__(self, words: Iterable[str] = ()) -> None:
+        self.itos: list[str] = []
+        self.stoi: dict[str, int] = {}
+        for word in words:
+            self.add(word)
+
+    def add(self, word: str) -> int:
+        """The id of `word`, adding it at the end when new."""
+        index = self.stoi.get(word)
+        if index is None:
+            index = self.stoi[word] = len(self.itos)
+            self.itos.append(word)
+        return index
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.stoi
+
+    def __getitem__(self, word: str) -> int:
+        try:
+            return self.stoi[word]
+        except KeyError:
+            raise KeyError(f"{word!r} is not in the vocabulary of {len(self)} words") from None
+
+    @property
+    def unk_index(self) -> int | None:
+        return self.stoi.get(UNK)
+
+    @property
+    def eos_index(self) -> int | None:
+        return self.stoi.get(EOS)
+
+    def encode(self, words: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+        """Ids of `words` as a 1-D LongTensor, and the words that were not known.
+
+        Unknown words become `<unk>` (the corpus has already replaced rare words by it);
+        with no `<unk>` in the vocabulary an unknown word is an error.
+        """
+        unknown = [w for w in words if w not in self.stoi]
+        if unknown and self.unk_index is None:
+            raise WikiTextError(
+                f"words not in the vocabulary and no {UNK} to map them to: {unknown[:5]}"
+            )
+        unk = self.unk_index
+        ids = [self.stoi.get(w, unk) for w in words]
+        return torch.tensor(ids, dtype=torch.long), unknown
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
+        """Words for ids."""
+        if isinstance(ids, torch.Tensor):
+            ids = ids.reshape(-1).tolist()
+        return [self.itos[int(i)] for i in ids]
+
+    def to_list(self) -> list[str]:
+        """Plain list for checkpoints (`Vocabulary(words)` rebuilds it)."""
+        return list(self.itos)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(w) for w in self.itos[:5])
+        return f"Vocabulary({len(self)} words: {head}, ...)"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def tokenize_line(line: str) -> list[str]:
+    """One line as the example tokenises it: split on whitespace, then `<eos>`."""
+    return line.split() + [EOS]
+
+
+@dataclass
+class Corpus:
+    """A vocabulary and, per split, the whole text as a 1-D tensor of word ids."""
+
+    vocab: Vocabulary
+    splits: dict[str, torch.Tensor] = field(default_factory=dict)
+    root: Path | None = None
+
+    def __getitem__(self, split: str) -> torch.Tensor:
+        if split not in self.splits:
+            raise MissingSplitError(
+                f"split {split!r} was not read; this corpus has {sorted(self.splits)}. "
+                f"Pass splits=(...{split!r}...) to read_corpus."
+            )
+        return self.splits[split]
+
+    def num_tokens(self, split: str) -> int:
+        return int(self[split].numel())
+
+    def counts(self, split: str) -> torch.Tensor:
+        """How often each vocabulary id occurs in `split` (length `len(vocab)`)."""
+        return torch.bincount(self[split], minlength=len(self.vocab))
+
+    def most_common(self, split: str, n: int = 20) -> list[tuple[str, int]]:
+        counts = self.counts(split)
+        top = torch.argsort(counts, descending=True, stable=True)[:n]
+        return [(self.vocab.itos[i], int(counts[i])) for i in top.tolist()]
+
+
+def _split_path(root: Path, split: str) -> Path:
+    return root / f"{split}.txt"
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The folder holding the `.txt` files.
+
+    `root` may be that folder or its parent (holding `wikitext-2/`). Without `root`:
+    `<data_root>/wikitext-2` when it has files, else the shared read-only copy
+    (`../shared/datasets/wikitext-2`), else `<data_root>/wikitext-2` (to download into).
+    """
+    if root is not None:
+        root = Path(root).expanduser()
+        if not any(_split_path(root, s).exists() for s in SPLITS) and (root / FOLDER).is_dir():
+            return root / FOLDER
+        return root
+    local = config.data_root() / FOLDER
+    if any(_split_path(local, s).exists() for s in SPLITS):
+        return local
+    shared = config.shared_datasets()
+    if shared is not None and (shared / FOLDER).is_dir():
+        return shared / FOLDER
+    return local
+
+
+def available_splits(root: str | Path | None = None) -> list[str]:
+    """The splits whose files exist in the folder, in train/valid/test order."""
+    folder = resolve_root(root)
+    return [s for s in SPLITS if _split_path(folder, s).is_file()]
+
+
+def _check_files(root: Path, splits: Sequence[str]) -> None:
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise WikiTextError(f"unknown split(s) {unknown}: expected some of {list(SPLITS)}")
+    missing = [s for s in splits if not _split_path(root, s).is_file()]
+    if missing:
+        present = [s for s in SPLITS if _split_path(root, s).is_file()]
+        names = ", ".join(f"{s}.txt" for s in missing)
+        if not present:
+            raise MissingSplitError(
+                f"no WikiText files in {root} (expected train.txt, valid.txt, test.txt). "
+                "Download them with `python data_prep/wikitext2.py` (or "
+                "labkit.data.wikitext.download_wikitext2()), or point LABKIT_DATA / the root "
+                "argument at a folder that has them."
+            )
+        message = f"{names} missing from {root}; it has {', '.join(f'{s}.txt' for s in present)}."
+        if "train" in missing and {"valid", "test"} <= set(present):
+            message += (
+                " This is the layout of the shared read-only copy (../shared/datasets/wikitext-2), "
+                "which omits train.txt. To train anyway, train on valid.txt explicitly and "
+                "evaluate on test.txt: read_corpus(root, splits=('valid', 'test')) and use "
+                "corpus['valid'] as the training stream (command line: `labkit run lm "
+                "--train-split valid --val-split test --test-split none`), and say so when you "
+                "report numbers. Or download the full data with `python data_prep/wikitext2.py`."
+            )
+        else:
+            message += " Download the files with `python data_prep/wikitext2.py`."
+        raise MissingSplitError(message)
+    for s in splits:
+        if _split_path(root, s).stat().st_size == 0:
+            raise WikiTextError(
+                f"{_split_path(root, s)} is empty (0 bytes): the download or copy was probably "
+                "interrupted. Delete it and run `python data_prep/wikitext2.py` again."
+            )
+
+
+def read_corpus(
+    root: str | Path | None = None,
+    splits: Sequence[str] = SPLITS,
+    order: str = "frequency",
+) -> Corpus:
+    """Read the split files into a `Corpus` with one vocabulary over all files read.
+
+    `order="appearance"` numbers words as the example does (first appearance over the files
+    in `splits` order). `order="frequency"` (default) renumbers them by how often they occur
+    in the first split read (the training text), most frequent first, ties by first
+    appearance: the same 33,278 words, in the order an adaptive softmax needs (its clusters
+    are ranges of ids).
+    """
+    if order not in ("frequency", "appearance"):
+        raise WikiTextError(f"order must be 'frequency' or 'appearance', got {order!r}")
+    if isinstance(splits, str):
+        splits = (splits,)
+    folder = resolve_root(root)
+    _check_files(folder, splits)
+    vocab = Vocabulary()
+    streams: dict[str, torch.Tensor] = {}
+    for split in splits:
+        add = vocab.add
+        ids: list[int] = []
+        with open(_split_path(folder, split), encoding="utf8") as handle:
+            for line in handle:
+                ids.extend(add(w) for w in tokenize_line(line))
+        if not ids:
+            raise WikiTextError(f"{_split_path(folder, split)} holds no text.")
+        streams[split] = torch.tensor(ids, dtype=torch.long)
+    if order == "frequency":
+        first = streams[splits[0]]
+        counts = torch.bincount(first, minlength=len(vocab))
+        # Stable sort on descending count keeps first-appearance order among ties.
+        new_order = torch.argsort(-counts, stable=True)
+        remap = torch.empty_like(new_order)
+        remap[new_order] = torch.arange(len(vocab))
+        vocab = Vocabulary(vocab.itos[i] for i in new_order.tolist())
+        streams = {s: remap[t] for s, t in streams.items()}
+    return Corpus(vocab=vocab, splits=streams, root=folder)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Cut a 1-D stream into `batch_size` equal contiguous rows: shape `(batch_size, n)`.
+
+    Row `b` is the stream's `b`-th slice of `n` tokens; the remainder that does not fill a
+    row is dropped (as in the example, whose layout is the transpose of this one).
+    """
+    if ids.dim() != 1:
+        raise WikiTextError(f"batchify expects a 1-D stream of ids, got shape {tuple(ids.shape)}")
+    if batch_size < 1:
+        raise WikiTextError(f"batch_size must be at least 1, got {batch_size}")
+    n = ids.numel() // batch_size
+    if n < 2:
+        raise WikiTextError(
+            f"a stream of {ids.numel()} tokens is too short for batch_size {batch_size}: each "
+            "row needs at least 2 tokens (an input and its next-word target). Use a smaller batch."
+        )
+    return ids[: n * batch_size].reshape(batch_size, n)
+
+
+class BpttBatches:
+    """`(input, target)` windows over a batchified stream, for the engine to iterate.
+
+    Each batch is two `(batch_size, t)` LongTensors with `t <= bptt`; `target` is `input`
+    shifted by one token. Windows follow each other in order, so row `b` of one batch
+    continues row `b` of the previous one (what an LSTM carrying its hidden state needs).
+    The stream is moved to `device` once. `drop_last` drops a shorter final window (fixed
+    shapes). `len()` is the number of batches per epoch.
+    """
+
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        batch_size: int,
+        bptt: int,
+        device: torch.device | str | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if bptt < 1:
+            raise WikiTextError(f"bptt must be at least 1, got {bptt}")
+        self.data = batchify(ids, batch_size)
+        if device is not None:
+            self.data = self.data.to(device)
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.drop_last = drop_last
+
+    def _starts(self) -> range:
+        usable = self.data.size(1) - 1  # the last column is only ever a target
+        if self.drop_last:
+            return range(0, usable - self.bptt + 1, self.bptt)
+        return range(0, usable, self.bptt)
+
+    def __len__(self) -> int:
+        return len(self._starts())
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        usable = self.data.size(1) - 1
+        for start in self._starts():
+            t = min(self.bptt, usable - start)
+            yield self.data[:, start : start + t], self.data[:, start + 1 : start + 1 + t]
+
+    @property
+    def num_tokens(self) -> int:
+        """Target tokens per epoch."""
+        return self.batch_size * sum(min(self.bptt, self.data.size(1) - 1 - s) for s in self._starts())
+
+    def __repr__(self) -> str:
+        return (
+            f"BpttBatches({len(self)} batches of {self.batch_size} x {self.bptt} tokens, "
+            f"device={self.data.device})"
+        )
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _md5(path: Path) -> str:
+    return _digest(path, hashlib.md5())
+
+
+def _sha256(path: Path) -> str:
+    return _digest(path, hashlib.sha256())
+
+
+def _digest(path: Path, hasher) -> str:
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _fetch(url: str, target: Path, timeout: float = 60.0) -> None:
+    """Download `url` to `target` atomically (temp file, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                shutil.copyfileobj(response, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, target)
+
+
+def _count_lines_tokens(path: Path) -> tuple[int, int]:
+    lines = tokens = 0
+    with open(path, encoding="utf8") as handle:
+        for line in handle:
+            lines += 1
+            tokens += len(line.split()) + 1
+    return lines, tokens
+
+
+def verify_split(path: Path, split: str) -> None:
+    """Check a downloaded split file: SHA-256 where published, else its line and token counts."""
+    if split in FILE_SHA256:
+        got = _sha256(path)
+        if got != FILE_SHA256[split]:
+            raise WikiTextError(
+                f"{path} has SHA-256 {got}, expected {FILE_SHA256[split]}: the file is corrupt or "
+                "a different version. Delete it and download again."
+            )
+        return
+    lines, tokens = _count_lines_tokens(path)
+    if (lines, tokens) != (NUM_LINES[split], NUM_TOKENS[split]):
+        raise WikiTextError(
+            f"{path} has {lines} lines and {tokens} tokens, expected {NUM_LINES[split]} and "
+            f"{NUM_TOKENS[split]}: the file is corrupt or a different version. Delete it and "
+            "download again."
+        )
+
+
+def _from_archive(folder: Path, splits: Sequence[str]) -> None:
+    archive = folder / "wikitext-2-v1.zip"
+    errors = []
+    for url in ARCHIVE_URLS:
+        try:
+            _fetch(url, archive)
+        except OSError as err:
+            errors.append(f"{url}: {err}")
+            continue
+        if _md5(archive) == ARCHIVE_MD5:
+            break
+        errors.append(f"{url}: MD5 {_md5(archive)} != {ARCHIVE_MD5}")
+        archive.unlink()
+    else:
+        raise WikiTextError("could not download the WikiText-2 archive: " + "; ".join(errors))
+    with zipfile.ZipFile(archive) as zf:
+        for split in splits:
+            target = _split_path(folder, split)
+            tmp = target.with_suffix(".txt.part")
+            with zf.open(ARCHIVE_MEMBERS[split]) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, target)
+    archive.unlink()
+
+
+def download_wikitext2(
+    root: str | Path | None = None, splits: Sequence[str] = SPLITS, force: bool = False
+) -> Path:
+    """Download WikiText-2 into `root` (default `<data_root>/wikitext-2`); returns the folder.
+
+    Tries the original zip release (MD5-checked) and falls back to the example's files one by
+    one. Each file is then checked (`verify_split`). Existing, valid files are kept unless
+    `force`.
+    """
+    folder = Path(root).expanduser() if root is not None else config.data_root() / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in splits if force or not _split_path(folder, s).is_file()]
+    if todo:
+        try:
+            _from_archive(folder, todo)
+        except (WikiTextError, OSError, zipfile.BadZipFile) as archive_error:
+            print(f"[wikitext] archive download failed ({archive_error}); trying single files")
+            for split in todo:
+                url = FILE_URL.format(split=split)
+                try:
+                    _fetch(url, _split_path(folder, split))
+                except OSError as err:
+                    raise WikiTextError(
+                        f"could not download {url} ({err}); no internet here? Copy train.txt, valid.txt "
+                        f"and test.txt of WikiText-2 into {folder} by hand (the archive "
+                        f"{ARCHIVE_URLS[0]} holds them as wikitext-2/wiki.*.tokens)."
+                    ) from err
+    for split in splits:
+        verify_split(_split_path(folder, split), split)
+    return folder
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+_COMMON = ["the", ",", ".", "of", "and", "in", "to", "a", "<unk>", "was", "@-@", "on", "as", "that", "for", "with", "by", "is", "his", "at", "from", "it", "he", "were", "an", "had", "which", "be", "are", "this", "their", "first", "but", "also", "its", "her", "has", "one", "after", "two", "new", "they", "not", "or", "been", "who", "she", "most", "all", "into", "more", "time", "when", "there", "other"]
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "da", "fi", "go", "hu", "pe")
+
+
+def _synthetic_words(vocab_size: int) -> list[str]:
+    """`vocab_size` distinct words: common English ones first, then made-up ones."""
+    words = list(dict.fromkeys(_COMMON))[: max(vocab_size, 0)]
+    n = 0
+    seen = set(words)
+    while len(words) < vocab_size:
+        k, name = n, ""
+        while True:
+            name += _SYLLABLES[k % len(_SYLLABLES)]
+            k //= len(_SYLLABLES)
+            if k == 0:
+                break
+        if name not in seen:
+            seen.add(name)
+            words.append(name)
+        n += 1
+    return words
+
+
+def write_synthetic_wikitext(
+    root: str | Path,
+    tokens: tuple[int, int, int] = (6000, 1200, 1200),
+    vocab_size: int = 60,
+    successors: int = 3,
+    seed: int = 0,
+    noise: float = 0.0,
+) -> Path:
+    """Write `train.txt`, `valid.txt`, `test.txt` of made-up text in WikiText's layout.
+
+    The text comes from one random Markov chain: each word is followed by one of only
+    `successors` words (mostly popular ones, with Zipf-like popularity), so a model can learn it
+    (perplexity can fall from about `vocab_size` to about `successors`) and the word
+    frequencies fall off like real text. Lines look like WikiText's: a leading space,
+    ` = Heading = ` lines and blank lines between paragraphs. `tokens` are approximate
+    token counts per split (with `<eos>`). `noise` is the fraction of words drawn uniformly
+    from the whole vocabulary instead (a long tail of rare words, as in real text; it makes
+    a large vocabulary actually occur). Returns `root`.
+    """
+    if vocab_size < 8:
+        raise WikiTextError(f"vocab_size must be at least 8, got {vocab_size}")
+    if not 1 <= successors < vocab_size:
+        raise WikiTextError(f"successors must be in [1, vocab_size), got {successors}")
+    rng = np.random.default_rng(seed)
+    words = _synthetic_words(vocab_size)
+    popularity = 1.0 / np.arange(1, vocab_size + 1) ** 1.1
+    popularity /= popularity.sum()
+    # Most successors are popular words; one is uniform, so rare words occur too.
+    table = rng.choice(vocab_size, size=(vocab_size, successors), p=popularity)
+    table[:, 0] = rng.permutation(vocab_size)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, budget in zip(SPLITS, tokens):
+        lines: list[str] = []
+        count = 0
+        current = int(rng.choice(vocab_size, p=popularity))
+        while count < budget:
+            if rng.random() < 0.1:  # a heading, framed by blank lines, as in WikiText
+                title = " ".join(words[int(i)] for i in rng.choice(vocab_size, size=2, p=popularity))
+                lines += [" ", f" = {title} = ", " "]
+                count += 3 + 4
+                continue
+            length = int(rng.integers(8, 30))
+            picks = rng.integers(0, successors, size=length)
+            random_words = rng.integers(0, vocab_size, size=length)
+            is_noise = rng.random(length) < noise
+            sentence = []
+            for pick, random_word, noisy in zip(picks, random_words, is_noise):
+                current = int(random_word) if noisy else int(table[current, pick])
+                sentence.append(words[current])
+            lines.append(" " + " ".join(sentence) + " ")
+            count += length + 1
+        _split_path(root, split).write_text("\n".join(lines) + "\n", encoding="utf8")
+    return root

@@ -1,0 +1,265 @@
+"""`labkit release`: write the student edition of the labs from the instructor sources.
+
+The instructor sources are `labs/NN_name.py` (jupytext percent format, paired with
+`labs/NN_name.ipynb`). An exercise is a cell tagged `exercise` whose solution sits
+between `### BEGIN SOLUTION` and `### END SOLUTION` lines, the markers nbgrader
+uses. The student edition replaces each solution region by
+`raise NotImplementedError("your code here")` at the marker's indentation (a
+markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell
+identical. Both editions carry nbgrader cell metadata: exercise cells are
+"autograded answer" cells and the check cell after each exercise is an
+"autograder tests" cell worth one point, so a course that uses nbgrader can put
+the instructor edition (`--nbgrader-source`) in its `source/` folder as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+from jupytext.combine import combine_inputs_with_outputs
+from nbformat import NotebookNode
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+CODE_STUB = 'raise NotImplementedError("your code here")'
+ANSWER_STUB = "YOUR ANSWER HERE"
+EXERCISE_TAG = "exercise"
+NBGRADER_SCHEMA_VERSION = 3
+
+#: a code cell that calls a `labkit.check` helper (`check_shape(...)`, `labkit.check.x(...)`)
+_CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
+
+
+class ReleaseError(ValueError):
+    """An instructor source breaks the exercise convention; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    """One lab: its jupytext percent source and the paired notebook beside it (if any)."""
+
+    source: Path
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
+
+    @property
+    def notebook(self) -> Path:
+        return self.source.with_suffix(".ipynb")
+
+
+def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
+    """The labs under `labs_dir` (`*.py` percent sources), optionally only those whose name starts with one of `names`."""
+    if not labs_dir.is_dir():
+        raise ReleaseError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
+    labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]
+    if names:
+        chosen = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
+        unknown = [n for n in names if not any(lab.name.startswith(n) for lab in labs)]
+        if unknown:
+            raise ReleaseError(
+                f"No lab matches {', '.join(unknown)}; available: {', '.join(lab.name for lab in labs)}."
+            )
+        labs = chosen
+    if not labs:
+        raise ReleaseError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
+    return labs
+
+
+def read_lab(lab: Lab) -> NotebookNode:
+    """The instructor notebook: cells from the `.py` source, cell ids and kernelspec from the paired `.ipynb`."""
+    nb = jupytext.read(lab.source)
+    if lab.notebook.exists():
+        nb = combine_inputs_with_outputs(nb, jupytext.read(lab.notebook), fmt="py:percent")
+    # Without a kernelspec JupyterLab asks students to pick a kernel; the .py source carries none.
+    nb.metadata.setdefault(
+        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
+    )
+    jupytext_meta = nb.metadata.get("jupytext", {})
+    if jupytext_meta.get("main_language") == nb.metadata["kernelspec"].get("language"):
+        jupytext_meta.pop("main_language")  # implied by the kernelspec, as in the paired .ipynb
+    return nb
+
+
+def is_exercise(cell: NotebookNode) -> bool:
+    """The cell is tagged `exercise` (in the percent header: `# %% tags=["exercise"]`)."""
+    return EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def is_check(cell: NotebookNode) -> bool:
+    """The cell is a code cell that calls a `labkit.check` helper."""
+    return cell.cell_type == "code" and bool(_CHECK_CALL.search(cell.source))
+
+
+def has_markers(source: str) -> bool:
+    return any(line.strip() in (BEGIN_SOLUTION, END_SOLUTION) for line in source.splitlines())
+
+
+def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> str:
+    """Replace every BEGIN/END SOLUTION region (markers included) by `stub`, indented like the BEGIN line."""
+    out: list[str] = []
+    begin_line: int | None = None
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker == BEGIN_SOLUTION:
+            if begin_line is not None:
+                raise ReleaseError(
+                    f"{where}, line {number}: {BEGIN_SOLUTION} inside the solution opened on line "
+                    f"{begin_line}; close it with {END_SOLUTION} first."
+                )
+            begin_line = number
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + stub_line for stub_line in stub.splitlines())
+        elif marker == END_SOLUTION:
+            if begin_line is None:
+                raise ReleaseError(f"{where}, line {number}: {END_SOLUTION} without a {BEGIN_SOLUTION} before it.")
+            begin_line = None
+        elif begin_line is None:
+            out.append(line)
+    if begin_line is not None:
+        raise ReleaseError(f"{where}, line {begin_line}: {BEGIN_SOLUTION} is never closed by {END_SOLUTION}.")
+    return "\n".join(out)
+
+
+def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": NBGRADER_SCHEMA_VERSION,
+        "solution": solution,
+        "task": False,
+    }
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
+    """A copy of the instructor notebook with nbgrader metadata on exercise and check cells.
+
+    Checks the convention: solution markers only in cells tagged `exercise`, and every
+    exercise cell has a solution region. nbgrader metadata already present in the
+    source (e.g. an explicit `grade_id` or `points`) wins over the defaults.
+    """
+    nb = copy.deepcopy(nb)
+    exercise_count = 0
+    awaiting_check = False
+    for index, cell in enumerate(nb.cells, start=1):
+        where = f"{lab_name}, cell {index}"
+        if is_exercise(cell):
+            if cell.cell_type not in ("code", "markdown"):
+                raise ReleaseError(f"{where}: only code and markdown cells can be exercises.")
+            if not has_markers(cell.source):
+                raise ReleaseError(
+                    f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
+                    "lines: put the solution between them (or remove the tag)."
+                )
+            strip_solutions(cell.source, where=where)  # validates the markers
+            exercise_count += 1
+            default = _nbgrader(f"{lab_name}-exercise-{exercise_count}", solution=True, grade=False, locked=False)
+            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+            awaiting_check = cell.cell_type == "code"
+        elif has_markers(cell.source):
+            raise ReleaseError(
+                f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
+                f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is removed "
+                "from the student edition."
+            )
+        elif awaiting_check and is_check(cell):
+            default = _nbgrader(f"{lab_name}-check-{exercise_count}", solution=False, grade=True,
+                                locked=True, points=1)
+            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+            awaiting_check = False
+    grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.get("metadata", {})]
+    duplicates = sorted({g for g in grade_ids if grade_ids.count(g) > 1})
+    if duplicates:
+        raise ReleaseError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
+    return nb
+
+
+def clear_outputs(nb: NotebookNode) -> NotebookNode:
+    """Outputs, execution counts and run timings removed (in place); returns `nb`."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def instructor_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
+    """Solutions kept, outputs cleared, nbgrader metadata added: nbgrader's `source/` notebook."""
+    return clear_outputs(mark_exercises(nb, lab_name))
+
+
+def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
+    """Solutions replaced by stubs, outputs cleared, every other cell identical."""
+    nb = instructor_edition(nb, lab_name)
+    for index, cell in enumerate(nb.cells, start=1):
+        if is_exercise(cell):
+            stub = CODE_STUB if cell.cell_type == "code" else ANSWER_STUB
+            cell.source = strip_solutions(cell.source, stub, where=f"{lab_name}, cell {index}")
+    return nb
+
+
+def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
+    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
+    ipynb_path.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, ipynb_path, fmt="ipynb")
+    if not with_py:
+        return [ipynb_path]
+    py_path = ipynb_path.with_suffix(".py")
+    jupytext.write(nb, py_path, fmt="py:percent")
+    return [ipynb_path, py_path]
+
+
+def release(labs_dir: Path, out: Path, names: list[str] | None = None,
+            nbgrader_source: Path | None = None) -> list[Path]:
+    """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files."""
+    if out.resolve() == labs_dir.resolve():
+        raise ReleaseError(f"--out {out} is the labs folder itself: that would overwrite the instructor sources.")
+    written: list[Path] = []
+    for lab in find_labs(labs_dir, names):
+        nb = read_lab(lab)
+        written += write_notebook(student_edition(nb, lab.name), out / f"{lab.name}.ipynb")
+        if nbgrader_source is not None:
+            # Only the .ipynb: nbgrader copies every other file of source/<lab>/ to the students as is,
+            # so a .py twin there would hand out the solutions.
+            written += write_notebook(instructor_edition(nb, lab.name),
+                                      nbgrader_source / lab.name / f"{lab.name}.ipynb", with_py=False)
+    return written
+
+
+def default_labs_dir() -> Path:
+    """`./labs` when it exists, else the `labs/` folder of the checkout this package lives in."""
+    here = Path("labs")
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "labs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="folder for the student edition (.ipynb + .py)")
+    parser.add_argument("--labs", type=Path, default=None,
+                        help="folder of instructor sources labs/*.py (default: ./labs or the checkout's labs/)")
+    parser.add_argument("--nbgrader-source", type=Path, default=None, metavar="DIR",
+                        help="also write the instructor edition with nbgrader metadata as DIR/<lab>/<lab>.ipynb "
+                             "(only the .ipynb; point it at an nbgrader course's source/ folder)")
+    parser.add_argument("names", nargs="*", help="only labs whose name starts with these (e.g. 01 03)")
+
+
+def main(args: argparse.Namespace) -> int:
+    labs_dir = args.labs or default_labs_dir()
+    try:
+        written = release(labs_dir, args.out, args.names or None, args.nbgrader_source)
+    except ReleaseError as err:
+        print(f"labkit release: {err}")
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0

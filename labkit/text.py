@@ -1,0 +1,297 @@
+"""Language-model pieces around the shared engine: the LM task, text generation, context reach.
+
+* `LMTask` plugs word-level language models into `labkit.engine.fit/evaluate` (the one
+  training loop): a batch of `(inputs, targets)` word ids becomes the mean next-word loss.
+  Recurrent models can carry their hidden state from one bptt window to the next
+  (detached: truncated backpropagation through time); it is reset at each epoch start
+  and each evaluation pass through the engine's `Task.start` hook.
+* `generate` samples text from a trained model: temperature, top-k, a fixed seed gives
+  the same words every time; unknown prompt words become `<unk>` with a note.
+* `conv_receptive_field` / `attention_receptive_field` count how far back each layer of a
+  stack of causal 1-D convolutions or of self-attention layers can see, and
+  `plot_receptive_field`, `plot_attention` and `plot_word_frequencies` draw the lab's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from labkit.checkpoint import unwrap
+from labkit.data.wikitext import EOS, UNK, Corpus, Vocabulary
+from labkit.engine import Task
+from labkit.models.language_model import LanguageModel, State, detach_state
+from labkit.plots import new_figure
+
+
+def _language_model(model: nn.Module) -> LanguageModel:
+    inner = unwrap(model)
+    if not isinstance(inner, LanguageModel):
+        raise TypeError(
+            f"expected a labkit language model (TransformerLM or LSTMLM), got {type(inner).__name__}"
+        )
+    return inner
+
+
+class LMTask(Task):
+    """Next-word prediction for the engine: `(inputs, targets)` -> `(mean loss, None, targets)`.
+
+    The loss is the mean negative log-likelihood per target word; the engine weights it by
+    the number of target words, so `exp(val_loss)` is the exact perplexity (ask for
+    `metrics=("perplexity",)`). No per-word outputs are returned: building `(tokens, vocab)`
+    scores for accuracy would cost as much as the adaptive softmax saves.
+
+    `carry_state` (default: when the model is recurrent) keeps an LSTM's `(h, c)` between
+    consecutive batches, detached so gradients stop at the window boundary.
+    """
+
+    def __init__(self, carry_state: bool | None = None) -> None:
+        self.carry_state = carry_state
+        self.state: State = None
+
+    def start(self, model: nn.Module, training: bool) -> None:
+        self.state = None  # a new pass over the text starts from a blank memory
+
+    def __call__(
+        self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, None, torch.Tensor]:
+        inputs, targets = batch
+        lm = _language_model(model)
+        carry = lm.carries_state if self.carry_state is None else self.carry_state
+        if carry and not lm.carries_state:
+            raise ValueError(f"{type(lm).__name__} has no state to carry; use carry_state=False")
+        loss, state = lm.loss(inputs, targets, self.state if carry else None)
+        self.state = detach_state(state) if carry else None
+        return loss, None, targets
+
+
+# --------------------------------------------------------------------------- generation
+
+
+def next_word_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """Sampling probabilities for the next word from its scores `(vocab,)`.
+
+    softmax(logits / temperature), keeping only the `top_k` highest scores (the others get
+    probability 0 and the kept ones are renormalised). Ties at the k-th score are all kept.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (use a small value like 0.1 for near-greedy)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+@dataclass
+class Generation:
+    """Generated text, the words it was made of, and notes (e.g. unknown prompt words)."""
+
+    prompt: list[str]
+    words: list[str]
+    unknown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """Prompt and continuation as running text, one line per `<eos>`."""
+        return " ".join(self.prompt + self.words).replace(f" {EOS} ", "\n").replace(EOS, "\n").strip()
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    vocab: Vocabulary,
+    prompt: str | Sequence[str] = "",
+    n_words: int = 50,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    allow_unk: bool = True,
+    context: int | None = None,
+) -> Generation:
+    """Sample `n_words` words after `prompt` from `model`.
+
+    Each next word is drawn from softmax(scores / `temperature`) — lower temperatures pick
+    likely words, higher ones take more risks — restricted to the `top_k` most likely words
+    when given. A private random generator seeded with `seed` makes the result the same for
+    the same arguments (and leaves the global RNG alone). Prompt words missing from the
+    vocabulary are replaced by `<unk>` and listed in `notes`; an empty prompt starts after an
+    `<eos>` (a new line). `allow_unk=False` never samples `<unk>`. A Transformer reads the
+    last `context` words (default: its positional limit; pass the training `bptt` to stay
+    within the lengths it has learned).
+    """
+    next_word_probs(torch.zeros(1), temperature, top_k)  # checks the arguments before any work
+    lm = _language_model(model)
+    if len(vocab) != lm.vocab_size:
+        raise ValueError(f"vocabulary has {len(vocab)} words but the model predicts {lm.vocab_size}")
+    words = prompt.split() if isinstance(prompt, str) else list(prompt)
+    notes: list[str] = []
+    if words:
+        ids, unknown = vocab.encode(words)
+        if unknown:
+            shown = ", ".join(repr(w) for w in dict.fromkeys(unknown))
+            notes.append(f"not in the vocabulary, read as {UNK}: {shown}")
+    else:
+        if vocab.eos_index is None:
+            raise ValueError(f"an empty prompt needs {EOS} in the vocabulary; give a prompt")
+        ids, unknown = torch.tensor([vocab.eos_index]), []
+    device = next(lm.parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    was_training = lm.training
+    lm.eval()
+    try:
+        tokens = ids.to(device).unsqueeze(0)  # (1, time): everything read or written so far
+        state: State = None
+        pending = tokens
+        out: list[int] = []
+        for _ in range(n_words):
+            if lm.carries_state:
+                scores, state = lm.step(pending, state)
+            else:
+                limit = context or lm.max_context
+                window = tokens[:, -limit:] if limit else tokens
+                scores, _ = lm.step(window)
+            logits = scores[0, -1].float().cpu()
+            if not allow_unk and vocab.unk_index is not None:
+                logits[vocab.unk_index] = float("-inf")
+            probs = next_word_probs(logits, temperature, top_k)
+            next_id = int(torch.multinomial(probs, 1, generator=generator))
+            out.append(next_id)
+            pending = torch.tensor([[next_id]], device=device)
+            tokens = torch.cat([tokens, pending], dim=1)
+    finally:
+        lm.train(was_training)
+    shown_prompt = words if words else []
+    return Generation(prompt=shown_prompt, words=vocab.decode(out), unknown=unknown, notes=notes)
+
+
+# --------------------------------------------------------------------------- context reach
+
+
+def conv_receptive_field(n_layers: int, kernel_size: int = 3, dilation_growth: int = 1) -> list[int]:
+    """Words each layer of a stack of causal 1-D convolutions can see, the current one included.
+
+    Layer `l` with kernel `k` and dilation `d_l` adds `(k - 1) * d_l` words of history:
+    `1 + sum_l (k - 1) * d_l`. With `dilation_growth=1` the reach grows linearly (3, 5, 7,
+    ... for k=3); with 2 (WaveNet-style dilations 1, 2, 4, ...) it doubles each layer.
+    """
+    if n_layers < 1 or kernel_size < 1 or dilation_growth < 1:
+        raise ValueError("n_layers, kernel_size and dilation_growth must be at least 1")
+    reach, fields = 1, []
+    for layer in range(n_layers):
+        reach += (kernel_size - 1) * dilation_growth**layer
+        fields.append(reach)
+    return fields
+
+
+def attention_receptive_field(n_layers: int, context: int) -> list[int]:
+    """Words each causal self-attention layer can see: the whole context window from layer 1.
+
+    One attention layer connects the last position directly to every earlier one inside the
+    window of `context` words, so depth adds no reach (it adds ways to combine what is seen).
+    """
+    if n_layers < 1 or context < 1:
+        raise ValueError("n_layers and context must be at least 1")
+    return [context] * n_layers
+
+
+def layers_to_reach(context: int, kernel_size: int = 3, dilation_growth: int = 1) -> int:
+    """How many causal convolution layers it takes to see `context` words."""
+    layers = 1
+    while conv_receptive_field(layers, kernel_size, dilation_growth)[-1] < context:
+        layers += 1
+    return layers
+
+
+def plot_receptive_field(
+    n_layers: int = 8, context: int = 35, kernel_size: int = 3, figure: Figure | None = None
+) -> Figure:
+    """Reach per layer: causal convolutions (plain and dilated) vs one self-attention layer."""
+    fig = figure or new_figure((6.4, 3.8))
+    ax = fig.subplots()
+    layers = list(range(1, n_layers + 1))
+    plain = conv_receptive_field(n_layers, kernel_size)
+    dilated = conv_receptive_field(n_layers, kernel_size, dilation_growth=2)
+    attention = attention_receptive_field(n_layers, context)
+    ax.plot(layers, plain, "o-", label=f"1-D conv, kernel {kernel_size}")
+    ax.plot(layers, dilated, "s-", label=f"1-D conv, kernel {kernel_size}, dilation 2^l")
+    ax.plot(layers, attention, "^-", label=f"self-attention (window {context})")
+    ax.axhline(context, color="grey", lw=0.8, ls=":")
+    ax.set_yscale("log", base=2)  # dilated reach doubles per layer: a straight line here
+    ax.set_xlabel("layer")
+    ax.set_ylabel("words visible to the last position")
+    ax.set_title("How far back can each layer see?")
+    ax.set_xticks(layers)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_attention(
+    weights: torch.Tensor, words: Sequence[str], title: str = "attention", figure: Figure | None = None
+) -> Figure:
+    """Heat-map(s) of attention weights: `(time, time)` or `(heads, time, time)`, rows = queries."""
+    weights = weights.detach().float().cpu()
+    if weights.dim() == 2:
+        weights = weights.unsqueeze(0)
+    heads, t, _ = weights.shape
+    if t != len(words):
+        raise ValueError(f"{len(words)} words for attention over {t} positions")
+    fig = figure or new_figure((3.6 * heads + 0.6, 3.6))
+    axes = fig.subplots(1, heads, squeeze=False)[0]
+    for head, ax in enumerate(axes):
+        image = ax.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(t), words, rotation=90, fontsize=7)
+        ax.set_yticks(range(t), words, fontsize=7)
+        ax.set_xlabel("attends to (earlier word)")
+        if head == 0:
+            ax.set_ylabel("query word")
+        ax.set_title(f"{title}, head {head + 1}" if heads > 1 else title, fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    return fig
+
+
+def pick_sentence(corpus: Corpus, split: str, min_words: int = 8, max_words: int = 16) -> list[str]:
+    """The first line of `split` with `min_words`..`max_words` words and no heading (`=`) or `<unk>`.
+
+    A short, clean sentence for attention heat-maps and prompts.
+    """
+    words = corpus.vocab.decode(corpus[split])
+    line: list[str] = []
+    for word in words:
+        if word != EOS:
+            line.append(word)
+            continue
+        if min_words <= len(line) <= max_words and "=" not in line and UNK not in line:
+            return line
+        line = []
+    raise ValueError(f"no line of {min_words} to {max_words} words without headings or {UNK} in {split}")
+
+
+def plot_word_frequencies(corpus: Corpus, split: str, top: int = 15, figure: Figure | None = None) -> Figure:
+    """Rank-frequency plot on log-log axes (Zipf's law) and the most common words."""
+    counts = corpus.counts(split)
+    sorted_counts = torch.sort(counts[counts > 0], descending=True).values.double()
+    fig = figure or new_figure((10, 3.6))
+    left, right = fig.subplots(1, 2)
+    ranks = torch.arange(1, sorted_counts.numel() + 1)
+    left.loglog(ranks.numpy(), sorted_counts.numpy(), ".", ms=2)
+    left.set_xlabel("rank of word")
+    left.set_ylabel("count")
+    left.set_title(f"{split}: {sorted_counts.numel():,} distinct words, {int(counts.sum()):,} tokens")
+    left.grid(alpha=0.3)
+    common = corpus.most_common(split, top)
+    right.barh([w for w, _ in common][::-1], [c for _, c in common][::-1])
+    right.set_title(f"{top} most common words in {split}")
+    right.set_xlabel("count")
+    return fig

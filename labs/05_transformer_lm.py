@@ -1,0 +1,289 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,nbgrader,-all
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-kernelspec
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+# ---
+
+# %% [markdown]
+# # Lab 05 — A word-level Transformer language model on WikiText-2
+#
+# A *language model* gives a probability to the next word given the words before it. You will train a
+# small causal Transformer on WikiText-2 (Wikipedia articles, about 2 million training words, rare words
+# replaced by `<unk>`), measure it by **perplexity**, let it write text at different *temperatures*, look
+# at what its attention looks at, and compare how far back a Transformer and a convolutional network can
+# see.
+#
+# The model has the sizes of PyTorch's `word_language_model` example (embedding 200, feed-forward 200,
+# 2 layers, 2 heads, dropout 0.2). What differs is the recipe: an **adaptive softmax** output (cheap on
+# the 33,278-word vocabulary) and AdamW with warm-up and a cosine decay; `bench/lm_bench.py` compares it
+# with the example's recipe.
+#
+# *Smoke size* (`LABKIT_SMOKE=1`, used by the tests) trains a tiny model for 3 epochs on a synthetic
+# corpus written in WikiText's layout (a random Markov chain over ~60 words), so the numbers only show
+# that the code runs; the discussion is about the real data at full size. Full size reads
+# `$LABKIT_DATA/wikitext-2/{train,valid,test}.txt` (downloaded with checksums if missing:
+# `python data_prep/wikitext2.py`).
+
+# %%
+import dataclasses
+
+import matplotlib.pyplot as plt
+import torch
+
+from labkit.data.wikitext import BpttBatches
+from labkit.device import describe_device, pick_device
+from labkit.experiments import language_model as lab
+from labkit.models.language_model import TransformerLM
+from labkit.summary import layer_table
+from labkit.text import (
+    attention_receptive_field,
+    conv_receptive_field,
+    generate,
+    layers_to_reach,
+    pick_sentence,
+    plot_attention,
+    plot_receptive_field,
+    plot_word_frequencies,
+)
+from labkit.widgets import TrainingPanel
+
+device = pick_device()
+cfg, data_note = lab.lab_config()
+print(describe_device(device))
+print("data:", data_note)
+
+# %% [markdown]
+# ## A look at the data
+#
+# Each file has one paragraph per line, tokens separated by spaces. As in the PyTorch example, a line is
+# split on spaces and `<eos>` (end of sentence) is appended, so the model also learns where paragraphs
+# end. The vocabulary collects every word of the files; words are numbered by how often they occur in the
+# training text (the adaptive softmax needs the frequent words first).
+
+# %%
+corpus = lab.load_corpus(cfg)
+vocab = corpus.vocab
+for split, ids in corpus.splits.items():
+    print(f"{split:>5}: {ids.numel():>9,} tokens")
+print(f"vocabulary: {len(vocab):,} words; the first ones: {vocab.itos[:12]}")
+print("the text starts:", " ".join(vocab.decode(corpus[cfg.train_split][:40])))
+assert "<eos>" in vocab and vocab.decode(vocab.encode(["the"])[0]) == ["the"]
+
+# %% [markdown]
+# Word counts fall off like a power law (Zipf's law): a straight line on log–log axes. A few words
+# (*the*, *,*, *.*, *of*) make up a large share of the text, and most words are rare. That is why a
+# full softmax, which scores all 33,278 words for every position, wastes most of its work, and why
+# the adaptive softmax gives the 2,000 most frequent words a full-size output and the rare ones
+# smaller, cheaper clusters.
+
+# %%
+plot_word_frequencies(corpus, cfg.train_split, top=15)
+plt.show()
+counts = corpus.counts(cfg.train_split)
+top_share = counts.sort(descending=True).values[:100].sum() / counts.sum()
+print(f"the 100 most frequent words are {top_share:.0%} of the training text")
+
+# %% [markdown]
+# ## Batches: streams, `batchify` and bptt windows
+#
+# The whole training text is one long stream of word ids. `batchify` cuts it into `batch_size` equal
+# rows that are read in parallel; the model then sees windows of `bptt` = 35 words of every row. The
+# target of each word is simply the next word, so the target window is the input window shifted by one.
+
+# %%
+train_batches = BpttBatches(corpus[cfg.train_split], cfg.batch_size, cfg.bptt)
+inputs, targets = next(iter(train_batches))
+print(train_batches)
+print("input :", " ".join(vocab.decode(inputs[0, :12])))
+print("target:", " ".join(vocab.decode(targets[0, :12])))
+assert torch.equal(inputs[0, 1:], targets[0, :-1])
+
+# %% [markdown]
+# ## The model
+#
+# Word embedding (×√200) plus sinusoidal positions, two blocks of *causal* self-attention and a
+# feed-forward layer (each with LayerNorm before it and a residual connection), a final LayerNorm and the
+# adaptive-softmax output. "Causal" means position *t* may only attend to positions ≤ *t*: the
+# attention calls `scaled_dot_product_attention(..., is_causal=True)`, so no future word leaks in.
+
+# %%
+model = lab.build_model(cfg, len(vocab))
+table = layer_table(model, example=torch.zeros(1, cfg.bptt, dtype=torch.long), max_depth=3)
+print(table)
+full = TransformerLM(len(vocab), **{**cfg.model_options(), "adaptive_softmax": False, "cutoffs": None})
+print(f"parameters: {model.num_parameters():,} with the adaptive softmax, {full.num_parameters():,} with a full softmax")
+assert table.row("output").output_shape == (cfg.bptt, len(vocab))
+
+# %% [markdown]
+# ## How far back can a layer see? Convolutions vs self-attention
+#
+# A causal 1-D convolution with kernel *k* lets each position see *k − 1* earlier words, and stacking
+# layers adds up: with *k* = 3 the last position sees 3, 5, 7, … words — `1 + L·(k−1)` after *L* layers.
+# Doubling the dilation each layer (WaveNet) makes the reach grow exponentially (3, 7, 15, 31, …). One
+# self-attention layer instead connects every position directly to all earlier positions in its window:
+# the whole 35-word window after the first layer, with a path of length 1 between any two words.
+
+# %%
+window = cfg.bptt
+plot_receptive_field(n_layers=8, context=window, kernel_size=3)
+plt.show()
+plain, dilated = conv_receptive_field(8, 3), conv_receptive_field(8, 3, dilation_growth=2)
+print("conv k=3           :", plain)
+print("conv k=3, dilated  :", dilated)
+print("self-attention     :", attention_receptive_field(8, window))
+print(f"to see {window} words: {layers_to_reach(window, 3)} plain conv layers, "
+      f"{layers_to_reach(window, 3, 2)} dilated ones, 1 attention layer")
+assert layers_to_reach(35, 3) == 17 and layers_to_reach(35, 3, 2) == 5
+
+# %% [markdown]
+# **How the two capture context.** A CNN builds context *locally and hierarchically*: early layers combine
+# neighbouring words into phrases, later layers combine phrases; its reach is fixed by the architecture
+# (17 plain layers of kernel 3 for a 35-word window), and the weights depend on *relative position* only,
+# the same for every input. Self-attention computes its mixing weights *from the content*: each word asks
+# (query) which earlier words are relevant (keys) and takes a weighted average of them (values), at any
+# distance inside the window, for a cost that grows with the square of the window length. It knows word
+# order only through the positional encoding. Depth in a Transformer does not add reach; it adds rounds of
+# combining (e.g. first find the subject, then use it). Beyond its window a Transformer sees nothing at
+# all, whereas an LSTM carries a (compressed) memory of everything read so far.
+#
+# **Question.** With bptt = 35, why do the first words of every window get a worse prediction than the
+# last ones? *Answer: the Transformer starts each window from scratch: the first word has no context at
+# all, the 35th has 34 words of it. (The LSTM with carried state does not have this problem.)*
+
+# %% [markdown]
+# ## Training
+#
+# Training runs through labkit's engine (`labkit.engine.fit`) with the language-model task: the loss is
+# the mean cross-entropy per word and **perplexity = exp(loss)**, "as confused as a uniform choice among
+# that many words". A model that knows nothing scores the vocabulary size; the example reaches about 200
+# on WikiText-2 after six epochs of the full training text. Checkpoints (with the vocabulary) go to
+# `runs/lm/checkpoints/`, TensorBoard logs with the model graph to `runs/lm/tb/`.
+#
+# Move the sliders and press **Train** to retrain; the learning rate is AdamW's peak after warm-up.
+
+# %%
+def train(epochs, lr, plot):
+    return lab.train_lm(dataclasses.replace(cfg, epochs=epochs, lr=lr, device=str(device)),
+                        callbacks=[plot], corpus=corpus)
+
+
+panel = TrainingPanel(train, epochs=cfg.epochs, lr=cfg.lr, epoch_choices=(1, 20, 1), lr_range=(1e-4, 3e-2),
+                      title="Lab 05 · Transformer LM on WikiText-2")
+panel.show()
+run = panel.result
+print(run.history.table([k for k in run.history.metrics if k.endswith("perplexity")]))
+val_key = "val_perplexity"
+print(f"best validation perplexity {run.history.best(val_key)[1]:.1f}; uniform guessing would be {len(vocab):,}")
+if run.test is not None:
+    print(f"test perplexity: {run.test['perplexity']:.1f}")
+assert run.history.best(val_key)[1] < len(vocab) / 2, "the model should do far better than guessing"
+
+# %% [markdown]
+# ## Generating text
+#
+# The model gives a distribution over the next word; we draw one, append it and repeat. The
+# **temperature** *T* divides the scores before the softmax: *T* < 1 sharpens the distribution (safe,
+# repetitive text), *T* > 1 flattens it (surprising, often ungrammatical text). `top_k` keeps only the
+# *k* most likely words. A fixed `seed` gives the same text every time. The same is available as
+# `labkit generate runs/lm/checkpoints/best.pt --words 50 --temperature 1.0`.
+
+# %%
+prompt = " ".join(pick_sentence(corpus, cfg.val_split or cfg.train_split, 8, 16)[:4])
+for temperature in (0.5, 1.0, 1.5):
+    sample = generate(run.model, vocab, prompt, n_words=30, temperature=temperature, seed=0, context=cfg.bptt)
+    print(f"--- temperature {temperature}\n{sample.text}\n")
+again = generate(run.model, vocab, prompt, n_words=30, temperature=1.0, seed=0, context=cfg.bptt)
+unknown = generate(run.model, vocab, "the zorblax", n_words=5, seed=0, context=cfg.bptt)
+print("note:", unknown.notes)
+assert again.words == generate(run.model, vocab, prompt, n_words=30, temperature=1.0, seed=0, context=cfg.bptt).words
+assert unknown.unknown == ["zorblax"]
+
+# %% [markdown]
+# ## Your turn — the sampling distribution
+#
+# Write `next_word_probs(logits, temperature, top_k)`: given the model's scores for the next word (a
+# 1-D tensor over the vocabulary), return the probabilities to sample from — the softmax of
+# `logits / temperature`, where only the `top_k` highest scores are kept (the others get probability 0;
+# `top_k=None` keeps all). Hint: `torch.topk(logits, k).values[-1]` is the k-th highest score, and a logit
+# of `-inf` becomes probability 0 after the softmax.
+
+# %% tags=["exercise"]
+def next_word_probs(logits, temperature=1.0, top_k=None):
+    """Probabilities of the next word: softmax(logits / temperature) over the top_k highest logits."""
+    ### BEGIN SOLUTION
+    scaled = logits / temperature
+    if top_k is not None and top_k < scaled.numel():
+        kth = torch.topk(scaled, top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    return torch.softmax(scaled, dim=-1)
+    ### END SOLUTION
+
+
+# %%
+from labkit.check.language_model import check_next_word_probs
+
+check_next_word_probs(next_word_probs)
+
+# %% [markdown]
+# Now sample ten words yourself with your function, one at a time, feeding each word back in:
+
+# %%
+generator = torch.Generator().manual_seed(0)
+ids = vocab.encode(prompt.split())[0].unsqueeze(0).to(device)
+run.model.eval()
+with torch.no_grad():
+    for _ in range(10):
+        logits = run.model(ids[:, -cfg.bptt:])[0, -1].float().cpu()
+        next_id = torch.multinomial(next_word_probs(logits, 0.8, 20), 1, generator=generator)
+        ids = torch.cat([ids, next_id.to(device).view(1, 1)], dim=1)
+print(" ".join(vocab.decode(ids[0])))
+
+# %% [markdown]
+# ## What does attention look at?
+#
+# For one sentence the trained model's attention weights of each layer and head: row = the word being
+# predicted *from*, column = an earlier word it takes information from (each row sums to 1; everything
+# above the diagonal is zero — the causal mask). Heads often specialise: one attends mostly to the
+# previous word (a strong diagonal just below the main one), another to the sentence start or to
+# punctuation.
+
+# %%
+sentence = pick_sentence(corpus, cfg.val_split or cfg.train_split, 8, 16)
+maps = run.model.attention_maps(vocab.encode(sentence)[0].to(device))
+for layer, weights in enumerate(maps, start=1):
+    plot_attention(weights, sentence, title=f"layer {layer}")
+    plt.show()
+assert all(torch.all(w.triu(1) == 0) for w in maps)
+
+# %% [markdown]
+# ## The model graph in TensorBoard
+#
+# The run wrote the model graph (traced with a window of 35 words) to `runs/lm/tb/`. Start TensorBoard
+# with `tensorboard --logdir runs/lm` and open the **Graphs** tab: double-click `TransformerLM` to open the
+# embedding, the two blocks (attention, feed-forward) and the adaptive softmax; **Scalars** has the loss
+# and perplexity curves.
+
+# %%
+events = sorted((run.out_dir / "tb").glob("events.out.tfevents.*"))
+print(f"{len(events)} TensorBoard event file(s) in {run.out_dir / 'tb'}")
+assert events
+
+# %% [markdown]
+# ## Questions
+#
+# 1. *A model that predicts every word with probability 1/|V| has which perplexity?* — exactly |V|
+#    (33,278 on WikiText-2): exp of the cross-entropy −log(1/|V|).
+# 2. *Why does the training perplexity come out higher than validation in the first epoch?* — It is
+#    averaged over the whole epoch, while the model was still learning (and with dropout on); validation
+#    is measured at the end of the epoch without dropout.
+# 3. *Why can't the embedding and the output weights be tied with an adaptive softmax?* — Tying needs one
+#    |V|×200 output matrix; the adaptive softmax has a full-size matrix only for the frequent words and
+#    smaller projected ones for the rare clusters.
+# 4. *What would you change to let the Transformer use more context?* — A longer bptt window (attention
+#    cost grows with its square), or carry context between windows (cache keys/values of the previous
+#    window, as Transformer-XL does).

@@ -1,0 +1,175 @@
+"""WikiText-2 reader, vocabulary, batchify and bptt windows (synthetic files; real counts when ../shared exists)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkit.data import wikitext
+from labkit.data.wikitext import (
+    EOS,
+    BpttBatches,
+    MissingSplitError,
+    Vocabulary,
+    WikiTextError,
+    batchify,
+    read_corpus,
+    write_synthetic_wikitext,
+)
+
+
+def _write(root, **files):
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / f"{name}.txt").write_text(text)
+    return root
+
+
+def test_vocabulary_and_tokens_follow_the_example(tmp_path):
+    root = _write(tmp_path / "wt", train=" a b a \n\n c a\n", valid=" b d \n", test=" e\n")
+    corpus = read_corpus(root, order="appearance")
+    # split on whitespace, <eos> at each line end (also for the blank line), ids by first appearance
+    assert corpus.vocab.itos == ["a", "b", EOS, "c", "d", "e"]
+    assert corpus.vocab.decode(corpus["train"]) == ["a", "b", "a", EOS, EOS, "c", "a", EOS]
+    assert corpus.num_tokens("valid") == 3 and corpus.num_tokens("test") == 2
+
+
+def test_frequency_order_keeps_words_and_sorts_by_training_counts(tmp_path):
+    root = _write(tmp_path / "wt", train=" a b a \n\n c a\n", valid=" b d \n", test=" e\n")
+    by_appearance = read_corpus(root, order="appearance")
+    by_frequency = read_corpus(root)
+    assert by_frequency.vocab.itos == ["a", EOS, "b", "c", "d", "e"]
+    for split in ("train", "valid", "test"):  # same text, only the numbering changes
+        assert by_frequency.vocab.decode(by_frequency[split]) == by_appearance.vocab.decode(by_appearance[split])
+    counts = by_frequency.counts("train")
+    assert counts.tolist() == [3, 3, 1, 1, 0, 0]
+
+
+def test_synthetic_corpus_reads_back(tmp_path):
+    root = write_synthetic_wikitext(tmp_path / "wt", tokens=(3000, 600, 600), vocab_size=40)
+    corpus = read_corpus(root)
+    assert 10 < len(corpus.vocab) <= 40 + 2  # + <eos> and the headings' "="
+    assert wikitext.UNK in corpus.vocab and EOS in corpus.vocab
+    assert 3000 <= corpus.num_tokens("train") < 3100
+    # WikiText's look: lines start with a space, headings like " = Title = "
+    lines = (root / "train.txt").read_text().splitlines()
+    assert all(line.startswith(" ") for line in lines)
+    assert any(line.startswith(" = ") and line.endswith(" = ") for line in lines)
+    # the same seed writes the same text
+    again = write_synthetic_wikitext(tmp_path / "again", tokens=(3000, 600, 600), vocab_size=40)
+    assert (again / "train.txt").read_text() == (root / "train.txt").read_text()
+
+
+def test_batchify_rows_are_contiguous_slices():
+    ids = torch.arange(26)
+    data = batchify(ids, 4)
+    assert data.shape == (4, 6)  # 2 tokens dropped
+    assert data[1].tolist() == list(range(6, 12))
+    with pytest.raises(WikiTextError, match="too short"):
+        batchify(torch.arange(5), 4)
+
+
+def test_bptt_windows_shift_targets_and_cover_the_stream():
+    batches = BpttBatches(torch.arange(4 * 11), batch_size=4, bptt=3)
+    windows = list(batches)
+    assert len(batches) == len(windows) == 4  # 10 usable columns: 3 + 3 + 3 + 1
+    assert [x.shape[1] for x, _ in windows] == [3, 3, 3, 1]
+    for x, y in windows:
+        assert torch.equal(y, x + 1)  # next-token targets
+    assert torch.equal(torch.cat([x for x, _ in windows], 1)[0], torch.arange(10))
+    assert batches.num_tokens == 4 * 10
+    fixed = BpttBatches(torch.arange(4 * 11), batch_size=4, bptt=3, drop_last=True)
+    assert len(fixed) == len(list(fixed)) == 3
+
+
+def test_missing_train_split_says_how_to_train_on_valid(tmp_path):
+    root = _write(tmp_path / "wt", valid=" a b\n", test=" b c\n")
+    with pytest.raises(MissingSplitError, match="train.txt missing") as err:
+        read_corpus(root)
+    assert "--train-split valid" in str(err.value)
+    corpus = read_corpus(root, splits=("valid", "test"))  # the explicit way
+    assert set(corpus.splits) == {"valid", "test"}
+    with pytest.raises(MissingSplitError, match="was not read"):
+        corpus["train"]
+
+
+def test_no_files_and_empty_file_errors(tmp_path):
+    with pytest.raises(MissingSplitError, match="data_prep/wikitext2.py"):
+        read_corpus(tmp_path / "nothing")
+    root = _write(tmp_path / "wt", train="", valid=" a\n", test=" b\n")
+    with pytest.raises(WikiTextError, match="empty"):
+        read_corpus(root)
+
+
+def test_vocabulary_encode_maps_unknown_words_to_unk():
+    vocab = Vocabulary(["the", "<unk>", "cat"])
+    ids, unknown = vocab.encode(["the", "dog", "cat"])
+    assert ids.tolist() == [0, 1, 2] and unknown == ["dog"]
+    with pytest.raises(WikiTextError, match="no <unk>"):
+        Vocabulary(["a"]).encode(["b"])
+    assert Vocabulary(vocab.to_list()).itos == vocab.itos
+
+
+def test_verify_split_checks_sha256(tmp_path):
+    path = tmp_path / "valid.txt"
+    path.write_text(" not the real file\n")
+    with pytest.raises(WikiTextError, match="SHA-256"):
+        wikitext.verify_split(path, "valid")
+
+
+@pytest.mark.shared
+def test_real_wikitext2_token_counts(shared_datasets):
+    root = shared_datasets / "wikitext-2"
+    corpus = read_corpus(root, splits=("valid", "test"))
+    assert corpus.num_tokens("valid") == wikitext.NUM_TOKENS["valid"] == 217_646
+    assert corpus.num_tokens("test") == wikitext.NUM_TOKENS["test"] == 245_569
+    for split in ("valid", "test"):
+        wikitext.verify_split(root / f"{split}.txt", split)  # the recorded checksums match
+    assert corpus.most_common("valid", 3)[0] == ("the", 12_639)
+    if (root / "train.txt").exists():  # the full release: the example's vocabulary size
+        assert len(read_corpus(root).vocab) == wikitext.VOCAB_SIZE
+
+
+def _zip_of(folder, target):
+    import zipfile
+
+    with zipfile.ZipFile(target, "w") as zf:
+        for split in wikitext.SPLITS:
+            zf.write(folder / f"{split}.txt", wikitext.ARCHIVE_MEMBERS[split])
+    return target
+
+
+def test_download_checks_the_archive_and_falls_back_to_single_files(tmp_path, monkeypatch):
+    """The download path offline: a served archive is MD5-checked, extracted and verified."""
+    source = write_synthetic_wikitext(tmp_path / "source")
+    good = _zip_of(source, tmp_path / "good.zip")
+    served = {url: good for url in wikitext.ARCHIVE_URLS}
+    served.update({wikitext.FILE_URL.format(split=s): source / f"{s}.txt" for s in wikitext.SPLITS})
+
+    def fake_fetch(url, target, timeout=60.0):
+        if url not in served:
+            raise OSError(f"offline: {url}")
+        target.write_bytes(served[url].read_bytes())
+
+    monkeypatch.setattr(wikitext, "_fetch", fake_fetch)
+    monkeypatch.setattr(wikitext, "ARCHIVE_MD5", wikitext._md5(good))
+    monkeypatch.setattr(wikitext, "FILE_SHA256", {s: wikitext._sha256(source / f"{s}.txt") for s in ("valid", "test")})
+    lines, tokens = wikitext._count_lines_tokens(source / "train.txt")
+    monkeypatch.setitem(wikitext.NUM_LINES, "train", lines)
+    monkeypatch.setitem(wikitext.NUM_TOKENS, "train", tokens)
+
+    folder = wikitext.download_wikitext2(tmp_path / "a")
+    assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
+    assert not (folder / "wikitext-2-v1.zip").exists()
+
+    # a corrupt archive (wrong MD5) is rejected and the single files are used instead
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    served.update({url: bad for url in wikitext.ARCHIVE_URLS})
+    folder = wikitext.download_wikitext2(tmp_path / "b")
+    assert read_corpus(folder).num_tokens("test") == read_corpus(source).num_tokens("test")
+
+    # nothing reachable: a clear error that says what to do
+    served.clear()
+    with pytest.raises(WikiTextError, match="by hand"):
+        wikitext.download_wikitext2(tmp_path / "c")
