@@ -46,3 +46,8 @@ def test_wnids_instead_of_indices_missing_and_wrong(root):
     wrong[first] = (wrong[first] + 1) % 4
     with pytest.raises(CheckFailed, match="1 of 12 val labels use a different class index"):
         check_val_labels(wrong, root)
+
+
+def test_forgotten_return_is_explained(root):
+    with pytest.raises(CheckFailed, match="forget to `return`"):
+        check_val_labels(None, root)

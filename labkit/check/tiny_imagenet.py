@@ -31,6 +31,8 @@ def check_val_labels(answer: Mapping[str, int] | Sequence[tuple[str, int]], root
 
     reference = TinyImageNet(root, "val")
     truth = {Path(path).name: target for path, target in reference.samples}
+    if answer is None:
+        raise CheckFailed("Your function returned None: did it forget to `return` the labels?")
     given = _as_mapping(answer)
     if not given:
         raise CheckFailed("Your answer is empty: read every line of val/val_annotations.txt "
