@@ -46,7 +46,8 @@ from labkit.widgets import TrainingPanel
 SIZES = lab.sizes()
 device = pick_device()
 root = lab.find_root()
-runs = config.runs_dir() / "lab04"
+# smoke runs (tests) write into a temporary folder, full runs under runs/lab04 ($LABKIT_RUNS)
+runs = Path(tempfile.mkdtemp(prefix="lab04-")) if is_smoke() else config.runs_dir() / "lab04"
 print(describe_device(device), "· smoke size (synthetic data)" if is_smoke() else "· full size")
 print("data:", root)
 
@@ -184,7 +185,7 @@ assert images.shape[1:] == (3, 64, 64) and images.dtype == torch.float32
 #
 # SGD with momentum 0.9 and weight decay 5·10⁻⁴, cosine learning-rate decay, top-1 and top-5 accuracy
 # on val after every epoch. The run writes TensorBoard logs (scalars and the model graph:
-# `tensorboard --logdir runs/lab04`) and checkpoints: `last.pt` every epoch, `epoch_NNN.pt` at chosen
+# `tensorboard --logdir runs/lab04` at full size) and checkpoints: `last.pt` every epoch, `epoch_NNN.pt` at chosen
 # epochs, `best.pt` at the best val accuracy. **Top-5** counts a prediction as right when the true class
 # is among the five highest scores — with 200 classes, many of them similar (several dog breeds), it
 # shows learning long before top-1 does. Chance is 0.5 % top-1, 2.5 % top-5.
