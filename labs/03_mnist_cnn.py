@@ -36,7 +36,7 @@ from labkit.widgets import TrainingPanel
 
 SIZES = lab.sizes()
 RECIPE = lab.default_recipe()
-RUNS = config.runs_dir() / "mnist-lab"
+RUNS = lab.runs_folder()  # runs/mnist-lab; a temporary folder at smoke size
 print(describe_device(pick_device()), "· smoke size (synthetic digits)" if config.is_smoke() else "· full size")
 
 # %% [markdown]

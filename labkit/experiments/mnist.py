@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -108,6 +109,14 @@ COMPARISONS: dict[str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
+
+def runs_folder() -> Path:
+    """Where the notebook's checkpoints go: `runs/mnist-lab` ($LABKIT_RUNS), a temporary folder at smoke
+    size (test runs keep their outputs out of the checkout)."""
+    if config.is_smoke():
+        return Path(tempfile.mkdtemp(prefix="labkit-mnist-smoke-"))
+    return config.runs_dir() / "mnist-lab"
+
 
 def synthetic_root() -> Path:
     """Where smoke runs keep their tiny synthetic MNIST (under LABKIT_DATA)."""
