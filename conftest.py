@@ -15,6 +15,10 @@ import pytest
 os.environ["LABKIT_SMOKE"] = "1"
 os.environ["LABKIT_PROGRESS"] = "0"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Smoke-size models are tiny: one intra-op thread per process is faster than two (no OpenMP
+# hand-offs) and keeps the suite fast when the 2-core CI machine is shared. Notebook kernels and
+# subprocesses inherit it; torch reads it at import, which happens after this file is loaded.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The kernel nbval starts must import this checkout's labkit even without an install.
 _REPO = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -63,7 +63,7 @@ def train_from_panel(epochs, lr, plot):
     return lab.train_mlp(epochs=epochs, lr=lr, callbacks=[plot]).history
 
 
-panel = TrainingPanel(train_from_panel, epochs=SIZES["panel_epochs"], lr=0.01,
+panel = TrainingPanel(train_from_panel, epochs=SIZES["panel_epochs"], lr=SIZES["fixed_lr"],
                       epoch_choices=[100, 500, 1000, 2000, 5000, 10000, 50000], title="Lab 01 · MLP on f(x)")
 panel.show()
 assert panel.result is not None and len(panel.result) == SIZES["panel_epochs"]
@@ -71,7 +71,7 @@ assert panel.result is not None and len(panel.result) == SIZES["panel_epochs"]
 # %% [markdown]
 # ## Exercise A — more epochs
 #
-# Same learning rate (0.01), same seed; only the number of epochs changes.
+# Same learning rate (0.005), same seed; only the number of epochs changes.
 
 # %%
 by_epochs = lab.sweep(SIZES["epochs_sweep"], "epochs", lr=SIZES["fixed_lr"])
@@ -112,7 +112,9 @@ assert not by_lr[0.01].history.diverged
 # **Why is a smaller learning rate slower but more precise?** With lr = 0.001 every step is ten times
 # shorter than with 0.01, so after the same number of epochs the network is still far from the minimum
 # (the curve is too flat). Near a minimum, though, short steps settle into it instead of bouncing
-# across it. That is the trade-off: large enough to make progress, small enough to be stable — and it is
+# across it. lr = 0.01 sits just below the largest stable step for this network: it trains, but you may
+# see a sudden loss spike where a step overshoots and the network recovers (the default 0.005 does not).
+# That is the trade-off: large enough to make progress, small enough to be stable — and it is
 # why schedules start high and decay (Labs 02–04).
 
 # %% [markdown]

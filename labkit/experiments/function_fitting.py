@@ -82,7 +82,7 @@ def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torc
     raise ValueError(f"Unknown optimizer {name!r}: use 'sgd' or 'adam'.")
 
 
-def train_mlp(fn: Function = course_function, *, epochs: int = 1000, lr: float = 0.01, optimizer: str = "sgd",
+def train_mlp(fn: Function = course_function, *, epochs: int = 1000, lr: float = 0.005, optimizer: str = "sgd",
               hidden: Sequence[int] = (64, 64), n: int = 200, interval: tuple[float, float] = INTERVAL,
               noise: float = 0.0, seed: int = 0, callbacks: Sequence[Callback] = (),
               device: str | torch.device | None = "cpu", progress: bool | None = None) -> FitResult:
@@ -158,16 +158,16 @@ def sizes() -> dict[str, Any]:
     """Exercise sizes: the course's at full size, seconds-on-CPU at smoke size."""
     if config.is_smoke():
         return {"epochs_sweep": [20, 100, 300, 600], "lr_sweep": [1.0, 0.1, 0.01, 0.001], "lr_epochs": 200,
-                "fixed_lr": 0.01, "own_epochs": 600, "panel_epochs": 200, "overfit_epochs": 300}
+                "fixed_lr": 0.005, "own_epochs": 600, "panel_epochs": 200, "overfit_epochs": 300}
     return {"epochs_sweep": [100, 1000, 10000, 50000], "lr_sweep": [1.0, 0.1, 0.01, 0.001], "lr_epochs": 1000,
-            "fixed_lr": 0.01, "own_epochs": 10000, "panel_epochs": 2000, "overfit_epochs": 5000}
+            "fixed_lr": 0.005, "own_epochs": 10000, "panel_epochs": 2000, "overfit_epochs": 5000}
 
 
 # --- command line ---------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="full-batch epochs (default 2000; smoke 200)")
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    parser.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--function", choices=sorted(FUNCTIONS), default="course")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/function-fitting)")

@@ -1,0 +1,73 @@
+"""Prepare MNIST for Lab 03: download it with torchvision and write the course's .pth tensor files.
+
+    python data_prep/mnist.py                    # into $LABKIT_DATA (default ~/.cache/labkit)
+    python data_prep/mnist.py --root ~/data      # somewhere else
+    python data_prep/mnist.py --pth ~/course     # put the four .pth files there instead of <root>/MNIST
+    python data_prep/mnist.py --synthetic        # tiny learnable stand-in, same layout, no network
+
+The result is torchvision's `<root>/MNIST/raw/*-ubyte` (downloaded md5-checked from torchvision's
+mirrors) plus `train_data.pth`, `train_labels.pth`, `test_data.pth`, `test_labels.pth` (uint8 images
+(N, 28, 28), int64 labels (N,)). labkit reads either form; the script ends by loading both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit import config
+from labkit.data import mnist
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=None,
+                        help="torchvision root that will hold MNIST/raw (default: $LABKIT_DATA)")
+    parser.add_argument("--pth", type=Path, default=None,
+                        help="folder for the course's .pth tensor files (default: <root>/MNIST)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="write tiny synthetic MNIST instead of downloading (offline smoke runs)")
+    parser.add_argument("--n-train", type=int, default=1200, help="synthetic training images")
+    parser.add_argument("--n-test", type=int, default=300, help="synthetic test images")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    return parser
+
+
+def download_with_torchvision(root: Path) -> None:
+    """torchvision's own download: md5-checked archives from its mirror list, unpacked into MNIST/raw."""
+    from torchvision.datasets import MNIST
+
+    for train in (True, False):
+        MNIST(root=str(root), train=train, download=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = args.root if args.root is not None else config.data_root()
+    pth_folder = args.pth if args.pth is not None else root / "MNIST"
+    try:
+        if args.synthetic:
+            mnist.write_synthetic_mnist(root, args.n_train, args.n_test, args.seed)
+            print(f"wrote synthetic MNIST to {mnist.raw_folder(root)}")
+        else:
+            download_with_torchvision(root)
+            print(f"MNIST is in {mnist.raw_folder(root)}")
+        for split in ("train", "test"):
+            images, labels = mnist.load_idx_split(root, split)
+            paths = mnist.save_pth(pth_folder, split, images, labels)
+            print(f"{split}: {tuple(images.shape)} uint8, {tuple(labels.shape)} int64 -> "
+                  + ", ".join(str(p) for p in paths))
+        from_idx = mnist.load_mnist(root, source="idx")
+        from_pth = mnist.load_mnist(pth_folder, source="pth")
+    except (mnist.MNISTNotFoundError, mnist.MNISTFormatError, RuntimeError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    assert from_idx.sizes() == from_pth.sizes()
+    print(f"loaded back: {from_idx}")
+    print("images per digit (train split):", from_idx.train_labels.bincount(minlength=10).tolist())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Decode a list of image files once into one uint8 tensor, cached on disk.
+
+JPEG decoding is the slow part of an image pipeline: at 64×64 it costs more than
+the augmentation itself. This module decodes every file once into a
+`(N, 3, H, W)` uint8 tensor and stores it under `labkit.config.cache_dir()`
+(never beside the images, so read-only dataset folders work). The cache key is a
+hash of the dataset folder's resolved path and every file's relative path, size
+and modification time, so editing, adding or removing an image rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from labkit import config
+
+
+def cache_key(root: Path, relpaths: Sequence[str], size: int) -> str:
+    """Hash of the folder, the files' relative paths, sizes and mtimes, and the target size."""
+    digest = hashlib.sha256()
+    digest.update(f"{Path(root).resolve()}\n{size}\n".encode())
+    for rel in relpaths:
+        stat = (Path(root) / rel).stat()
+        digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def decode_file(path: Path, size: int) -> torch.Tensor:
+    """One image file as a (3, size, size) uint8 tensor (grayscale is expanded to RGB)."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.array(image, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"could not decode image {path}: {err}. Is the file truncated or not an image?") from err
+    return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+def decode_all(root: Path, relpaths: Sequence[str], size: int) -> torch.Tensor:
+    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor."""
+    images = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
+    for i, rel in enumerate(relpaths):
+        images[i] = decode_file(Path(root) / rel, size)
+    return images
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
+                  cache_dir: Path | None = None, verbose: bool = True) -> torch.Tensor:
+    """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
+
+    `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
+    `labkit.config.cache_dir()`. A cache file that is unreadable or does not match is rebuilt.
+    """
+    root = Path(root)
+    key = cache_key(root, relpaths, size)
+    folder = Path(cache_dir) if cache_dir is not None else config.cache_dir()
+    path = folder / f"{name}-{key[:20]}.pt"
+    if _inside(path, root):
+        raise ValueError(f"the image cache {path} would be inside the dataset folder {root}; "
+                         "set LABKIT_DATA to a folder outside the dataset.")
+    if path.exists():
+        try:
+            stored = torch.load(path, weights_only=True, mmap=True)
+            images = stored["images"]
+            if stored.get("key") == key and tuple(images.shape) == (len(relpaths), 3, size, size):
+                return images
+        except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
+            print(f"the image cache {path} is unreadable ({type(err).__name__}); rebuilding it")
+    start = time.perf_counter()
+    images = decode_all(root, relpaths, size)
+    _atomic_save({"key": key, "images": images}, path)
+    if verbose:
+        print(f"decoded {len(relpaths):,} images in {time.perf_counter() - start:.1f} s "
+              f"-> cache {path}")
+    return images
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False

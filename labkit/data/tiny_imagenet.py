@@ -1,0 +1,417 @@
+"""Tiny-ImageNet-200 read directly from its official on-disk layout.
+
+    tiny-imagenet-200/
+        wnids.txt                      the 200 class ids (WordNet ids), one a line
+        words.txt                      wnid <TAB> readable names, for all of WordNet
+        train/<wnid>/images/*.JPEG     500 images per class (64×64 RGB or grayscale)
+        val/images/val_<i>.JPEG        10,000 images
+        val/val_annotations.txt        file <TAB> wnid <TAB> x0 y0 x1 y1 (the val labels)
+
+Class index `i` is the i-th wnid in **sorted** order, for train and val alike (what
+`ImageFolder` does on the train folder). The dataset folder is only ever read: it
+may be read-only, and derived files (the decoded-image cache, the reorganised val
+folder for `ImageFolder`) go elsewhere.
+
+Two ways to feed a model:
+* `TinyImageNet(root, split, transform)`: a map-style dataset of PIL images for
+  `torch.utils.data.DataLoader` (the teaching path, as in PyTorch's ImageNet example);
+* `tiny_imagenet_loaders(...)`: every JPEG decoded once into a cached uint8 tensor and
+  served by the shared `TensorLoader` with batched augmentation (the fast path).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+
+from labkit import config
+from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
+from labkit.data.image_cache import cached_images
+from labkit.data.tensor_loader import TensorLoader
+
+URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+FOLDER = "tiny-imagenet-200"
+IMAGE_SIZE = 64
+SPLITS = ("train", "val")
+#: ImageNet statistics, as PyTorch's ImageNet example and torchvision's pretrained weights use.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+
+_GET_IT = ("Download it with `python -m data_prep.tiny_imagenet` (official zip: "
+           f"{URL}), or pass the folder that holds wnids.txt (e.g. --data PATH).")
+
+
+class TinyImageNetLayoutError(ValueError):
+    """A file in the dataset folder does not follow the official Tiny-ImageNet layout."""
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The folder holding `wnids.txt`: `root` itself or `root/tiny-imagenet-200`.
+
+    Without `root`: `labkit.config.data_root()/tiny-imagenet-200`.
+    """
+    base = Path(root).expanduser() if root is not None else config.data_root() / FOLDER
+    for candidate in (base, base / FOLDER):
+        if (candidate / "wnids.txt").is_file():
+            return candidate
+    if not base.exists():
+        raise FileNotFoundError(f"Tiny-ImageNet folder {base} does not exist. {_GET_IT}")
+    raise FileNotFoundError(
+        f"{base} is not a Tiny-ImageNet folder: no wnids.txt in it (nor in {base / FOLDER}). "
+        f"Expected the official layout (wnids.txt, words.txt, train/, val/). {_GET_IT}")
+
+
+def read_wnids(root: Path) -> list[str]:
+    """The class ids from `wnids.txt`, sorted: list index = class index for every split."""
+    lines = [line.strip() for line in (root / "wnids.txt").read_text().splitlines()]
+    wnids = [w for w in lines if w]
+    if not wnids:
+        raise TinyImageNetLayoutError(f"{root / 'wnids.txt'} lists no class ids.")
+    if len(set(wnids)) != len(wnids):
+        raise TinyImageNetLayoutError(f"{root / 'wnids.txt'} lists some class ids twice.")
+    for wnid in wnids:
+        _check_plain_name(wnid, root / "wnids.txt")
+    return sorted(wnids)
+
+
+def read_class_names(root: Path, wnids: Sequence[str]) -> list[str]:
+    """A short readable name per class from `words.txt` (its first synonym); the wnid when absent."""
+    words: dict[str, str] = {}
+    path = root / "words.txt"
+    if path.is_file():
+        wanted = set(wnids)
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                wnid, _, names = line.rstrip("\n").partition("\t")
+                if wnid in wanted:
+                    words[wnid] = names.split(",")[0].strip()
+    return [words.get(w) or w for w in wnids]
+
+
+def _check_plain_name(name: str, source: Path) -> None:
+    """A file or folder name must stay inside its folder: no separators, no '..', not absolute."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or len(pure.parts) != 1 or name in {".", ".."} or os.path.isabs(name):
+        raise TinyImageNetLayoutError(
+            f"{source} names {name!r}, which points outside its folder. Entries must be plain "
+            "file names such as 'val_0.JPEG'; refusing to read it (is the file corrupted or tampered with?).")
+
+
+def _image_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def train_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
+    """(relative path, class index) for every train image, class by class in sorted-wnid order."""
+    train = root / "train"
+    if not train.is_dir():
+        raise FileNotFoundError(f"the train split is missing: {train} does not exist. {_GET_IT}")
+    samples: list[tuple[str, int]] = []
+    for index, wnid in enumerate(wnids):
+        folder = train / wnid / "images"
+        if not folder.is_dir():
+            raise TinyImageNetLayoutError(
+                f"class {wnid} (listed in wnids.txt) has no folder {folder}: expected "
+                "train/<wnid>/images/*.JPEG. Is the dataset fully extracted?")
+        samples += [(f"train/{wnid}/images/{name}", index) for name in _image_files(folder)]
+    if not samples:
+        raise TinyImageNetLayoutError(f"no images found under {train}/<wnid>/images/.")
+    return samples
+
+
+def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
+    """(relative path, class index) for every line of `val/val_annotations.txt`, in file order.
+
+    The class index comes from the same sorted wnids as train. Lines whose file name
+    points outside `val/images/` (absolute, '..') or whose wnid is not in wnids.txt are
+    rejected with an error naming the line.
+    """
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        raise FileNotFoundError(
+            f"the val split is missing: {annotations} does not exist (the val labels live in "
+            f"that file, one 'file<TAB>wnid<TAB>box' line per image). {_GET_IT}")
+    class_to_idx = {w: i for i, w in enumerate(wnids)}
+    samples: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        where = f"{annotations}:{number}"
+        if len(fields) < 2:
+            raise TinyImageNetLayoutError(f"{where}: expected 'file<TAB>wnid<TAB>box', got {line!r}.")
+        name, wnid = fields[0].strip(), fields[1].strip()
+        _check_plain_name(name, Path(where))
+        if wnid not in class_to_idx:
+            raise TinyImageNetLayoutError(f"{where}: class {wnid!r} is not listed in wnids.txt.")
+        if name in seen:
+            raise TinyImageNetLayoutError(f"{where}: {name} is labelled twice.")
+        seen.add(name)
+        if not (root / "val" / "images" / name).is_file():
+            raise FileNotFoundError(f"{where}: the image val/images/{name} does not exist.")
+        samples.append((f"val/images/{name}", class_to_idx[wnid]))
+    if not samples:
+        raise TinyImageNetLayoutError(f"{annotations} labels no images.")
+    return samples
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class TinyImageNet(torch.utils.data.Dataset):
+    """One split of Tiny-ImageNet-200 as (image, class index) pairs, read in place.
+
+    `classes` are the sorted wnids (index = class index, identical for train and val),
+    `class_names` their readable names from words.txt, `samples` the (path, index)
+    pairs. Items are PIL RGB images passed through `transform` (for `DataLoader`);
+    `tensors()` returns the whole split decoded once (cached) as uint8 tensors.
+    """
+
+    def __init__(self, root: str | Path | None = None, split: str = "train",
+                 transform=None, target_transform=None) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r} (the test split has no labels).")
+        self.root = resolve_root(root)
+        self.split = split
+        self.transform = transform
+        self.target_transform = target_transform
+        self.classes = read_wnids(self.root)
+        self.class_to_idx = {w: i for i, w in enumerate(self.classes)}
+        self.class_names = read_class_names(self.root, self.classes)
+        listing = train_samples if split == "train" else val_samples
+        self._relative = listing(self.root, self.classes)
+        self.samples = [(str(self.root / rel), target) for rel, target in self._relative]
+        self.targets = [target for _, target in self._relative]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def tensors(self, cache_dir: Path | None = None, verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images as one (N, 3, 64, 64) uint8 tensor (decoded once, then cached) and int64 targets."""
+        images = cached_images(self.root, [rel for rel, _ in self._relative], IMAGE_SIZE,
+                               name=f"tiny-imagenet-{self.split}", cache_dir=cache_dir, verbose=verbose)
+        return images, torch.tensor(self.targets, dtype=torch.int64)
+
+    def __repr__(self) -> str:
+        return (f"TinyImageNet(split={self.split!r}, images={len(self)}, classes={len(self.classes)}, "
+                f"root={str(self.root)!r})")
+
+
+def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Indices of the first `per_class` items of every class (keeps the order otherwise)."""
+    seen: dict[int, int] = {}
+    keep = []
+    for i, t in enumerate(targets.tolist()):
+        if seen.get(t, 0) < per_class:
+            seen[t] = seen.get(t, 0) + 1
+            keep.append(i)
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+# --------------------------------------------------------------------------- tensor-resident loaders
+
+
+def train_transform(padding: int = 4) -> Compose:
+    """Batched augmentation on uint8 batches: random crop with `padding`, flip, then normalise."""
+    return Compose([RandomCrop(padding), RandomHorizontalFlip(), ToFloat(), Normalize(MEAN, STD)])
+
+
+def eval_transform() -> Compose:
+    """Evaluation batches: only scaling and normalisation."""
+    return Compose([ToFloat(), Normalize(MEAN, STD)])
+
+
+@dataclass
+class TinyImageNetData:
+    """Loaders and what the lab needs beside them (class names, val file names and pixels)."""
+
+    train: TensorLoader
+    val: TensorLoader
+    classes: list[str]
+    class_names: list[str]
+    val_files: list[str]
+    val_images: torch.Tensor  # uint8 (N, 3, 64, 64), the val set in loader order
+    root: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def tiny_imagenet_loaders(root: str | Path | None = None, *, batch_size: int = 128,
+                          eval_batch_size: int | None = None, device: str | torch.device | None = "cpu",
+                          augment: bool = True, padding: int = 4, seed: int = 0,
+                          train_per_class: int | None = None, val_per_class: int | None = None,
+                          rank: int = 0, world_size: int = 1, verbose: bool = True) -> TinyImageNetData:
+    """Train and val `TensorLoader`s over the cached uint8 tensors, resident on `device`.
+
+    Train batches are shuffled per epoch and augmented as whole batches (`train_transform`);
+    val batches keep file order. `train_per_class` / `val_per_class` keep only the first N
+    images of each class (quick runs). `rank`/`world_size` shard both splits for DDP.
+    """
+    train_set, val_set = TinyImageNet(root, "train"), TinyImageNet(root, "val")
+    train_x, train_y = train_set.tensors(verbose=verbose)
+    val_x, val_y = val_set.tensors(verbose=verbose)
+    val_files = [Path(path).name for path, _ in val_set.samples]
+    if train_per_class is not None:
+        keep = subset_per_class(train_y, train_per_class)
+        train_x, train_y = train_x[keep], train_y[keep]
+    if val_per_class is not None:
+        keep = subset_per_class(val_y, val_per_class)
+        val_x, val_y = val_x[keep], val_y[keep]
+        val_files = [val_files[i] for i in keep.tolist()]
+    shard = {"rank": rank, "world_size": world_size, "device": device}
+    train = TensorLoader(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed,
+                         transform=train_transform(padding) if augment else eval_transform(), **shard)
+    val = TensorLoader(val_x, val_y, batch_size=eval_batch_size or 2 * batch_size, shuffle=False,
+                       transform=eval_transform(), **shard)
+    return TinyImageNetData(train, val, train_set.classes, train_set.class_names, val_files,
+                            val_x, train_set.root)
+
+
+# --------------------------------------------------------------------------- ImageFolder path
+
+
+def build_val_imagefolder(root: str | Path | None, out: str | Path, copy: bool = False) -> Path:
+    """Reorganise val into `out/<wnid>/<file>` (symlinks, or copies) for `ImageFolder`; idempotent.
+
+    Writes only into `out`, which must lie outside the dataset folder. Every wnid gets
+    a folder, so `ImageFolder(out).classes` equals the sorted wnids, as on train.
+    Running it again leaves correct entries alone and fixes wrong or stale ones.
+    """
+    root = resolve_root(root)
+    out = Path(out).expanduser()
+    if out.resolve() == root.resolve() or _is_inside(out, root):
+        raise ValueError(f"the reorganised val folder {out} must be outside the dataset folder {root}, "
+                         "which labkit never writes into; choose e.g. ~/.cache/labkit/tiny-imagenet-val.")
+    wnids = read_wnids(root)
+    samples = val_samples(root, wnids)
+    wanted: dict[Path, Path] = {}
+    for rel, target in samples:
+        source = (root / rel).resolve()
+        wanted[out / wnids[target] / Path(rel).name] = source
+    for wnid in wnids:
+        (out / wnid).mkdir(parents=True, exist_ok=True)
+    for link, source in wanted.items():
+        if copy:
+            if link.is_symlink():
+                link.unlink()
+            if not link.exists() or link.stat().st_size != source.stat().st_size:
+                shutil.copyfile(source, link)
+        else:
+            if link.is_symlink() and Path(os.readlink(link)) == source:
+                continue
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(source)
+    for wnid in wnids:  # entries from an older, different labelling
+        for entry in (out / wnid).iterdir():
+            if entry not in wanted:
+                entry.unlink()
+    return out
+
+
+def imagefolder_datasets(root: str | Path | None, val_folder: str | Path,
+                         train_transform=None, val_transform=None):
+    """torchvision `ImageFolder` datasets for train (read in place) and the reorganised val folder.
+
+    Raises when the two disagree on the class order, the silent bug that keeps val at chance.
+    """
+    from torchvision.datasets import ImageFolder
+
+    root = resolve_root(root)
+    train = ImageFolder(str(root / "train"), transform=train_transform)
+    val = ImageFolder(str(val_folder), transform=val_transform)
+    if train.classes != val.classes:
+        raise TinyImageNetLayoutError(
+            f"train has {len(train.classes)} classes and {val_folder} has {len(val.classes)}, or their "
+            "order differs: rebuild the val folder with build_val_imagefolder().")
+    return train, val
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def write_synthetic_tiny_imagenet(root: str | Path, n_classes: int = 5, n_train_per_class: int = 20,
+                                  n_val_per_class: int = 5, seed: int = 0) -> Path:
+    """Write a tiny, learnable Tiny-ImageNet in the official layout under `root/tiny-imagenet-200`.
+
+    Real JPEG files (one grayscale per class, as in the real data), a shuffled wnids.txt (so only sorting gives the right order),
+    words.txt with extra unrelated lines, per-class boxes files and a shuffled
+    val_annotations.txt. Each class has its own colour and stripe pattern plus noise,
+    so a small model learns it in a few epochs. Returns the dataset folder.
+    """
+    if n_classes < 1 or n_train_per_class < 1 or n_val_per_class < 1:
+        raise ValueError("need n_classes >= 1, n_train_per_class >= 1 and n_val_per_class >= 1.")
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / FOLDER
+    wnids = [f"n{int(v):08d}" for v in rng.choice(10_000_000, size=n_classes, replace=False) + 1_000_000]
+    names = [f"synthetic class {i}" for i in range(n_classes)]
+    colours = rng.uniform(40, 215, size=(n_classes, 3))
+    frequencies = rng.uniform(1.0, 6.0, size=n_classes)
+    vertical = rng.random(n_classes) < 0.5
+
+    def draw(k: int) -> Image.Image:
+        grid = np.arange(IMAGE_SIZE, dtype=np.float64)
+        phase = rng.uniform(0, 2 * np.pi)
+        wave = np.sin(2 * np.pi * frequencies[k] * grid / IMAGE_SIZE + phase)
+        stripes = wave[None, :] if vertical[k] else wave[:, None]
+        pixels = colours[k][None, None, :] + 40 * stripes[..., None] + rng.normal(0, 20, (IMAGE_SIZE, IMAGE_SIZE, 3))
+        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+    (folder / "val" / "images").mkdir(parents=True, exist_ok=True)
+    shuffled = list(wnids)
+    rng.shuffle(shuffled)
+    (folder / "wnids.txt").write_text("\n".join(shuffled) + "\n")
+    words = ["n00001740\tentity"] + [f"{w}\t{n}, other synonym" for w, n in zip(wnids, names)]
+    (folder / "words.txt").write_text("\n".join(words) + "\n")
+    for k, wnid in enumerate(wnids):
+        images = folder / "train" / wnid / "images"
+        images.mkdir(parents=True, exist_ok=True)
+        boxes = []
+        for i in range(n_train_per_class):
+            image = draw(k)
+            if i == 1:  # the real data has some grayscale JPEGs
+                image = image.convert("L")
+            image.save(images / f"{wnid}_{i}.JPEG", quality=90)
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63")
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text("\n".join(boxes) + "\n")
+    labels = [k for k in range(n_classes) for _ in range(n_val_per_class)]
+    rng.shuffle(labels)
+    lines = []
+    for i, k in enumerate(labels):
+        draw(k).save(folder / "val" / "images" / f"val_{i}.JPEG", quality=90)
+        lines.append(f"val_{i}.JPEG\t{wnids[k]}\t0\t0\t63\t63")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return folder

@@ -1,0 +1,102 @@
+"""MyConvNet and FastConvNet shapes and structure; the exercise checks accept right answers and explain wrong ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from labkit.check import CheckFailed
+from labkit.check.mnist import check_accuracy_function, check_myconvnet
+from labkit.models.mnist import FastConvNet, MyConvNet, build_model, count_parameters
+
+
+def test_myconvnet_builds_without_arguments_and_returns_logits():
+    model = MyConvNet().eval()
+    out = model(torch.randn(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # logits, not probabilities
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
+    assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 3
+    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 7, 7)
+    assert count_parameters(model) == 1_697_674  # 576 + 128 + 73,728 + 256 + 1,605,888 + 16,448 + 650
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_fastconvnet_shapes(width):
+    model = FastConvNet(width).eval()
+    assert model.features(torch.randn(3, 1, 28, 28)).shape == (3, 4 * width, 3, 3)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert count_parameters(FastConvNet()) < 40_000
+
+
+def test_build_model_names_and_errors():
+    assert isinstance(build_model("myconvnet"), MyConvNet)
+    assert build_model("fast", width=8).width == 8
+    with pytest.raises(ValueError, match="choose one of fast, myconvnet"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="positive"):
+        FastConvNet(0)
+
+
+def test_check_myconvnet_accepts_the_course_model(capsys):
+    check_myconvnet(MyConvNet)
+    assert "learns" in capsys.readouterr().out
+
+
+class _NeedsArgs(MyConvNet):
+    def __init__(self, hidden):
+        super().__init__()
+
+
+class _SoftmaxAtTheEnd(MyConvNet):
+    def forward(self, x):
+        return super().forward(x).softmax(dim=1)
+
+
+class _WrongWidths(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(3136, 64), nn.ReLU(), nn.Linear(64, 32), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class _BadFlatten(MyConvNet):
+    def __init__(self):
+        super().__init__()
+        self.classifier[1] = nn.Linear(128 * 14 * 14, 256)
+
+
+@pytest.mark.parametrize("model, hint", [
+    (_NeedsArgs, "no arguments"),
+    (_SoftmaxAtTheEnd, "probabilities"),
+    (_WrongWidths, "64 then 128"),
+    (_BadFlatten, "6272 inputs"),
+])
+def test_check_myconvnet_explains_mistakes(model, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_myconvnet(model)
+
+
+def test_check_accuracy_function_accepts_argmax_and_tensor_results():
+    check_accuracy_function(lambda logits, labels: (logits.argmax(1) == labels).float().mean().item())
+    check_accuracy_function(lambda logits, labels: (logits.argmax(1) == labels).float().mean())
+
+
+@pytest.mark.parametrize("fn, hint", [
+    (lambda lo, la: (torch.multinomial(lo.softmax(1), 1).squeeze(1) == la).float().mean().item(), "random"),
+    (lambda lo, la: (lo.argmax(1) == la).sum().item(), "more than 1"),
+    (lambda lo, la: (lo.argmin(1) == la).float().mean().item(), "argmin"),
+    (lambda lo, la: (lo.argmax(1) == la).float(), "return one number"),
+    (lambda lo, la: "99%", "Python float"),
+    (lambda lo, la: ((lo > 0.5).float().argmax(1) == la).float().mean().item(), "argmax accuracy is"),
+])
+def test_check_accuracy_function_explains_mistakes(fn, hint):
+    with pytest.raises(CheckFailed, match=hint):
+        check_accuracy_function(fn)
