@@ -374,6 +374,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", default=None, help="run folder (default runs/lm)")
     add("--no-tensorboard", action="store_true")
     add("--resume", default=None, help="checkpoint to resume from (e.g. runs/lm/checkpoints/last.pt)")
+    add("--smoke", action="store_true", help="seconds-long run on a synthetic corpus (also LABKIT_SMOKE=1)")
 
 
 def config_from_args(args: argparse.Namespace) -> LMConfig:
@@ -387,11 +388,12 @@ def config_from_args(args: argparse.Namespace) -> LMConfig:
     for split in ("val_split", "test_split"):
         if overrides.get(split) == "none":
             overrides[split] = None
-    if getattr(args, "synthetic", False):
+    smoke = labconfig.is_smoke() or getattr(args, "smoke", False)
+    if getattr(args, "synthetic", False) or (smoke and args.data is None):
         overrides["synthetic"] = True
     if getattr(args, "no_tensorboard", False):
         overrides["tensorboard"] = False
-    return recipe(args.recipe, smoke=labconfig.is_smoke(), **overrides)
+    return recipe(args.recipe, smoke=smoke, **overrides)
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
