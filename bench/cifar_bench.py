@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
 import torch
-from torch import nn
 
 from labkit import config
 from labkit.data import cifar
 from labkit.models.cifar_resnet import resnet20
+from labkit.throughput import TrainingTimer, alternate, loader_speed, markdown_table
+
+SHAPE = (3, 32, 32)  # what both pipelines deliver: augmented, normalised float images
 
 # --- data -------------------------------------------------------------------------------------------------
 
@@ -90,105 +90,14 @@ def labkit_loader(root: Path, device: torch.device, batch_size: int) -> Iterable
     return loader
 
 
-def endless(loader: Iterable) -> Iterator:
-    """Batches across epoch boundaries (a bounded measurement may need more than one epoch)."""
-    epoch = 0
-    while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-# --- measurements -----------------------------------------------------------------------------------------
-
-@dataclass
-class Speed:
-    images_per_s: float
-    wait_share: float | None = None  # fraction of the time spent waiting for the next batch
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def pipeline_speed(loader: Iterable, batches: int, device: torch.device) -> Speed:
-    """Augmented, normalised batches per second with no model (first batch not timed)."""
-    stream = endless(loader)
-    images, _ = next(stream)
-    assert images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32), images.shape
-    sync(device)
-    start = time.perf_counter()
-    count = 0
-    for _ in range(batches):
-        images, _ = next(stream)
-        count += images.shape[0]
-    sync(device)
-    return Speed(count / (time.perf_counter() - start))
-
-
-class Trainer:
-    """ResNet-20 with the course's optimizer fed by one loader; `run(steps)` times SGD steps and
-    the part of that time spent waiting in `next(loader)`."""
+class ResNet20Timer(TrainingTimer):
+    """ResNet-20 with the course's optimizer (SGD momentum 0.9, weight decay 5e-4) fed by one loader."""
 
     def __init__(self, loader: Iterable, device: torch.device, fast_math: bool = False) -> None:
         torch.manual_seed(0)
-        self.device = device
-        self.fast_math = fast_math
-        self.model = resnet20().to(device)
-        if fast_math:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-        self.loss_fn = nn.CrossEntropyLoss()
-        self.use_amp = fast_math and device.type == "cuda"
-        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
-        self.dtype = torch.bfloat16 if bf16 else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not bf16)
-        self.stream = endless(loader)
-        self.seconds = self.waited = 0.0
-        self.images = 0
-        for _ in range(2):  # warm-up: first-call overheads, cuDNN algorithm choice, worker start-up
-            self.step(*next(self.stream))
-        sync(device)
-
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        images = images.to(self.device, non_blocking=True)
-        labels = labels.to(self.device, non_blocking=True)
-        if self.fast_math:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.use_amp):
-            loss = self.loss_fn(self.model(images), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-
-    def run(self, steps: int) -> None:
-        start = time.perf_counter()
-        for _ in range(steps):
-            asked = time.perf_counter()
-            images, labels = next(self.stream)
-            self.waited += time.perf_counter() - asked
-            self.step(images, labels)
-            self.images += images.shape[0]
-        sync(self.device)
-        self.seconds += time.perf_counter() - start
-
-    @property
-    def speed(self) -> Speed:
-        return Speed(self.images / self.seconds, self.waited / self.seconds)
-
-
-def training_speeds(trainers: list[Trainer], steps: int, rounds: int = 4) -> list[Speed]:
-    """Alternate the trainers in `rounds` chunks of steps, so load changes on a shared machine
-    affect all of them alike."""
-    rounds = max(1, min(rounds, steps))
-    chunk = max(1, steps // rounds)
-    for _ in range(rounds):
-        for trainer in trainers:
-            trainer.run(chunk)
-    return [t.speed for t in trainers]
+        model = resnet20()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        super().__init__(model, optimizer, loader, device, fast_math=fast_math, warmup_steps=2)
 
 
 # --- report -----------------------------------------------------------------------------------------------
@@ -223,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{torch.get_num_threads()} threads")
 
         rows: list[tuple[str, str, str, str]] = []
-        ref_pipe = pipeline_speed(reference_loader(root, args.workers, args.batch), ref_batches, cpu)
-        lab_pipe = pipeline_speed(labkit_loader(root, cpu, args.batch), lab_batches, cpu)
+        ref_pipe = loader_speed(reference_loader(root, args.workers, args.batch), ref_batches, cpu, expect=SHAPE)
+        lab_pipe = loader_speed(labkit_loader(root, cpu, args.batch), lab_batches, cpu, expect=SHAPE)
         ratio = lab_pipe.images_per_s / ref_pipe.images_per_s
         rows.append(("pipeline alone (CPU), images/s", f"{ref_pipe.images_per_s:,.0f}",
                      f"{lab_pipe.images_per_s:,.0f}", f"{ratio:.1f}x"))
 
-        ref_train, lab_train = training_speeds(
-            [Trainer(reference_loader(root, args.workers, args.batch), cpu), Trainer(labkit_loader(root, cpu, args.batch), cpu)], steps)
+        ref_train, lab_train = alternate(
+            [ResNet20Timer(reference_loader(root, args.workers, args.batch), cpu), ResNet20Timer(labkit_loader(root, cpu, args.batch), cpu)], steps)
         train_ratio = lab_train.images_per_s / ref_train.images_per_s
         rows.append(("ResNet-20 training (CPU), images/s", f"{ref_train.images_per_s:,.1f}",
                      f"{lab_train.images_per_s:,.1f}", f"{train_ratio:.2f}x"))
@@ -243,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             gpu = torch.device("cuda")
             gpu_steps = 20 if args.quick else 200
-            ref_gpu, ref_gpu_fast, lab_gpu = training_speeds([
-                Trainer(reference_loader(root, args.workers, args.batch), gpu),
-                Trainer(reference_loader(root, args.workers, args.batch), gpu, fast_math=True),
-                Trainer(labkit_loader(root, gpu, args.batch), gpu, fast_math=True),
+            ref_gpu, ref_gpu_fast, lab_gpu = alternate([
+                ResNet20Timer(reference_loader(root, args.workers, args.batch), gpu),
+                ResNet20Timer(reference_loader(root, args.workers, args.batch), gpu, fast_math=True),
+                ResNet20Timer(labkit_loader(root, gpu, args.batch), gpu, fast_math=True),
             ], gpu_steps)
             gpu_ratio = lab_gpu.images_per_s / ref_gpu.images_per_s
             name = torch.cuda.get_device_name(gpu)
@@ -261,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = f" cuda_train_ratio={gpu_ratio:.2f}"
 
     print()
-    print("| measure | reference | labkit | labkit / reference |")
-    print("| --- | ---: | ---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(("measure", "reference", "labkit", "labkit / reference"), rows))
     print(f"\n(timed: {ref_batches} reference / {lab_batches} labkit batches for the pipeline, "
           f"{steps} training steps per side on the CPU; first batches untimed)")
     print(f"RESULT ratio={ratio:.2f} train_ratio={train_ratio:.2f}{extra}")

@@ -69,8 +69,8 @@ def main() -> None:
     b, f = min(bare), min(ours)
     print(f"{epochs:,} full-batch epochs of the Lab 01 MLP on CPU ({torch.get_num_threads()} threads), "
           f"best of {repeats}")
-    print(f"| loop | seconds | µs/epoch | ratio |")
-    print(f"|---|---:|---:|---:|")
+    print("| loop | seconds | µs/epoch | ratio |")
+    print("|---|---:|---:|---:|")
     print(f"| bare PyTorch loop (reference) | {b:.2f} | {b / epochs * 1e6:.0f} | 1.00 |")
     print(f"| labkit fit() | {f:.2f} | {f / epochs * 1e6:.0f} | {f / b:.3f} |")
     print(f"RESULT ratio={f / b:.3f}")

@@ -24,7 +24,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from labkit.data import mnist as mnist_data
 from labkit.device import describe_device, seed_everything
 from labkit.experiments import mnist as lab
 from labkit.models.mnist import MyConvNet
+from labkit.throughput import TrainingTimer, loader_speed, markdown_table
 
 
 class Net(nn.Module):
@@ -152,43 +152,6 @@ def run_labkit(root: Path, target: float, epochs: int | None, n_train: int | Non
     return outcome
 
 
-def images_per_second(batches: Iterable, model: nn.Module, steps: int) -> float:
-    """Training throughput of `model` on `steps` batches (after two warm-up steps)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    iterator = iter(batches)
-    count, started = 0, 0.0
-    for step in range(steps + 2):
-        if step == 2:
-            count, started = 0, time.perf_counter()
-        try:
-            images, labels = next(iterator)
-        except StopIteration:
-            iterator = iter(batches)
-            images, labels = next(iterator)
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count += len(labels)
-    return count / (time.perf_counter() - started)
-
-
-def pipeline_images_per_second(batches: Iterable, steps: int) -> float:
-    """Images/s of the loader alone (no model): what feeding the model costs."""
-    iterator = iter(batches)
-    next(iterator)
-    count, started = 0, time.perf_counter()
-    for _ in range(steps):
-        try:
-            _, labels = next(iterator)
-        except StopIteration:
-            iterator = iter(batches)
-            _, labels = next(iterator)
-        count += len(labels)
-    return count / (time.perf_counter() - started)
-
-
 def loader_throughput(root: Path, steps: int, batch_size: int, workers: int) -> dict[str, tuple[float, float]]:
     """{'resident' | 'dataloader': (loader-alone images/s, MyConvNet training images/s)}, same batch size.
 
@@ -203,7 +166,9 @@ def loader_throughput(root: Path, steps: int, batch_size: int, workers: int) -> 
     for name, loader in (("resident", resident), ("dataloader", dataloader)):
         torch.manual_seed(0)
         model = lab.prepare_model(MyConvNet(), torch.device("cpu"))
-        speeds[name] = (pipeline_images_per_second(loader, 4 * steps), images_per_second(loader, model, steps))
+        timer = TrainingTimer(model, torch.optim.Adam(model.parameters(), lr=1e-3), loader, warmup_steps=2)
+        timer.run(steps)
+        speeds[name] = (loader_speed(loader, 4 * steps).images_per_s, timer.speed.images_per_s)
     return speeds
 
 
@@ -260,22 +225,21 @@ def main(argv: list[str] | None = None) -> int:
         ratio = (reference.elapsed[-1] / len(reference.elapsed)) / (ours.elapsed[-1] / len(ours.elapsed))
         note = "time per epoch (labkit did not reach the target)"
     print()
-    print("| side | epochs run | time to target | test acc at target | final test acc |")
-    print("|---|---:|---:|---:|---:|")
+    rows = []
     for side in (reference, ours):
-        hit = side.time_to_target
         at = next((a for a in side.accuracies if a >= args.target), None)
-        print(f"| {side.name} | {len(side.accuracies)} | {fmt_time(hit)} | "
-              f"{'-' if at is None else f'{100 * at:.2f} %'} | {100 * side.accuracies[-1]:.2f} % |")
+        rows.append((side.name, str(len(side.accuracies)), fmt_time(side.time_to_target),
+                     "-" if at is None else f"{100 * at:.2f} %", f"{100 * side.accuracies[-1]:.2f} %"))
+    print(markdown_table(("side", "epochs run", "time to target", "test acc at target", "final test acc"), rows))
     print(f"\nspeed-up: {ratio:.2f}x ({note})")
     print()
     (lab_feed, lab_train), (torch_feed, torch_train) = speeds["resident"], speeds["dataloader"]
-    print(f"| batch {args.batch} | loader alone, images/s | MyConvNet training, images/s |")
-    print("|---|---:|---:|")
-    print(f"| labkit TensorLoader (resident uint8, batched shift) | {lab_feed:.0f} | {lab_train:.0f} |")
-    print(f"| torchvision DataLoader (ToTensor + Normalize, {args.ref_workers} workers) | {torch_feed:.0f} | "
-          f"{torch_train:.0f} |")
-    print(f"| ratio | {lab_feed / torch_feed:.1f}x | {lab_train / torch_train:.2f}x |")
+    print(markdown_table((f"batch {args.batch}", "loader alone, images/s", "MyConvNet training, images/s"), [
+        ("labkit TensorLoader (resident uint8, batched shift)", f"{lab_feed:.0f}", f"{lab_train:.0f}"),
+        (f"torchvision DataLoader (ToTensor + Normalize, {args.ref_workers} workers)", f"{torch_feed:.0f}",
+         f"{torch_train:.0f}"),
+        ("ratio", f"{lab_feed / torch_feed:.1f}x", f"{lab_train / torch_train:.2f}x"),
+    ]))
     print(f"RESULT ratio={ratio:.2f} acc={100 * ours.accuracies[-1]:.2f}")
     return 0
 

@@ -40,15 +40,16 @@ if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
     sys.path.insert(0, str(_REPO))
 
 import torch
-from torch import nn
 
 from labkit import config
 from labkit.data import tiny_imagenet as tiny
+from labkit.throughput import TrainingTimer, alternate, loader_speed, markdown_table
 
 #: the label-mapping check: model and recipe, and its limits
 CHECK = {"arch": "resnet10", "width": 32, "epochs": 4, "lr": 0.2, "schedule": "onecycle", "batch_size": 128}
 CHECK_SECONDS = 600.0
 CHECK_TARGET = 0.075
+SHAPE = (3, 64, 64)  # what both pipelines deliver: augmented, normalised float images
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -77,78 +78,16 @@ def reference_loaders(root: Path, val_folder: Path, workers: int, batch_size: in
                        persistent_workers=workers > 0))
 
 
-def endless(loader: Iterable) -> Iterator:
-    """Batches across epoch boundaries (a bounded measurement may need more than one epoch)."""
-    epoch = 0
-    while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-# --- measurements -----------------------------------------------------------------------------------------
-
-def pipeline_speed(loader: Iterable, batches: int) -> float:
-    """Images per second of normalised float batches, no model (the first batch is not timed)."""
-    stream = endless(loader)
-    images, _ = next(stream)
-    assert images.dtype == torch.float32 and images.shape[1:] == (3, 64, 64), images.shape
-    start = time.perf_counter()
-    count = 0
-    for _ in range(batches):
-        images, _ = next(stream)
-        count += images.shape[0]
-    return count / (time.perf_counter() - start)
-
-
-class Trainer:
-    """The course model and optimizer fed by one loader; `run(steps)` times SGD steps and the
-    part of that time spent waiting in `next(loader)`."""
+class ResNet18Timer(TrainingTimer):
+    """The course model (torchvision resnet18) and optimizer (SGD momentum 0.9, wd 1e-4) fed by one loader."""
 
     def __init__(self, loader: Iterable, num_classes: int) -> None:
         from torchvision.models import resnet18
 
         torch.manual_seed(0)
-        self.model = resnet18(num_classes=num_classes)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        self.loss_fn = nn.CrossEntropyLoss()
-        self.stream = endless(loader)
-        self.seconds = self.waited = 0.0
-        self.images = 0
-        self.step(*next(self.stream))  # warm-up: first-call overheads, worker start-up
-
-    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        loss = self.loss_fn(self.model(images), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-
-    def run(self, steps: int) -> None:
-        start = time.perf_counter()
-        for _ in range(steps):
-            asked = time.perf_counter()
-            images, labels = next(self.stream)
-            self.waited += time.perf_counter() - asked
-            self.step(images, labels)
-            self.images += images.shape[0]
-        self.seconds += time.perf_counter() - start
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds
-
-    @property
-    def wait_share(self) -> float:
-        return self.waited / self.seconds
-
-
-def alternate(trainers: list[Trainer], steps: int, rounds: int = 4) -> None:
-    """Run the trainers in `rounds` alternating chunks of `steps` in total each."""
-    rounds = max(1, min(rounds, steps))
-    for _ in range(rounds):
-        for trainer in trainers:
-            trainer.run(max(1, steps // rounds))
+        model = resnet18(num_classes=num_classes)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        super().__init__(model, optimizer, loader)
 
 
 def label_mapping_check(root: Path, cache_dir: Path, seconds: float = CHECK_SECONDS) -> dict:
@@ -238,18 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         with _cache_in(tmp):
             lab_data = tiny.tiny_imagenet_loaders(root, batch_size=args.batch, eval_batch_size=args.batch,
                                                   device="cpu", verbose=False)
-        ref_pipe = pipeline_speed(ref_train, ref_batches)
-        lab_pipe = pipeline_speed(lab_data.train, lab_batches)
-        ref_val_pipe = pipeline_speed(ref_val, ref_batches)
-        lab_val_pipe = pipeline_speed(lab_data.val, lab_batches)
+        ref_pipe = loader_speed(ref_train, ref_batches, expect=SHAPE).images_per_s
+        lab_pipe = loader_speed(lab_data.train, lab_batches, expect=SHAPE).images_per_s
+        ref_val_pipe = loader_speed(ref_val, ref_batches, expect=SHAPE).images_per_s
+        lab_val_pipe = loader_speed(lab_data.val, lab_batches, expect=SHAPE).images_per_s
         ratio = lab_pipe / ref_pipe
 
         # 3. end-to-end training of the course ResNet18
-        trainers = [Trainer(ref_train, lab_data.num_classes), Trainer(lab_data.train, lab_data.num_classes)]
-        alternate(trainers, steps)
-        ref_run, lab_run = trainers
+        timers = [ResNet18Timer(ref_train, lab_data.num_classes), ResNet18Timer(lab_data.train, lab_data.num_classes)]
+        ref_run, lab_run = alternate(timers, steps)
         train_ratio = lab_run.images_per_s / ref_run.images_per_s
-        del trainers, ref_train, ref_val
+        del timers, ref_train, ref_val
 
         rows = [
             ("cache build: decode every JPEG once (one-off), s", "", f"{build:.1f}",
@@ -284,10 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print("label-mapping check skipped: the real subset (../shared/datasets/tiny-imagenet-200) is absent")
 
     print()
-    print("| measure | reference | labkit | labkit / reference |")
-    print("| --- | ---: | ---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(("measure", "reference", "labkit", "labkit / reference"), rows))
     print(f"\n(timed: {ref_batches} reference / {lab_batches} labkit batches for each pipeline, "
           f"{steps} training steps per side; first batches untimed; train images {len(train_x):,})")
     print(f"RESULT ratio={ratio:.2f} train_ratio={train_ratio:.2f} val_top5={val_top5}")

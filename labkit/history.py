@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -50,6 +51,10 @@ class History:
         except KeyError:
             known = ", ".join(self.keys()) or "none yet"
             raise KeyError(f"History has no {key!r}; it has: {known}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        """The metric keys, like a dict's (`len()` counts epochs: one row per epoch)."""
+        return iter(self.metrics)
 
     def __contains__(self, key: str) -> bool:
         return key in self.metrics or key in ("epoch", "lr", "seconds")

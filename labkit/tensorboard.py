@@ -36,7 +36,7 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
             writer.add_graph(model, example, use_strict_trace=False)
         writer.flush()
         return True
-    except Exception as err:  # tracing can fail in many ways (control flow, dict outputs, ...)
+    except Exception as err:  # noqa: BLE001 - tracing can fail in many ways (control flow, dict outputs, ...)
         writer.add_text("model/summary", "```\n" + str(model) + "\n```")
         print(f"TensorBoard could not trace {type(model).__name__} for the graph tab "
               f"({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''}); "
@@ -74,7 +74,7 @@ class TensorBoardLogger(Callback):
 
     def on_epoch_end(self, state: FitState) -> None:
         history, epoch = state.history, state.epoch
-        for key in history.keys():
+        for key in history.keys():  # noqa: SIM118 - History iterates epochs, not keys
             value = history[key][-1]
             self.writer.add_scalar(scalar_tag(key), value, epoch)
         self.writer.add_scalar("lr", history.lr[-1], epoch)
@@ -86,6 +86,6 @@ class TensorBoardLogger(Callback):
         history = state.history
         if self.hparams and len(history):
             params = {k: v for k, v in ((k, _hparam_value(v)) for k, v in self.hparams.items()) if v is not None}
-            final = {f"hparam/{k}": history[k][-1] for k in history.keys()}
+            final = {f"hparam/{k}": history[k][-1] for k in history.keys()}  # noqa: SIM118
             self.writer.add_hparams(params, final, run_name=".")
         self.writer.close()

@@ -47,8 +47,9 @@ class TrainingPanel:
     def __init__(self, train_fn: TrainFn, *, epochs: int, lr: float,
                  epoch_choices: Sequence[int] | tuple[int, int, int] | None = None,
                  lr_range: tuple[float, float] = (1e-4, 1.0), title: str = "Train") -> None:
-        import ipywidgets as w
         import math
+
+        import ipywidgets as w
 
         self.train_fn = train_fn
         self.result: Any = None
@@ -61,7 +62,7 @@ class TrainingPanel:
             self.epochs = w.IntSlider(value=epochs, min=low, max=high, step=step, description="epochs",
                                       continuous_update=False)
         else:
-            options = sorted(set(int(e) for e in epoch_choices) | {int(epochs)})
+            options = sorted({int(e) for e in epoch_choices} | {int(epochs)})
             self.epochs = w.SelectionSlider(options=options, value=int(epochs), description="epochs",
                                             continuous_update=False)
         low, high = lr_range
@@ -106,7 +107,7 @@ class TrainingPanel:
         try:
             self.error = None
             self.train()
-        except Exception as err:  # a callback cannot raise into the notebook: show it instead
+        except Exception as err:  # noqa: BLE001 - a callback cannot raise into the notebook: show it instead
             self.error = err
             with self.output:
                 traceback.print_exc()

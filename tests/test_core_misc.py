@@ -50,6 +50,7 @@ def test_history_round_trip_best_and_padding():
     with pytest.raises(KeyError, match="has no 'val_loss'"):
         h["val_loss"]
     assert "| epoch |" in h.table(["train_loss"])
+    assert list(h) == ["train_loss", "val_accuracy", "test_accuracy"] and len(h) == 3  # keys, like a dict
 
 
 def test_plot_history_and_live_plot_write_pngs(tmp_path):
@@ -85,11 +86,14 @@ def test_training_panel_trains_default_once_and_surfaces_errors():
 
     def train(epochs, lr, plot):
         calls.append((epochs, lr))
-        return History()
+        history = History()
+        history.append(1, lr, 0.1, {"train_loss": 0.25, "val_accuracy": 0.75})
+        return history
 
     panel = TrainingPanel(train, epochs=5, lr=0.01, epoch_choices=[1, 5, 10])
     panel.show()
     assert calls == [(5, 0.01)] and panel.runs == 1
+    assert "train_loss 0.25" in panel.status.value and "val_accuracy 0.75" in panel.status.value
     panel.epochs.value = 10
     panel.lr.value = 0.1
     panel.button.click()

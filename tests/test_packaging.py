@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import jupytext
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

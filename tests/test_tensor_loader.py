@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, RandomShift, ToFloat
+from labkit.data.augment import (
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomShift,
+    ToFloat,
+)
 from labkit.data.tensor_loader import TensorLoader
 
 
@@ -90,7 +97,7 @@ def test_to_float_and_normalize():
 
 def test_augmentation_is_reproducible_per_epoch():
     x = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
-    make = lambda: TensorLoader(x, batch_size=64, shuffle=True, transform=Compose([RandomCrop(2), RandomHorizontalFlip()]))  # noqa: E731
+    make = lambda: TensorLoader(x, batch_size=64, shuffle=True, transform=Compose([RandomCrop(2), RandomHorizontalFlip()]))
     a, b = make(), make()
     a.set_epoch(2)
     b.set_epoch(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -36,7 +37,7 @@ def check_my_function(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
 def check_fit(mse: float, target_range: float, what: str = "your fit") -> None:
     """The fitted curve is close: MSE below 1 % of the target's squared range."""
     limit = 0.01 * target_range**2
-    if not mse == mse or mse > limit:
+    if not math.isfinite(mse) or mse > limit:
         raise CheckFailed(f"{what} has MSE {mse:.4g} (needs < {limit:.3g}). Train longer, or try a smaller learning "
                           "rate if the loss jumps around, or optimizer='adam'.")
     passed(f"{what}: MSE {mse:.4g}")

@@ -29,5 +29,5 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, out_features))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x):  # noqa: D102
+    def forward(self, x):
         return self.net(x)

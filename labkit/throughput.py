@@ -1,0 +1,149 @@
+"""Fair throughput measurements: a loader's images/s, training images/s with the share of time spent
+waiting for data, and markdown tables of the results.
+
+The benches (`bench/*_bench.py`) compare labkit's pipelines against reference loops in one
+process; these are the pieces they share, so every bench measures the same way: the first batch
+(worker start-up, first-call overheads) is never timed, CUDA work is synchronised before a clock
+is read, and competing sides run in alternating rounds so that a shared machine's changing load
+hits all of them alike. Students can time their own loaders with the same calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from labkit.engine import to_device
+
+
+def endless(loader: Iterable) -> Iterator:
+    """Batches across epoch boundaries (calling `set_epoch` where the loader has it), for bounded timing."""
+    epoch = 0
+    while True:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued CUDA work, so a clock read after it measures the work itself."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Images per second and, for training, the fraction of the time spent waiting for the next batch."""
+
+    images_per_s: float
+    wait_share: float | None = None
+
+
+def loader_speed(loader: Iterable, batches: int, device: torch.device | str = "cpu",
+                 expect: tuple[int, ...] | None = None) -> Speed:
+    """Images per second the loader delivers on its own (no model); the first batch is not timed.
+
+    `expect` (e.g. `(3, 32, 32)`) checks that the first batch holds float images of that shape, so
+    two sides compared this way deliver the same thing (augmented, normalised tensors).
+    """
+    if batches < 1:
+        raise ValueError(f"batches must be >= 1, got {batches}")
+    stream = endless(loader)
+    images, _ = next(stream)
+    if expect is not None and (not images.is_floating_point() or tuple(images.shape[1:]) != tuple(expect)):
+        raise ValueError(f"expected float batches of shape (N, {', '.join(map(str, expect))}), "
+                         f"got {images.dtype} {tuple(images.shape)}")
+    synchronize(device)
+    start = time.perf_counter()
+    count = 0
+    for _ in range(batches):
+        images, _ = next(stream)
+        count += images.shape[0]
+    synchronize(device)
+    return Speed(count / (time.perf_counter() - start))
+
+
+class TrainingTimer:
+    """Times training steps of `model` fed by `loader`, and the part of that time spent in `next(loader)`.
+
+    `fast_math` turns on what labkit's engine uses on CUDA: channels_last and autocast (bf16 where
+    supported, else fp16 with a GradScaler); on the CPU it changes nothing. `warmup_steps` untimed
+    steps run first (first-call overheads, cuDNN algorithm choice, worker start-up).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
+                 device: torch.device | str = "cpu", loss_fn: Callable[..., torch.Tensor] | None = None,
+                 fast_math: bool = False, warmup_steps: int = 1) -> None:
+        self.device = torch.device(device)
+        self.cuda_fast = fast_math and self.device.type == "cuda"
+        self.model = model.to(self.device)
+        if self.cuda_fast:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        bf16 = self.cuda_fast and torch.cuda.is_bf16_supported()
+        self.dtype = torch.bfloat16 if bf16 else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_fast and not bf16)
+        self.stream = endless(loader)
+        self.seconds = self.waited = 0.0
+        self.images = 0
+        for _ in range(warmup_steps):
+            self.step(*next(self.stream))
+        synchronize(self.device)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One optimizer step on one batch."""
+        images, labels = to_device((images, labels), self.device, channels_last=self.cuda_fast)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.cuda_fast):
+            loss = self.loss_fn(self.model(images), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def run(self, steps: int) -> None:
+        """Time `steps` more steps (adds to the totals behind `speed`)."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            asked = time.perf_counter()
+            images, labels = next(self.stream)
+            self.waited += time.perf_counter() - asked
+            self.step(images, labels)
+            self.images += images.shape[0]
+        synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+
+    @property
+    def speed(self) -> Speed:
+        if self.seconds == 0:
+            raise RuntimeError("no timed steps yet: call run(steps) first")
+        return Speed(self.images / self.seconds, self.waited / self.seconds)
+
+
+def alternate(timers: Sequence[TrainingTimer], steps: int, rounds: int = 4) -> list[Speed]:
+    """Run every timer for about `steps` steps in `rounds` alternating chunks; their speeds, in order."""
+    rounds = max(1, min(rounds, steps))
+    chunk = max(1, steps // rounds)
+    for _ in range(rounds):
+        for timer in timers:
+            timer.run(chunk)
+    return [timer.speed for timer in timers]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> str:
+    """A markdown table; columns from `numeric_from` on are right-aligned (figures)."""
+    header = list(header)
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(header):
+            raise ValueError(f"row {row!r} has {len(row)} cells, the header {len(header)}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

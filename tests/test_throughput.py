@@ -1,0 +1,79 @@
+"""labkit.throughput: the measuring pieces every bench shares."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from labkit.throughput import TrainingTimer, alternate, endless, loader_speed, markdown_table
+
+
+class EpochLoader:
+    """Two batches per epoch of 4 images; records the epochs it was told about."""
+
+    def __init__(self, shape=(1, 4, 4)) -> None:
+        self.epochs: list[int] = []
+        self.shape = shape
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+    def __iter__(self):
+        for _ in range(2):
+            yield torch.randn(4, *self.shape), torch.randint(0, 3, (4,))
+
+
+def test_endless_crosses_epochs_and_sets_each_epoch():
+    loader = EpochLoader()
+    stream = endless(loader)
+    for _ in range(5):
+        next(stream)
+    assert loader.epochs == [0, 1, 2]
+
+
+def test_loader_speed_counts_images_and_checks_the_batch_shape():
+    assert loader_speed(EpochLoader(), batches=3, expect=(1, 4, 4)).images_per_s > 0
+    with pytest.raises(ValueError, match=r"expected float batches of shape \(N, 3, 32, 32\)"):
+        loader_speed(EpochLoader(), batches=1, expect=(3, 32, 32))
+
+
+def _timer(loader, lr=0.5):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    return TrainingTimer(model, torch.optim.SGD(model.parameters(), lr=lr), loader, warmup_steps=0)
+
+
+def test_training_timer_trains_and_splits_time_into_steps_and_waiting():
+    timer = _timer(EpochLoader())
+    before = [p.detach().clone() for p in timer.model.parameters()]
+    with pytest.raises(RuntimeError, match="run"):
+        _ = timer.speed
+    timer.run(3)
+    assert timer.images == 12
+    assert any(not torch.equal(a, b) for a, b in zip(before, timer.model.parameters()))
+    speed = timer.speed
+    assert speed.images_per_s > 0 and 0 <= speed.wait_share <= 1
+
+
+def test_training_timer_learns_a_fixed_batch():
+    images, labels = torch.randn(8, 1, 4, 4), torch.arange(8) % 3
+    timer = _timer([(images, labels)])
+    loss = nn.CrossEntropyLoss()
+    first = loss(timer.model(images), labels).item()
+    timer.run(30)
+    assert loss(timer.model(images), labels).item() < 0.5 * first
+
+
+def test_alternate_runs_every_timer_in_rounds_and_keeps_order():
+    timers = [_timer(EpochLoader()), _timer(EpochLoader())]
+    speeds = alternate(timers, steps=8, rounds=4)
+    assert [t.images for t in timers] == [32, 32]
+    assert len(speeds) == 2 and all(s.images_per_s > 0 for s in speeds)
+
+
+def test_markdown_table_aligns_figures_right_and_rejects_ragged_rows():
+    text = markdown_table(("measure", "reference", "labkit"), [("speed", "1", "2")])
+    assert text.splitlines() == ["| measure | reference | labkit |", "| --- | ---: | ---: |", "| speed | 1 | 2 |"]
+    with pytest.raises(ValueError, match="2 cells"):
+        markdown_table(("a", "b", "c"), [("x", "y")])
