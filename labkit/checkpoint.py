@@ -23,13 +23,14 @@ import torch
 
 from labkit.callbacks import Callback, FitState
 from labkit.device import rng_state, set_rng_state
+from labkit.errors import LabkitError
 from labkit.history import History, metric_mode
 
 FORMAT = "labkit.checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LabkitError, RuntimeError):
     """A checkpoint cannot be used; the message says why and what to do."""
 
 
@@ -255,6 +256,26 @@ def load_checkpoint(
         model_class=str(data.get("model_class", "")),
         payload=data,
     )
+
+
+#: schedules whose shape depends on the run's planned length (a per-step or per-epoch decay to its end)
+LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle")
+
+
+def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any], epochs: int | None) -> None:
+    """Refuse to resume a cosine or one-cycle run for another number of epochs than it was planned for.
+
+    Those schedules are shaped by the planned length: resuming for more epochs would make the lr
+    rise again after the old end (cosine) or fail inside the scheduler (one-cycle); for fewer, a
+    rebuilt schedule jumps. Say so up front, with the fix, instead of training on a wrong lr.
+    """
+    schedule, planned = saved_config.get("schedule"), saved_config.get("epochs")
+    if epochs is None or planned is None or schedule not in LENGTH_SHAPED_SCHEDULES or int(epochs) == int(planned):
+        return
+    raise CheckpointError(
+        f"{path} comes from a run with a {schedule} learning-rate schedule planned for {planned} epochs; "
+        f"resuming it for {epochs} epochs would bend that schedule. Resume with --epochs {planned}, or, "
+        f"to train longer, start a new run (a 'step' schedule can be extended on resume).")
 
 
 @dataclass

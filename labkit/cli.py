@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from labkit import config
+from labkit.errors import LabkitError
 
 #: lab name on the command line -> module under labkit.experiments
 EXPERIMENTS: dict[str, str] = {
@@ -128,7 +129,11 @@ def _markdown_table(rows: dict[str, dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = args.handler(args)
+    try:
+        result = args.handler(args)
+    except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
+        print(f"labkit: error: {err}", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0
 
 

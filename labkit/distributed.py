@@ -33,10 +33,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from labkit.errors import LabkitError
+
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(LabkitError, RuntimeError):
     """A distributed set-up that cannot work, with a message that says how to fix it."""
 
 

@@ -24,6 +24,8 @@ import jupytext
 from jupytext.combine import combine_inputs_with_outputs
 from nbformat import NotebookNode
 
+from labkit.errors import LabkitError
+
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 CODE_STUB = 'raise NotImplementedError("your code here")'
@@ -35,7 +37,7 @@ NBGRADER_SCHEMA_VERSION = 3
 _CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
 
 
-class ReleaseError(ValueError):
+class ReleaseError(LabkitError, ValueError):
     """An instructor source breaks the exercise convention; the message says where and how to fix it."""
 
 

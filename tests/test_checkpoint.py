@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import labkit.checkpoint as ckpt_mod
-from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from labkit.checkpoint import CheckpointError, check_resume_length, load_checkpoint, save_checkpoint
+from labkit.errors import LabkitError
 from labkit.history import History
 from tests.helpers import classifier
 
@@ -119,3 +120,14 @@ def test_policy_writes_last_best_and_chosen_epochs(tmp_path):
     best_epoch, _ = history.best("val_accuracy")
     assert load_checkpoint(tmp_path / "best.pt").epoch == best_epoch
     assert load_checkpoint(tmp_path / "last.pt").epoch == 4
+
+
+def test_resuming_a_length_shaped_schedule_for_other_epochs_is_refused():
+    with pytest.raises(CheckpointError, match=r"cosine .* planned for 10 epochs.*--epochs 10") as err:
+        check_resume_length("last.pt", {"schedule": "cosine", "epochs": 10}, 20)
+    assert isinstance(err.value, LabkitError)  # the CLI prints it without a traceback
+    with pytest.raises(CheckpointError, match="onecycle"):
+        check_resume_length("last.pt", {"schedule": "onecycle", "epochs": 10}, 5)
+    check_resume_length("last.pt", {"schedule": "cosine", "epochs": 10}, 10)  # same plan: fine
+    check_resume_length("last.pt", {"schedule": "step", "epochs": 10}, 20)  # a step schedule extends
+    check_resume_length("last.pt", {"schedule": "cosine", "epochs": 10}, None)  # epochs from the checkpoint

@@ -92,6 +92,10 @@ def test_cli_run_and_generate(tmp_path, capsys):
     cli.main(["generate", str(checkpoint), "--words", "12", "--seed", "3", "--prompt", "the qwertyuiop"])
     assert capsys.readouterr().out == first  # same seed, same text
     assert len(first.splitlines()[-1].split()) >= 2
+    # resuming the 1-epoch cosine run for 4 epochs is refused with the fix, not a traceback
+    assert cli.main(["run", "lm", "--epochs", "4", "--out", str(out), "--no-tensorboard",
+                     "--resume", str(out / "checkpoints" / "last.pt")]) == 1
+    assert "labkit: error:" in capsys.readouterr().err
 
 
 def test_training_on_valid_when_train_is_missing(tmp_path):

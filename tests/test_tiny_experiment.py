@@ -128,6 +128,10 @@ def test_cli(tmp_path, capsys, run):
     assert main(["run", "tiny-imagenet", "--smoke", "--resume", str(tmp_path / "r" / "checkpoints" / "last.pt"),
                  "--evaluate"]) == 0
     assert "top-5" in capsys.readouterr().out
+    # the run's cosine schedule was planned for 1 epoch: resuming it for 3 would bend it
+    assert main(["run", "tiny-imagenet", "--smoke", "--resume", str(tmp_path / "r" / "checkpoints" / "last.pt"),
+                 "--epochs", "3"]) == 1
+    assert "planned for 1 epochs" in capsys.readouterr().err
     assert main(["run", "tiny-imagenet", "--smoke", "--resume", str(tmp_path / "nope.pt"), "--evaluate"]) == 1
     assert "No checkpoint at" in capsys.readouterr().err
     last = tmp_path / "r" / "checkpoints" / "last.pt"

@@ -19,6 +19,7 @@ import torch
 from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from labkit.data.tensor_loader import TensorLoader
+from labkit.errors import LabkitError
 
 FOLDER = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -46,7 +47,7 @@ STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SHAPE = (3, 32, 32)
 
 
-class CIFAR10Error(RuntimeError):
+class CIFAR10Error(LabkitError, RuntimeError):
     """The CIFAR-10 folder is missing, incomplete or holds a file that is not a CIFAR pickle."""
 
 

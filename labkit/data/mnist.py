@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from labkit import config
+from labkit.errors import LabkitError
 
 MEAN = 0.1307
 STD = 0.3081
@@ -63,11 +64,11 @@ _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: tor
                0x0D: torch.float32, 0x0E: torch.float64}
 
 
-class MNISTNotFoundError(FileNotFoundError):
+class MNISTNotFoundError(LabkitError, FileNotFoundError):
     """MNIST files are not where they were looked for; the message names them and the fix."""
 
 
-class MNISTFormatError(ValueError):
+class MNISTFormatError(LabkitError, ValueError):
     """An MNIST file exists but does not hold what MNIST should (shape, dtype, header, size)."""
 
 

@@ -35,6 +35,7 @@ from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 from labkit.data.image_cache import cached_images
 from labkit.data.tensor_loader import TensorLoader
+from labkit.errors import LabkitError
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -50,7 +51,7 @@ _GET_IT = ("Download it with `python -m data_prep.tiny_imagenet` (official zip: 
            f"{URL}), or pass the folder that holds wnids.txt (e.g. --data PATH).")
 
 
-class TinyImageNetLayoutError(ValueError):
+class TinyImageNetLayoutError(LabkitError, ValueError):
     """A file in the dataset folder does not follow the official Tiny-ImageNet layout."""
 
 

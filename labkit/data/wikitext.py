@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from labkit import config
+from labkit.errors import LabkitError
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 EOS = "<eos>"
@@ -62,7 +63,7 @@ FILE_SHA256 = {
 }
 
 
-class WikiTextError(ValueError):
+class WikiTextError(LabkitError, ValueError):
     """The WikiText files are missing, empty or not what was expected; the message says how to fix it."""
 
 

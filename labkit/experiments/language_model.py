@@ -33,7 +33,7 @@ import torch
 
 from labkit import config as labconfig
 from labkit.callbacks import Callback
-from labkit.checkpoint import CheckpointPolicy, load_checkpoint
+from labkit.checkpoint import CheckpointPolicy, check_resume_length, load_checkpoint
 from labkit.data import wikitext
 from labkit.data.wikitext import BpttBatches, Corpus, Vocabulary
 from labkit.device import describe_device, pick_device, seed_everything
@@ -402,6 +402,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         wikitext.download_wikitext2(cfg.data)
     print(f"device: {describe_device(cfg.device)}")
     print(f"recipe {args.recipe}: train on {cfg.train_split}, validate on {cfg.val_split}, test on {cfg.test_split}")
+    if args.resume:
+        check_resume_length(args.resume, load_checkpoint(args.resume).config, cfg.epochs)
     run = train_lm(cfg, resume_from=args.resume)
     print(run.history.table([k for k in run.history.metrics if k.endswith("perplexity")]))
     result = run.summary()

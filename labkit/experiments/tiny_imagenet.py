@@ -34,7 +34,7 @@ from torch import nn
 from labkit import config
 from labkit import distributed as dist_util
 from labkit.callbacks import Callback, FitState
-from labkit.checkpoint import CheckpointError, CheckpointPolicy, load_checkpoint, unwrap
+from labkit.checkpoint import CheckpointError, CheckpointPolicy, check_resume_length, load_checkpoint, unwrap
 from labkit.data import tiny_imagenet as tiny
 from labkit.data.tiny_imagenet import TinyImageNetData
 from labkit.device import seed_everything
@@ -490,6 +490,7 @@ def _train_or_evaluate(args: argparse.Namespace, data: TinyImageNetData, ctx: An
     saved: dict[str, Any] = {}
     if args.resume is not None:  # rebuild the checkpoint's model and optimiser, whatever the flags say
         saved = load_checkpoint(args.resume).config
+        check_resume_length(args.resume, saved, args.epochs)
     run = train_tiny_imagenet(
         data, arch=saved.get("arch", args.arch), epochs=args.epochs or saved.get("epochs"),
         lr=saved.get("lr", args.lr), momentum=saved.get("momentum", args.momentum),

@@ -24,12 +24,14 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from labkit.errors import LabkitError
+
 #: blocks per stage for each depth (BasicBlock ResNets)
 STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 ARCHS = ("resnet18", "resnet18-64", "resnet10", "resnet10-64", "resnet34", "resnet34-64")
 
 
-class PretrainedWeightsUnavailable(RuntimeError):
+class PretrainedWeightsUnavailable(LabkitError, RuntimeError):
     """The ImageNet weights could not be downloaded or read."""
 
 
