@@ -17,25 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.check import CheckFailed, passed
+from labkit.engine import evaluate
 
 TestFn = Callable[[nn.Module, Iterable, torch.device], tuple[float, float]]
 
 
 def reference_test(model: nn.Module, loader: Iterable, device: torch.device | str) -> tuple[float, float]:
-    """The model answer: mean cross-entropy per image and fraction correct, in eval mode, no grad."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            outputs = model(images)
-            total_loss += F.cross_entropy(outputs, labels, reduction="sum").item()
-            correct += (outputs.argmax(dim=1) == labels).sum().item()
-            count += labels.numel()
-    model.train(was_training)
-    return total_loss / count, correct / count
+    """The model answer: mean cross-entropy per image and fraction correct, from labkit's own
+    `evaluate` (eval mode, no grad, each batch weighted by its size)."""
+    result = evaluate(model, loader, loss_fn=nn.CrossEntropyLoss(), metrics=("accuracy",), device=device)
+    return result["loss"], result["accuracy"]
 
 
 class _GradWatch(nn.Module):
