@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labkit.data.augment import Normalize, RandomCrop, RandomHorizontalFlip, random_crop
+from labkit.data.augment import Normalize, RandomCrop, RandomHorizontalFlip, ToFloat, random_crop
 
 
 @pytest.mark.parametrize("dtype, fill", [(torch.uint8, 0.0), (torch.float32, -1.5)])
@@ -20,6 +20,22 @@ def test_random_crop_equals_per_image_slices_of_the_padded_batch(dtype, fill):
     expected = torch.stack([padded[i, :, dy[i]:dy[i] + 9, dx[i]:dx[i] + 7] for i in range(37)])
     assert out.dtype == dtype and torch.equal(out, expected)
     assert len(set(zip(dy.tolist(), dx.tolist()))) > 20  # offsets really vary
+
+
+def test_crop_with_flip_mirrors_exactly_the_drawn_images_in_the_same_pass():
+    x = torch.randint(0, 250, (41, 3, 6, 8), dtype=torch.uint8)
+    out = random_crop(x, 2, 0.0, torch.Generator().manual_seed(5), flip=0.5)
+    gen = torch.Generator().manual_seed(5)  # the same draws: dy, dx, then flips
+    dy = torch.randint(0, 5, (41,), generator=gen)
+    dx = torch.randint(0, 5, (41,), generator=gen)
+    flipped = torch.rand(41, generator=gen) < 0.5
+    plain, mirrored = F.pad(x, (2, 2, 2, 2)), F.pad(x.flip(3), (2, 2, 2, 2))
+    expected = torch.stack([(mirrored if flipped[i] else plain)[i, :, dy[i]:dy[i] + 6, dx[i]:dx[i] + 8]
+                            for i in range(41)])
+    assert torch.equal(out, expected) and 5 < int(flipped.sum()) < 36
+    assert torch.equal(RandomCrop(0, flip=1.0)(x), x.flip(3))
+    with pytest.raises(ValueError, match="probability"):
+        RandomCrop(2, flip=1.5)
 
 
 def test_random_crop_accepts_channels_last_and_leaves_the_input_alone():
@@ -48,6 +64,16 @@ def test_normalize_does_not_modify_its_input():
     assert torch.equal(x, before)
     mean = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)
     assert torch.allclose(out, (x - mean) / 0.2)
+
+
+def test_normalize_reads_uint8_as_bytes_in_one_step():
+    x = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    before = x.clone()
+    norm = Normalize((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    out = norm(x)
+    assert out.dtype == torch.float32 and torch.equal(x, before)
+    assert torch.allclose(out, norm(ToFloat()(x)), atol=1e-5)
+    assert torch.allclose(out[:, 1], (x[:, 1].float() / 255 - 0.4) / 0.25, atol=1e-5)
 
 
 def test_cpu_batches_are_made_on_one_thread_and_the_count_is_restored():

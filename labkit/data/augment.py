@@ -46,27 +46,36 @@ class ToFloat(BatchTransform):
 
 
 class Normalize(BatchTransform):
-    """Per-channel (x - mean) / std."""
+    """Per-channel (x - mean) / std.
+
+    A uint8 batch is read as bytes in [0, 255], so `Normalize` alone does `ToFloat` + `Normalize`
+    in two passes over the batch instead of four (one conversion, one fused multiply-add).
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}.")
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[tuple[torch.device, torch.dtype, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _affine(self, device: torch.device, dtype: torch.dtype, from_bytes: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) with x * scale + shift == (x / 255 - mean) / std for bytes, (x - mean) / std else."""
+        key = (device, dtype, from_bytes)
+        if key not in self._cache:
+            mean = torch.tensor(self.mean, dtype=torch.float64).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float64).view(1, -1, 1, 1)
+            scale = 1 / (std * 255) if from_bytes else 1 / std
+            self._cache[key] = (scale.to(device, dtype), (-mean / std).to(device, dtype))
+        return self._cache[key]
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.shape[1] != len(self.mean):
             raise ValueError(f"Normalize expects {len(self.mean)} channels, got a batch of shape {tuple(x.shape)}.")
-        key = (x.device, x.dtype)
-        if key not in self._cache:
-            shape = (1, -1, 1, 1)
-            self._cache[key] = (
-                torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape),
-                torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape),
-            )
-        mean, std = self._cache[key]
-        return torch.sub(x, mean).div_(std)  # one new tensor, not two
+        from_bytes = x.dtype == torch.uint8
+        out = x.float() if from_bytes else x.mul(1.0)  # a new tensor: the input is never modified
+        scale, shift = self._affine(out.device, out.dtype, from_bytes)
+        return out.mul_(scale).add_(shift)
 
 
 def _randint(high: int, n: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -80,22 +89,29 @@ def _draw_flips(p: float, n: int, x: torch.Tensor, generator: torch.Generator | 
 
 
 def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random crop of each image of the batch padded by `padding` pixels of `fill`.
+                generator: torch.Generator | None = None, flip: float = 0.0) -> torch.Tensor:
+    """A random crop of each image of the batch padded by `padding` pixels of `fill`, each image
+    also mirrored left-right with probability `flip`.
 
-    The batch is padded once; each output row is then one contiguous run of `w` values in the
-    padded buffer, so a single `index_select` over row windows builds the whole result: one pass
-    over the data, with one index per row instead of one per element (gather) and no per-image
-    Python. The same code runs on CUDA.
+    The batch is padded once (and, with `flip`, a mirrored copy beside it); each output row is
+    then one contiguous run of `w` values in that buffer, so a single `index_select` over row
+    windows builds the whole result, crop and flip together: one pass over the data, with one
+    index per row instead of one per element (gather) and no per-image Python. The same code
+    runs on CUDA. Random draws: row offsets, column offsets, then flips.
     """
     n, c, h, w = x.shape
     p = padding
     hp, wp = h + 2 * p, w + 2 * p
-    padded = x.new_full((n, c, hp, wp), fill)
-    padded[:, :, p:p + h, p:p + w] = x
+    copies = 2 if flip > 0 else 1
+    padded = x.new_full((copies * n, c, hp, wp), fill)
+    padded[:n, :, p:p + h, p:p + w] = x
     dy = _randint(2 * p + 1, n, x, generator)
     dx = _randint(2 * p + 1, n, x, generator)
-    rows = ((torch.arange(n, device=x.device) * (c * hp * wp) + dy * wp + dx).view(n, 1, 1)
+    source = torch.arange(n, device=x.device)
+    if copies == 2:
+        padded[n:, :, p:p + h, p:p + w] = x.flip(3)
+        source = source + _draw_flips(flip, n, x, generator).long() * n
+    rows = ((source * (c * hp * wp) + dy * wp + dx).view(n, 1, 1)
             + (torch.arange(c, device=x.device) * (hp * wp)).view(1, c, 1)
             + (torch.arange(h, device=x.device) * wp).view(1, 1, h))
     windows = padded.view(-1).unfold(0, w, 1)  # windows[k] = padded.flat[k : k + w], a view
@@ -103,18 +119,23 @@ def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0,
 
 
 class RandomCrop(BatchTransform):
-    """Pad each image by `padding` (with `fill`) and crop back to its size at a random offset per image."""
+    """Pad each image by `padding` (with `fill`) and crop back to its size at a random offset per
+    image; with `flip` > 0 also mirror each image with that probability, in the same pass (about
+    half the cost of a separate `RandomHorizontalFlip`)."""
 
-    def __init__(self, padding: int, fill: float = 0.0) -> None:
+    def __init__(self, padding: int, fill: float = 0.0, flip: float = 0.0) -> None:
         if padding < 0:
             raise ValueError(f"padding must be >= 0, got {padding}.")
+        if not 0.0 <= flip <= 1.0:
+            raise ValueError(f"flip is a probability, got {flip}.")
         self.padding = padding
         self.fill = fill
+        self.flip = flip
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.padding == 0:
-            return x
-        return random_crop(x, self.padding, self.fill, generator)
+            return RandomHorizontalFlip(self.flip)(x, generator) if self.flip > 0 else x
+        return random_crop(x, self.padding, self.fill, generator, self.flip)
 
 
 class RandomShift(RandomCrop):

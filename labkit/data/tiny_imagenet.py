@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from labkit import config
-from labkit.data.augment import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
+from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.image_cache import cached_images
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import LabkitError
@@ -237,12 +237,12 @@ def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:
 
 def train_transform(padding: int = 4) -> Compose:
     """Batched augmentation on uint8 batches: random crop with `padding`, flip, then normalise."""
-    return Compose([RandomCrop(padding), RandomHorizontalFlip(), ToFloat(), Normalize(MEAN, STD)])
+    return Compose([RandomCrop(padding, flip=0.5), Normalize(MEAN, STD)])  # uint8 in, normalised float out
 
 
 def eval_transform() -> Compose:
     """Evaluation batches: only scaling and normalisation."""
-    return Compose([ToFloat(), Normalize(MEAN, STD)])
+    return Compose([Normalize(MEAN, STD)])  # uint8 in, normalised float out
 
 
 @dataclass

@@ -28,7 +28,7 @@ from labkit import config
 from labkit.callbacks import Callback, EarlyStopping
 from labkit.checkpoint import CheckpointPolicy, load_checkpoint
 from labkit.data import mnist as mnist_data
-from labkit.data.augment import Compose, Normalize, RandomShift, ToFloat
+from labkit.data.augment import Compose, Normalize, RandomShift
 from labkit.data.tensor_loader import TensorLoader, single_thread_on_cpu
 from labkit.device import pick_device, seed_everything
 from labkit.engine import evaluate, fit
@@ -140,13 +140,13 @@ def load_data(root: str | os.PathLike | None = None, *, smoke: bool | None = Non
 
 def eval_transform() -> Compose:
     """uint8 -> float in [0, 1] -> (x - 0.1307) / 0.3081, as whole batches."""
-    return Compose([ToFloat(), Normalize((mnist_data.MEAN,), (mnist_data.STD,))])
+    return Compose([Normalize((mnist_data.MEAN,), (mnist_data.STD,))])  # uint8 in, normalised float out
 
 
 def train_transform(max_shift: int) -> Compose:
     """Random shifts of up to `max_shift` pixels (on uint8), then the eval transform."""
     shift = [RandomShift(max_shift)] if max_shift > 0 else []
-    return Compose([*shift, ToFloat(), Normalize((mnist_data.MEAN,), (mnist_data.STD,))])
+    return Compose([*shift, Normalize((mnist_data.MEAN,), (mnist_data.STD,))])
 
 
 def make_loaders(data: mnist_data.MNISTData, recipe: Recipe, device: torch.device | str | None = None,

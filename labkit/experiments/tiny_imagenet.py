@@ -34,7 +34,13 @@ from torch import nn
 from labkit import config
 from labkit import distributed as dist_util
 from labkit.callbacks import Callback, FitState
-from labkit.checkpoint import CheckpointError, CheckpointPolicy, check_resume_length, load_checkpoint, unwrap
+from labkit.checkpoint import (
+    CheckpointError,
+    CheckpointPolicy,
+    check_resume_length,
+    load_checkpoint,
+    unwrap,
+)
 from labkit.data import tiny_imagenet as tiny
 from labkit.data.tiny_imagenet import TinyImageNetData
 from labkit.device import seed_everything
