@@ -421,7 +421,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] = (), ncols: int = 10
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i].squeeze().cpu(), cmap="gray_r", vmin=0, vmax=255 if images.dtype == torch.uint8 else None)
+            ax.imshow(images[i].squeeze().cpu().numpy(), cmap="gray_r", vmin=0, vmax=255 if images.dtype == torch.uint8 else None)
             if i < len(titles):
                 ax.set_title(titles[i], fontsize=8)
     if title:
@@ -474,7 +474,7 @@ def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (
     ax = fig.subplots()
     off = matrix.clone().float()
     off.fill_diagonal_(float("nan"))
-    image = ax.imshow(off, cmap="Reds")
+    image = ax.imshow(off.numpy(), cmap="Reds")
     fig.colorbar(image, ax=ax, shrink=0.8, label="mistakes")
     for t in range(matrix.shape[0]):
         for p in range(matrix.shape[1]):
