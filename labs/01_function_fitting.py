@@ -72,7 +72,7 @@ assert panel.result is not None and len(panel.result) == SIZES["panel_epochs"]
 # ## Exercise A — more epochs
 #
 # Same learning rate (0.005), same seed; only the number of epochs changes. At full size that is 61,100
-# epochs in all: about a minute on a 2-core laptop CPU (each epoch costs ~1 ms, mostly PyTorch's per-op overhead).
+# epochs in all: about a minute on a 2-core laptop CPU (each full-batch epoch costs ~1 ms there).
 
 # %%
 by_epochs = lab.sweep(SIZES["epochs_sweep"], "epochs", lr=SIZES["fixed_lr"])
