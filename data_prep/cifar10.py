@@ -12,21 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from labkit import config
 from labkit.data import cifar
+from labkit.data.prep_cli import dataset_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None,
-                        help="folder that will hold cifar-10-batches-py/ (default: $LABKIT_DATA)")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="write synthetic data instead of downloading (for offline smoke runs)")
-    parser.add_argument("--n-train", type=int, default=5000, help="synthetic training images")
-    parser.add_argument("--n-test", type=int, default=1000, help="synthetic test images")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
+    parser = dataset_parser(__doc__.splitlines()[0], "cifar-10-batches-py/", synthetic_sizes=(5000, 1000), synthetic_what="data")
     return parser
 
 

@@ -18,19 +18,13 @@ from pathlib import Path
 
 from labkit import config
 from labkit.data import mnist
+from labkit.data.prep_cli import dataset_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None,
-                        help="torchvision root that will hold MNIST/raw (default: $LABKIT_DATA)")
+    parser = dataset_parser(__doc__.splitlines()[0], "MNIST/raw", synthetic_sizes=(1200, 300), synthetic_what="MNIST")
     parser.add_argument("--pth", type=Path, default=None,
                         help="folder for the course's .pth tensor files (default: <root>/MNIST)")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="write tiny synthetic MNIST instead of downloading (offline smoke runs)")
-    parser.add_argument("--n-train", type=int, default=1200, help="synthetic training images")
-    parser.add_argument("--n-test", type=int, default=300, help="synthetic test images")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     return parser
 
 

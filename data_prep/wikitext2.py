@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from labkit import config
 from labkit.data import wikitext
+from labkit.data.prep_cli import dataset_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None,
-                        help="folder that will hold wikitext-2/ (default: $LABKIT_DATA)")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="write a synthetic corpus instead of downloading (offline smoke runs)")
+    parser = dataset_parser(__doc__.splitlines()[0], "wikitext-2/", synthetic_what="corpus")
     parser.add_argument("--force", action="store_true", help="download again even if the files exist")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     return parser
 
 
