@@ -82,7 +82,7 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
     key = cache_key(root, relpaths, size)
     folder = Path(cache_dir) if cache_dir is not None else config.cache_dir()
     path = folder / f"{name}-{key[:20]}.pt"
-    if _inside(path, root):
+    if is_inside(path, root):
         raise ValueError(f"the image cache {path} would be inside the dataset folder {root}; "
                          "set LABKIT_DATA to a folder outside the dataset.")
     if path.exists():
@@ -102,7 +102,8 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
     return images
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_inside(path: Path, folder: Path) -> bool:
+    """True when `path` (after resolving links) lies in `folder`: labkit never writes into a dataset."""
     try:
         path.resolve().relative_to(folder.resolve())
         return True

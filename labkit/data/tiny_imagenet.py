@@ -33,7 +33,7 @@ from PIL import Image
 
 from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop
-from labkit.data.image_cache import cached_images
+from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import LabkitError
 
@@ -305,7 +305,7 @@ def build_val_imagefolder(root: str | Path | None, out: str | Path, copy: bool =
     """
     root = resolve_root(root)
     out = Path(out).expanduser()
-    if out.resolve() == root.resolve() or _is_inside(out, root):
+    if out.resolve() == root.resolve() or is_inside(out, root):
         raise ValueError(f"the reorganised val folder {out} must be outside the dataset folder {root}, "
                          "which labkit never writes into; choose e.g. ~/.cache/labkit/tiny-imagenet-val.")
     wnids = read_wnids(root)
@@ -351,14 +351,6 @@ def imagefolder_datasets(root: str | Path | None, val_folder: str | Path,
             f"train has {len(train.classes)} classes and {val_folder} has {len(val.classes)}, or their "
             "order differs: rebuild the val folder with build_val_imagefolder().")
     return train, val
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------------------------- synthetic data

@@ -25,6 +25,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from labkit.errors import LabkitError
+from labkit.models.init import kaiming_init
 
 #: blocks per stage for each depth (BasicBlock ResNets)
 STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -148,18 +149,7 @@ class ConfigurableResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(planes, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """torchvision's initialisation, so the default configuration matches `resnet18` exactly."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        kaiming_init(self)  # torchvision's init, so the default configuration matches `resnet18` exactly
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
