@@ -91,18 +91,19 @@ class LanguageModel(nn.Module):
     embedding: nn.Embedding
     output: OutputLayer
 
-    def _build_io(self, vocab_size: int, emsize: int, hidden: int, *, tie_weights: bool, adaptive_softmax: bool,
-                  cutoffs: Sequence[int] | None) -> None:
-        """The word embedding and output layer both models share, initialised as in PyTorch's example
-        (uniform ±0.1, zero bias); `tie_weights` makes the decoder reuse the embedding matrix."""
+    def _attach_output(self, hidden: int, *, tie_weights: bool, adaptive_softmax: bool,
+                       cutoffs: Sequence[int] | None) -> None:
+        """The output layer both models share, after their body (the example's creation order, so a
+        seed gives the example's initial weights), initialised as in the example (uniform ±0.1, zero
+        bias) together with `self.embedding`; `tie_weights` makes the decoder reuse the embedding."""
+        emsize = self.embedding.embedding_dim
         if tie_weights and adaptive_softmax:
             raise ValueError("tie_weights shares the embedding with a full-softmax decoder; the adaptive "
                              "softmax has no single decoder matrix. Choose one of the two.")
         if tie_weights and hidden != emsize:
-            raise ValueError(f"tie_weights needs nhid == emsize (the decoder reuses the embedding), got {hidden} and {emsize}")
-        self.vocab_size = vocab_size
-        self.embedding = nn.Embedding(vocab_size, emsize)
-        self.output = OutputLayer(hidden, vocab_size, adaptive=adaptive_softmax, cutoffs=cutoffs)
+            raise ValueError(f"tie_weights needs nhid == emsize (the decoder reuses the embedding), "
+                             f"got {hidden} and {emsize}")
+        self.output = OutputLayer(hidden, self.vocab_size, adaptive=adaptive_softmax, cutoffs=cutoffs)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if not adaptive_softmax:
             nn.init.zeros_(self.output.decoder.bias)
@@ -246,14 +247,15 @@ class TransformerLM(LanguageModel):
         max_len: int = 5000,
     ) -> None:
         super().__init__()
-        self._build_io(vocab_size, emsize, emsize, tie_weights=tie_weights, adaptive_softmax=adaptive_softmax,
-                       cutoffs=cutoffs)
+        self.vocab_size = vocab_size
         self.emsize = emsize
         self.context_length = max_len
+        self.embedding = nn.Embedding(vocab_size, emsize)
         self.positions = PositionalEncoding(emsize, max_len)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(TransformerBlock(emsize, nhead, nhid, dropout) for _ in range(nlayers))
         self.norm = nn.LayerNorm(emsize)
+        self._attach_output(emsize, tie_weights=tie_weights, adaptive_softmax=adaptive_softmax, cutoffs=cutoffs)
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2:
@@ -316,10 +318,11 @@ class LSTMLM(LanguageModel):
         cutoffs: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self._build_io(vocab_size, emsize, nhid, tie_weights=tie_weights, adaptive_softmax=adaptive_softmax,
-                       cutoffs=cutoffs)
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, emsize)
         self.drop = nn.Dropout(dropout)
         self.rnn = nn.LSTM(emsize, nhid, nlayers, dropout=dropout if nlayers > 1 else 0.0, batch_first=True)
+        self._attach_output(nhid, tie_weights=tie_weights, adaptive_softmax=adaptive_softmax, cutoffs=cutoffs)
 
     def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         if tokens.dim() != 2:
