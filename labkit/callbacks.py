@@ -7,6 +7,7 @@ so a resumed run stops exactly where an uninterrupted one would.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ class FitState:
     device: torch.device | None = None
     is_main: bool = True
     stop: bool = False
+    scaler: Any = None  # the GradScaler (checkpoints save its state when it is enabled)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,3 +88,24 @@ class EarlyStopping(Callback):
                 f"early stopping at epoch {state.epoch}: {key} has not improved for {waited} epochs "
                 f"(best {best_value:.4g} at epoch {best_epoch})"
             )
+
+
+class TimeBudget(Callback):
+    """Stop after the epoch when another epoch (at the mean epoch time so far) would exceed `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self._start = 0.0
+        self._epochs = 0
+
+    def on_fit_start(self, state: FitState) -> None:
+        self._start = time.perf_counter()
+        self._epochs = 0
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._epochs += 1
+        elapsed = time.perf_counter() - self._start
+        if elapsed + elapsed / self._epochs > self.seconds and state.epoch < state.epochs:
+            state.stop = True
+            state.history.stop_reason = (f"time budget of {self.seconds:.0f} s reached after epoch "
+                                         f"{state.epoch} ({elapsed:.0f} s)")

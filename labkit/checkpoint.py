@@ -24,6 +24,7 @@ import torch
 from labkit.callbacks import Callback, FitState
 from labkit.device import rng_state, set_rng_state
 from labkit.errors import LabkitError
+from labkit.files import atomic_write
 from labkit.history import History, metric_mode
 
 FORMAT = "labkit.checkpoint"
@@ -113,27 +114,9 @@ def build_payload(
 
 def write_atomic(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then os.replace over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+    with atomic_write(path) as handle:
+        torch.save(dict(payload), handle)
+    return Path(path)
 
 
 def save_checkpoint(path: str | os.PathLike, **state: Any) -> Path:
@@ -298,6 +281,16 @@ class CheckpointPolicy(Callback):
     def path(self) -> Path:
         return Path(self.directory)
 
+    def on_fit_start(self, state: FitState) -> None:
+        self._last_saved = state.epoch
+
+    def on_fit_end(self, state: FitState) -> None:
+        """`last.pt` also at the run's end when `every` skipped it (e.g. every=500 of 2,000 epochs)."""
+        h = state.history
+        finished = len(h) and h.epoch[-1] == state.epoch and not h.diverged  # not mid-epoch, not NaN
+        if state.is_main and self.every and finished and getattr(self, "_last_saved", 0) < state.epoch:
+            self._save(state, [self.path / "last.pt"])
+
     def on_epoch_end(self, state: FitState) -> None:
         if not state.is_main:
             return
@@ -315,11 +308,15 @@ class CheckpointPolicy(Callback):
                 best_epoch = -1
             if best_epoch == epoch:
                 targets.append(self.path / "best.pt")
-        if not targets:
-            return
+        if targets:
+            self._save(state, targets)
+
+    def _save(self, state: FitState, targets: list[Path]) -> None:
+        if self.path / "last.pt" in targets:
+            self._last_saved = state.epoch
         payload = build_payload(
             model=state.model, optimizer=state.optimizer, scheduler=state.scheduler,
-            scaler=state.extra.get("scaler"), epoch=epoch, history=state.history, config=state.config,
+            scaler=state.scaler, epoch=state.epoch, history=state.history, config=state.config,
         )
         for target in targets:
             write_atomic(payload, target)

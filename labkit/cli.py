@@ -1,140 +1,264 @@
-"""The `labkit` command: `labkit run <lab>`, `labkit smoke`, and lab-specific commands.
+"""The `labkit` command: `labkit run <lab>`, `labkit smoke`, and the commands in `COMMANDS`.
 
-Each lab lives in `labkit/experiments/<module>.py` and exposes
-`add_arguments(parser)`, `main(args) -> dict` and `smoke(out_dir) -> dict`.
-Other commands are registered in `COMMANDS` as (module, add-arguments function, main function).
+`labkit run <lab>` takes one option per field of the lab's config (`labkit.lab`), `--size
+smoke|laptop|full` (`--smoke` for short), `--recipe` where a lab has several, and `--resume CKPT`.
+Options are checked when they are parsed (ranges, choices); every user error, from the options or
+from the data, leaves through `LabkitError` as one `labkit: error: ...` line. Lab modules are
+imported only when their lab is used, so `labkit --help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
+from types import NoneType, UnionType
+from typing import Any
 
-from labkit import config
 from labkit.errors import LabkitError
-
-#: lab name on the command line -> module under labkit.experiments
-EXPERIMENTS: dict[str, str] = {
-    "function-fitting": "labkit.experiments.function_fitting",
-    "cifar10": "labkit.experiments.cifar10",
-    "mnist": "labkit.experiments.mnist",
-    "tiny-imagenet": "labkit.experiments.tiny_imagenet",
-    "lm": "labkit.experiments.language_model",
-}
 
 #: extra commands: name -> (module, add-arguments function, main function, help)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "compare": (
-        "labkit.experiments.tiny_imagenet",
-        "add_compare_arguments",
-        "compare_main",
-        "compare two checkpoints' predictions image by image",
-    ),
-    "generate": (
-        "labkit.experiments.language_model",
-        "add_generate_arguments",
-        "generate_main",
-        "generate text from a language-model checkpoint",
-    ),
-    "release": (
-        "labkit.release",
-        "add_arguments",
-        "main",
-        "write the student edition of the labs",
-    ),
+    "compare": ("labkit.experiments.tiny_imagenet", "add_compare_arguments", "compare_main",
+                "compare two checkpoints' predictions image by image"),
+    "generate": ("labkit.experiments.language_model", "add_generate_arguments", "generate_main",
+                 "generate text from a language-model checkpoint"),
+    "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
 }
 
-
-def _import(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name == name:  # the module itself is absent (lab not installed), not one of its imports
-            return None
-        raise
+USAGE_ERROR, DATA_ERROR = 2, 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="labkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class UsageError(LabkitError, ValueError):
+    """A command line that cannot work (exit code 2)."""
 
-    run = sub.add_parser("run", help="run one lab from the command line")
-    labs = run.add_subparsers(dest="lab", required=True)
-    for lab, module_name in EXPERIMENTS.items():
-        module = _import(module_name)
-        if module is None:
+
+class Parser(argparse.ArgumentParser):
+    """argparse with labkit's one error style: `labkit: error: <what>` and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"labkit: error: {self.prog}: {message}\n")
+
+
+# --- options from config fields -----------------------------------------------------------------
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(the non-None type, is_tuple) of a field annotation such as `int | None` or `tuple[int, ...]`."""
+    args = typing.get_args(annotation)
+    if isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in args if a is not NoneType)
+        args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is tuple:
+        return args[0], True
+    return annotation, False
+
+
+def _converter(name: str, kind: type, meta: dict[str, Any], is_tuple: bool) -> Callable[[str], Any]:
+    from labkit.lab import ConfigError, check_value
+
+    def one(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        try:
+            check_value(name, value, meta)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    if not is_tuple:
+        return one
+    converter = lambda text: tuple(one(part) for part in text.split(",") if part.strip())
+    converter.__name__ = "comma-separated list"
+    return converter
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
+    """One option per command-line field of the lab's config, with its help and the default of each size."""
+    from labkit.lab import SIZES, config_fields
+
+    defaults = {size: lab.config(size) for size in SIZES}
+    group = parser.add_argument_group(f"settings of {lab.name} (defaults: full size; other sizes where "
+                                      "they differ)")
+    for f, annotation in config_fields(lab.Config):
+        meta = dict(f.metadata)
+        if not meta.get("cli", True) or f.name in lab.unused_options:
             continue
-        lab_parser = labs.add_parser(lab, help=(module.__doc__ or "").strip().splitlines()[0])
-        module.add_arguments(lab_parser)
-        lab_parser.set_defaults(handler=module.main)
+        flag = "--" + f.name.replace("_", "-")
+        full = getattr(defaults["full"], f.name)
+        others = [f"{size} {_shown(getattr(defaults[size], f.name))}" for size in SIZES
+                  if size != "full" and getattr(defaults[size], f.name) != full]
+        default_text = f"default {_shown(full)}" + (f"; {', '.join(others)}" if others else "")
+        help_text = f"{meta.get('help', '')} ({default_text})".replace("%", "%%")
+        kind, is_tuple = _base_type(annotation)
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif meta.get("choices") and kind is str:
+            group.add_argument(flag, choices=meta["choices"], default=None, help=help_text)
+        elif kind in (int, float):
+            group.add_argument(flag, type=_converter(f.name, kind, meta, is_tuple), default=None,
+                               metavar="N,N" if is_tuple else kind.__name__.upper(), help=help_text)
+        else:
+            group.add_argument(flag, type=str, default=None, metavar="TEXT", help=help_text)
 
-    smoke = sub.add_parser("smoke", help="run every available lab end to end at smoke size")
-    smoke.add_argument("--out", type=Path, default=None, help="output folder (default runs/smoke)")
-    smoke.add_argument("labs", nargs="*", help="only these labs (default: all)")
-    smoke.set_defaults(handler=_smoke_main)
 
-    for name, (module_name, add_fn, main_fn, help_text) in COMMANDS.items():
-        module = _import(module_name)
-        if module is None:
-            continue
-        cmd = sub.add_parser(name, help=help_text)
-        getattr(module, add_fn)(cmd)
-        cmd.set_defaults(handler=getattr(module, main_fn))
+def lab_parser(lab: Any) -> Parser:
+    """The parser of `labkit run <lab>`: size, recipe, resume, the config's fields, the lab's extras."""
+    from labkit.lab import SIZES
+
+    parser = Parser(prog=f"labkit run {lab.name}", description=lab.title,
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--size", choices=SIZES, default=None,
+                        help="smoke: seconds on a CPU on generated data; laptop: real data, about 15 minutes "
+                             "on a 2-core CPU; full: the course's experiment (a GPU recommended)")
+    parser.add_argument("--smoke", action="store_true", help="the same as --size smoke")
+    if len(lab.recipes) > 1:
+        parser.add_argument("--recipe", choices=list(lab.recipes), default=None,
+                            help=f"named settings of this lab: {', '.join(lab.recipes)}")
+    parser.add_argument("--resume", type=Path, default=None, metavar="CKPT",
+                        help="continue training from this checkpoint, with its own settings (options given "
+                             "here override them, e.g. --epochs)")
+    lab.add_arguments(parser)
+    add_config_options(parser, lab)
     return parser
 
 
-def _smoke_main(args: argparse.Namespace) -> dict:
-    """Run each lab's `smoke()` on generated data; write figures and a metrics table."""
-    import os
+def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
+    """The run's config: the size and recipe, then every option given (or the checkpoint's, on --resume)."""
+    from labkit import runner
+    from labkit.lab import config_fields
 
-    os.environ.setdefault("LABKIT_SMOKE", "1")
+    given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
+             if getattr(args, f.name, None) is not None}
+    if args.smoke and args.size not in (None, "smoke"):
+        raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
+    size = "smoke" if args.smoke else args.size
+    if args.resume is not None:
+        if not args.resume.is_file():
+            raise UsageError(f"--resume {args.resume}: no such checkpoint file.")
+        cfg = runner.config_from_checkpoint(args.resume, **given)
+        if size is not None and size != cfg.size:
+            raise UsageError(f"{args.resume} is a {cfg.size}-size run; resume it without --size/--smoke, or "
+                             f"start a new {size} run.")
+        return cfg
+    return lab.config(size or "full", getattr(args, "recipe", None), **given)
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+def run_main(argv: Sequence[str]) -> Any:
+    from labkit.lab import LAB_MODULES, get_lab, lab_names
+
+    if not argv or argv[0] in ("-h", "--help"):
+        top = Parser(prog="labkit run", description="Run one lab from the command line.")
+        top.add_argument("lab", choices=lab_names(), help="; ".join(f"{name}: {LAB_MODULES[name][1]}"
+                                                                  for name in LAB_MODULES))
+        top.parse_args(argv)  # prints help or the usage error
+        return USAGE_ERROR
+    lab = get_lab(argv[0])
+    args = lab_parser(lab).parse_args(argv[1:])
+    return lab.main(config_from_args(lab, args), args)
+
+
+def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
+    """`labkit smoke [LAB ...]`: each lab at smoke size on generated data; figures and a metrics table."""
+    from labkit import config
+    from labkit.lab import get_lab, lab_names
+    from labkit.tables import markdown_table
+
+    parser = Parser(prog="labkit smoke", description="Run every lab (or the named ones) end to end at smoke "
+                    "size, on generated data; write figures and a metrics table.")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/smoke)")
+    parser.add_argument("labs", nargs="*", help=f"only these labs (default: all of {', '.join(lab_names())})")
+    args = parser.parse_args(argv)
+    labs = [get_lab(name) for name in (args.labs or lab_names())]  # an unknown name is an error
     out = args.out or config.runs_dir() / "smoke"
-    out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict] = {}
-    for lab, module_name in EXPERIMENTS.items():
-        if args.labs and lab not in args.labs:
-            continue
-        module = _import(module_name)
-        if module is None:
-            print(f"[smoke] {lab}: not available, skipped")
-            continue
+    for lab in labs:
         start = time.perf_counter()
-        print(f"[smoke] {lab} ...", flush=True)
-        metrics = module.smoke(out / lab)
+        print(f"[smoke] {lab.name} ...", flush=True)
+        metrics = lab.smoke(out / lab.name)
         metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         metrics["seconds"] = round(time.perf_counter() - start, 1)
-        rows[lab] = metrics
-        print(f"[smoke] {lab}: {metrics}", flush=True)
-    table = _markdown_table(rows)
-    (out / "metrics.md").write_text(table)
-    (out / "metrics.json").write_text(json.dumps(rows, indent=2))
+        rows[lab.name] = metrics
+        print(f"[smoke] {lab.name}: {metrics}", flush=True)
+    table = ("Smoke size: tiny generated (synthetic) data, seconds per lab. These numbers show that each lab "
+             "runs end to end; they are not results.\n\n"
+             + markdown_table(["lab", "metrics"], [[name, ", ".join(f"{k}={v}" for k, v in m.items())]
+                                                   for name, m in rows.items()], numeric_from=99))
+    from labkit.files import write_text_atomic
+    from labkit.runner import write_json
+
+    write_text_atomic(out / "metrics.md", table + "\n")
+    write_json(out / "metrics.json", {"size": "smoke", "data": "generated", "labs": rows})
     print(table)
     print(f"[smoke] figures and metrics written under {out}/")
     return rows
 
 
-def _markdown_table(rows: dict[str, dict]) -> str:
-    lines = ["| lab | metrics |", "| --- | --- |"]
-    for lab, metrics in rows.items():
-        shown = ", ".join(f"{k}={v}" for k, v in metrics.items())
-        lines.append(f"| {lab} | {shown} |")
-    return "\n".join(lines) + "\n"
+def command_main(name: str, argv: Sequence[str]) -> Any:
+    module_name, add_fn, main_fn, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = Parser(prog=f"labkit {name}", description=help_text)
+    getattr(module, add_fn)(parser)
+    return getattr(module, main_fn)(parser.parse_args(argv))
+
+
+def top_parser() -> Parser:
+    parser = Parser(prog="labkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run one lab from the command line (labkit run LAB --help)", add_help=False)
+    sub.add_parser("smoke", help="run every lab end to end at smoke size, on generated data", add_help=False)
+    for name, (*_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run", "smoke", *COMMANDS}
+    if not argv or argv[0] not in commands:
+        top_parser().parse_args(argv[:1])  # help, or the error naming the commands
+        return USAGE_ERROR
+    command, rest = argv[0], argv[1:]
     try:
-        result = args.handler(args)
+        if command == "run":
+            result = run_main(rest)
+        elif command == "smoke":
+            result = smoke_main(rest)
+        else:
+            result = command_main(command, rest)
+    except UsageError as err:
+        print(f"labkit: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
         print(f"labkit: error: {err}", file=sys.stderr)
-        return 1
+        return USAGE_ERROR if isinstance(err, _usage_errors()) else DATA_ERROR
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return 130
     return result if isinstance(result, int) else 0
+
+
+def _usage_errors() -> tuple[type, ...]:
+    from labkit.lab import ConfigError
+
+    return (ConfigError, UsageError)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,32 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (the CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False) -> torch.nn.Module:
+    """Move `model` to `device` (in place, and returned); channels_last weights on CUDA only.
+
+    channels_last is the engine's rule: it pays on CUDA tensor cores; on a CPU the labs keep the
+    default layout, so their measured CPU figures stay those of plain PyTorch.
+    """
+    model.to(device)
+    if channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """The autocast dtype for `device`: bf16 on CUDA where supported, else fp16; None (no AMP) elsewhere."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def describe_device(device: str | torch.device | None = None) -> str:
     """A one-line description for notebook headers, e.g. 'cuda:0 (NVIDIA H100, 80 GB) · torch 2.4'."""
     device = pick_device(device)

@@ -159,6 +159,23 @@ def session(
         cleanup()
 
 
+@contextlib.contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Under DDP, rank 0 runs the block (e.g. builds a decode cache) before the other ranks do.
+
+    Rank 0 reaches the barrier even when the block fails, so the others run it too and fail the
+    same way instead of waiting for the process-group timeout. A no-op for a single process.
+    """
+    distributed, main = is_distributed(), is_main_process()
+    if distributed and not main:
+        barrier()
+    try:
+        yield
+    finally:
+        if distributed and main:
+            barrier()
+
+
 def is_distributed() -> bool:
     """True inside an initialised process group with more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 from labkit import config as _config
 from labkit.callbacks import Callback, EarlyStopping, FitState
 from labkit.checkpoint import CheckpointPolicy, load_checkpoint
-from labkit.device import pick_device
+from labkit.device import amp_dtype, model_device, pick_device, prepare_model
 from labkit.history import History
 from labkit.metrics import Metric, metric_from_name
 
@@ -76,9 +77,9 @@ def _is_main() -> bool:
 
 def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
     """The autocast context for this device (AMP is used on CUDA only) and its dtype."""
-    if not amp or device.type != "cuda":
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
         return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype), dtype
 
 
@@ -168,7 +169,7 @@ def evaluate(
     channels_last: bool = False,
 ) -> dict[str, float]:
     """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91})."""
-    device = pick_device(device) if device is not None else _model_device(model)
+    device = pick_device(device) if device is not None else model_device(model)
     task = _as_task(task, loss_fn)
     sums = _Sums([metric_from_name(m) for m in metrics])
     was_training = model.training
@@ -188,10 +189,28 @@ def evaluate(
     return sums.result()
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+@torch.no_grad()
+def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.device | None = None,
+            amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU.
+
+    The model is evaluated in eval mode and put back in the mode it was in.
+    """
+    device = pick_device(device) if device is not None else model_device(model)
+    autocast, _ = _autocast(device, amp)
+    outputs, targets = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for inputs, labels in data:
+            inputs = to_device(inputs, device, channels_last and device.type == "cuda")
+            with autocast:
+                out = model(inputs)
+            outputs.append(out.float().cpu())
+            targets.append(labels.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs), torch.cat(targets)
 
 
 def _set_epoch(data: Any, epoch: int) -> None:
@@ -226,6 +245,85 @@ def divergence_message(epoch: int, loss: float, lr: float) -> str:
     )
 
 
+@dataclass
+class _Run:
+    """What the steps of one `fit()` share: the model, the optimiser and how to step them."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    task: Task
+    device: torch.device
+    metrics: list[Metric]
+    scaler: torch.amp.GradScaler
+    autocast: Any
+    channels_last: bool
+    grad_clip: float | None
+    scheduler: Any
+    scheduler_interval: str
+    amp: bool
+
+
+def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str) -> dict[str, float]:
+    """One pass over `data`: forward, loss, backward, (clip,) step, per-step scheduler; mean loss/metrics.
+
+    One step path: the GradScaler is disabled (a pass-through) except for fp16 autocast.
+    """
+    model, optimizer, scaler = run.model, run.optimizer, run.scaler
+    if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
+        model.train()
+    run.task.start(model, True)
+    sums = _Sums(run.metrics)
+    n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    batches = _bar(data, show_bar, desc=desc, unit="batch", total=n_batches, leave=False)
+    step_scheduler = run.scheduler is not None and run.scheduler_interval == "step"
+    for batch in batches:
+        batch = to_device(batch, run.device, run.channels_last)
+        with run.autocast:
+            loss, outputs, targets = run.task(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if run.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if step_scheduler:
+            run.scheduler.step()
+        sums.add(loss, outputs, targets)
+    if sums.count == 0:
+        raise ValueError("The training loader yielded no batches: check the split and batch size "
+                         "(drop_last with a batch larger than the dataset gives none).")
+    return {f"train_{k}": v for k, v in sums.result().items()}
+
+
+def evaluate_sets(run: _Run, eval_sets: Mapping[str, Iterable[Batch]]) -> dict[str, float]:
+    """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}."""
+    values: dict[str, float] = {}
+    for name, loader in eval_sets.items():
+        result = evaluate(run.model, loader, task=run.task, metrics=run.metrics, device=run.device,
+                          amp=run.amp, channels_last=run.channels_last)
+        values.update({f"{name}_{k}": v for k, v in result.items()})
+    return values
+
+
+def step_epoch_scheduler(run: _Run, values: Mapping[str, float], monitor: str) -> None:
+    """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
+    if run.scheduler is None or run.scheduler_interval != "epoch":
+        return
+    if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if monitor not in values:
+            raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
+        run.scheduler.step(values[monitor])
+    else:
+        run.scheduler.step()
+
+
+def _default_monitor(eval_sets: Mapping[str, Any]) -> str:
+    if "val" in eval_sets:
+        return "val_loss"
+    return f"{next(iter(eval_sets))}_loss" if eval_sets else "train_loss"
+
+
 def fit(
     model: nn.Module,
     train_data: Iterable[Batch],
@@ -246,11 +344,12 @@ def fit(
     checkpoints: CheckpointPolicy | None = None,
     callbacks: Sequence[Callback] = (),
     tensorboard: str | os.PathLike | None = None,
+    graph_input: Any = None,
     resume_from: str | os.PathLike | None = None,
-    history: History | None = None,
     monitor: str | None = None,
     progress: bool | None = None,
     config: Mapping[str, Any] | None = None,
+    hparams: Mapping[str, Any] | None = None,
 ) -> History:
     """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
 
@@ -261,6 +360,8 @@ def fit(
     * `monitor`: the metric for ReduceLROnPlateau, best checkpoints and early stopping
       (default `val_loss`, or `train_loss` without eval data).
     * `amp` / `channels_last`: used on CUDA only (bf16 autocast where supported, else fp16 + GradScaler).
+    * `tensorboard`: a log folder for scalars, `hparams` (default `config`) and, given `graph_input`,
+      the model graph.
     * `resume_from`: a checkpoint path; restores model, optimizer, scheduler, History and RNG states,
       then continues until `epochs` — the result equals an uninterrupted run.
     * A non-finite training loss stops the run with `history.diverged = True` and a message in
@@ -268,125 +369,90 @@ def fit(
     """
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler_interval == "step":
+        raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
     device = pick_device(device)
     use_channels_last = channels_last and device.type == "cuda"
-    model.to(device)
-    if use_channels_last:
-        model.to(memory_format=torch.channels_last)
-    task = _as_task(task, loss_fn)
-    metric_objs = [metric_from_name(m) for m in metrics]
-    eval_sets = _eval_sets(eval_data)
-    monitor = monitor or ("val_loss" if "val" in eval_sets else
-                          f"{next(iter(eval_sets))}_loss" if eval_sets else "train_loss")
+    prepare_model(model, device, use_channels_last)
     autocast, amp_dtype = _autocast(device, amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    scaling = scaler.is_enabled()  # fp16 needs loss scaling; bf16 and fp32 step directly
-    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    if plateau and scheduler_interval == "step":
-        raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
+    run = _Run(model=model, optimizer=optimizer, task=_as_task(task, loss_fn), device=device,
+               metrics=[metric_from_name(m) for m in metrics],
+               scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),  # fp16 only
+               autocast=autocast, channels_last=use_channels_last, grad_clip=grad_clip,
+               scheduler=scheduler, scheduler_interval=scheduler_interval, amp=amp)
+    eval_sets = _eval_sets(eval_data)
+    monitor = monitor or _default_monitor(eval_sets)
 
-    history = history if history is not None else History()
+    history, start_epoch = History(), 0
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=scaler,
+        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=run.scaler,
                                map_location=device, restore_rng=True)
-        history = ckpt.history
-        start_epoch = ckpt.epoch
-    else:
-        start_epoch = history.epoch[-1] if len(history) else 0
+        history, start_epoch = ckpt.history, ckpt.epoch
 
     all_callbacks: list[Callback] = list(callbacks)
     if tensorboard is not None and _is_main():
         from labkit.tensorboard import TensorBoardLogger
 
-        all_callbacks.append(TensorBoardLogger(tensorboard, hparams=dict(config or {})))
-    if checkpoints is not None:
-        all_callbacks.append(checkpoints)
-    if early_stopping is not None:
-        all_callbacks.append(early_stopping)
-
+        all_callbacks.append(TensorBoardLogger(tensorboard, hparams=dict(hparams or config or {}),
+                                               graph_input=graph_input if resume_from is None else None))
+    all_callbacks += [cb for cb in (checkpoints, early_stopping) if cb is not None]
     state = FitState(model=model, optimizer=optimizer, scheduler=scheduler, history=history,
                      epoch=start_epoch, epochs=epochs, monitor=monitor, config=dict(config or {}),
-                     device=device, is_main=_is_main(), extra={"scaler": scaler})
+                     device=device, is_main=_is_main(), scaler=run.scaler)
     for cb in all_callbacks:
         cb.on_fit_start(state)
 
     model.train()
     show = _progress(progress)
+    n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
     epoch_bar = _bar(range(start_epoch + 1, epochs + 1), show, desc="epochs", unit="epoch",
                      total=max(epochs - start_epoch, 0))
-    n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
-    step_bars = show and (n_batches is None or n_batches >= 10)
     try:
         for epoch in epoch_bar:
             state.epoch = epoch
             started = time.perf_counter()
             lr = _current_lr(optimizer)
             _set_epoch(train_data, epoch)
-            if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
-                model.train()
-            task.start(model, True)
-            sums = _Sums(metric_objs)
-            batches = _bar(train_data, step_bars, desc=f"epoch {epoch}", unit="batch",
-                           total=n_batches, leave=False) if step_bars else train_data
-            for batch in batches:
-                batch = to_device(batch, device, use_channels_last)
-                with autocast:
-                    loss, outputs, targets = task(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                if scaling:
-                    scaler.scale(loss).backward()
-                    if grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    optimizer.step()
-                if scheduler is not None and scheduler_interval == "step":
-                    scheduler.step()
-                sums.add(loss, outputs, targets)
-            if sums.count == 0:
-                raise ValueError("The training loader yielded no batches: check the split and batch size "
-                                 "(drop_last with a batch larger than the dataset gives none).")
-            values = {f"train_{k}": v for k, v in sums.result().items()}
+            values = train_one_epoch(run, train_data, show and (n_batches is None or n_batches >= 10),
+                                     f"epoch {epoch}")
             if not math.isfinite(values["train_loss"]):
                 history.append(epoch, lr, time.perf_counter() - started, values)
                 history.diverged = True
                 history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
-                if _is_main():
-                    print(f"⚠ {history.stop_reason}", flush=True)
                 break
-            for name, loader in eval_sets.items():
-                result = evaluate(model, loader, task=task, metrics=metric_objs, device=device,
-                                  amp=amp, channels_last=channels_last)
-                values.update({f"{name}_{k}": v for k, v in result.items()})
-            if scheduler is not None and scheduler_interval == "epoch":
-                if plateau:
-                    if monitor not in values:
-                        raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
-                    scheduler.step(values[monitor])
-                else:
-                    scheduler.step()
+            values.update(evaluate_sets(run, eval_sets))
+            step_epoch_scheduler(run, values, monitor)
             history.append(epoch, lr, time.perf_counter() - started, values)
             for cb in all_callbacks:
                 cb.on_epoch_end(state)
-            if show and hasattr(epoch_bar, "set_postfix"):
-                epoch_bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
-                                       for k, v in values.items() if k in ("train_loss", monitor)},
-                                      refresh=False)
+            _show_epoch(epoch_bar, values, monitor)
             if state.stop:
-                if _is_main() and history.stop_reason:
-                    print(history.stop_reason, flush=True)
                 break
     finally:
-        if hasattr(epoch_bar, "close"):
-            epoch_bar.close()
+        _close_bar(epoch_bar, history, epochs)
         for cb in all_callbacks:
             cb.on_fit_end(state)
     return history
+
+
+def _show_epoch(bar: Any, values: Mapping[str, float], monitor: str) -> None:
+    if hasattr(bar, "set_postfix"):
+        bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
+                         for k, v in values.items() if k in ("train_loss", monitor)}, refresh=False)
+
+
+def _close_bar(bar: Any, history: History, epochs: int) -> None:
+    """Close the epochs bar; a run that stopped early says why, once, with the real epoch count."""
+    stopped_early = bool(len(history) and history.stop_reason
+                         and (history.diverged or history.epoch[-1] < epochs))
+    if hasattr(bar, "close"):
+        if stopped_early:
+            bar.total = bar.n  # the bar ends full at the epochs that ran, not red at n/total
+            bar.set_description_str(f"epochs (stopped at {history.epoch[-1]} of {epochs})")
+            bar.refresh()
+        bar.close()
+    if stopped_early and _is_main():
+        print(("⚠ " if history.diverged else "") + history.stop_reason, flush=True)
 
 
 def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:

@@ -84,3 +84,9 @@ def metric_from_name(name: str | Metric) -> Metric:
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
     """Top-k accuracy of one batch as a Python float (syncs; for notebooks and tests)."""
     return TopK(k).batch_sum(outputs, targets).item() / max(targets.numel(), 1)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """counts[true, predicted] as an int64 (num_classes, num_classes) tensor."""
+    index = labels.long().cpu() * num_classes + predictions.long().cpu()
+    return torch.bincount(index, minlength=num_classes * num_classes).view(num_classes, num_classes)

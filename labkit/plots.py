@@ -49,7 +49,8 @@ def plot_history(
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
             split = key.partition("_")[0]
-            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"), label=split)
+            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"), label=split,
+                    marker="o" if len(history) <= 12 else None, markersize=3)
         for i, x in enumerate(mark_epochs):
             ax.axvline(x, color="grey", lw=1, ls="-.", label=mark_label if i == 0 and mark_label else None)
         values = [v for k in members for v in history[k] if math.isfinite(v)]
@@ -57,7 +58,7 @@ def plot_history(
             "loss" in metric and values and min(values) > 0 and max(values) / min(values) > 100)
         if wants_log:
             ax.set_yscale("log")
-        ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -78,9 +79,11 @@ def plot_curves(
     """Overlay one metric (e.g. 'val_accuracy') of several runs, for comparisons and ablations."""
     fig = ax.figure if ax is not None else new_figure((6, 3.6))
     ax = ax or fig.subplots()
-    for name, history in histories.items():
-        ax.plot(history.epoch, history[key], label=name)
-    ax.set_xlabel("epoch")
+    for (name, history), color in zip(histories.items(), series_colors(len(histories))):
+        if key in history:
+            ax.plot(history.epoch, history[key], label=name, color=color,
+                    marker="o" if len(history) <= 12 else None, markersize=3)
+    integer_epochs(ax)
     ax.set_ylabel(key)
     ax.set_title(title or key)
     ax.grid(alpha=0.3)
@@ -183,3 +186,78 @@ class LivePlot(Callback):
                 self._handle.update(picture)
         self._last = time.perf_counter()
         self._gap = max(self.every_seconds, 3 * (self._last - started))
+
+
+def integer_epochs(ax: Any) -> None:
+    """Label an epoch axis with whole epochs only (no 1.5, 2.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def series_colors(n: int) -> list[Any]:
+    """n distinct colours, so one series keeps its colour across the panels of a figure."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: str = "",
+               path: str | os.PathLike | None = None, cell: float = 1.2, empty: str = "nothing to show") -> Figure:
+    """Images (N, H, W) grey or (N, 3, H, W) colour, uint8 or float, in a grid with a caption under each.
+
+    Captions need one axes per image, which `torchvision.utils.make_grid` (one tiled image) cannot
+    give; without captions the images are tiled with make_grid. An empty set shows `empty` in a
+    figure of normal size instead of a blank area.
+    """
+    import torch
+
+    images = torch.as_tensor(images).detach().cpu()
+    n = len(images)
+    if n == 0:
+        fig = new_figure((5, 1.6))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=11)
+        if title:
+            ax.set_title(title)
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    grey = images.shape[1] == 1
+    if not titles:
+        from torchvision.utils import make_grid
+
+        tiled = make_grid(images.float() / (255 if images.dtype == torch.uint8 else 1), nrow=ncols, padding=2,
+                          pad_value=1.0)
+        fig = new_figure((cell * min(n, ncols), cell * math.ceil(n / ncols) + (0.4 if title else 0)))
+        ax = fig.subplots()
+        ax.imshow(tiled.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.axis("off")
+    else:
+        ncols = min(ncols, n)
+        nrows = math.ceil(n / ncols)
+        fig = new_figure((cell * ncols, cell * 1.2 * nrows + (0.4 if title else 0)))
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for i, ax in enumerate(axes):
+            ax.axis("off")
+            if i >= n:
+                continue
+            image = images[i]
+            if grey:
+                ax.imshow(image[0].numpy(), cmap="gray_r" if image.dtype == torch.uint8 else "gray",
+                          vmin=0, vmax=255 if image.dtype == torch.uint8 else None)
+            else:
+                shown = image.permute(1, 2, 0).numpy()
+                ax.imshow(shown if image.dtype == torch.uint8 else shown.clip(0, 1), interpolation="nearest")
+            if i < len(titles):
+                ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

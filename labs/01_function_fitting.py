@@ -27,14 +27,16 @@
 import matplotlib.pyplot as plt
 import torch
 
-from labkit.config import is_smoke
 from labkit.device import describe_device
 from labkit.experiments import function_fitting as lab
+from labkit.lab import choose_size
 from labkit.models.mlp import MLP
 from labkit.widgets import TrainingPanel
 
-SIZES = lab.sizes()
-print(describe_device("cpu"), "· smoke size" if is_smoke() else "· full size")
+SIZE = None  # "smoke", "laptop" or "full"; None: laptop on a CPU, full on a GPU (or LABKIT_SIZE)
+SIZE, WHY = choose_size(SIZE)
+CFG = lab.LAB.config(SIZE)
+print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 
 # %% [markdown]
 # ## The target and the model
@@ -63,10 +65,10 @@ def train_from_panel(epochs, lr, plot):
     return lab.train_mlp(epochs=epochs, lr=lr, callbacks=[plot]).history
 
 
-panel = TrainingPanel(train_from_panel, epochs=SIZES["panel_epochs"], lr=SIZES["fixed_lr"],
+panel = TrainingPanel(train_from_panel, epochs=CFG.epochs, lr=CFG.lr,
                       epoch_choices=[100, 500, 1000, 2000, 5000, 10000, 50000], title="Lab 01 · MLP on f(x)")
 panel.show()
-assert panel.result is not None and len(panel.result) == SIZES["panel_epochs"]
+assert panel.result is not None and len(panel.result) == CFG.epochs
 
 # %% [markdown]
 # ## Exercise A — more epochs
@@ -75,7 +77,7 @@ assert panel.result is not None and len(panel.result) == SIZES["panel_epochs"]
 # epochs in all: about a minute on a 2-core laptop CPU (each full-batch epoch costs ~1 ms there).
 
 # %%
-by_epochs = lab.sweep(SIZES["epochs_sweep"], "epochs", lr=SIZES["fixed_lr"])
+by_epochs = lab.sweep(CFG.epochs_sweep, "epochs", lr=CFG.lr)
 lab.plot_fits(by_epochs, "epochs")
 plt.show()
 print(lab.results_table(by_epochs, "epochs"))
@@ -95,7 +97,7 @@ assert mses[-1] < mses[0] / 2, "more epochs should fit clearly better"
 # Same number of epochs, learning rates 1, 0.1, 0.01 and 0.001.
 
 # %%
-by_lr = lab.sweep(SIZES["lr_sweep"], "lr", epochs=SIZES["lr_epochs"])
+by_lr = lab.sweep(CFG.lr_sweep, "lr", epochs=CFG.lr_epochs)
 lab.plot_fits(by_lr, "lr")
 plt.show()
 print(lab.results_table(by_lr, "lr"))
@@ -129,7 +131,7 @@ assert not by_lr[0.01].history.diverged
 # validation set) or regularisation.
 
 # %%
-demo = lab.overfit_demo(epochs=SIZES["overfit_epochs"])
+demo = lab.overfit_demo(epochs=CFG.overfit_epochs)
 print(f"12 noisy points: training MSE {demo['train_mse']:.3f}, noise variance {demo['noise_variance']:.1f}, "
       f"MSE against the true f {demo['true_mse']:.3f}")
 
@@ -150,7 +152,7 @@ def my_function(x):
 from labkit.check.function_fitting import check_fit, check_my_function
 
 check_my_function(my_function)
-mine = lab.train_mlp(my_function, epochs=SIZES["own_epochs"], lr=0.01, optimizer="adam")
+mine = lab.train_mlp(my_function, epochs=CFG.own_epochs, lr=0.01, optimizer="adam")
 lab.plot_fits({0.01: mine}, "lr", title="your function")
 plt.show()
 check_fit(mine.mse, float(mine.target.max() - mine.target.min()))

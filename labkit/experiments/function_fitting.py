@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import math
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from labkit import config
+from labkit import runner
 from labkit.callbacks import Callback
-from labkit.device import pick_device, seed_everything
-from labkit.engine import fit
+from labkit.device import model_device, pick_device
+from labkit.engine import SupervisedTask
 from labkit.history import History
+from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.models.mlp import MLP
-from labkit.plots import new_figure, save_figure
+from labkit.plots import new_figure, save_figure, series_colors
+from labkit.tables import markdown_table
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 INTERVAL = (-4.0, 4.0)
@@ -31,7 +33,7 @@ def course_function(x: torch.Tensor) -> torch.Tensor:
 
 
 def negative_function(x: torch.Tensor) -> torch.Tensor:
-    """A target with negative values: (x + 1)² + sin(x² + 1) − log(x² + 1)... shifted by −6."""
+    """A target with negative values: (x + 1)² + sin(x² + 1) − log(x² + 1) − 6."""
     return (x + 1) ** 2 + torch.sin(x**2 + 1) - torch.log(x**2 + 1) - 6
 
 
@@ -51,6 +53,102 @@ def sample(fn: Function, n: int = 200, interval: tuple[float, float] = INTERVAL,
         gen = torch.Generator().manual_seed(seed + 1)
         y = y + noise * torch.randn(y.shape, generator=gen)
     return x.to(device), y.to(device)
+
+
+@dataclass(frozen=True)
+class Config(LabConfig):
+    """Lab 01's settings: full-batch SGD on the MSE; one epoch is one step over all points."""
+
+    epochs: int = option(2000, "full-batch epochs (one gradient step each)", min=1)
+    lr: float = option(0.005, "learning rate", gt=0)
+    optimizer: str = option("sgd", "sgd (plain steps, as the course) or adam", choices=("sgd", "adam"))
+    momentum: float = option(0.0, "SGD momentum (0: plain SGD, as the course)", min=0, max=1)
+    batch_size: int = option(200, "points per step (all of them: full batch)", min=1, cli=False)
+    tensorboard: bool = option(False, "write TensorBoard logs")
+    function: str = option("course", "the target: course = x² + 2 sin x + cos(x−1) − 5; negative = a "
+                           "target below zero", choices=tuple(FUNCTIONS))
+    hidden: tuple[int, ...] = option((64, 64), "hidden layer widths (tanh units), e.g. 64,64", min=1)
+    points: int = option(200, "evenly spaced training points on [-4, 4]", min=2)
+    noise: float = option(0.0, "standard deviation of Gaussian noise added to the targets", min=0)
+    # the notebook's experiments
+    epochs_sweep: tuple[int, ...] = option((100, 1000, 10000, 50000), "Exercise A's epochs", min=1, cli=False)
+    lr_sweep: tuple[float, ...] = option((1.0, 0.1, 0.01, 0.001), "Exercise B's learning rates", gt=0,
+                                         cli=False)
+    lr_epochs: int = option(1000, "Exercise B's epochs", min=1, cli=False)
+    own_epochs: int = option(10000, "Exercise C's epochs", min=1, cli=False)
+    overfit_epochs: int = option(5000, "the over-fitting demo's epochs", min=1, cli=False)
+
+
+@register
+class FunctionFitting(Lab):
+    """Lab 01: an MLP fits a 1-D function; its figure is the learnt curve over the target."""
+
+    name = "function-fitting"
+    title = "Lab 01: function fitting"
+    Config = Config
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"epochs": 200, "epochs_sweep": (20, 100, 300, 600), "lr_epochs": 200, "own_epochs": 600,
+                  "overfit_epochs": 300},
+        "laptop": {},  # the course's sizes already fit a laptop: ~1 ms per full-batch epoch on a 2-core CPU
+        "full": {},
+    }
+    metrics = ()
+    epoch_splits = ()
+    monitor = None
+    final_splits = ()
+    curve_keys = ("train_loss",)
+    checkpoint_every = 1000  # one full-batch epoch is ~1 ms; a checkpoint each epoch would cost more
+    unused_options = ("label_smoothing", "patience", "amp", "channels_last", "data", "decay_matrices_only",
+                      "nesterov", "step_size", "gamma", "milestones", "warmup_steps", "warmup_epochs",
+                      "final_lr_fraction", "pct_start", "div_factor", "final_div_factor", "cycle_momentum",
+                      "patience_lr", "schedule", "weight_decay", "grad_clip", "at_epochs")
+
+    def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
+        # 200 points: a GPU's launch overhead costs more than it saves, so the CPU unless asked
+        if overrides.get("device") is None:
+            overrides["device"] = os.environ.get("LABKIT_DEVICE") or "cpu"
+        return super().config(size, recipe, **overrides)
+
+    def load_data(self, cfg: Config, ctx: Any) -> LabData:
+        x, y = sample(FUNCTIONS[cfg.function], cfg.points, INTERVAL, cfg.noise, cfg.seed, ctx.device)
+        return LabData(train=[(x, y)], description=f"{cfg.points} points of the {cfg.function} function")
+
+    def build_model(self, cfg: Config, info: Any) -> nn.Module:
+        return MLP(1, cfg.hidden, 1)
+
+    def task(self, cfg: Config) -> Any:
+        return SupervisedTask(nn.MSELoss())
+
+    def report(self, run: Any) -> dict[str, Any]:
+        result = fit_result(run, FUNCTIONS[run.config.function])
+        path = run.out_dir / "fit.png"
+        plot_fits({run.config.lr: result}, "lr", title=f"{run.config.function}: {run.config.epochs} epochs",
+                  path=path, note=size_note(run.config.size))
+        ran = run.history.epoch[-1] if len(run.history) else 0
+        if run.history.diverged:
+            print(f"diverged at epoch {ran} of {run.config.epochs}: no fit to report; figure: {path}")
+        else:
+            print(f"MSE vs f(x): {result.mse:.4g} after {ran} epochs in {run.history.total_seconds:.1f} s; "
+                  f"figure: {path}")
+        return {"mse": result.mse}
+
+    def smoke(self, out_dir: Path) -> dict[str, Any]:
+        """Both sweeps at smoke size; writes the figures; reports the best MSE and whether lr=1 diverged."""
+        cfg = self.config("smoke")
+        by_epochs = sweep(cfg.epochs_sweep, "epochs", lr=cfg.lr)
+        by_lr = sweep(cfg.lr_sweep, "lr", epochs=cfg.lr_epochs)
+        plot_fits(by_epochs, "epochs", path=Path(out_dir) / "epochs_sweep.png", note=size_note("smoke"))
+        plot_fits(by_lr, "lr", path=Path(out_dir) / "lr_sweep.png", note=size_note("smoke"))
+        return {"best_mse": min(r.mse for r in by_epochs.values()),
+                "lr1_diverged": bool(by_lr[1.0].history.diverged)}
+
+
+LAB = FunctionFitting()
+
+
+def size_note(size: str) -> str:
+    """What a figure title says about the run's size ('' at full size)."""
+    return {"smoke": "smoke size: short runs", "laptop": ""}.get(size, "")
 
 
 @dataclass
@@ -73,34 +171,31 @@ class FitResult:
         return float(torch.mean((self.prediction - self.target) ** 2))
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """'sgd' (the course's choice: plain steps, so a too-large lr visibly diverges) or 'adam'."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"Unknown optimizer {name!r}: use 'sgd' or 'adam'.")
+def fit_result(run: Any, fn: Function) -> FitResult:
+    """The run's prediction on a dense grid of the interval, against the true function."""
+    grid = torch.linspace(*INTERVAL, 400, device=model_device(run.model)).unsqueeze(1)
+    with torch.no_grad():
+        prediction = run.model(grid)
+    return FitResult(run.model, run.history, run.config.epochs, run.config.lr, grid.cpu(), prediction.cpu(),
+                     fn(grid).cpu())
 
 
 def train_mlp(fn: Function = course_function, *, epochs: int = 1000, lr: float = 0.005, optimizer: str = "sgd",
-              hidden: Sequence[int] = (64, 64), n: int = 200, interval: tuple[float, float] = INTERVAL,
-              noise: float = 0.0, seed: int = 0, callbacks: Sequence[Callback] = (),
-              device: str | torch.device | None = "cpu", progress: bool | None = None) -> FitResult:
-    """Fit an MLP to `fn` with full-batch steps; one epoch is one step over all n points.
+              hidden: Sequence[int] = (64, 64), n: int = 200, noise: float = 0.0, seed: int = 0,
+              callbacks: Sequence[Callback] = (), device: str | torch.device | None = None,
+              progress: bool | None = None) -> FitResult:
+    """Fit an MLP to `fn` (any tensor function, a student's too) with full-batch steps, through the runner.
 
-    CPU is the default device: for 200 points the GPU's launch overhead costs more than it saves.
+    The device is the CPU unless `device` or `LABKIT_DEVICE` says otherwise: for 200 points a GPU's
+    launch overhead costs more than it saves.
     """
-    seed_everything(seed)
-    device = pick_device(device)
-    x, y = sample(fn, n, interval, noise, seed, device)
-    model = MLP(1, hidden, 1)
-    history = fit(model, [(x, y)], epochs=epochs, optimizer=make_optimizer(optimizer, model.parameters(), lr),
-                  loss_fn=nn.MSELoss(), device=device, callbacks=callbacks, progress=progress,
-                  config={"lab": "function-fitting", "epochs": epochs, "lr": lr, "optimizer": optimizer})
-    grid = torch.linspace(*interval, 400, device=device).unsqueeze(1)
-    with torch.no_grad():
-        prediction = model(grid)
-    return FitResult(model, history, epochs, lr, grid.cpu(), prediction.cpu(), fn(grid).cpu())
+    cfg = LAB.config("full", epochs=epochs, lr=lr, optimizer=optimizer, hidden=tuple(hidden), points=n,
+                     noise=noise, seed=seed, device=str(device) if device is not None else None)
+    x, y = sample(fn, n, INTERVAL, noise, seed, pick_device(cfg.device))
+    data = LabData(train=[(x, y)], description=f"{n} points of {getattr(fn, '__name__', 'f')}")
+    run = runner.run(LAB, cfg, data=data, callbacks=callbacks, progress=progress, write_files=False,
+                     checkpoints=False)
+    return fit_result(run, fn)
 
 
 def sweep(values: Sequence[float], vary: str, fn: Function = course_function, **kwargs: Any) -> dict[float, FitResult]:
@@ -112,32 +207,43 @@ def sweep(values: Sequence[float], vary: str, fn: Function = course_function, **
 
 def results_table(results: dict[float, FitResult], vary: str) -> str:
     """Markdown table: the varied value, final training loss, MSE on the grid, and what happened."""
-    lines = [f"| {vary} | final train loss | MSE vs f(x) | note |", "|---:|---:|---:|---|"]
+    rows = []
     for value, result in results.items():
-        loss = result.history.last("train_loss")
-        note = "diverged" if result.history.diverged else ""
-        lines.append(f"| {value:g} | {loss:.4g} | {result.mse:.4g} | {note} |")
-    return "\n".join(lines)
+        h = result.history
+        note = f"diverged at epoch {h.epoch[-1]}" if h.diverged else ""
+        rows.append([f"{value:g}", f"{h.last('train_loss'):.4g}", "–" if h.diverged else f"{result.mse:.4g}", note])
+    return markdown_table([vary, "final train loss", "MSE vs f(x)", "note"], rows, numeric_from=0)
 
 
-def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path: str | Path | None = None) -> Figure:
-    """Learnt curves over the ground truth (left) and training-loss curves (right)."""
+def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path: str | Path | None = None,
+              note: str = "") -> Figure:
+    """Learnt curves over the ground truth (left) and training-loss curves (right), one colour per run."""
     fig = new_figure((11, 4))
     left, right = fig.subplots(1, 2)
     first = next(iter(results.values()))
     left.plot(first.grid.squeeze(1), first.target.squeeze(1), "k", lw=3, alpha=0.35, label="f(x)")
-    for value, result in results.items():
+    colors = series_colors(len(results))
+    for (value, result), color in zip(results.items(), colors):
         label = f"{vary}={value:g}" + (" (diverged)" if result.history.diverged else "")
         if not result.history.diverged:
-            left.plot(result.grid.squeeze(1), result.prediction.squeeze(1), label=label)
-        right.plot(result.history.epoch, result.history["train_loss"], label=label)
-    left.set_title(title or f"learnt functions by {vary}")
+            left.plot(result.grid.squeeze(1), result.prediction.squeeze(1), color=color, label=label)
+        finite = [(e, v) for e, v in zip(result.history.epoch, result.history["train_loss"]) if math.isfinite(v)]
+        if finite:
+            right.plot(*zip(*finite), color=color, label=label, marker="o" if len(finite) == 1 else None)
+    if vary == "epochs":
+        right.text(0.02, 0.02, "the runs share the seed: a longer run retraces the shorter ones",
+                   transform=right.transAxes, fontsize=7, color="grey")
+    heading = title or f"learnt functions by {vary}"
+    left.set_title(f"{heading} ({note})" if note else heading)
     left.set_xlabel("x")
+    left.set_ylabel("y")
     left.legend(fontsize=8)
     right.set_yscale("log")
     right.set_xscale("log")
     right.set_xlabel("epoch")
-    right.set_title("training loss (MSE)")
+    right.set_ylabel("MSE")
+    right.set_title("training loss (MSE); a diverged run ends where its loss became inf/NaN")
+    right.title.set_fontsize(9)
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -152,52 +258,3 @@ def overfit_demo(n_points: int = 12, noise: float = 1.0, epochs: int = 5000, see
     result = train_mlp(course_function, epochs=epochs, lr=0.01, optimizer="adam", hidden=hidden, n=n_points,
                        noise=noise, seed=seed)
     return {"train_mse": result.history.last("train_loss"), "true_mse": result.mse, "noise_variance": noise**2}
-
-
-def sizes() -> dict[str, Any]:
-    """Exercise sizes: the course's at full size, seconds-on-CPU at smoke size."""
-    if config.is_smoke():
-        return {"epochs_sweep": [20, 100, 300, 600], "lr_sweep": [1.0, 0.1, 0.01, 0.001], "lr_epochs": 200,
-                "fixed_lr": 0.005, "own_epochs": 600, "panel_epochs": 200, "overfit_epochs": 300}
-    return {"epochs_sweep": [100, 1000, 10000, 50000], "lr_sweep": [1.0, 0.1, 0.01, 0.001], "lr_epochs": 1000,
-            "fixed_lr": 0.005, "own_epochs": 10000, "panel_epochs": 2000, "overfit_epochs": 5000}
-
-
-# --- command line ---------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help="full-batch epochs (default 2000; smoke 200)")
-    parser.add_argument("--lr", type=float, default=0.005, help="learning rate (default 0.005)")
-    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    parser.add_argument("--function", choices=sorted(FUNCTIONS), default="course")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/function-fitting)")
-    parser.add_argument("--smoke", action="store_true", help="tiny run (also LABKIT_SMOKE=1)")
-
-
-def main(args: argparse.Namespace) -> dict[str, float]:
-    if args.smoke:
-        import os
-
-        os.environ["LABKIT_SMOKE"] = "1"
-    epochs = args.epochs or sizes()["panel_epochs"]
-    out = args.out or config.runs_dir() / "function-fitting"
-    result = train_mlp(FUNCTIONS[args.function], epochs=epochs, lr=args.lr, optimizer=args.optimizer)
-    plot_fits({args.lr: result}, "lr", title=f"{args.function}: {epochs} epochs", path=out / "fit.png")
-    if result.history.stop_reason:
-        print(result.history.stop_reason)
-    metrics = {"epochs": epochs, "lr": args.lr, "final_loss": result.history.last("train_loss"), "mse": result.mse,
-               "seconds": result.history.total_seconds}
-    print(f"MSE vs f(x): {result.mse:.4g} after {epochs} epochs in {result.history.total_seconds:.1f} s; "
-          f"figure: {out / 'fit.png'}")
-    return metrics
-
-
-def smoke(out_dir: Path) -> dict[str, float]:
-    """Both sweeps at smoke size; writes the figures; reports the best MSE and whether lr=1 diverged."""
-    s = sizes()
-    by_epochs = sweep(s["epochs_sweep"], "epochs", lr=s["fixed_lr"])
-    by_lr = sweep(s["lr_sweep"], "lr", epochs=s["lr_epochs"])
-    plot_fits(by_epochs, "epochs", path=Path(out_dir) / "epochs_sweep.png")
-    plot_fits(by_lr, "lr", path=Path(out_dir) / "lr_sweep.png")
-    return {"best_mse": min(r.mse for r in by_epochs.values()),
-            "lr1_diverged": bool(by_lr[1.0].history.diverged)}

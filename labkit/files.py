@@ -1,0 +1,94 @@
+"""Files written so that a kill never leaves half of one, and file digests: one place for both.
+
+`atomic_write(path)` yields a binary handle on a temporary file in the same folder; on success the
+file is flushed, fsynced and renamed over `path` (readable by the group, like any file a course
+server shares); on failure the temporary file is removed and `path` is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+#: files labkit writes are readable by group and others (caches shared on a course server)
+FILE_MODE = 0o644
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Write `path` through a temporary sibling (`.NAME.tmp-PID`), then fsync and rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (UTF-8) atomically; returns the path."""
+    with atomic_write(path) as handle:
+        handle.write(text.encode("utf-8"))
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a binary file atomically; returns the path."""
+    with atomic_write(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file (`md5`, `sha256`, ...), read in 1 MiB chunks."""
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete `.NAME.tmp-PID` files left in `folder` by a process that was killed while writing.
+
+    Files of a process that is still alive are kept. Returns the removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for tmp in folder.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,322 @@
+"""One lab shape: a config, a model, data and the lab's own analyses.
+
+A lab is a subclass of `Lab` registered with `@register`:
+
+* `Config`: a frozen dataclass extending `LabConfig` (the shared fields: epochs, lr, batch size,
+  optimizer, schedule, seed, device, output and data folders) with the lab's own fields;
+* `sizes`: the config overrides of each size, as data: `smoke` (seconds on a CPU, generated data:
+  CI and nbval), `laptop` (real data, at most about 15 minutes on a 2-core CPU) and `full` (the
+  course report's experiment; a GPU recommended);
+* `recipes`: named overrides (e.g. `course`, `fast`) of the same config;
+* `load_data(cfg, ctx) -> LabData` and `build_model(cfg, info) -> nn.Module`;
+* optionally `task(cfg)` (how a batch becomes a loss), `report(run)` (the lab's figures after a
+  command-line run) and `add_arguments(parser)` / `main(cfg, args)` for extra command-line modes.
+
+`labkit.runner.run(lab, cfg)` does the rest (seed, data, model, `fit` with checkpoints and
+TensorBoard, the best checkpoint by a validation metric, one test evaluation, `metrics.json`,
+`curves.png`); `labkit run <lab>` builds its options from the config's fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from labkit.errors import LabkitError
+from labkit.optim import OPTIMIZERS, SCHEDULES
+
+SIZES = ("smoke", "laptop", "full")
+
+
+class ConfigError(LabkitError, ValueError):
+    """A setting outside what the lab accepts; the message names the option and the fix."""
+
+
+def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+           gt: float | None = None, choices: Iterable[Any] | None = None, cli: bool = True) -> Any:
+    """A config field with its command-line help and its valid range.
+
+    `min`/`max` are inclusive bounds, `gt` an exclusive lower bound; `cli=False` keeps a field out
+    of `labkit run`'s options. Checked when a config is made and when an option is parsed.
+    """
+    meta = {"help": help, "min": min, "max": max, "gt": gt,
+            "choices": tuple(choices) if choices is not None else None, "cli": cli}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use a tuple (immutable) as the default of a config field")
+    return field(default=default, metadata=meta)
+
+
+def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """Raise ConfigError if `value` is outside the field's range or choices."""
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number, not {value!r}.")
+    low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
+    if above is not None and not value > above:
+        raise ConfigError(f"{flag} must be greater than {above:g}, got {value!r}.")
+    if low is not None and value < low:
+        raise ConfigError(f"{flag} must be at least {low:g}, got {value!r}.")
+    if high is not None and value > high:
+        raise ConfigError(f"{flag} must be at most {high:g}, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """What every lab's run is made of. A lab's `Config` extends it; its sizes and recipes override it."""
+
+    size: str = option("full", "how big the run is: smoke (seconds, generated data), laptop (real data, "
+                       "~15 min on a 2-core CPU) or full (the course's experiment)", choices=SIZES, cli=False)
+    recipe: str = option("default", "named recipe of this lab", cli=False)
+    # training
+    epochs: int = option(10, "training epochs", min=1)
+    batch_size: int = option(128, "global batch size (under torchrun each process takes batch/N)", min=1)
+    lr: float = option(0.1, "(peak) learning rate", gt=0)
+    optimizer: str = option("sgd", "optimizer", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum (0: plain SGD)", min=0, max=1)
+    nesterov: bool = option(False, "SGD: Nesterov momentum")
+    weight_decay: float = option(0.0, "weight decay (L2 for SGD/Adam, decoupled for AdamW)", min=0)
+    decay_matrices_only: bool = option(False, "weight decay on weight matrices only (not biases, norms, "
+                                       "embeddings)")
+    schedule: str = option("constant", "learning-rate schedule (see labkit.optim)", choices=SCHEDULES)
+    step_size: int | None = option(None, "step schedule: epochs between decays (default a third of the run)",
+                                   min=1)
+    gamma: float = option(0.1, "step/multistep/plateau schedules: lr factor at each decay", gt=0, max=1)
+    milestones: tuple[int, ...] | None = option(None, "multistep schedule: epochs after which the lr drops "
+                                                "(default halfway)", min=1)
+    warmup_steps: int = option(0, "warm-up length in optimizer steps (warmup, warmup_cosine)", min=0)
+    warmup_epochs: float = option(0.0, "warm-up length in epochs, added to --warmup-steps", min=0)
+    final_lr_fraction: float = option(0.0, "warmup_cosine: final lr as a fraction of the peak", min=0, max=1)
+    pct_start: float = option(0.25, "onecycle: fraction of the steps spent warming up", gt=0, max=1)
+    div_factor: float = option(25.0, "onecycle: the warm-up starts at lr / div_factor", gt=0)
+    final_div_factor: float = option(1e4, "onecycle: the run ends at lr / (div_factor x final_div_factor)",
+                                     gt=0)
+    cycle_momentum: bool = option(True, "onecycle: cycle momentum (or Adam's beta1) against the lr")
+    patience_lr: int = option(0, "plateau schedule: epochs without improvement before the lr drops", min=0)
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", min=0, max=1)
+    grad_clip: float | None = option(None, "clip the gradient norm to this value", gt=0)
+    patience: int = option(0, "early stopping after this many epochs without improvement (0: off)", min=0)
+    amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU")
+    channels_last: bool = option(True, "channels_last memory format on CUDA; ignored on CPU")
+    # where and how
+    seed: int = option(0, "random seed (same seed, same run)", min=0)
+    device: str | None = option(None, "cpu, cuda, cuda:1 or mps (default: LABKIT_DEVICE, else the best "
+                                "available)")
+    data: str | None = option(None, "dataset folder (default: the lab's usual place under LABKIT_DATA)")
+    out: str | None = option(None, "output folder for checkpoints, figures and logs (default runs/<lab>)")
+    tensorboard: bool = option(True, "write TensorBoard logs (scalars and the model graph) under OUT/tensorboard")
+    at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (tuple, list)):
+                for item in value:
+                    check_value(f.name, item, f.metadata)
+            else:
+                check_value(f.name, value, f.metadata)
+
+    def replace(self, **changes: Any) -> LabConfig:
+        """A copy with some fields changed (unknown names are an error that lists the fields)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; its fields: "
+                              f"{', '.join(f.name for f in dataclasses.fields(self))}.")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (tuples as lists), as stored in checkpoints and metrics.json."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> LabConfig:
+        """The config saved by `to_dict` (fields it does not know are ignored; lists become tuples)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return cls(**kwargs)
+
+    @property
+    def out_dir(self) -> Path | None:
+        return Path(self.out).expanduser() if self.out else None
+
+
+def config_fields(cls: type[LabConfig]) -> list[tuple[dataclasses.Field, Any]]:
+    """(field, resolved type) of every field of a config class, in order."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+@dataclass
+class LabData:
+    """What a lab's `load_data` returns: loaders, and what the model and checkpoints need to know."""
+
+    train: Any                                   # an iterable of batches (TensorLoader, DataLoader, ...)
+    eval: dict[str, Any] = field(default_factory=dict)   # {"val": loader, "test": loader}
+    info: dict[str, Any] = field(default_factory=dict)   # model-shaping facts (num_classes, vocab, ...)
+    description: str = ""                        # one line: which data, which splits, how many items
+    source: Any = None                           # the lab's own data object (MNISTData, Corpus, ...)
+    split_names: dict[str, str] = field(default_factory=dict)  # e.g. {"test": "hold-out (5,000 of train)"}
+
+    def split_label(self, split: str) -> str:
+        return self.split_names.get(split, split)
+
+
+class Lab:
+    """Base of every lab; override the class attributes and `load_data` / `build_model`."""
+
+    name: ClassVar[str] = ""              # the command-line name: `labkit run <name>`
+    title: ClassVar[str] = ""             # e.g. "Lab 03: MNIST CNN"
+    Config: ClassVar[type[LabConfig]] = LabConfig
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "laptop": {}, "full": {}}
+    #: named recipes: overrides applied before the size's; a size may refine one under sizes[size]["recipes"]
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
+    #: splits evaluated after every epoch (curves); "test" belongs here only where nothing is chosen by it
+    epoch_splits: ClassVar[tuple[str, ...]] = ("val",)
+    #: the validation metric that picks best.pt and drives early stopping (never a test metric)
+    monitor: ClassVar[str | None] = "val_accuracy"
+    #: the splits evaluated once, at the end, with the chosen checkpoint
+    final_splits: ClassVar[tuple[str, ...]] = ("test",)
+    #: history keys the run's curves.png shows (None: all)
+    curve_keys: ClassVar[tuple[str, ...] | None] = None
+    #: write last.pt every this many epochs (and at the end)
+    checkpoint_every: ClassVar[int] = 1
+    #: shared config fields this lab does not use: not offered by `labkit run <lab>`
+    unused_options: ClassVar[tuple[str, ...]] = ()
+
+    # --- configs ------------------------------------------------------------------------------
+    def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
+        """The config of a size and recipe, with keyword overrides (None values are ignored)."""
+        if size not in SIZES:
+            raise ConfigError(f"--size must be one of {', '.join(SIZES)}, not {size!r}.")
+        recipe = recipe or next(iter(self.recipes))
+        if recipe not in self.recipes:
+            raise ConfigError(f"{self.name} has no recipe {recipe!r}; its recipes: {', '.join(self.recipes)}.")
+        sized = dict(self.sizes.get(size, {}))
+        per_recipe = sized.pop("recipes", {}).get(recipe, {})
+        values = {**self.recipes[recipe], **sized, **per_recipe,
+                  **{k: v for k, v in overrides.items() if v is not None}, "size": size, "recipe": recipe}
+        fields = {f.name for f in dataclasses.fields(self.Config)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ConfigError(f"{self.name} has no setting {', '.join(sorted(unknown))}; its settings: "
+                              f"{', '.join(sorted(fields))}.")
+        return self.Config(**values)
+
+    # --- what each lab provides -------------------------------------------------------------------
+    def load_data(self, cfg: LabConfig, ctx: Any) -> LabData:
+        raise NotImplementedError
+
+    def build_model(self, cfg: LabConfig, info: Mapping[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    def task(self, cfg: LabConfig) -> Any:
+        """How one batch becomes a loss (default: cross-entropy with the config's label smoothing)."""
+        from labkit.engine import SupervisedTask
+
+        return SupervisedTask(nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
+
+    def graph_input(self, cfg: LabConfig, data: LabData) -> Any:
+        """An example input for TensorBoard's model graph (default: one item of the first batch)."""
+        batch = next(iter(data.train))
+        return batch[0][:1]
+
+    def report(self, run: Any) -> dict[str, Any]:
+        """The lab's own figures and prints after a command-line run; returns extra metrics."""
+        return {}
+
+    def add_arguments(self, parser: Any) -> None:
+        """Command-line options beyond the config's fields (e.g. `--compare`)."""
+
+    def main(self, cfg: LabConfig, args: Any) -> dict[str, Any]:
+        """`labkit run <lab>`: one run of the config, then `report`."""
+        from labkit import runner
+
+        run = runner.run(self, cfg, resume=getattr(args, "resume", None))
+        return {**run.summary(), **(self.report(run) or {})}
+
+    def smoke(self, out_dir: Path) -> dict[str, Any]:
+        """`labkit smoke`: the smoke-size run into `out_dir`, then `report`."""
+        from labkit import runner
+
+        run = runner.run(self, self.config("smoke", out=str(out_dir)))
+        return {**run.summary(), **(self.report(run) or {})}
+
+
+#: the built-in labs: command-line name -> (module that registers it, one line of help).
+#: Modules are imported only when their lab is used, so `labkit --help` stays instant.
+LAB_MODULES: dict[str, tuple[str, str]] = {
+    "function-fitting": ("labkit.experiments.function_fitting",
+                         "Lab 01: an MLP learns f(x) = x² + 2 sin x + cos(x−1) − 5"),
+    "cifar10": ("labkit.experiments.cifar10", "Lab 02: ResNet-20 on CIFAR-10, the lr drop"),
+    "mnist": ("labkit.experiments.mnist", "Lab 03: MNIST CNN, optimizers and schedules, early stopping"),
+    "tiny-imagenet": ("labkit.experiments.tiny_imagenet",
+                      "Lab 04: ResNet18 on Tiny-ImageNet: checkpoints, resume, ablations"),
+    "lm": ("labkit.experiments.language_model", "Lab 05: a word-level Transformer language model"),
+}
+
+#: lab name -> Lab instance, filled by `@register` when a lab's module is imported
+LABS: dict[str, Lab] = {}
+
+
+def register(cls: type[Lab]) -> type[Lab]:
+    """Class decorator: add a lab to `LABS` under its `name` (a test may register a toy lab)."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} needs a `name`")
+    LABS[cls.name] = cls()
+    return cls
+
+
+def lab_names() -> list[str]:
+    """Every lab: the built-in ones, then any registered elsewhere (e.g. by a test)."""
+    return list(dict.fromkeys([*LAB_MODULES, *LABS]))
+
+
+def get_lab(name: str | Lab) -> Lab:
+    """The lab called `name`, importing its module on first use (an unknown name lists the labs)."""
+    if isinstance(name, Lab):
+        return name
+    if name not in LABS and name in LAB_MODULES:
+        import importlib
+
+        importlib.import_module(LAB_MODULES[name][0])
+    if name not in LABS:
+        raise ConfigError(f"unknown lab {name!r}; the labs are: {', '.join(lab_names())}.")
+    return LABS[name]
+
+
+def choose_size(explicit: str | None = None) -> tuple[str, str]:
+    """(size, why): `explicit`, else `LABKIT_SIZE`, else smoke under `LABKIT_SMOKE=1`, else full on a
+    GPU and laptop on a CPU."""
+    if explicit:
+        if explicit not in SIZES:
+            raise ConfigError(f"size must be one of {', '.join(SIZES)}, not {explicit!r}.")
+        return explicit, "chosen in the notebook"
+    env = os.environ.get("LABKIT_SIZE", "").strip()
+    if env:
+        if env not in SIZES:
+            raise ConfigError(f"LABKIT_SIZE must be one of {', '.join(SIZES)}, not {env!r}.")
+        return env, f"LABKIT_SIZE={env}"
+    from labkit import config
+
+    if config.is_smoke():
+        return "smoke", "LABKIT_SMOKE=1 (tests and CI)"
+    import torch
+
+    if torch.cuda.is_available():
+        return "full", f"a GPU is available ({torch.cuda.get_device_name(0)})"
+    return "laptop", "no GPU: the laptop size keeps a CPU run to about 15 minutes"
