@@ -161,3 +161,13 @@ def test_cli_smoke_runs_function_fitting(tmp_path, capsys):
     assert main(["smoke", "--out", str(tmp_path), "function-fitting"]) == 0
     assert (tmp_path / "metrics.md").exists() and (tmp_path / "function-fitting" / "lr_sweep.png").exists()
     assert "function-fitting" in capsys.readouterr().out
+
+
+def test_cli_size_and_recipe_options_reach_the_config():
+    """--size/--recipe share their names with the config's size/recipe fields; they must not be passed twice."""
+    from labkit.cli import config_from_args, lab_parser
+    from labkit.lab import get_lab
+
+    lab = get_lab("function-fitting")
+    cfg = config_from_args(lab, lab_parser(lab).parse_args(["--size", "laptop", "--epochs", "7"]))
+    assert (cfg.size, cfg.epochs) == ("laptop", 7)
