@@ -8,8 +8,9 @@ NLL loss), Adadelta lr 1.0, StepLR(step 1, gamma 0.7), batches of 64 from a torc
 DataLoader over `MNIST` with ToTensor + Normalize((0.1307,), (0.3081,)), trained on all 60,000
 training images (shuffled; the example shuffles on CUDA only), test accuracy after every epoch.
 labkit runs its lab default (FastConvNet, AdamW one-cycle, label smoothing, random shifts, on
-tensor-resident loaders) through `labkit.engine.fit` on its 50,000-image train split (the other
-10,000 are the lab's validation set), test accuracy after every epoch. Both sides run in this
+tensor-resident loaders) through `labkit.runner.run` on its 50,000-image train split (the other
+10,000 are the lab's validation set), test accuracy after every epoch (this bench measures time to
+a test accuracy, as the example does; the lab itself chooses on validation and tests once). Both sides run in this
 process, one after the other; each side's clock includes building its datasets and loaders.
 The reference stops at the target or after `--ref-max-epochs`; labkit runs its full schedule
 and the time at which it first reaches the target is recorded.
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit import runner
 from labkit.callbacks import Callback, FitState
 from labkit.data import mnist as mnist_data
 from labkit.device import describe_device, seed_everything
@@ -141,31 +143,30 @@ class RecordTest(Callback):
 
 
 def run_labkit(root: Path, target: float, epochs: int | None, n_train: int | None, n_test: int | None) -> Outcome:
-    """The lab's default recipe through labkit's engine, timed from loading the data on."""
+    """The lab's default recipe (full size) through labkit's runner, timed from loading the data on."""
     outcome = Outcome("labkit", target=target)
-    recipe = lab.default_recipe(smoke=False)
-    if epochs is not None:
-        recipe = recipe.with_(epochs=epochs)
+    cfg = lab.LAB.config("full", epochs=epochs, data=str(root))
     start = time.perf_counter()
-    data = mnist_data.load_mnist(root).head(train=n_train, test=n_test)
-    lab.train(recipe, data, eval_splits=("test",), callbacks=[RecordTest(outcome, start)], progress=False)
+    data = lab.lab_data(cfg, lab.read_mnist(cfg).head(train=n_train, test=n_test))
+    runner.run(lab.LAB, cfg, data=data, epoch_splits=("test",), callbacks=[RecordTest(outcome, start)],
+               progress=False, write_files=False, checkpoints=False)
     return outcome
 
 
 def loader_throughput(root: Path, steps: int, batch_size: int, workers: int) -> dict[str, tuple[float, float]]:
     """{'resident' | 'dataloader': (loader-alone images/s, MyConvNet training images/s)}, same batch size.
 
-    Both sides train the same MyConvNet (channels_last weights on CPU, as the lab does).
+    Both sides train the same MyConvNet, in PyTorch's default memory layout (as the engine does on a CPU).
     """
-    data = mnist_data.load_mnist(root)
-    recipe = lab.default_recipe(smoke=False).with_(batch_size=batch_size)
-    resident = lab.make_loaders(data, recipe, "cpu", splits=("train",))["train"]
+    cfg = lab.LAB.config("full", data=str(root))
+    resident = lab.loader(lab.read_mnist(cfg), "train", batch_size, "cpu", shuffle=True, drop_last=True,
+                          transform=lab.transform(cfg.max_shift), seed=cfg.seed)
     train_set, _ = torchvision_datasets(root, None, None)
     dataloader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=workers)
     speeds = {}
     for name, loader in (("resident", resident), ("dataloader", dataloader)):
         torch.manual_seed(0)
-        model = lab.prepare_model(MyConvNet(), torch.device("cpu"))
+        model = MyConvNet()
         timer = TrainingTimer(model, torch.optim.Adam(model.parameters(), lr=1e-3), loader, warmup_steps=2)
         timer.run(steps)
         speeds[name] = (loader_speed(loader, 4 * steps).images_per_s, timer.speed.images_per_s)

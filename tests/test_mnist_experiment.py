@@ -1,15 +1,20 @@
-"""Lab 03 training on tiny synthetic MNIST: learning, schedules, early stopping + best checkpoint, the mistakes, CLI."""
+"""Lab 03 on tiny synthetic MNIST: the config and its sizes, learning, schedules, early stopping + best
+checkpoint, one test evaluation, the mistakes, figures, the CLI and rebuilding a run from its checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
-from labkit.callbacks import EarlyStopping
+from labkit import runner
 from labkit.cli import main as cli_main
 from labkit.experiments import mnist as lab
+from labkit.lab import ConfigError
+from labkit.metrics import confusion_matrix
+from labkit.optim import make_optimizer, make_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -20,32 +25,55 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(data):
-    return lab.train(lab.default_recipe(smoke=True), data, progress=False)
+def trained(data, tmp_path_factory):
+    cfg = lab.LAB.config("smoke", out=str(tmp_path_factory.mktemp("trained")), tensorboard=False)
+    return lab.train(cfg, data, progress=False)
 
 
 def test_default_recipe_learns_synthetic_digits(trained):
     h = trained.history
     assert h.epoch == [1, 2, 3]
     assert h.last("train_loss") < 0.6 * h["train_loss"][0]
-    assert h.last("val_accuracy") > 0.8 and h.last("test_accuracy") > 0.8
+    assert h.last("val_accuracy") > 0.8 and trained.final["test"]["accuracy"] > 0.8
+    assert "test_accuracy" not in h  # the test split is evaluated once, at the end, not every epoch
+    assert trained.chosen_epoch == h.best("val_accuracy")[0]
 
 
-def test_recipe_rejects_unknown_choices():
-    with pytest.raises(ValueError, match="optimizer must be one of adam, adamw, nadam, sgd"):
-        lab.Recipe(optimizer="rmsprop")
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        lab.Recipe(schedule="cosine")
-    with pytest.raises(TypeError):
-        lab.Recipe().with_(colour="red")
+def test_sizes_and_recipes_are_configs_that_validate():
+    smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
+    assert (smoke.epochs, smoke.batch_size, smoke.lr) == (3, 64, 1e-2)
+    assert (full.model, full.optimizer, full.schedule, full.label_smoothing) == ("fast", "adamw", "onecycle", 0.1)
+    assert (full.epochs, full.batch_size, full.lr, full.weight_decay, full.decay_matrices_only) == (
+        8, 256, 3e-3, 5e-4, False)
+    assert (full.compare_epochs, full.early_stopping_epochs, full.myconvnet_images) == (6, 20, None)
+    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 1
+    assert laptop.epochs < full.epochs and laptop.compare_epochs < full.compare_epochs
+    # a comparison recipe keeps its own lr at every size (the smoke size changes only the default's)
+    assert lab.LAB.config("smoke", "adam-step").lr == 1e-3 and lab.LAB.config("full", "sgd-momentum").lr == 0.05
+    assert set(lab.COMPARISONS.values()) <= set(lab.LAB.recipes)
+    assert set(lab.COMPARISONS) == {"Adam, constant", "Adam + StepLR", "Adam + warm-up", "NAdam + StepLR",
+                                    "SGD momentum"}
 
 
-def _lrs(recipe, steps_per_epoch=5):
+def test_config_rejects_unknown_choices_and_fields():
+    with pytest.raises(ConfigError, match="--optimizer must be one of sgd, adam, adamw, nadam"):
+        lab.Config(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="--schedule must be one of constant, step, warmup, onecycle"):
+        lab.Config(schedule="cosine")
+    with pytest.raises(ConfigError, match="--model must be one of"):
+        lab.LAB.config("smoke", model="resnet")
+    with pytest.raises(ConfigError, match="no field colour"):
+        lab.Config().replace(colour="red")
+    with pytest.raises(ConfigError, match="no recipe"):
+        lab.LAB.config("full", "rmsprop-fancy")
+
+
+def _lrs(cfg, steps_per_epoch=5):
     model = torch.nn.Linear(2, 2)
-    opt = lab.make_optimizer(recipe, model.parameters())
-    sched, interval = lab.make_scheduler(recipe, opt, steps_per_epoch)
+    opt = make_optimizer(cfg, model)
+    sched, interval = make_scheduler(cfg, opt, steps_per_epoch)
     lrs = []
-    for epoch in range(recipe.epochs):
+    for _ in range(cfg.epochs):
         for _ in range(steps_per_epoch):
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
@@ -57,58 +85,69 @@ def _lrs(recipe, steps_per_epoch=5):
 
 
 def test_schedules_shape_the_learning_rate():
-    base = lab.Recipe(epochs=6, lr=1e-3, optimizer="adam")
-    constant, _ = _lrs(base.with_(schedule="constant"))
+    base = lab.Config(epochs=6, lr=1e-3, optimizer="adam")
+    constant, _ = _lrs(base.replace(schedule="constant"))
     assert set(constant) == {1e-3}
-    step, interval = _lrs(base.with_(schedule="step"))
+    step, interval = _lrs(base.replace(schedule="step"))
     assert interval == "epoch"
     assert [step[i * 5] for i in range(6)] == pytest.approx([1e-3, 1e-3, 9e-4, 9e-4, 8.1e-4, 8.1e-4])
-    warm, interval = _lrs(base.with_(schedule="warmup"))
+    warm, interval = _lrs(base.replace(schedule="warmup"))
     assert interval == "step" and warm[0] == pytest.approx(2e-4) and warm[4:] == pytest.approx([1e-3] * 26)
-    cycle, _ = _lrs(base.with_(schedule="onecycle"))
+    cycle, _ = _lrs(base.replace(schedule="onecycle"))
     peak = max(range(len(cycle)), key=cycle.__getitem__)
     assert cycle[0] < 1e-4 and cycle[peak] == pytest.approx(1e-3, rel=0.05) and cycle[-1] < 1e-5
     assert 5 <= peak <= 10  # a quarter of 30 steps
+    sgd = make_optimizer(lab.with_recipe(base, "sgd-momentum"), torch.nn.Linear(2, 2))
+    group = sgd.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.05, 0.9, True, 5e-4)
 
 
-def test_comparison_runs_share_epochs_and_seed(data):
-    runs = {name: lab.COMPARISONS[name] for name in ("Adam, constant", "SGD momentum")}
-    histories = lab.compare(data, lab.default_recipe(smoke=True).with_(epochs=2), runs, progress=False)
-    assert list(histories) == list(runs) and all(len(h) == 2 for h in histories.values())
-    table = lab.comparison_table(histories)
-    assert "| Adam, constant |" in table and "| SGD momentum |" in table
-    assert set(lab.COMPARISONS) == {"Adam, constant", "Adam + StepLR", "Adam + warm-up", "NAdam + StepLR",
-                                    "SGD momentum"}
+def test_comparison_runs_share_epochs_and_seed(data, tmp_path):
+    labels = ("Adam, constant", "SGD momentum")
+    cfg = lab.LAB.config("smoke", epochs=2, out=str(tmp_path))
+    runs = lab.compare(cfg, data, labels, progress=False, write_files=False)
+    assert list(runs) == list(labels) and all(len(r.history) == 2 for r in runs.values())
+    assert [r.config.recipe for r in runs.values()] == ["adam-constant", "sgd-momentum"]
+    assert {(r.config.seed, r.config.epochs, r.config.batch_size, r.config.model) for r in runs.values()} == {
+        (0, 2, 64, "fast")}
+    assert all(0 <= r.final["test"]["accuracy"] <= 1 for r in runs.values())
+    table = lab.comparison_table(runs)
+    assert "| Adam, constant |" in table and "| SGD momentum |" in table and "chosen checkpoint" in table
+    assert (tmp_path / "compare" / "sgd-momentum" / "checkpoints" / "best.pt").is_file()
 
 
 def test_early_stopping_keeps_and_reloads_the_best_epoch(data, tmp_path):
-    recipe = lab.default_recipe(smoke=True).with_(**lab.COMPARISONS["Adam, constant"], epochs=12)
-    run = lab.train(recipe, data, early_stopping=EarlyStopping("val_accuracy", patience=2),
-                    checkpoint_dir=tmp_path / "ckpt", progress=False)
+    cfg = lab.with_recipe(lab.LAB.config("smoke", out=str(tmp_path), tensorboard=False), "adam-constant",
+                          epochs=12, patience=2)
+    run = lab.train(cfg, data, progress=False)
     h = run.history
     best_epoch, best_val = h.best("val_accuracy")
     assert len(h) < 12 and "early stopping" in h.stop_reason
     assert len(h) == best_epoch + 2  # stopped `patience` epochs after the best one
-    best = lab.reload_best(run)
-    assert lab.test_accuracy(best, data, split="val") == pytest.approx(best_val, abs=1e-9)
-    assert lab.test_accuracy(best, data) == pytest.approx(h["test_accuracy"][best_epoch - 1], abs=1e-9)
+    assert run.chosen_epoch == best_epoch
+    best = runner.load_run(run.best_checkpoint)
+    assert best.chosen_epoch == best_epoch
+    assert lab.accuracy(best.model, data, split="val") == pytest.approx(best_val, abs=1e-9)
+    assert lab.accuracy(best.model, data) == pytest.approx(run.final["test"]["accuracy"], abs=1e-9)
 
 
 def test_sampling_a_label_scores_below_argmax_and_varies(trained, data):
     logits, labels = lab.predict_logits(trained.model, data)
     assert logits.shape == (200, 10)
     right = lab.argmax_accuracy(logits, labels)
-    assert right == pytest.approx(trained.history.last("test_accuracy"), abs=1e-6)
+    assert right == pytest.approx(trained.final["test"]["accuracy"], abs=1e-6)
     sampled = [lab.sampled_accuracy(logits, labels, seed=s) for s in range(4)]
     assert max(sampled) < right and len(set(sampled)) > 1
     assert lab.sampled_accuracy(logits, labels, seed=7) == lab.sampled_accuracy(logits, labels, seed=7)
 
 
-def test_softmax_before_cross_entropy_is_stuck_above_its_floor(data):
-    runs = lab.softmax_mistake(data, lab.default_recipe(smoke=True).with_(epochs=2), progress=False)
-    right, wrong = runs.values()
+def test_softmax_before_cross_entropy_is_stuck_above_its_floor(data, tmp_path):
+    runs = lab.softmax_mistake(lab.LAB.config("smoke", epochs=2, out=str(tmp_path)), data, progress=False)
+    right, wrong = (run.history for run in runs.values())
     floor = math.log(1 + 9 / math.e)
     assert min(wrong["train_loss"]) > floor > right.last("train_loss")
+    assert isinstance(list(runs.values())[1].model, lab.SoftmaxOutput)
+    assert all(run.config.label_smoothing == 0.0 for run in runs.values())
     assert "mistake" in lab.mistakes_table(runs)
 
 
@@ -116,7 +155,7 @@ def test_confusion_matrix_and_misclassified():
     labels = torch.tensor([0, 1, 2, 2, 1])
     logits = torch.nn.functional.one_hot(torch.tensor([0, 2, 2, 1, 1]), 10).float() * 5
     logits[3, 1] = 9  # the most confident mistake
-    matrix = lab.confusion_matrix(logits.argmax(1), labels)
+    matrix = confusion_matrix(logits.argmax(1), labels, 10)
     assert matrix.shape == (10, 10) and matrix.sum() == 5 and matrix.diag().sum() == 3
     assert matrix[1, 2] == 1 and matrix[2, 1] == 1
     assert lab.misclassified(logits, labels).tolist() == [3, 1]
@@ -126,25 +165,121 @@ def test_figures_render(data, trained, tmp_path):
     logits, labels = lab.predict_logits(trained.model, data)
     lab.sample_grid(data, per_class=2, path=tmp_path / "grid.png")
     lab.plot_class_counts(data, path=tmp_path / "counts.png")
-    lab.plot_confusion_matrix(lab.confusion_matrix(logits.argmax(1), labels), path=tmp_path / "cm.png")
+    lab.plot_confusion_matrix(confusion_matrix(logits.argmax(1), labels, 10), path=tmp_path / "cm.png")
     lab.plot_misclassified(data, logits, labels, limit=10, path=tmp_path / "wrong.png")
-    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("grid", "counts", "cm", "wrong"))
+    right = torch.nn.functional.one_hot(labels, 10).float()
+    lab.plot_misclassified(data, right, labels, path=tmp_path / "none.png")  # no mistakes: says so
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("grid", "counts", "cm", "wrong", "none"))
+
+
+def test_load_data_shards_by_rank_and_fills_info(tmp_path):
+    from labkit.distributed import DistributedContext
+
+    cfg = lab.LAB.config("smoke", batch_size=64)
+    one = lab.LAB.load_data(cfg, DistributedContext(0, 1, 0, torch.device("cpu"), None))
+    half = lab.LAB.load_data(cfg, DistributedContext(1, 2, 1, torch.device("cpu"), None))
+    assert one.train.batch_size == 64 and half.train.batch_size == 32  # the global batch split over 2 ranks
+    assert half.train.num_items == one.train.num_items // 2 and half.eval["test"].num_items == 150
+    assert one.info == {"num_classes": 10} and "generated" in one.description
+    x, y = next(iter(one.train))
+    assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.long
+    with pytest.raises(Exception, match="does not split evenly"):
+        lab.LAB.load_data(lab.LAB.config("smoke", batch_size=63), DistributedContext(0, 2, 0, torch.device("cpu"), None))
+
+
+def test_data_folder_is_honoured_at_every_size_course_pth_files_too(data, tmp_path):
+    from labkit.data.mnist import save_pth
+
+    folder = tmp_path / "course"
+    save_pth(folder, "train", torch.cat([data.train_images, data.val_images]),
+             torch.cat([data.train_labels, data.val_labels]))
+    save_pth(folder, "test", data.test_images, data.test_labels)
+    for size in ("smoke", "full"):
+        loaded = lab.read_mnist(lab.LAB.config(size, data=str(folder)))
+        assert loaded.sizes() == {"train": 500, "val": 100, "test": 200} and "(.pth)" in loaded.source
+    run = lab.train(lab.LAB.config("smoke", data=str(folder), epochs=1, out=str(tmp_path / "run"),
+                                   tensorboard=False), progress=False)
+    assert "generated" not in run.data.description and ".pth" in run.data.description
+
+
+def test_cli_help_lists_the_config_options(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli_main(["run", "mnist", "--help"])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--model {fast,myconvnet}", "--width", "--max-shift", "--valid-fraction", "--eval-batch-size",
+                 "--schedule {constant,step,warmup,onecycle}", "--label-smoothing", "--patience", "--compare",
+                 "--recipe", "--resume", "--data", "--download"):
+        assert flag in out, flag
+    assert "--compare-epochs" not in out and "--myconvnet-images" not in out  # notebook-only fields
+
+
+def test_cli_bad_value_exits_2_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli_main(["run", "mnist", "--smoke", "--batch-size", "0"])
+    assert err.value.code == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        cli_main(["run", "mnist", "--schedule", "cosine"])
+    assert err.value.code == 2
 
 
 def test_cli_run_smoke_writes_checkpoint_and_metrics(tmp_path, capsys):
     assert cli_main(["run", "mnist", "--smoke", "--epochs", "2", "--optimizer", "adam", "--schedule", "step",
                      "--lr", "0.003", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "best val accuracy" in out and (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert "best val accuracy" in out and "its test accuracy" in out
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "curves.png").is_file()
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["lab"] == "mnist" and record["config"]["optimizer"] == "adam" and record["config"]["epochs"] == 2
+    assert 0 <= record["summary"]["test_accuracy"] <= 1 and "generated" in record["data"]
 
 
-def test_cli_without_data_exits_with_the_fix(tmp_path):
-    with pytest.raises(SystemExit) as err:
-        cli_main(["run", "mnist", "--data", str(tmp_path / "nowhere")])
-    assert "data_prep/mnist.py" in str(err.value.code)
+def test_load_run_rebuilds_the_model_with_the_same_predictions(tmp_path, data):
+    run = lab.train(lab.LAB.config("smoke", epochs=2, width=8, out=str(tmp_path), tensorboard=False), progress=False)
+    again = runner.load_run(run.best_checkpoint)
+    assert again.lab == "mnist" and again.config == run.config and again.chosen_epoch == run.chosen_epoch
+    assert isinstance(again.model, type(run.model)) and again.model.width == 8
+    x, _ = next(iter(lab.loader(data, "test", 50)))
+    run.model.eval()
+    with torch.no_grad():
+        assert torch.equal(again.model(x), run.model(x))
+    assert lab.accuracy(again.model, run.data.source) == pytest.approx(run.final["test"]["accuracy"], abs=1e-9)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    whole = tmp_path / "whole"
+    assert cli_main(["run", "mnist", "--smoke", "--epochs", "3", "--at-epochs", "1", "--no-tensorboard",
+                     "--out", str(whole)]) == 0
+    part = tmp_path / "part"
+    (part / "checkpoints").mkdir(parents=True)
+    (part / "checkpoints" / "last.pt").write_bytes((whole / "checkpoints" / "epoch_001.pt").read_bytes())
+    assert cli_main(["run", "mnist", "--resume", str(part / "checkpoints" / "last.pt"), "--out", str(part)]) == 0
+    a, b = (json.loads((d / "metrics.json").read_text())["history"] for d in (whole, part))
+    assert a["epoch"] == b["epoch"] == [1, 2, 3]
+    assert set(a["metrics"]) == set(b["metrics"])
+    for key, values in a["metrics"].items():
+        assert values == pytest.approx(b["metrics"][key], rel=1e-6), key
+
+
+def test_cli_compare_writes_its_table(tmp_path, capsys):
+    assert cli_main(["run", "mnist", "--smoke", "--compare", "--epochs", "1", "--no-tensorboard",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| NAdam + StepLR |" in out and (tmp_path / "compare.md").is_file()
+    assert (tmp_path / "compare_val_accuracy.png").is_file() and (tmp_path / "compare_train_loss.png").is_file()
+    some_checkpoint = tmp_path / "compare" / "adam-constant" / "checkpoints" / "last.pt"
+    assert cli_main(["run", "mnist", "--compare", "--resume", str(some_checkpoint)]) == 2
+    assert "cannot --resume" in capsys.readouterr().err
+
+
+def test_cli_without_data_exits_with_the_fix(tmp_path, capsys):
+    assert cli_main(["run", "mnist", "--data", str(tmp_path / "nowhere")]) == 1
+    assert "data_prep/mnist.py" in capsys.readouterr().err
 
 
 def test_smoke_entry_point(tmp_path):
-    metrics = lab.smoke(tmp_path)
+    metrics = lab.LAB.smoke(tmp_path)
     assert metrics["test_accuracy"] > 0.8 and (tmp_path / "curves.png").is_file()
+    assert metrics["size"] == "smoke" and metrics["best_val_accuracy"] > 0.8
