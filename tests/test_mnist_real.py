@@ -33,3 +33,18 @@ def test_real_mnist_split_and_default_root(shared_datasets, monkeypatch):
     assert data.sizes() == {"train": 50_000, "val": 10_000, "test": 10_000}
     assert torch.equal(data.train_labels.bincount(minlength=10) + data.val_labels.bincount(minlength=10),
                        torch.tensor([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]))
+
+
+def test_laptop_and_full_sizes_load_real_mnist(shared_datasets, monkeypatch):
+    if not mnist.idx_available(shared_datasets):
+        pytest.skip(f"no MNIST/raw in {shared_datasets}")
+    from labkit.distributed import DistributedContext
+    from labkit.experiments import mnist as lab
+
+    monkeypatch.setenv("LABKIT_SHARED_DATASETS", str(shared_datasets))
+    ctx = DistributedContext(0, 1, 0, torch.device("cpu"), None)
+    for size in ("laptop", "full"):
+        data = lab.LAB.load_data(lab.LAB.config(size), ctx)
+        assert data.source.sizes() == {"train": 50_000, "val": 10_000, "test": 10_000}
+        assert "generated" not in data.description and "50,000" in data.description
+        assert len(data.train) == 50_000 // 256 and data.eval["test"].num_items == 10_000
