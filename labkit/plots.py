@@ -140,17 +140,20 @@ class LivePlot(Callback):
         self.title = title
         self.figure: Figure | None = None
         self._handle: Any = None
-        self._last = 0.0
+        # perf_counter() of the last draw; None until this fit draws. The clock's absolute value means
+        # nothing (it counts from boot on Linux), so only differences from a reading are compared.
+        self._last: float | None = None
         self._gap = every_seconds
         self.draws = 0
 
     def on_fit_start(self, state: FitState) -> None:
-        self._last = 0.0
+        self._last = None
         self._gap = self.every_seconds
         self.figure = None
 
     def on_epoch_end(self, state: FitState) -> None:
-        if time.perf_counter() - self._last >= self._gap:
+        # The first epoch of a fit always draws; later ones wait `_gap` after the last draw.
+        if self._last is None or time.perf_counter() - self._last >= self._gap:
             self.draw(state.history)
 
     def on_fit_end(self, state: FitState) -> None:
