@@ -78,10 +78,6 @@ class Checkpoint:
     model_class: str = ""
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
-    def model_state(self) -> dict[str, torch.Tensor]:
-        return self.payload["model"]
-
 
 def build_payload(
     *,

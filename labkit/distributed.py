@@ -213,13 +213,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum `tensor` over ranks in place and return it (unchanged for a single process)."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """`obj` from rank `src` on every rank (e.g. a run folder name chosen on rank 0)."""
     if not is_distributed():
