@@ -196,6 +196,13 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
             f"The {source}{saved} does not match {type(target).__name__}: " + "; ".join(parts)
             + ". Build the same architecture (and options, e.g. num_classes) the checkpoint was trained with."
         )
+    broken = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+              and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(
+            f"The {source} holds NaN or infinite weights ({', '.join(broken[:4])}"
+            f"{' ...' if len(broken) > 4 else ''}): the run that wrote it had diverged. Use a checkpoint from "
+            "before (e.g. an epoch_NNN.pt or best.pt), or retrain with a lower learning rate.")
     target.load_state_dict(state)
 
 

@@ -246,7 +246,8 @@ class Lab:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
 
-        run = runner.run(self, cfg, resume=getattr(args, "resume", None))
+        run = runner.run(self, cfg, resume=getattr(args, "resume", None),
+                         overwrite=getattr(args, "overwrite", False))
         return {**run.summary(), **(self.report(run) or {})}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
