@@ -253,8 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
         print(f"labkit: error: {err}", file=sys.stderr)
         return USAGE_ERROR if isinstance(err, _usage_errors()) else DATA_ERROR
-    except KeyboardInterrupt:
-        print("labkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"labkit: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
 

@@ -120,6 +120,10 @@ class LabConfig:
     out: str | None = option(None, "output folder for checkpoints, figures and logs (default runs/<lab>)")
     tensorboard: bool = option(True, "write TensorBoard logs (scalars and the model graph) under OUT/tensorboard")
     at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
+    time_budget: float | None = option(None, "stop after this many seconds of training, inside an epoch if need "
+                                       "be (a checkpoint to resume from is written)", gt=0)
+    checkpoint_minutes: float | None = option(None, "also write last.pt inside epochs every this many minutes "
+                                              "(exact resume from that step)", gt=0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -30,7 +30,7 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import distributed as dist
-from labkit.callbacks import Callback, EarlyStopping
+from labkit.callbacks import Callback, EarlyStopping, TimeBudget
 from labkit.checkpoint import (
     CheckpointError,
     CheckpointPolicy,
@@ -252,7 +252,11 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
     monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
     policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
-                               best=monitor is not None, monitor=monitor) if checkpoints else None)
+                               best=monitor is not None, monitor=monitor,
+                               every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
+              if checkpoints else None)
+    if cfg.time_budget is not None:
+        callbacks = [*callbacks, TimeBudget(cfg.time_budget)]
     tensorboard = out / "tensorboard" if cfg.tensorboard and write_files and checkpoints else None
     started = time.perf_counter()
     history = fit(

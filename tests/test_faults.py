@@ -122,3 +122,45 @@ class _Holder(torch.nn.Module):
 
     def state_dict(self, *args, **kwargs):
         return self._state
+
+
+def test_a_time_budget_stops_inside_an_epoch_and_resume_is_exact(blobs, tmp_path):  # noqa: F811
+    """A budget smaller than one epoch: the run stops mid-epoch with a loadable checkpoint, and resuming
+    it gives the uninterrupted run's result."""
+    settings = {"epochs": 2, "points": 2000, "batch_size": 16, "tensorboard": False}
+    whole = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "whole"), **settings))
+    cut = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), time_budget=1e-6, **settings))
+    assert len(cut.history) == 0 and "time budget" in cut.history.stop_reason
+    assert "resume with --resume" in cut.history.stop_reason
+    ckpt = load_checkpoint(cut.last_checkpoint)
+    assert ckpt.epoch == 0 and ckpt.partial["epoch"] == 1 and ckpt.partial["steps"] == 1
+    resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings),
+                         resume=cut.last_checkpoint)
+    assert resumed.history.epoch == [1, 2]
+    assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
+    assert resumed.history["val_accuracy"] == pytest.approx(whole.history["val_accuracy"])
+    x = torch.randn(8, 2)
+    with torch.no_grad():
+        assert torch.allclose(resumed.model.eval()(x), whole.model.eval()(x), atol=1e-6)
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(blobs, tmp_path, capsys):  # noqa: F811
+    import signal
+
+    from labkit.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_step_end(self, state):
+            if state.epoch == 1 and state.step == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    settings = {"epochs": 2, "points": 2000, "batch_size": 16, "tensorboard": False}
+    whole = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "whole"), **settings))
+    with pytest.raises(KeyboardInterrupt, match="resume with --resume"):
+        runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), callbacks=[CtrlC()])
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last).partial["steps"] == 5
+    assert not (tmp_path / "cut" / runner.LOCK_NAME).exists(), "the folder is released"
+    resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), resume=last)
+    assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored"
