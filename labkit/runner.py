@@ -222,7 +222,7 @@ def run(
     if resume is not None:
         check_resume_length(resume, load_checkpoint(resume).config, cfg.epochs)
     out = default_out_dir(lab, cfg)
-    with dist.session(cfg.device) as ctx:
+    with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
         writes = (write_files or checkpoints) and ctx.is_main_process
         with claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext():
             seed_everything(cfg.seed)
