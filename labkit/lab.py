@@ -120,6 +120,12 @@ class LabConfig:
     out: str | None = option(None, "output folder for checkpoints, figures and logs (default runs/<lab>)")
     tensorboard: bool = option(True, "write TensorBoard logs (scalars and the model graph) under OUT/tensorboard")
     at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
+    time_budget: float | None = option(None, "stop after this many seconds of training, inside an epoch if need "
+                                       "be (a checkpoint to resume from is written)", gt=0)
+    ddp_timeout: float = option(300.0, "under torchrun: seconds to wait for another process before giving up "
+                                "with a message", gt=0)
+    checkpoint_minutes: float | None = option(None, "also write last.pt inside epochs every this many minutes "
+                                              "(exact resume from that step)", gt=0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -246,7 +252,8 @@ class Lab:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
 
-        run = runner.run(self, cfg, resume=getattr(args, "resume", None))
+        run = runner.run(self, cfg, resume=getattr(args, "resume", None),
+                         overwrite=getattr(args, "overwrite", False))
         return {**run.summary(), **(self.report(run) or {})}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
