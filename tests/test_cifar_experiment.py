@@ -280,6 +280,18 @@ def test_cli_runs_at_smoke_size(tmp_path, capsys):
     assert "test (synthetic) accuracy" in printed and "nothing was chosen by it" in printed
 
 
+def test_cli_reads_an_image_folder_and_names_the_hold_out(tmp_path, capsys):
+    root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=8)
+    out = tmp_path / "out"
+    assert main(["run", "cifar10", "--smoke", "--data", str(root), "--holdout", "20", "--epochs", "1",
+                 "--out", str(out), "--no-tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    assert "image folder" in printed and "hold-out (20 of train) accuracy" in printed
+    assert "smoke size, synthetic data" not in lab.run_title(runner.load_run(out / "checkpoints" / "last.pt"))
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["splits"]["test"] == "hold-out (20 of train)" and "hold-out" in record["data"]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--batch-size", "0"], "--batch-size must be at least 1"),
     (["--depth", "abc"], "--depth"),
