@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "generate": ("labkit.experiments.language_model", "add_generate_arguments", "generate_main",
                  "generate text from a language-model checkpoint"),
     "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
+    "reproduce": ("labkit.results", "add_arguments", "main",
+                  "re-create a lab's committed reference run(s) in results/<lab>/<size>/"),
     "export": ("labkit.runner", "add_export_arguments", "export_main",
                "write a checkpoint's weights as a plain state_dict .pth (the course's hand-in file)"),
 }

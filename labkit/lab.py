@@ -256,6 +256,20 @@ class Lab:
                          overwrite=getattr(args, "overwrite", False))
         return {**run.summary(), **(self.report(run) or {})}
 
+    #: summary keys a reference run records (None: every number of `Run.summary()`)
+    reference_keys: ClassVar[tuple[str, ...] | None] = None
+
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`;
+        returns {name: the numbers to record}. Default: the default recipe, then `report`."""
+        from labkit import runner
+
+        name = next(iter(self.recipes))
+        run = runner.run(self, self.config(size, out=str(Path(out_dir) / name)))
+        summary = {**run.summary(), **(self.report(run) or {})}
+        keys = self.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
+        return {name: {k: summary[k] for k in keys if k in summary}}
+
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """`labkit smoke`: the smoke-size run into `out_dir`, then `report`."""
         from labkit import runner
