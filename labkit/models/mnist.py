@@ -50,8 +50,8 @@ def conv_pool_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
     Pooling before BN + ReLU is a different block from conv-BN-ReLU-pool, not a reordering of
     the same one: max-pool commutes with a per-channel map only when that map is increasing,
-    and BN's affine map decreases wherever its scale γ is negative (there max-pool-then-BN
-    keeps the channel's minimum-making value, BN-then-max-pool its maximum). Trained from
+    and BN's affine map decreases in a channel whose scale γ is negative (there BN(max-pool(x))
+    is the smallest of the window's BN values, max-pool(BN(x)) the largest). Trained from
     scratch the network simply learns with this block; it touches 4x fewer values with BN and
     ReLU, which on a CPU is most of the block's cost.
     """
