@@ -233,6 +233,14 @@ def test_the_labkit_side_takes_exactly_the_asked_steps(gc):
         side.run(len(side.loader) + 1)
 
 
+def test_reference_workers_fit_in_dev_shm(gc):
+    batch = 128 * 3 * 64 * 64 * 4  # a float32 ResNet-18 batch: 6 MiB
+    assert gc.worker_settings(8, batch, 64 * 2**30) == (8, 4)
+    assert gc.worker_settings(8, batch, 300 * 2**20) == (8, 1)
+    assert gc.worker_settings(8, batch, 64 * 2**20) == (2, 1)  # Docker's default 64 MiB /dev/shm
+    assert gc.worker_settings(8, batch, None) == (8, 2) and gc.worker_settings(0, batch, None) == (0, 0)
+
+
 def test_an_optional_group_over_budget_is_skipped_whole(gc):
     bench = gc.Bench(torch.device("cpu"), gc.TINY, workers=0)
     group = gc.Group("resnet20 compile AMP", (gc.Case("resnet20", "labkit", True, True, False),
