@@ -264,9 +264,9 @@ def test_main_in_test_mode_prints_tables_and_the_result_line(gc, blobs, tmp_path
                  gc.Group("lm eager", (gc.Case("lm", "labkit", False, False, False),
                                        gc.Case("lm", "labkit", True, False, False)))]
     monkeypatch.setattr(gc, "plan", lambda sizes, compile_on=True: tiny_plan)
-    out = tmp_path / "report"
+    out, report = tmp_path / "runs", tmp_path / "report" / "check.md"
     code = gc.main(["--only", "smoke,resume,throughput", "--labs", "function-fitting,blobs", "--resume-labs",
-                    "blobs", "--workers", "0", "--out", str(out)], _test_device="cpu")
+                    "blobs", "--workers", "0", "--out", str(out), "--report", str(report)], _test_device="cpu")
     text = capsys.readouterr().out
     assert code == 0, text
     assert "test mode: not a GPU check" in text and "estimated time:" in text
@@ -275,5 +275,7 @@ def test_main_in_test_mode_prints_tables_and_the_result_line(gc, blobs, tmp_path
     fields = result_fields(text.strip().splitlines()[-1])
     assert fields["smoke_ok"] == "2/2" and fields["resume_ok"] == "1" and fields["failed"] == "0"
     assert float(fields["lm_amp_tok_s"]) > 0 and fields["ddp_ok"] == "na" and fields["device"] == "cpu (test mode)"
-    assert (out / "gpu_check.md").read_text().strip().endswith(text.strip().splitlines()[-1])
-    assert json.loads((out / "gpu_check.json").read_text())["values"]["smoke_ok"] == "2/2"
+    saved = report.read_text()
+    assert saved.startswith("gpu_check on ") and saved.strip().endswith(text.strip().splitlines()[-1])
+    assert json.loads(report.with_suffix(".json").read_text())["values"]["smoke_ok"] == "2/2"
+    assert (out / "smoke" / "blobs" / "metrics.json").is_file()  # --out keeps the runs
