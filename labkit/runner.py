@@ -38,7 +38,7 @@ from labkit.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
-from labkit.device import describe_device, seed_everything
+from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
 from labkit.errors import LabkitError
 from labkit.history import History
@@ -238,7 +238,7 @@ def run(
                 model = lab.build_model(cfg, data.info)
             elif not isinstance(model, nn.Module):
                 model = model()
-            model.to(ctx.device)
+            prepare_model(model, ctx.device, cfg.channels_last)  # before DDP wraps it (its gradient buckets)
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             if estimate if estimate is not None else cfg.size != "smoke":
                 guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
