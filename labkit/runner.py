@@ -144,7 +144,7 @@ def run(
         elif not isinstance(model, nn.Module):
             model = model()
         model.to(ctx.device)
-        trained = dist.wrap_model(model, ctx.device)
+        trained = dist.wrap_model(model, ctx.device, **lab.ddp_options)
         optimizer = make_optimizer(cfg, trained)
         scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
         task = task if task is not None else lab.task(cfg)
@@ -169,6 +169,7 @@ def run(
         )
         chosen = history.epoch[-1] if len(history) else 0
         best = out / "checkpoints" / "best.pt"
+        dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one
         if policy is not None and monitor is not None and best.is_file() and not history.diverged:
             chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
         final: dict[str, dict[str, float]] = {}
