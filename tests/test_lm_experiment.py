@@ -285,3 +285,16 @@ def test_laptop_size_trains_on_the_shared_copy(shared_datasets, tmp_path):
     assert data.source.streams["val"].numel() == round(217_646 * 0.1)
     assert data.source.streams["test"].numel() == 245_569 and len(lab.vocabulary(run)) == 18_328
     assert "val_perplexity" in run.history and run.final["test"]["perplexity"] < len(lab.vocabulary(run))
+
+
+def test_cli_size_and_recipe_options_reach_the_config(tmp_path, capsys):
+    """`--size laptop --recipe example` builds that config (the data folder is then checked first)."""
+    assert cli.main(["run", "lm", "--size", "laptop", "--recipe", "example", "--data", str(tmp_path),
+                     "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"no WikiText files in {tmp_path}" in err
+    lab_parser = cli.lab_parser(LAB)
+    cfg = cli.config_from_args(LAB, lab_parser.parse_args(["--size", "laptop", "--recipe", "example"]))
+    assert (cfg.size, cfg.recipe, cfg.train_split, cfg.optimizer) == ("laptop", "example", "valid", "sgd")
+    full = cli.config_from_args(LAB, lab_parser.parse_args(["--size", "full", "--val-split", "none"]))
+    assert full.size == "full" and full.val_split is None and full.train_split == "train"
