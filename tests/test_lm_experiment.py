@@ -105,6 +105,9 @@ def test_recipes_and_sizes_validate():
         LAB.config("full", nhead=3)
     with pytest.raises(ConfigError, match="--no-adaptive"):
         LAB.config("full", tied=True)
+    with pytest.raises(ConfigError, match="--carry-state needs --model lstm"):
+        LAB.config("full", carry_state=True)
+    assert LAB.config("full", model="lstm", carry_state=True).carry_state
     with pytest.raises(ConfigError, match="--test-split"):
         LAB.config("laptop", test_split="valid")
 
