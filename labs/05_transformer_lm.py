@@ -29,7 +29,7 @@
 # ~60 words), so the numbers only show that the code runs. *Laptop size* (the default without a GPU)
 # reads the shared copy of WikiText-2, which has only `valid.txt` and `test.txt`: it trains the full-size
 # model for 5 epochs on `valid.txt` but its last 10%, validates (and picks the best checkpoint) on that
-# held-out 10% and tests once on `test.txt` — about 5 minutes of training on a 2-core CPU; its
+# held-out 10% and tests once on `test.txt` — about 4 minutes of training on a 2-core CPU; its
 # perplexities are not comparable with published ones, which train on `train.txt`. *Full size* (the
 # default on a GPU) is the course's run: 6 epochs of `$LABKIT_DATA/wikitext-2/train.txt` (downloaded with
 # checksums if missing: `python data_prep/wikitext2.py`). The discussion is about the real data at full
@@ -73,8 +73,8 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 data = lab.load(CFG, download=True)
 corpus, vocab = data.source.corpus, data.source.vocab
 print("data:", data.description)
-for role, ids in data.source.streams.items():
-    print(f"{role:>5}: {ids.numel():>9,} tokens  ({data.split_label(role)})")
+for role in data.source.streams:
+    print(f"{role:>5}: {data.split_label(role)}")
 print(f"vocabulary: {len(vocab):,} words; the first ones: {vocab.itos[:12]}")
 print("the text starts:", " ".join(vocab.decode(data.source.streams["train"][:40])))
 assert "<eos>" in vocab and vocab.decode(vocab.encode(["the"])[0]) == ["the"]
@@ -167,7 +167,10 @@ assert layers_to_reach(35, 3) == 17 and layers_to_reach(35, 3, 2) == 5
 # language-model task: the loss is the mean cross-entropy per word and **perplexity = exp(loss)**, "as
 # confused as a uniform choice among that many words". A model that knows nothing scores the vocabulary
 # size; the example reaches about 200 on WikiText-2 after six epochs of the full training text. The
-# checkpoint with the best validation perplexity is tested once at the end. Checkpoints (with the
+# checkpoint with the best validation perplexity is tested once at the end. At laptop size the training
+# text is small (196,000 words): expect the validation perplexity to stop improving after an epoch or two
+# and then rise while the training perplexity keeps falling — over-fitting, and the reason the test uses
+# the best validation checkpoint rather than the last one. Checkpoints (with the
 # vocabulary) go to `runs/lm/checkpoints/`, TensorBoard logs with the model graph to
 # `runs/lm/tensorboard/`.
 #
