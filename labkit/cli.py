@@ -149,8 +149,10 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
     from labkit import runner
     from labkit.lab import config_fields
 
+    # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
     given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
-             if f.name not in ("size", "recipe") and getattr(args, f.name, None) is not None}
+             if f.metadata.get("cli", True) and f.name not in lab.unused_options
+             and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
     size = "smoke" if args.smoke else args.size

@@ -203,6 +203,8 @@ class Lab:
     checkpoint_every: ClassVar[int] = 1
     #: shared config fields this lab does not use: not offered by `labkit run <lab>`
     unused_options: ClassVar[tuple[str, ...]] = ()
+    #: keyword arguments for DistributedDataParallel under torchrun (e.g. find_unused_parameters=True)
+    ddp_options: ClassVar[dict[str, Any]] = {}
 
     # --- configs ------------------------------------------------------------------------------
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:

@@ -368,7 +368,7 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
            callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
     """Fit, reload the best checkpoint (by the validation monitor), evaluate the final splits once."""
-    trained = dist.wrap_model(model, ctx.device)
+    trained = dist.wrap_model(model, ctx.device, **lab.ddp_options)
     optimizer = make_optimizer(cfg, trained)
     scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
@@ -393,6 +393,7 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
     )
     chosen = history.epoch[-1] if len(history) else 0
     best = out / "checkpoints" / "best.pt"
+    dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one
     if policy is not None and monitor is not None and best.is_file() and not history.diverged:
         chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
     final: dict[str, dict[str, float]] = {}
