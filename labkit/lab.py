@@ -254,9 +254,12 @@ class Lab:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
 
+        from labkit.distributed import launched_by_torchrun
+
         run = runner.run(self, cfg, resume=getattr(args, "resume", None),
                          overwrite=getattr(args, "overwrite", False))
-        return {**run.summary(), **(self.report(run) or {})}
+        main_process = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+        return {**run.summary(), **((self.report(run) or {}) if main_process else {})}
 
     #: summary keys a reference run records (None: every number of `Run.summary()`)
     reference_keys: ClassVar[tuple[str, ...] | None] = None
