@@ -253,7 +253,6 @@ class Lab:
     def main(self, cfg: LabConfig, args: Any) -> dict[str, Any]:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
-
         from labkit.distributed import launched_by_torchrun
 
         run = runner.run(self, cfg, resume=getattr(args, "resume", None),
