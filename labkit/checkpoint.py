@@ -255,7 +255,7 @@ def load_checkpoint(
 
 
 #: schedules whose shape depends on the run's planned length (a per-step or per-epoch decay to its end)
-LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle")
+LENGTH_SHAPED_SCHEDULES = ("cosine", "warmup_cosine", "onecycle")  # labkit.optim.LENGTH_SHAPED
 
 
 def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any], epochs: int | None) -> None:

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "generate": ("labkit.experiments.language_model", "add_generate_arguments", "generate_main",
                  "generate text from a language-model checkpoint"),
     "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
+    "reproduce": ("labkit.results", "add_arguments", "main",
+                  "re-create a lab's committed reference run(s) in results/<lab>/<size>/"),
     "export": ("labkit.runner", "add_export_arguments", "export_main",
                "write a checkpoint's weights as a plain state_dict .pth (the course's hand-in file)"),
 }
@@ -147,8 +149,10 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
     from labkit import runner
     from labkit.lab import config_fields
 
+    # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
     given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
-             if f.name not in ("size", "recipe") and getattr(args, f.name, None) is not None}
+             if f.metadata.get("cli", True) and f.name not in lab.unused_options
+             and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
     size = "smoke" if args.smoke else args.size

@@ -203,6 +203,8 @@ class Lab:
     checkpoint_every: ClassVar[int] = 1
     #: shared config fields this lab does not use: not offered by `labkit run <lab>`
     unused_options: ClassVar[tuple[str, ...]] = ()
+    #: keyword arguments for DistributedDataParallel under torchrun (e.g. find_unused_parameters=True)
+    ddp_options: ClassVar[dict[str, Any]] = {}
 
     # --- configs ------------------------------------------------------------------------------
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
@@ -251,10 +253,26 @@ class Lab:
     def main(self, cfg: LabConfig, args: Any) -> dict[str, Any]:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
+        from labkit.distributed import launched_by_torchrun
 
         run = runner.run(self, cfg, resume=getattr(args, "resume", None),
                          overwrite=getattr(args, "overwrite", False))
-        return {**run.summary(), **(self.report(run) or {})}
+        main_process = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+        return {**run.summary(), **((self.report(run) or {}) if main_process else {})}
+
+    #: summary keys a reference run records (None: every number of `Run.summary()`)
+    reference_keys: ClassVar[tuple[str, ...] | None] = None
+
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`;
+        returns {name: the numbers to record}. Default: the default recipe, then `report`."""
+        from labkit import runner
+
+        name = next(iter(self.recipes))
+        run = runner.run(self, self.config(size, out=str(Path(out_dir) / name)))
+        summary = {**run.summary(), **(self.report(run) or {})}
+        keys = self.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
+        return {name: {k: summary[k] for k in keys if k in summary}}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """`labkit smoke`: the smoke-size run into `out_dir`, then `report`."""

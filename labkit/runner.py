@@ -38,7 +38,7 @@ from labkit.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
-from labkit.device import describe_device, seed_everything
+from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
 from labkit.errors import LabkitError
 from labkit.history import History
@@ -204,6 +204,7 @@ def run(
     write_files: bool = True,
     checkpoints: bool = True,
     overwrite: bool = True,
+    estimate: bool | None = None,
 ) -> Run:
     """Train one config of a lab and return its `Run` (see the module docstring).
 
@@ -217,6 +218,10 @@ def run(
     * The output folder is locked for the run (a second run into it stops with an error); one that
       holds another run's checkpoints is replaced when `overwrite` (a notebook re-running its cell),
       else refused (`labkit run` without `--overwrite`).
+    * `estimate` (default: every size but smoke): time a few training steps on a copy of the model
+      first and print the estimated wall time. In a notebook a run estimated over
+      `LONG_RUN_MINUTES` does not start by itself (`LongRunError`); the training panel's Train button,
+      or `with allow_long_runs():`, starts it.
     """
     lab = get_lab(lab)
     if resume is not None:
@@ -233,8 +238,10 @@ def run(
                 model = lab.build_model(cfg, data.info)
             elif not isinstance(model, nn.Module):
                 model = model()
-            model.to(ctx.device)
+            prepare_model(model, ctx.device, cfg.channels_last)  # before DDP wraps it (its gradient buckets)
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
+            if estimate if estimate is not None else cfg.size != "smoke":
+                guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
             result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
                             callbacks, resume, progress, splits, out, write_files, checkpoints)
             if write_files and ctx.is_main_process:
@@ -242,11 +249,126 @@ def run(
     return result
 
 
+LONG_RUN_MINUTES = 30.0
+_ALLOW_LONG = [False]
+
+
+class LongRunError(LabkitError, RuntimeError):
+    """A run estimated to take longer than a notebook starts by itself."""
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+
+
+@contextlib.contextmanager
+def allow_long_runs() -> Iterator[None]:
+    """Inside this block, notebook runs start whatever their estimated time (the panel's Train button)."""
+    previous = _ALLOW_LONG[0]
+    _ALLOW_LONG[0] = True
+    try:
+        yield
+    finally:
+        _ALLOW_LONG[0] = previous
+
+
+@dataclass
+class Estimate:
+    """A run's estimated wall time from a few timed steps."""
+
+    seconds_per_step: float
+    steps_per_epoch: int
+    eval_batches: int
+    epochs: int
+    device: str
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        # an evaluation batch costs about a third of a training step (forward only)
+        return self.seconds_per_step * (self.steps_per_epoch + self.eval_batches / 3)
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_per_epoch * self.epochs
+
+    def __str__(self) -> str:
+        return (f"estimated ~{duration(self.seconds_per_epoch)} per epoch, ~{duration(self.seconds)} for "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.device} "
+                f"({self.seconds_per_step * 1000:.0f} ms per step of {self.steps_per_epoch})")
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '26 min', '4 h 20 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
+                 splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
+    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer; the run
+    itself is untouched (its RNG state is restored)."""
+    import copy
+
+    from labkit.device import rng_state, set_rng_state
+    from labkit.engine import _Run, train_one_epoch
+
+    saved = rng_state()
+    probe = copy.deepcopy(model).to(device)
+    optimizer = make_optimizer(cfg, probe)
+    from labkit.engine import _autocast
+
+    autocast, dtype = _autocast(device, cfg.amp)
+    run_state = _Run(model=probe, optimizer=optimizer, task=task if task is not None else lab.task(cfg),
+                     device=device, metrics=[], scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
+                     autocast=autocast, channels_last=cfg.channels_last and device.type == "cuda",
+                     grad_clip=cfg.grad_clip, scheduler=None, scheduler_interval="epoch", amp=cfg.amp)
+    times: list[float] = []
+
+    def timed(done: int, _sums: Any) -> bool:
+        from labkit.throughput import synchronize
+
+        synchronize(device)
+        times.append(time.perf_counter())
+        return done >= steps + 1
+
+    try:
+        start = time.perf_counter()
+        train_one_epoch(run_state, data.train, False, "estimate", after_step=timed)
+    finally:
+        set_rng_state(saved)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(1)
+    if len(times) >= 2:
+        per_step = (times[-1] - times[0]) / (len(times) - 1)
+    else:
+        per_step = (times[-1] if times else time.perf_counter()) - start
+    n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
+    n_eval = sum(len(data.eval[s]) for s in splits if data.eval.get(s) is not None and hasattr(data.eval[s], "__len__"))
+    return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device))
+
+
+def guard_long_run(est: Estimate, ctx: Any) -> None:
+    """Print the estimate; in a notebook refuse to start a run over LONG_RUN_MINUTES by itself."""
+    from labkit.plots import in_notebook
+
+    if ctx.is_main_process:
+        print(est, flush=True)
+    if in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
+        raise LongRunError(
+            f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. Press "
+            "Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the first cell, "
+            "or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
+
+
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
            callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
     """Fit, reload the best checkpoint (by the validation monitor), evaluate the final splits once."""
-    trained = dist.wrap_model(model, ctx.device)
+    trained = dist.wrap_model(model, ctx.device, **lab.ddp_options)
     optimizer = make_optimizer(cfg, trained)
     scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
@@ -271,6 +393,7 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
     )
     chosen = history.epoch[-1] if len(history) else 0
     best = out / "checkpoints" / "best.pt"
+    dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one
     if policy is not None and monitor is not None and best.is_file() and not history.diverged:
         chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
     final: dict[str, dict[str, float]] = {}

@@ -118,9 +118,12 @@ class TrainingPanel:
         self._static_line.show_text(self.result_line)
 
     def _clicked(self) -> None:
+        from labkit.runner import allow_long_runs
+
         try:
             self.error = None
-            self.train()
+            with allow_long_runs():  # a click is the student's go-ahead, whatever the estimate
+                self.train()
         except Exception as err:  # noqa: BLE001 - a callback cannot raise into the notebook: show it instead
             self.error = err
             with self.output:
@@ -138,5 +141,12 @@ class TrainingPanel:
         if not self._static_line.shown:
             self._static_line.show_text("not trained yet: press Train")
         if train_now:
-            self.train()
+            from labkit.runner import LongRunError
+
+            try:
+                self.train()
+            except LongRunError as err:  # too long to start by itself: show the estimate, wait for Train
+                self.result_line = f"not started: {err.estimate}. Press Train to start it."
+                self.status.value = html.escape(self.result_line)
+                self._static_line.show_text(self.result_line)
         return self

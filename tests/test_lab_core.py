@@ -258,3 +258,33 @@ def test_choose_size(monkeypatch):
     monkeypatch.setenv("LABKIT_SMOKE", "0")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert labmod.choose_size(None)[0] == "laptop"
+
+
+def test_the_estimate_is_within_2x_of_the_measured_time(blobs, tmp_path, capsys):
+    """Timed on a smoke run long enough to measure (a few thousand steps)."""
+    cfg = blobs.config("smoke", out=str(tmp_path / "r"), epochs=3, points=6000, batch_size=8, tensorboard=False)
+    data = blobs.load_data(cfg, _single_process())
+    model = blobs.build_model(cfg, data.info)
+    est = runner.estimate_run(blobs, cfg, data, model, blobs.task(cfg), ("val",), torch.device("cpu"),
+                              steps=20)
+    result = runner.run(blobs, cfg, data=data, model=model, estimate=True)
+    assert "estimated ~" in capsys.readouterr().out
+    measured = result.history.total_seconds
+    assert measured / 2 <= est.seconds <= measured * 2, (est, measured)
+
+
+def test_a_long_run_does_not_start_by_itself_in_a_notebook(blobs, tmp_path, monkeypatch):
+    monkeypatch.setattr("labkit.plots.in_notebook", lambda: True)
+    monkeypatch.setattr(runner, "LONG_RUN_MINUTES", 1e-6)
+    cfg = blobs.config("smoke", out=str(tmp_path / "r"))
+    with pytest.raises(runner.LongRunError, match="does not start by itself"):
+        runner.run(blobs, cfg, estimate=True)
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    with runner.allow_long_runs():
+        assert runner.run(blobs, cfg, estimate=True).history.epoch == [1, 2, 3]
+
+
+def test_duration_text():
+    assert runner.duration(45) == "45 s"
+    assert runner.duration(26 * 60) == "26 min"
+    assert runner.duration(4 * 3600 + 20 * 60) == "4 h 20 min"
