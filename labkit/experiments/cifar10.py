@@ -57,10 +57,10 @@ class Config(LabConfig):
     depth: int = option(20, "ResNet depth 6n+2: 8, 14, 20, 32, 44, 56, 110", min=8)
     compile: bool = option(False, "torch.compile the model (CUDA only; ignored elsewhere)")
     download: bool = option(False, "download the official pickles (163 MB, md5-checked) when no copy is found")
-    holdout: int = option(cifar.HOLDOUT, "training images held out as the evaluation split (500 per class, "
-                          "fixed seed) when the data have no test split", min=0)
-    train_subset: int | None = option(None, "train on a class-balanced subset of this many images (default "
-                                      "all)", min=10)
+    holdout: int = option(cifar.HOLDOUT, "training images held out as the evaluation split (the same number "
+                          "per class, fixed seed) when the data have no test split", min=0)
+    train_subset: int | None = option(None, "train on a class-balanced subset of this many images (none: all)",
+                                      min=10)
 
     def __post_init__(self) -> None:
         super().__post_init__()
