@@ -45,8 +45,12 @@ def plot_history(
     mark_label: str = "",
     log_loss: bool | None = None,
     figure: Figure | None = None,
+    split_labels: Mapping[str, str] | None = None,
 ) -> Figure:
-    """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`."""
+    """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`.
+
+    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}.
+    """
     groups = metric_groups(history, keys)
     fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
@@ -54,7 +58,8 @@ def plot_history(
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
             split = key.partition("_")[0]
-            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"), label=split,
+            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"),
+                    label=(split_labels or {}).get(split, split),
                     marker="o" if len(history) <= 12 else None, markersize=3)
         for i, x in enumerate(mark_epochs):
             ax.axvline(x, color="grey", lw=1, ls="-.", label=mark_label if i == 0 and mark_label else None)

@@ -424,7 +424,8 @@ def write_outputs(lab: Lab, result: Run) -> None:
     write_json(out / "metrics.json", record)
     if len(result.history):
         keys = [k for k in (lab.curve_keys or result.history.keys()) if k in result.history]
-        fig = plot_history(result.history, keys, title=run_title(lab, result))
+        labels = result.data.split_names if result.data is not None else None
+        fig = plot_history(result.history, keys, title=run_title(lab, result), split_labels=labels)
         save_figure(fig, out / "curves.png")
 
 

@@ -269,16 +269,9 @@ def run_title(run: runner.Run, what: str = "") -> str:
     return f"{what}: {head}" if what else head
 
 
-def relabel_splits(fig: Figure, data: LabData | None) -> Figure:
-    """Legends name the evaluation split as it is ("hold-out (5,000 of train)", "test"), monitoring only."""
-    label = f"{data.split_label('test')}, monitoring only" if data is not None else "test, monitoring only"
-    for ax in fig.axes:
-        lines = [line for line in ax.get_lines() if line.get_label() == "test"]
-        for line in lines:
-            line.set_label(label)
-        if lines:
-            ax.legend(fontsize=8)
-    return fig
+def monitoring_labels(data: LabData | None) -> dict[str, str]:
+    """Legend names: the evaluation split as it is ("hold-out (5,000 of train)", "test"), monitoring only."""
+    return {"test": f"{data.split_label('test') if data is not None else 'test'}, monitoring only"}
 
 
 def plot_course_curves(run: runner.Run, path: str | Path | None = None) -> Figure:
@@ -286,8 +279,7 @@ def plot_course_curves(run: runner.Run, path: str | Path | None = None) -> Figur
     cfg, marks = run.config, lr_drops(run.config)
     fig = plot_history(run.history, list(LAB.curve_keys), mark_epochs=marks, title=run_title(run),
                        mark_label=f"lr {cfg.lr:g} → {cfg.lr * cfg.gamma:g}" if marks else "",
-                       figure=new_figure((9, 3.4)))
-    relabel_splits(fig, run.data)
+                       figure=new_figure((9, 3.4)), split_labels=monitoring_labels(run.data))
     if path is not None:
         save_figure(fig, path)
     return fig
