@@ -160,8 +160,10 @@ def session(
     context = init_distributed(device, backend, timeout_s=timeout_s)
     try:
         yield context
+        if context.is_distributed:  # leave together: a rank tearing gloo down early aborts the others
+            barrier()
     except RuntimeError as err:
-        if not context.is_distributed or isinstance(err, DistributedError):
+        if not context.is_distributed or isinstance(err, LabkitError):
             raise
         raise DistributedError(
             f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply "

@@ -61,6 +61,8 @@ class Run:
     chosen_epoch: int | None = None   # the epoch whose weights `model` holds (best by validation, or last)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # the model-shaping facts (num_classes, vocab, ...)
+    #: under torchrun: world size and a fingerprint of each rank's first training batch (its shard)
+    ddp: dict[str, Any] = field(default_factory=dict)
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -240,13 +242,32 @@ def run(
                 model = model()
             prepare_model(model, ctx.device, cfg.channels_last)  # before DDP wraps it (its gradient buckets)
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
+            shards = shard_fingerprints(data, ctx)
             if estimate if estimate is not None else cfg.size != "smoke":
                 guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
             result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
                             callbacks, resume, progress, splits, out, write_files, checkpoints)
+            result.ddp = shards
             if write_files and ctx.is_main_process:
                 write_outputs(lab, result)
     return result
+
+
+def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
+    """Under torchrun: the world size and, per rank, a number summarising its first training batch's
+    targets, gathered on every rank, so a run shows that its processes trained on different shards."""
+    if not ctx.is_distributed:
+        return {}
+    batch = next(iter(data.train))
+    targets = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch[0]
+    flat = targets.detach().flatten().double().cpu()
+    weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+    mine = {"rank": ctx.rank, "items": int(flat.numel()), "fingerprint": round(float((flat * weights).sum()), 6)}
+    gathered: list[Any] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(gathered, mine)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(1)
+    return {"world_size": ctx.world_size, "first_batches": gathered}
 
 
 LONG_RUN_MINUTES = 30.0
@@ -420,6 +441,7 @@ def write_outputs(lab: Lab, result: Run) -> None:
               "data": result.data.description if result.data is not None else "",
               "splits": dict(result.data.split_names) if result.data is not None else {},
               "device": describe_device(result.config.device), "torch": torch.__version__,
+              "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
               "history": result.history.to_dict()}
     write_json(out / "metrics.json", record)
     if len(result.history):
