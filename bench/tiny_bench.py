@@ -99,7 +99,7 @@ def label_mapping_check(root: Path, cache_dir: Path, seconds: float = CHECK_SECO
     with _cache_in(cache_dir):
         data = lab.load_data(cfg)
     prepared = time.perf_counter() - start
-    run = lab.train(cfg.replace(time_budget=max(seconds - prepared - 5.0, 0.0)), data, progress=False,
+    run = lab.train(cfg.replace(time_budget=max(seconds - prepared - 5.0, 1.0)), data, progress=False,
                     write_files=False, checkpoints=False)
     history = run.history
     return {"val_top5": history.last("val_top5"), "val_accuracy": history.last("val_accuracy"),

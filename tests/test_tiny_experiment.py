@@ -151,10 +151,10 @@ def test_course_layer_table_matches_the_course():
     assert table.total_params == 11_279_112
 
 
-def test_time_budget_stops_early(cfg, data):
-    run = lab.train(cfg.replace(width=4, epochs=50, time_budget=0.0), data, progress=False, write_files=False,
-                    checkpoints=False)
-    assert run.history.epoch == [1] and "time budget" in run.history.stop_reason
+def test_time_budget_stops_early_with_a_checkpoint_to_resume(cfg, data, tmp_path):
+    run = lab.train(cfg.replace(width=4, epochs=50, time_budget=1e-3, out=str(tmp_path)), data, progress=False)
+    assert len(run.history) < 50 and "time budget" in run.history.stop_reason
+    assert "resume with --resume" in run.history.stop_reason and run.last_checkpoint is not None
 
 
 def test_schedules_map_onto_labkit_optim():

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from labkit import config, runner
-from labkit.callbacks import Callback, TimeBudget
+from labkit.callbacks import Callback
 from labkit.checkpoint import CheckpointError
 from labkit.data import tiny_imagenet as tiny
 from labkit.device import pick_device
@@ -82,7 +82,6 @@ class Config(LabConfig):
     # the data
     train_per_class: int | None = option(None, "use only the first N train images of each class", min=1)
     val_per_class: int | None = option(None, "use only the first N val images of each class", min=1)
-    time_budget: float | None = option(None, "stop after the epoch when the next one would pass N seconds", min=0)
     # the notebook's ablations
     ablation_epochs: int = option(15, "epochs of each ablation variant", min=1, cli=False)
     ablation_width: int = option(64, "width of the ablation variants", min=1, cli=False)
@@ -190,7 +189,7 @@ class TinyImageNetLab(Lab):
             print(f"{args.resume}: val loss {result['loss']:.4f}, top-1 {100 * result['accuracy']:.2f} %, "
                   f"top-5 {100 * result['top5']:.2f} %")
             return {"checkpoint": str(args.resume), **{f"val_{k}": v for k, v in result.items()}}
-        run = train(cfg, resume=args.resume)
+        run = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
         extra = self.report(run) if _rank_zero() else {}
         return {**run.summary(), **extra}
 
@@ -246,18 +245,13 @@ def load_data(cfg: Config) -> LabData:
 # --- training --------------------------------------------------------------------------------------
 
 def train(cfg: Config, data: LabData | None = None, *, callbacks: Sequence[Callback] = (),
-          resume: str | os.PathLike | None = None, progress: bool | None = None, write_files: bool = True,
-          checkpoints: bool = True) -> runner.Run:
-    """One run of `cfg` through the runner, with the config's time budget (`labkit.callbacks.TimeBudget`).
+          resume: str | os.PathLike | None = None, progress: bool | None = None, **options: Any) -> runner.Run:
+    """One run of `cfg` through the runner (`options`: its write_files, checkpoints, overwrite, estimate).
 
     `data`: already loaded data (a notebook reuses it); `resume`: a checkpoint to continue from
     (the run trains on from its epoch to `cfg.epochs`).
     """
-    extra = list(callbacks)
-    if cfg.time_budget is not None:
-        extra.append(TimeBudget(cfg.time_budget))
-    return runner.run(LAB, cfg, data=data, callbacks=extra, resume=resume, progress=progress,
-                      write_files=write_files, checkpoints=checkpoints)
+    return runner.run(LAB, cfg, data=data, callbacks=callbacks, resume=resume, progress=progress, **options)
 
 
 def load_tiny_run(checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu") -> runner.Run:
