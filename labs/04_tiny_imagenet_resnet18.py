@@ -22,9 +22,9 @@
 # The first cell picks the **size**: *full* (on a GPU) is the course's run — ResNet18 on all 100,000
 # training images, which is what the discussion below is about; *laptop* (on a CPU) trains a ResNet-18
 # of width 16 on 50 real training images per class (the subset in `../shared/datasets`, or the first 50
-# of each class) in about ten minutes for the whole notebook; *smoke* (`LABKIT_SMOKE=1`, used by the
-# tests) trains a narrow ResNet-10 for a few epochs on 160 generated images of 10 classes written in
-# Tiny-ImageNet's layout, so its figures only show that the code runs.
+# of each class): the whole notebook took 13 minutes on one thread of a busy 2-core machine; *smoke*
+# (`LABKIT_SMOKE=1`, used by the tests) trains a narrow ResNet-10 for a few epochs on 160 generated
+# images of 10 classes written in Tiny-ImageNet's layout, so its figures only show that the code runs.
 
 # %%
 import tempfile
@@ -312,7 +312,8 @@ print(f"{train_images * len(history.epoch) / seconds:,.0f} images/s including ev
 # and says nothing; at full size (`CFG.ablation_epochs` = 15 epochs, width 64, on a GPU) it reproduces the
 # classic findings: without batch norm or residual connections a deep network trains much more slowly (or
 # diverges at lr 0.1), and without lr decay the accuracy stays lower. The laptop size (4 epochs at width
-# 16) shows the start of the same curves.
+# 16) shows the start of the same curves: there the run without batch norm stays near chance (0.9 % top-1
+# against the baseline's 6 %) and the one without residual connections at half the baseline.
 
 # %%
 print(f"{len(lab.ABLATIONS)} variants, {CFG.ablation_epochs} epochs each, width {CFG.ablation_width}")
