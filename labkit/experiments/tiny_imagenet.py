@@ -145,12 +145,11 @@ class TinyImageNetLab(Lab):
         description = (f"Tiny-ImageNet at {root}: {n_train:,} train / {n_val:,} val images, {source.num_classes} "
                        f"classes" + (" (generated smoke data in the official layout)" if generated else "")
                        + (f"; first {cfg.train_per_class} train images per class" if cfg.train_per_class else "")
-                       + (f"; first {cfg.val_per_class} val images per class" if cfg.val_per_class else ""))
+                       + (f"; first {cfg.val_per_class} val images per class" if cfg.val_per_class else "")
+                       + "; val is the labelled hold-out and picks best.pt (the test split has no labels)")
         return LabData(train=source.train, eval={"val": source.val}, source=source, description=description,
                        info={"num_classes": source.num_classes, "class_names": list(source.class_names),
-                             "wnids": list(source.classes)},
-                       split_names={"val": "val (the labelled hold-out; it also picks best.pt: Tiny-ImageNet's "
-                                           "test split has no labels)"})
+                             "wnids": list(source.classes)})
 
     def build_model(self, cfg: Config, info: Mapping[str, Any]) -> nn.Module:
         if "num_classes" not in info:
