@@ -161,3 +161,13 @@ def test_cli_smoke_runs_function_fitting(tmp_path, capsys):
     assert main(["smoke", "--out", str(tmp_path), "function-fitting"]) == 0
     assert (tmp_path / "metrics.md").exists() and (tmp_path / "function-fitting" / "lr_sweep.png").exists()
     assert "function-fitting" in capsys.readouterr().out
+
+
+def test_cli_size_option_builds_that_size():
+    """`--size laptop` reaches `lab.config` once (as the size), not a second time among the given fields."""
+    from labkit.cli import config_from_args, lab_parser
+    from labkit.lab import get_lab
+
+    lab = get_lab("function-fitting")
+    cfg = config_from_args(lab, lab_parser(lab).parse_args(["--size", "laptop", "--epochs", "3"]))
+    assert (cfg.size, cfg.epochs) == ("laptop", 3)
