@@ -8,6 +8,7 @@ matplotlib backend.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ import pytest
 os.environ["LABKIT_SMOKE"] = "1"
 os.environ["LABKIT_PROGRESS"] = "0"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Notebook kernels (nbval) start outside the per-test fixture below: their runs (checkpoints, logs) go to a
+# temporary folder, not to labs/runs/ in the checkout.
+os.environ.setdefault("LABKIT_RUNS", tempfile.mkdtemp(prefix="labkit-runs-"))
 # Smoke-size models are tiny: one intra-op thread per process is faster than two (no OpenMP
 # hand-offs) and keeps the suite fast when the 2-core CI machine is shared. Notebook kernels and
 # subprocesses inherit it; torch reads it at import, which happens after this file is loaded.

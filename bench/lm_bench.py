@@ -53,6 +53,7 @@ from labkit.data import wikitext
 from labkit.data.wikitext import BpttBatches
 from labkit.engine import evaluate, fit
 from labkit.experiments import language_model as lab
+from labkit.optim import make_optimizer
 from labkit.text import LMTask
 
 # --------------------------------------------------------------------------- the reference
@@ -206,16 +207,16 @@ def budget_cosine(optimizer: torch.optim.Optimizer, warmup: int, budget: Budget)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_labkit(ids: torch.Tensor, ntokens: int, budget_s: float, cfg: lab.LMConfig) -> dict:
+def train_labkit(ids: torch.Tensor, ntokens: int, budget_s: float, cfg: lab.Config) -> dict:
     torch.manual_seed(cfg.seed)
-    model = lab.build_model(cfg, ntokens)
-    optimizer = lab.adamw(model, cfg.lr, cfg.weight_decay)
+    model = lab.language_model(cfg, ntokens)
+    optimizer = make_optimizer(cfg, model)  # fused AdamW, weight decay on matrices only
     budget = Budget(budget_s)
     train = BudgetedBatches(BpttBatches(ids, cfg.batch_size, cfg.bptt), budget)
-    scheduler = budget_cosine(optimizer, cfg.warmup, budget)
+    scheduler = budget_cosine(optimizer, cfg.warmup_steps, budget)
     start = time.perf_counter()
     history = fit(model, train, epochs=10_000, optimizer=optimizer, task=LMTask(), metrics=("perplexity",),
-                  scheduler=scheduler, scheduler_interval="step", device="cpu", grad_clip=cfg.clip,
+                  scheduler=scheduler, scheduler_interval="step", device="cpu", grad_clip=cfg.grad_clip,
                   callbacks=[budget], progress=False)
     seconds = time.perf_counter() - start
     return {"model": model, "seconds": seconds, "tokens": train.tokens, "batches": train.count,
@@ -258,9 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     train_ids, test_ids = corpus["valid"], corpus["test"]
     if args.quick:
         test_ids = test_ids[:20_000]
-    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("warmup", args.warmup))
-                 if v is not None}
-    cfg = lab.recipe("modern", seed=args.seed, **overrides)
+    cfg = lab.LAB.config("full", "modern", seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                         warmup_steps=args.warmup)
     print(f"data: {source}; training on valid.txt ({train_ids.numel():,} tokens), testing on test.txt "
           f"({test_ids.numel():,} tokens{', first 20,000 only (--quick)' if args.quick else ''}); "
           f"vocabulary {ntokens:,} words (valid+test)")

@@ -95,13 +95,12 @@ def label_mapping_check(root: Path, cache_dir: Path, seconds: float = CHECK_SECO
     from labkit.experiments import tiny_imagenet as lab
 
     start = time.perf_counter()
+    cfg = lab.LAB.config("full", data=str(root), device="cpu", tensorboard=False, **CHECK)
     with _cache_in(cache_dir):
-        data = lab.load_data(root, batch_size=CHECK["batch_size"], device="cpu", verbose=False)
+        data = lab.load_data(cfg)
     prepared = time.perf_counter() - start
-    run = lab.train_tiny_imagenet(
-        data, arch=CHECK["arch"], width=CHECK["width"], epochs=CHECK["epochs"], lr=CHECK["lr"],
-        schedule=CHECK["schedule"], tensorboard=False, device="cpu", progress=False,
-        time_budget=seconds - prepared - 5.0)
+    run = lab.train(cfg.replace(time_budget=max(seconds - prepared - 5.0, 1.0)), data, progress=False,
+                    write_files=False, checkpoints=False)
     history = run.history
     return {"val_top5": history.last("val_top5"), "val_accuracy": history.last("val_accuracy"),
             "train_top5": history.last("train_top5"), "epochs": history.epoch[-1],

@@ -32,6 +32,15 @@ class FitState:
     is_main: bool = True
     stop: bool = False
     scaler: Any = None  # the GradScaler (checkpoints save its state when it is enabled)
+    #: inside an epoch: optimizer steps done, the running sums, the epoch's lr and start time
+    step: int = 0
+    sums: Any = None
+    epoch_lr: float = 0.0
+    epoch_started: float = 0.0
+    #: set by a callback's on_step_end to stop inside the epoch (a mid-epoch checkpoint is written)
+    stop_now: bool = False
+    stop_reason: str = ""
+    interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -43,6 +52,9 @@ class Callback:
 
     def on_epoch_end(self, state: FitState) -> None:
         pass
+
+    def on_step_end(self, state: FitState) -> None:
+        """After every optimizer step (only callbacks that override it are called per step)."""
 
     def on_fit_end(self, state: FitState) -> None:
         pass
@@ -91,20 +103,33 @@ class EarlyStopping(Callback):
 
 
 class TimeBudget(Callback):
-    """Stop after the epoch when another epoch (at the mean epoch time so far) would exceed `seconds`."""
+    """Stop when `seconds` of training have passed: inside an epoch once the budget is spent (the run
+    writes a mid-epoch checkpoint to resume from), or after an epoch when another epoch (at the mean
+    epoch time so far) would not fit."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = float(seconds)
-        self._start = 0.0
+        self._start: float | None = None
         self._epochs = 0
 
     def on_fit_start(self, state: FitState) -> None:
         self._start = time.perf_counter()
         self._epochs = 0
 
+    def _elapsed(self) -> float:
+        if self._start is None:  # used without on_fit_start: count from the first call
+            self._start = time.perf_counter()
+        return time.perf_counter() - self._start
+
+    def on_step_end(self, state: FitState) -> None:
+        elapsed = self._elapsed()
+        if elapsed > self.seconds:
+            state.stop_now = True
+            state.stop_reason = f"time budget of {self.seconds:.0f} s reached ({elapsed:.0f} s)"
+
     def on_epoch_end(self, state: FitState) -> None:
         self._epochs += 1
-        elapsed = time.perf_counter() - self._start
+        elapsed = self._elapsed()
         if elapsed + elapsed / self._epochs > self.seconds and state.epoch < state.epochs:
             state.stop = True
             state.history.stop_reason = (f"time budget of {self.seconds:.0f} s reached after epoch "

@@ -13,6 +13,7 @@ import datetime as _dt
 import enum
 import os
 import pickle
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,10 +78,8 @@ class Checkpoint:
     config: dict[str, Any] = field(default_factory=dict)
     model_class: str = ""
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def model_state(self) -> dict[str, torch.Tensor]:
-        return self.payload["model"]
+    #: a mid-epoch checkpoint's position: {"epoch", "steps", "sums", "lr", "seconds"} (None otherwise)
+    partial: dict[str, Any] | None = None
 
 
 def build_payload(
@@ -92,8 +91,13 @@ def build_payload(
     epoch: int = 0,
     history: History | None = None,
     config: Mapping[str, Any] | None = None,
+    partial: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dictionary (plain types and tensors only)."""
+    """The checkpoint dictionary (plain types and tensors only).
+
+    `epoch` is the last *finished* epoch; `partial` marks a checkpoint written inside the next one
+    (its steps done and running sums), so a resume continues from that very step.
+    """
     inner = unwrap(model)
     return {
         "format": FORMAT,
@@ -107,6 +111,7 @@ def build_payload(
         "history": (history or History()).to_dict(),
         "rng": rng_state(),
         "config": to_plain(dict(config or {})),
+        "partial": to_plain(dict(partial)) if partial is not None else None,
         "torch_version": str(torch.__version__),
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -200,6 +205,13 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
             f"The {source}{saved} does not match {type(target).__name__}: " + "; ".join(parts)
             + ". Build the same architecture (and options, e.g. num_classes) the checkpoint was trained with."
         )
+    broken = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+              and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(
+            f"The {source} holds NaN or infinite weights ({', '.join(broken[:4])}"
+            f"{' ...' if len(broken) > 4 else ''}): the run that wrote it had diverged. Use a checkpoint from "
+            "before (e.g. an epoch_NNN.pt or best.pt), or retrain with a lower learning rate.")
     target.load_state_dict(state)
 
 
@@ -238,11 +250,12 @@ def load_checkpoint(
         config=dict(data.get("config") or {}),
         model_class=str(data.get("model_class", "")),
         payload=data,
+        partial=dict(data["partial"]) if isinstance(data.get("partial"), dict) else None,
     )
 
 
 #: schedules whose shape depends on the run's planned length (a per-step or per-epoch decay to its end)
-LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle")
+LENGTH_SHAPED_SCHEDULES = ("cosine", "warmup_cosine", "onecycle")  # labkit.optim.LENGTH_SHAPED
 
 
 def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any], epochs: int | None) -> None:
@@ -276,6 +289,9 @@ class CheckpointPolicy(Callback):
     best: bool = True
     monitor: str | None = None
     mode: str | None = None
+    #: also write last.pt inside epochs, every this many optimizer steps / seconds (None: only at ends)
+    every_steps: int | None = None
+    every_seconds: float | None = None
 
     @property
     def path(self) -> Path:
@@ -283,6 +299,27 @@ class CheckpointPolicy(Callback):
 
     def on_fit_start(self, state: FitState) -> None:
         self._last_saved = state.epoch
+        self._last_time = time.perf_counter()
+
+    def on_step_end(self, state: FitState) -> None:
+        """A mid-epoch last.pt every `every_steps` steps or `every_seconds` (only when configured)."""
+        due = (self.every_steps and state.step % self.every_steps == 0) or (
+            self.every_seconds and time.perf_counter() - self._last_time >= self.every_seconds)
+        if due:
+            self.save_mid_epoch(state)
+
+    def save_mid_epoch(self, state: FitState) -> Path | None:
+        """Write last.pt at the current step of the current epoch (exact resume); its path (rank 0)."""
+        partial = {"epoch": state.epoch, "steps": state.step,
+                   "sums": state.sums.partial() if state.sums is not None else [],
+                   "lr": state.epoch_lr, "seconds": time.perf_counter() - state.epoch_started}
+        self._last_time = time.perf_counter()
+        if not state.is_main:
+            return None
+        payload = build_payload(
+            model=state.model, optimizer=state.optimizer, scheduler=state.scheduler, scaler=state.scaler,
+            epoch=state.epoch - 1, history=state.history, config=state.config, partial=partial)
+        return write_atomic(payload, self.path / "last.pt")
 
     def on_fit_end(self, state: FitState) -> None:
         """`last.pt` also at the run's end when `every` skipped it (e.g. every=500 of 2,000 epochs)."""

@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "generate": ("labkit.experiments.language_model", "add_generate_arguments", "generate_main",
                  "generate text from a language-model checkpoint"),
     "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
+    "reproduce": ("labkit.results", "add_arguments", "main",
+                  "re-create a lab's committed reference run(s) in results/<lab>/<size>/"),
+    "export": ("labkit.runner", "add_export_arguments", "export_main",
+               "write a checkpoint's weights as a plain state_dict .pth (the course's hand-in file)"),
 }
 
 USAGE_ERROR, DATA_ERROR = 2, 1
@@ -133,6 +137,8 @@ def lab_parser(lab: Any) -> Parser:
     parser.add_argument("--resume", type=Path, default=None, metavar="CKPT",
                         help="continue training from this checkpoint, with its own settings (options given "
                              "here override them, e.g. --epochs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the checkpoints and results of an earlier run in the output folder")
     lab.add_arguments(parser)
     add_config_options(parser, lab)
     return parser
@@ -145,7 +151,8 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
 
     # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
     given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
-             if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None}
+             if f.metadata.get("cli", True) and f.name not in lab.unused_options
+             and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
     size = "smoke" if args.smoke else args.size
@@ -250,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
         print(f"labkit: error: {err}", file=sys.stderr)
         return USAGE_ERROR if isinstance(err, _usage_errors()) else DATA_ERROR
-    except KeyboardInterrupt:
-        print("labkit: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"labkit: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
 

@@ -149,12 +149,28 @@ def init_distributed(
 
 @contextlib.contextmanager
 def session(
-    device: str | torch.device | None = None, backend: str | None = None
+    device: str | torch.device | None = None, backend: str | None = None, timeout_s: float = 600.0,
 ) -> Iterator[DistributedContext]:
-    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises."""
-    context = init_distributed(device, backend)
+    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises.
+
+    Under torchrun, a collective that waits longer than `timeout_s` for another process (one that
+    was stopped, killed or hangs) ends this process with a `DistributedError` that says so and what
+    to do, instead of a backend traceback.
+    """
+    context = init_distributed(device, backend, timeout_s=timeout_s)
     try:
         yield context
+        if context.is_distributed:  # leave together: a rank tearing gloo down early aborts the others
+            barrier()
+    except RuntimeError as err:
+        if not context.is_distributed or isinstance(err, LabkitError):
+            raise
+        raise DistributedError(
+            f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply "
+            f"within {timeout_s:g} s: it was stopped, killed or is stuck): {str(err).splitlines()[0][:200]}. "
+            "Every process of a torchrun job must keep running. Restart the job, continuing from the last "
+            "checkpoint with --resume <out>/checkpoints/last.pt; if single steps are just slow, raise "
+            "--ddp-timeout.") from err
     finally:
         cleanup()
 
@@ -211,13 +227,6 @@ def cleanup() -> None:
     """Leave the process group (no-op when none was started)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum `tensor` over ranks in place and return it (unchanged for a single process)."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:

@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,8 @@ class _Sums:
         self.sizes: list[int] = []
         self.scores: list[list[torch.Tensor]] = [[] for _ in self.metrics]
         self.count = 0
+        #: host totals [loss sum, metric sums..., count] of batches before a mid-epoch resume
+        self.offset: list[float] | None = None
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor | None, targets: torch.Tensor) -> None:
         n = targets.numel()
@@ -122,11 +124,18 @@ class _Sums:
         parts.append(loss_sum.new_tensor(float(self.count)))
         return torch.stack(parts)
 
+    def partial(self) -> list[float]:
+        """This process's host totals so far (for a mid-epoch checkpoint; one sync)."""
+        totals = self._totals().tolist() if self.losses else [0.0] * (len(self.metrics) + 2)
+        if self.offset is not None:
+            totals = [a + b for a, b in zip(totals, self.offset)]
+        return totals
+
     def result(self) -> dict[str, float]:
         """Means over all items (all-reduced across processes under torch.distributed)."""
-        if not self.losses and not _distributed():
+        if not self.losses and not _distributed() and self.offset is None:
             return {}
-        if len(self.losses) == 1 and not self.metrics and not _distributed():
+        if len(self.losses) == 1 and not self.metrics and not _distributed() and self.offset is None:
             host, count = [self.losses[0].item() * self.sizes[0]], float(self.count)  # full-batch fast path
         else:
             totals = self._totals() if self.losses else torch.zeros(len(self.metrics) + 2, dtype=torch.float64)
@@ -134,6 +143,8 @@ class _Sums:
                 totals = totals.to(_collective_device())
                 torch.distributed.all_reduce(totals)
             *host, count = totals.tolist()
+            if self.offset is not None:
+                *host, count = [a + b for a, b in zip([*host, count], self.offset)]
         n = max(count, 1.0)
         out = {"loss": host[0] / n}
         for value, metric in zip(host[1:], self.metrics):
@@ -263,20 +274,29 @@ class _Run:
     amp: bool
 
 
-def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str) -> dict[str, float]:
+def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str, *,
+                    sums: _Sums | None = None, skip: int = 0,
+                    after_step: Callable[[int, _Sums], bool] | None = None) -> dict[str, float] | None:
     """One pass over `data`: forward, loss, backward, (clip,) step, per-step scheduler; mean loss/metrics.
 
     One step path: the GradScaler is disabled (a pass-through) except for fp16 autocast.
+    `skip` batches are drawn and dropped first (a mid-epoch resume: the loader's order and
+    augmentation are those of the epoch); `after_step(steps_done, sums)` runs after each step and
+    returns True to stop the epoch there (None is then returned: the epoch did not finish).
     """
     model, optimizer, scaler = run.model, run.optimizer, run.scaler
     if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
         model.train()
     run.task.start(model, True)
-    sums = _Sums(run.metrics)
+    sums = sums if sums is not None else _Sums(run.metrics)
     n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
     batches = _bar(data, show_bar, desc=desc, unit="batch", total=n_batches, leave=False)
     step_scheduler = run.scheduler is not None and run.scheduler_interval == "step"
+    steps = 0
     for batch in batches:
+        steps += 1
+        if steps <= skip:
+            continue
         batch = to_device(batch, run.device, run.channels_last)
         with run.autocast:
             loss, outputs, targets = run.task(model, batch)
@@ -290,7 +310,11 @@ def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str)
         if step_scheduler:
             run.scheduler.step()
         sums.add(loss, outputs, targets)
-    if sums.count == 0:
+        if after_step is not None and after_step(steps, sums):
+            if hasattr(batches, "close"):
+                batches.close()
+            return None
+    if sums.count == 0 and sums.offset is None:
         raise ValueError("The training loader yielded no batches: check the split and batch size "
                          "(drop_last with a batch larger than the dataset gives none).")
     return {f"train_{k}": v for k, v in sums.result().items()}
@@ -383,11 +407,11 @@ def fit(
     eval_sets = _eval_sets(eval_data)
     monitor = monitor or _default_monitor(eval_sets)
 
-    history, start_epoch = History(), 0
+    history, start_epoch, partial = History(), 0, None
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=run.scaler,
                                map_location=device, restore_rng=True)
-        history, start_epoch = ckpt.history, ckpt.epoch
+        history, start_epoch, partial = ckpt.history, ckpt.epoch, ckpt.partial
 
     all_callbacks: list[Callback] = list(callbacks)
     if tensorboard is not None and _is_main():
@@ -401,6 +425,15 @@ def fit(
                      device=device, is_main=_is_main(), scaler=run.scaler)
     for cb in all_callbacks:
         cb.on_fit_start(state)
+    step_hooks = [cb for cb in all_callbacks if type(cb).on_step_end is not Callback.on_step_end]
+
+    def after_step(steps: int, sums: _Sums) -> bool:
+        state.step, state.sums = steps, sums
+        for cb in step_hooks:
+            cb.on_step_end(state)
+        if _INTERRUPT.requested:
+            state.stop_now, state.interrupted = True, True
+        return _agree_to_stop(state.stop_now)
 
     model.train()
     show = _progress(progress)
@@ -408,31 +441,100 @@ def fit(
     epoch_bar = _bar(range(start_epoch + 1, epochs + 1), show, desc="epochs", unit="epoch",
                      total=max(epochs - start_epoch, 0))
     try:
-        for epoch in epoch_bar:
-            state.epoch = epoch
-            started = time.perf_counter()
-            lr = _current_lr(optimizer)
-            _set_epoch(train_data, epoch)
-            values = train_one_epoch(run, train_data, show and (n_batches is None or n_batches >= 10),
-                                     f"epoch {epoch}")
-            if not math.isfinite(values["train_loss"]):
+        with _catch_interrupts():
+            for epoch in epoch_bar:
+                state.epoch, state.step = epoch, 0
+                started = time.perf_counter()
+                lr = _current_lr(optimizer)
+                _set_epoch(train_data, epoch)
+                sums, skip = _Sums(run.metrics), 0
+                if partial is not None and int(partial.get("epoch", -1)) == epoch:  # a mid-epoch resume
+                    skip, sums.offset = int(partial["steps"]), [float(v) for v in partial["sums"]]
+                    lr, started = float(partial["lr"]), started - float(partial.get("seconds", 0.0))
+                state.epoch_lr, state.epoch_started = lr, started
+                values = train_one_epoch(run, train_data, show and (n_batches is None or n_batches >= 10),
+                                         f"epoch {epoch}", sums=sums, skip=skip, after_step=after_step)
+                if values is None:  # stopped inside the epoch: a time budget or Ctrl-C/SIGTERM
+                    _stopped_mid_epoch(state, checkpoints, n_batches)
+                    break
+                if not math.isfinite(values["train_loss"]):
+                    history.append(epoch, lr, time.perf_counter() - started, values)
+                    history.diverged = True
+                    history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
+                    break
+                values.update(evaluate_sets(run, eval_sets))
+                step_epoch_scheduler(run, values, monitor)
                 history.append(epoch, lr, time.perf_counter() - started, values)
-                history.diverged = True
-                history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
-                break
-            values.update(evaluate_sets(run, eval_sets))
-            step_epoch_scheduler(run, values, monitor)
-            history.append(epoch, lr, time.perf_counter() - started, values)
-            for cb in all_callbacks:
-                cb.on_epoch_end(state)
-            _show_epoch(epoch_bar, values, monitor)
-            if state.stop:
-                break
+                for cb in all_callbacks:
+                    cb.on_epoch_end(state)
+                _show_epoch(epoch_bar, values, monitor)
+                if state.stop:
+                    break
     finally:
         _close_bar(epoch_bar, history, epochs)
         for cb in all_callbacks:
             cb.on_fit_end(state)
+    if state.interrupted:
+        raise KeyboardInterrupt(history.stop_reason)
     return history
+
+
+def _stopped_mid_epoch(state: FitState, checkpoints: CheckpointPolicy | None, n_batches: int | None) -> None:
+    """Record why the epoch stopped, write a mid-epoch checkpoint and say how to resume."""
+    of = f" of {n_batches}" if n_batches else ""
+    where = f"epoch {state.epoch}, step {state.step}{of}"
+    reason = state.stop_reason or ("interrupted (Ctrl-C or SIGTERM)" if state.interrupted else "stopped")
+    path = checkpoints.save_mid_epoch(state) if checkpoints is not None else None
+    resume = f"; resume with --resume {path}" if path is not None else ""
+    state.history.stop_reason = f"{reason} at {where}{resume}"
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM during fit(): the first asks the loop to stop after the current step (it then
+    writes a mid-epoch checkpoint); a second Ctrl-C stops at once, as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        import signal
+
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+_INTERRUPT = _Interrupts()
+
+
+@contextlib.contextmanager
+def _catch_interrupts() -> Any:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _INTERRUPT.requested = False
+    for sig in previous:
+        signal.signal(sig, _INTERRUPT.handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _INTERRUPT.requested = False
+
+
+def _agree_to_stop(stop: bool) -> bool:
+    """Under DDP every rank must stop at the same step: any rank's stop is everyone's (one tiny
+    all-reduce per step); a single process decides alone."""
+    if not _distributed():
+        return stop
+    flag = torch.tensor([1.0 if stop else 0.0], device=_collective_device())
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _show_epoch(bar: Any, values: Mapping[str, float], monitor: str) -> None:

@@ -120,6 +120,12 @@ class LabConfig:
     out: str | None = option(None, "output folder for checkpoints, figures and logs (default runs/<lab>)")
     tensorboard: bool = option(True, "write TensorBoard logs (scalars and the model graph) under OUT/tensorboard")
     at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
+    time_budget: float | None = option(None, "stop after this many seconds of training, inside an epoch if need "
+                                       "be (a checkpoint to resume from is written)", gt=0)
+    ddp_timeout: float = option(300.0, "under torchrun: seconds to wait for another process before giving up "
+                                "with a message", gt=0)
+    checkpoint_minutes: float | None = option(None, "also write last.pt inside epochs every this many minutes "
+                                              "(exact resume from that step)", gt=0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -197,6 +203,8 @@ class Lab:
     checkpoint_every: ClassVar[int] = 1
     #: shared config fields this lab does not use: not offered by `labkit run <lab>`
     unused_options: ClassVar[tuple[str, ...]] = ()
+    #: keyword arguments for DistributedDataParallel under torchrun (e.g. find_unused_parameters=True)
+    ddp_options: ClassVar[dict[str, Any]] = {}
 
     # --- configs ------------------------------------------------------------------------------
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
@@ -245,9 +253,26 @@ class Lab:
     def main(self, cfg: LabConfig, args: Any) -> dict[str, Any]:
         """`labkit run <lab>`: one run of the config, then `report`."""
         from labkit import runner
+        from labkit.distributed import launched_by_torchrun
 
-        run = runner.run(self, cfg, resume=getattr(args, "resume", None))
-        return {**run.summary(), **(self.report(run) or {})}
+        run = runner.run(self, cfg, resume=getattr(args, "resume", None),
+                         overwrite=getattr(args, "overwrite", False))
+        main_process = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+        return {**run.summary(), **((self.report(run) or {}) if main_process else {})}
+
+    #: summary keys a reference run records (None: every number of `Run.summary()`)
+    reference_keys: ClassVar[tuple[str, ...] | None] = None
+
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`;
+        returns {name: the numbers to record}. Default: the default recipe, then `report`."""
+        from labkit import runner
+
+        name = next(iter(self.recipes))
+        run = runner.run(self, self.config(size, out=str(Path(out_dir) / name)))
+        summary = {**run.summary(), **(self.report(run) or {})}
+        keys = self.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
+        return {name: {k: summary[k] for k in keys if k in summary}}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """`labkit smoke`: the smoke-size run into `out_dir`, then `report`."""

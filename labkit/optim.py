@@ -68,14 +68,20 @@ class OptimSettings(Protocol):
 def parameter_groups(model: nn.Module, weight_decay: float, matrices_only: bool = True) -> list[dict[str, Any]]:
     """Parameter groups with weight decay on weight matrices only (not biases, norms, embeddings).
 
-    With `matrices_only=False`, one group with weight decay on everything.
+    With `matrices_only=False`, one group with weight decay on everything. A parameter shared by two
+    modules (tied weights) is counted once.
     """
-    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    if not matrices_only:
-        return [{"params": [p for _, p in params], "weight_decay": weight_decay}]
+    seen: set[int] = set()
     decay, no_decay = [], []
-    for name, p in params:
-        (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            matrix = p.dim() >= 2 and not isinstance(module, nn.Embedding)
+            (decay if matrix or not matrices_only else no_decay).append(p)
+    if not matrices_only:
+        return [{"params": decay, "weight_decay": weight_decay}]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

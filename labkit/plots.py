@@ -3,6 +3,11 @@
 Figures are made with matplotlib's object API (no pyplot state), rendered to PNG
 and shown in one output area that is redrawn in place, at most every
 `every_seconds`, so a 50,000-epoch run is not slowed by drawing.
+
+What a run leaves in the notebook is plain output (a PNG and a text line, through
+IPython display handles, replaced in place on the next run): it is saved in the
+.ipynb and shown by any viewer, with or without a kernel, where a widget shows
+"Error displaying widget: model not found".
 """
 
 from __future__ import annotations
@@ -40,8 +45,12 @@ def plot_history(
     mark_label: str = "",
     log_loss: bool | None = None,
     figure: Figure | None = None,
+    split_labels: Mapping[str, str] | None = None,
 ) -> Figure:
-    """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`."""
+    """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`.
+
+    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}.
+    """
     groups = metric_groups(history, keys)
     fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
@@ -49,7 +58,8 @@ def plot_history(
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
             split = key.partition("_")[0]
-            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"), label=split,
+            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"),
+                    label=(split_labels or {}).get(split, split),
                     marker="o" if len(history) <= 12 else None, markersize=3)
         for i, x in enumerate(mark_epochs):
             ax.axvline(x, color="grey", lw=1, ls="-.", label=mark_label if i == 0 and mark_label else None)
@@ -113,6 +123,54 @@ def render_png(fig: Figure, dpi: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def final_metrics(result: Any) -> str:
+    """'train_loss 0.0123, val_accuracy 0.75' from a History (or an object with `.history`): the last
+    value of up to three losses, accuracies or perplexities, and why the run stopped early if it did."""
+    history = getattr(result, "history", result)
+    if not (hasattr(history, "keys") and hasattr(history, "epoch") and len(history)):
+        return ""
+    shown = [k for k in list(history.keys()) if k.endswith(("loss", "accuracy", "perplexity"))][:3]
+    text = ", ".join(f"{k} {history[k][-1]:.4g}" for k in shown)
+    if getattr(history, "stop_reason", None):
+        text += f" · {history.stop_reason}"
+    return text
+
+
+class DisplaySlot:
+    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle).
+
+    The first `show` must run while the cell runs (later ones may come from a widget callback: the
+    front end routes them to the cell by their display id). Outside a kernel it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._handle: Any = None
+
+    @property
+    def shown(self) -> bool:
+        return self._handle is not None
+
+    def show(self, obj: Any, raw: bool = False) -> None:
+        """Display `obj` (an IPython display object, or a mime bundle dict with `raw=True`)."""
+        if not in_notebook():
+            return
+        from IPython.display import display
+
+        if self._handle is None:
+            self._handle = display(obj, raw=raw, display_id=True)
+        else:
+            self._handle.update(obj, raw=raw)
+
+    def show_text(self, text: str) -> None:
+        """A plain text line (text/plain only, so every viewer shows it as it is)."""
+        self.show({"text/plain": text}, raw=True)
+
+    def show_png(self, png: bytes) -> None:
+        from IPython.display import Image
+
+        self.show(Image(data=png, format="png"))
+
+
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (where display() reaches a front end)."""
     try:
@@ -128,8 +186,9 @@ class LivePlot(Callback):
 
     Args:
         keys: History keys to draw (default: all).
-        image: an `ipywidgets.Image` to draw into (the TrainingPanel passes its own);
-            otherwise a display handle in the notebook is updated in place.
+        image: an `ipywidgets.Image` to draw into (the TrainingPanel passes its own, and leaves the
+            plain copy itself); otherwise the plot is a plain PNG output, updated in place, and at the
+            end of each fit a text line under it gives the final metrics.
         every_seconds: minimum time between redraws (the last epoch is always drawn).
         path: also save the final figure here as PNG.
     """
@@ -142,18 +201,24 @@ class LivePlot(Callback):
         self.path = path
         self.title = title
         self.figure: Figure | None = None
-        self._handle: Any = None
-        self._last = 0.0
+        #: the last drawn plot as PNG (None until drawn into a widget or a notebook)
+        self.png: bytes | None = None
+        self._picture = DisplaySlot()
+        self._caption = DisplaySlot()
+        # perf_counter() of the last draw; None until this fit draws. The clock's absolute value means
+        # nothing (it counts from boot on Linux), so only differences from a reading are compared.
+        self._last: float | None = None
         self._gap = every_seconds
         self.draws = 0
 
     def on_fit_start(self, state: FitState) -> None:
-        self._last = 0.0
+        self._last = None
         self._gap = self.every_seconds
         self.figure = None
 
     def on_epoch_end(self, state: FitState) -> None:
-        if time.perf_counter() - self._last >= self._gap:
+        # The first epoch of a fit always draws; later ones wait `_gap` after the last draw.
+        if self._last is None or time.perf_counter() - self._last >= self._gap:
             self.draw(state.history)
 
     def on_fit_end(self, state: FitState) -> None:
@@ -161,6 +226,9 @@ class LivePlot(Callback):
             self.draw(state.history)
             if self.path is not None and self.figure is not None:
                 save_figure(self.figure, self.path)
+            if self.image is None and self._picture.shown:
+                self._caption.show_text(f"trained {len(state.history)} epochs: final "
+                                        f"{final_metrics(state.history) or 'no metrics'}")
 
     def draw(self, history: History) -> None:
         """Redraw now. The next throttled redraw waits `every_seconds`, or 3x this draw's duration when
@@ -175,15 +243,11 @@ class LivePlot(Callback):
         self.figure = plot_history(history, self.keys, title=self.title, figure=self.figure)
         self.draws += 1
         if self.image is not None:
-            self.image.value = render_png(self.figure)
+            self.png = render_png(self.figure)
+            self.image.value = self.png
         elif in_notebook():
-            from IPython.display import Image, display
-
-            picture = Image(data=render_png(self.figure), format="png")
-            if self._handle is None:
-                self._handle = display(picture, display_id=True)
-            else:
-                self._handle.update(picture)
+            self.png = render_png(self.figure)
+            self._picture.show_png(self.png)
         self._last = time.perf_counter()
         self._gap = max(self.every_seconds, 3 * (self._last - started))
 

@@ -6,10 +6,16 @@ between `### BEGIN SOLUTION` and `### END SOLUTION` lines, the markers nbgrader
 uses. The student edition replaces each solution region by
 `raise NotImplementedError("your code here")` at the marker's indentation (a
 markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell
-identical. Both editions carry nbgrader cell metadata: exercise cells are
+identical. Both editions carry nbgrader cell metadata: code exercise cells are
 "autograded answer" cells and the check cell after each exercise is an
-"autograder tests" cell worth one point, so a course that uses nbgrader can put
-the instructor edition (`--nbgrader-source`) in its `source/` folder as is.
+"autograder tests" cell worth one point; a written answer (a markdown cell tagged
+`exercise`, its model answer between the markers) is a "manually graded answer"
+worth `ANSWER_POINTS` (2) points. A course that uses nbgrader can put the
+instructor edition (`--nbgrader-source`) in its `source/` folder as is.
+
+A question the lab asks in prose (a markdown sentence ending in "?") is followed by
+its answer cell: `questions_without_answers(nb)` lists those that are not, and the
+editions test requires none.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ CODE_STUB = 'raise NotImplementedError("your code here")'
 ANSWER_STUB = "YOUR ANSWER HERE"
 EXERCISE_TAG = "exercise"
 NBGRADER_SCHEMA_VERSION = 3
+#: points of a written answer (a markdown exercise cell) unless its nbgrader metadata says otherwise
+ANSWER_POINTS = 2
 
 #: a code cell that calls a `labkit.check` helper (`check_shape(...)`, `labkit.check.x(...)`)
 _CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
@@ -165,7 +173,13 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
                 )
             strip_solutions(cell.source, where=where)  # validates the markers
             exercise_count += 1
-            default = _nbgrader(f"{lab_name}-exercise-{exercise_count}", solution=True, grade=False, locked=False)
+            if cell.cell_type == "markdown":  # a written answer: graded by hand, with points
+                answer_count = sum(1 for c in nb.cells[:index] if is_exercise(c) and c.cell_type == "markdown")
+                default = _nbgrader(f"{lab_name}-answer-{answer_count}", solution=True, grade=True, locked=False,
+                                    points=ANSWER_POINTS)
+            else:
+                default = _nbgrader(f"{lab_name}-exercise-{exercise_count}", solution=True, grade=False,
+                                    locked=False)
             cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
             awaiting_check = cell.cell_type == "code"
         elif has_markers(cell.source):
@@ -184,6 +198,57 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     if duplicates:
         raise ReleaseError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
     return nb
+
+
+_QUESTION = re.compile(r"\?(\*\*|\*|_)?(\s|$)")
+
+
+def asks_question(cell: NotebookNode) -> bool:
+    """A markdown cell (not an answer) with a sentence ending in '?' outside code spans and math."""
+    if cell.cell_type != "markdown" or is_exercise(cell):
+        return False
+    text = re.sub(r"`[^`]*`|\$[^$]*\$", "", cell.source)
+    return bool(_QUESTION.search(text))
+
+
+def questions_without_answers(nb: NotebookNode) -> list[int]:
+    """1-based indices of markdown cells asking a question that no answer cell follows.
+
+    The answer may come right after the question, or after the code cells the question is about
+    (an answer cell before the next markdown cell counts).
+    """
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        if not asks_question(cell):
+            continue
+        answered = False
+        for later in nb.cells[index + 1:]:
+            if is_exercise(later) and later.cell_type == "markdown":
+                answered = True
+                break
+            if later.cell_type == "markdown":
+                break
+        if not answered:
+            missing.append(index + 1)
+    return missing
+
+
+def solution_texts(nb: NotebookNode) -> list[str]:
+    """Every solution region of every exercise cell (markers excluded), for leak checks."""
+    texts = []
+    for cell in nb.cells:
+        if not is_exercise(cell):
+            continue
+        inside, lines = False, []
+        for line in cell.source.splitlines():
+            if line.strip() == BEGIN_SOLUTION:
+                inside, lines = True, []
+            elif line.strip() == END_SOLUTION:
+                inside = False
+                texts.append("\n".join(lines))
+            elif inside:
+                lines.append(line)
+    return texts
 
 
 def clear_outputs(nb: NotebookNode) -> NotebookNode:

@@ -14,10 +14,13 @@ reload the best checkpoint, evaluate the test split once, and write `metrics.jso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import distributed as dist
-from labkit.callbacks import Callback, EarlyStopping
+from labkit.callbacks import Callback, EarlyStopping, TimeBudget
 from labkit.checkpoint import (
     CheckpointError,
     CheckpointPolicy,
@@ -35,8 +38,9 @@ from labkit.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
-from labkit.device import describe_device, seed_everything
+from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
+from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, get_lab
 from labkit.optim import make_optimizer, make_scheduler
@@ -57,6 +61,8 @@ class Run:
     chosen_epoch: int | None = None   # the epoch whose weights `model` holds (best by validation, or last)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # the model-shaping facts (num_classes, vocab, ...)
+    #: under torchrun: world size and a fingerprint of each rank's first training batch (its shard)
+    ddp: dict[str, Any] = field(default_factory=dict)
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -102,6 +108,85 @@ def default_out_dir(lab: Lab, cfg: LabConfig) -> Path:
     return _config.runs_dir() / f"{lab.name}{suffix}"
 
 
+class RunFolderError(LabkitError, RuntimeError):
+    """An output folder that another run is using, or that holds another run's results."""
+
+
+LOCK_NAME = ".labkit-run.lock"
+#: what a run writes into its folder (removed by overwrite=True)
+RUN_OUTPUTS = ("checkpoints", "tensorboard", "metrics.json", "curves.png")
+
+
+def _lock_owner(lock: Path) -> dict[str, Any]:
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
+                 overwrite: bool = True) -> Iterator[None]:
+    """Hold `out` for one run: a lock file (pid, host) that a second run stops at, stale locks of dead
+    processes taken over, orphan temporary files of killed saves removed, and a folder holding
+    another run's checkpoints refused unless the run resumes (`resume`) or replaces it (`overwrite`)."""
+    from labkit.files import remove_orphan_temp_files
+
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_NAME
+    host = socket.gethostname()
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            pid = owner.get("pid")
+            stale = owner.get("host") == host and isinstance(pid, int) and not _process_alive(pid)
+            if not stale:
+                raise RunFolderError(
+                    f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
+                    f"{owner.get('started', '?')}). Wait for it, or write this run elsewhere with --out DIR. "
+                    f"(If no such run exists, delete {lock}.)") from None
+            print(f"note: {out} was locked by pid {pid}, which no longer runs; taking the folder over.")
+            lock.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
+    try:
+        for folder in (out, out / "checkpoints"):
+            removed = remove_orphan_temp_files(folder)
+            if removed:
+                print(f"note: removed {len(removed)} unfinished temporary file(s) of a killed save in {folder}")
+        old = sorted(p.name for p in (out / "checkpoints").glob("*.pt")) if (out / "checkpoints").is_dir() else []
+        if old and resume is None:
+            if not overwrite:
+                raise RunFolderError(
+                    f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
+                    f"--resume {out / 'checkpoints' / 'last.pt'}, write this one elsewhere with --out DIR, or "
+                    "replace it with --overwrite.")
+            for name in RUN_OUTPUTS:
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def checkpoint_config(lab: Lab, cfg: LabConfig, info: Mapping[str, Any]) -> dict[str, Any]:
     """What checkpoints store: the lab, every config field, and the model-shaping facts."""
     return {"lab": lab.name, **cfg.to_dict(), "model_info": dict(info)}
@@ -120,6 +205,8 @@ def run(
     epoch_splits: Sequence[str] | None = None,
     write_files: bool = True,
     checkpoints: bool = True,
+    overwrite: bool = True,
+    estimate: bool | None = None,
 ) -> Run:
     """Train one config of a lab and return its `Run` (see the module docstring).
 
@@ -130,59 +217,215 @@ def run(
     * `resume`: a checkpoint to continue from (its schedule must be planned for `cfg.epochs`).
     * `epoch_splits`: the splits evaluated after every epoch (default the lab's).
     * `write_files=False`: no metrics.json/curves.png; `checkpoints=False`: no checkpoints either.
+    * The output folder is locked for the run (a second run into it stops with an error); one that
+      holds another run's checkpoints is replaced when `overwrite` (a notebook re-running its cell),
+      else refused (`labkit run` without `--overwrite`).
+    * `estimate` (default: every size but smoke): time a few training steps on a copy of the model
+      first and print the estimated wall time. In a notebook a run estimated over
+      `LONG_RUN_MINUTES` does not start by itself (`LongRunError`); the training panel's Train button,
+      or `with allow_long_runs():`, starts it.
     """
     lab = get_lab(lab)
     if resume is not None:
         check_resume_length(resume, load_checkpoint(resume).config, cfg.epochs)
-    with dist.session(cfg.device) as ctx:
-        seed_everything(cfg.seed)
-        if data is None:
-            with dist.rank_zero_first():  # one process builds the decode caches
-                data = lab.load_data(cfg, ctx)
-        if model is None:
-            model = lab.build_model(cfg, data.info)
-        elif not isinstance(model, nn.Module):
-            model = model()
-        model.to(ctx.device)
-        trained = dist.wrap_model(model, ctx.device)
-        optimizer = make_optimizer(cfg, trained)
-        scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
-        task = task if task is not None else lab.task(cfg)
-
-        splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
-        evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
-        monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
-        out = default_out_dir(lab, cfg)
-        policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
-                                   best=monitor is not None, monitor=monitor) if checkpoints else None)
-        tensorboard = out / "tensorboard" if cfg.tensorboard and write_files and checkpoints else None
-        started = time.perf_counter()
-        history = fit(
-            trained, data.train, epochs=cfg.epochs, optimizer=optimizer, task=task, eval_data=evals,
-            metrics=lab.metrics, scheduler=scheduler, scheduler_interval=interval, device=ctx.device,
-            grad_clip=cfg.grad_clip, amp=cfg.amp, channels_last=cfg.channels_last,
-            early_stopping=EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
-            checkpoints=policy, callbacks=callbacks, tensorboard=tensorboard,
-            graph_input=lab.graph_input(cfg, data) if tensorboard is not None else None,
-            resume_from=resume, monitor=monitor, progress=progress,
-            config=checkpoint_config(lab, cfg, data.info), hparams=cfg.to_dict(),
-        )
-        chosen = history.epoch[-1] if len(history) else 0
-        best = out / "checkpoints" / "best.pt"
-        if policy is not None and monitor is not None and best.is_file() and not history.diverged:
-            chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
-        final: dict[str, dict[str, float]] = {}
-        if not history.diverged:
-            for split in lab.final_splits:
-                if data.eval.get(split) is not None:
-                    final[split] = evaluate(model, data.eval[split], task=task, metrics=lab.metrics,
-                                            device=ctx.device, amp=cfg.amp, channels_last=cfg.channels_last)
-        result = Run(lab=lab.name, config=cfg, model=model, history=history, data=data,
-                     out_dir=out if (write_files or checkpoints) else None, final=final, chosen_epoch=chosen,
-                     seconds=time.perf_counter() - started, info=dict(data.info))
-        if write_files and ctx.is_main_process:
-            write_outputs(lab, result)
+    out = default_out_dir(lab, cfg)
+    with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
+        writes = (write_files or checkpoints) and ctx.is_main_process
+        with claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext():
+            seed_everything(cfg.seed)
+            if data is None:
+                with dist.rank_zero_first():  # one process builds the decode caches
+                    data = lab.load_data(cfg, ctx)
+            if model is None:
+                model = lab.build_model(cfg, data.info)
+            elif not isinstance(model, nn.Module):
+                model = model()
+            prepare_model(model, ctx.device, cfg.channels_last)  # before DDP wraps it (its gradient buckets)
+            splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
+            shards = shard_fingerprints(data, ctx)
+            if estimate if estimate is not None else cfg.size != "smoke":
+                guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
+            result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
+                            callbacks, resume, progress, splits, out, write_files, checkpoints)
+            result.ddp = shards
+            if write_files and ctx.is_main_process:
+                write_outputs(lab, result)
     return result
+
+
+def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
+    """Under torchrun: the world size and, per rank, a number summarising its first training batch's
+    targets, gathered on every rank, so a run shows that its processes trained on different shards."""
+    if not ctx.is_distributed:
+        return {}
+    batch = next(iter(data.train))
+    targets = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch[0]
+    flat = targets.detach().flatten().double().cpu()
+    weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+    mine = {"rank": ctx.rank, "items": int(flat.numel()), "fingerprint": round(float((flat * weights).sum()), 6)}
+    gathered: list[Any] = [None] * ctx.world_size
+    torch.distributed.all_gather_object(gathered, mine)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(1)
+    return {"world_size": ctx.world_size, "first_batches": gathered}
+
+
+LONG_RUN_MINUTES = 30.0
+_ALLOW_LONG = [False]
+
+
+class LongRunError(LabkitError, RuntimeError):
+    """A run estimated to take longer than a notebook starts by itself."""
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+
+
+@contextlib.contextmanager
+def allow_long_runs() -> Iterator[None]:
+    """Inside this block, notebook runs start whatever their estimated time (the panel's Train button)."""
+    previous = _ALLOW_LONG[0]
+    _ALLOW_LONG[0] = True
+    try:
+        yield
+    finally:
+        _ALLOW_LONG[0] = previous
+
+
+@dataclass
+class Estimate:
+    """A run's estimated wall time from a few timed steps."""
+
+    seconds_per_step: float
+    steps_per_epoch: int
+    eval_batches: int
+    epochs: int
+    device: str
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        # an evaluation batch costs about a third of a training step (forward only)
+        return self.seconds_per_step * (self.steps_per_epoch + self.eval_batches / 3)
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_per_epoch * self.epochs
+
+    def __str__(self) -> str:
+        return (f"estimated ~{duration(self.seconds_per_epoch)} per epoch, ~{duration(self.seconds)} for "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} on {self.device} "
+                f"({self.seconds_per_step * 1000:.0f} ms per step of {self.steps_per_epoch})")
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '26 min', '4 h 20 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
+                 splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
+    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer; the run
+    itself is untouched (its RNG state is restored)."""
+    import copy
+
+    from labkit.device import rng_state, set_rng_state
+    from labkit.engine import _Run, train_one_epoch
+
+    saved = rng_state()
+    probe = copy.deepcopy(model).to(device)
+    optimizer = make_optimizer(cfg, probe)
+    from labkit.engine import _autocast
+
+    autocast, dtype = _autocast(device, cfg.amp)
+    run_state = _Run(model=probe, optimizer=optimizer, task=task if task is not None else lab.task(cfg),
+                     device=device, metrics=[], scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
+                     autocast=autocast, channels_last=cfg.channels_last and device.type == "cuda",
+                     grad_clip=cfg.grad_clip, scheduler=None, scheduler_interval="epoch", amp=cfg.amp)
+    times: list[float] = []
+
+    def timed(done: int, _sums: Any) -> bool:
+        from labkit.throughput import synchronize
+
+        synchronize(device)
+        times.append(time.perf_counter())
+        return done >= steps + 1
+
+    try:
+        start = time.perf_counter()
+        train_one_epoch(run_state, data.train, False, "estimate", after_step=timed)
+    finally:
+        set_rng_state(saved)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(1)
+    if len(times) >= 2:
+        per_step = (times[-1] - times[0]) / (len(times) - 1)
+    else:
+        per_step = (times[-1] if times else time.perf_counter()) - start
+    n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
+    n_eval = sum(len(data.eval[s]) for s in splits if data.eval.get(s) is not None and hasattr(data.eval[s], "__len__"))
+    return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device))
+
+
+def guard_long_run(est: Estimate, ctx: Any) -> None:
+    """Print the estimate; in a notebook refuse to start a run over LONG_RUN_MINUTES by itself."""
+    from labkit.plots import in_notebook
+
+    if ctx.is_main_process:
+        print(est, flush=True)
+    if in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
+        raise LongRunError(
+            f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. Press "
+            "Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the first cell, "
+            "or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
+
+
+def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
+           callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
+           out: Path, write_files: bool, checkpoints: bool) -> Run:
+    """Fit, reload the best checkpoint (by the validation monitor), evaluate the final splits once."""
+    trained = dist.wrap_model(model, ctx.device, **lab.ddp_options)
+    optimizer = make_optimizer(cfg, trained)
+    scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
+    evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
+    monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
+    policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
+                               best=monitor is not None, monitor=monitor,
+                               every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
+              if checkpoints else None)
+    if cfg.time_budget is not None:
+        callbacks = [*callbacks, TimeBudget(cfg.time_budget)]
+    tensorboard = out / "tensorboard" if cfg.tensorboard and write_files and checkpoints else None
+    started = time.perf_counter()
+    history = fit(
+        trained, data.train, epochs=cfg.epochs, optimizer=optimizer, task=task, eval_data=evals,
+        metrics=lab.metrics, scheduler=scheduler, scheduler_interval=interval, device=ctx.device,
+        grad_clip=cfg.grad_clip, amp=cfg.amp, channels_last=cfg.channels_last,
+        early_stopping=EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
+        checkpoints=policy, callbacks=callbacks, tensorboard=tensorboard,
+        graph_input=lab.graph_input(cfg, data) if tensorboard is not None else None,
+        resume_from=resume, monitor=monitor, progress=progress,
+        config=checkpoint_config(lab, cfg, data.info), hparams=cfg.to_dict(),
+    )
+    chosen = history.epoch[-1] if len(history) else 0
+    best = out / "checkpoints" / "best.pt"
+    dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one
+    if policy is not None and monitor is not None and best.is_file() and not history.diverged:
+        chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
+    final: dict[str, dict[str, float]] = {}
+    if not history.diverged:
+        for split in lab.final_splits:
+            if data.eval.get(split) is not None:
+                final[split] = evaluate(model, data.eval[split], task=task, metrics=lab.metrics,
+                                        device=ctx.device, amp=cfg.amp, channels_last=cfg.channels_last)
+    return Run(lab=lab.name, config=cfg, model=model, history=history, data=data,
+               out_dir=out if (write_files or checkpoints) else None, final=final, chosen_epoch=chosen,
+               seconds=time.perf_counter() - started, info=dict(data.info))
 
 
 def write_outputs(lab: Lab, result: Run) -> None:
@@ -198,11 +441,13 @@ def write_outputs(lab: Lab, result: Run) -> None:
               "data": result.data.description if result.data is not None else "",
               "splits": dict(result.data.split_names) if result.data is not None else {},
               "device": describe_device(result.config.device), "torch": torch.__version__,
+              "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
               "history": result.history.to_dict()}
     write_json(out / "metrics.json", record)
     if len(result.history):
         keys = [k for k in (lab.curve_keys or result.history.keys()) if k in result.history]
-        fig = plot_history(result.history, keys, title=run_title(lab, result))
+        labels = result.data.split_names if result.data is not None else None
+        fig = plot_history(result.history, keys, title=run_title(lab, result), split_labels=labels)
         save_figure(fig, out / "curves.png")
 
 
@@ -249,3 +494,35 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
     model.eval()
     return Run(lab=lab.name, config=cfg, model=model, history=ckpt.history, out_dir=Path(path).parent.parent,
                chosen_epoch=ckpt.epoch, info=info)
+
+
+def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write a checkpoint's model weights as a plain `state_dict` file (the course's hand-in format).
+
+    `model.load_state_dict(torch.load(out, weights_only=True))` reads it into a fresh model of the
+    same class, with no labkit needed (e.g. `MyConvNet()` for Lab 03's `hw7_<id>_<name>.pth`).
+    """
+    from labkit.files import atomic_write
+
+    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone()
+             for k, v in ckpt.payload["model"].items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(bad[:3])}...): the run "
+                              "diverged; export a checkpoint from before it did.")
+    out = Path(out)
+    with atomic_write(out) as handle:
+        torch.save(state, handle)
+    return out
+
+
+def add_export_arguments(parser: Any) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a labkit checkpoint (e.g. runs/mnist/checkpoints/best.pt)")
+    parser.add_argument("out", type=Path, help="the plain state_dict file to write (e.g. hw7_123456_name.pth)")
+
+
+def export_main(args: Any) -> dict[str, Any]:
+    path = export_state_dict(args.checkpoint, args.out)
+    print(f"wrote {path}: load it with model.load_state_dict(torch.load({str(path)!r}, weights_only=True))")
+    return {"out": str(path)}

@@ -1,8 +1,7 @@
 """Layer tables: every module's name, type, output shape and parameter count for one input.
 
 `layer_table` uses forward hooks, so names are the full dotted paths students see in
-`model.named_modules()` (e.g. `layer1.0.conv1`). `torchinfo_summary` gives torchinfo's
-formatted table (a well-kept library that also reports mult-adds and memory).
+`model.named_modules()` (e.g. `layer1.0.conv1`).
 """
 
 from __future__ import annotations
@@ -100,11 +99,3 @@ def layer_table(model: nn.Module, input_size: Sequence[int] | None = None, examp
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return LayerTable(list(rows.values()), total, trainable)
-
-
-def torchinfo_summary(model: nn.Module, input_size: Sequence[int], depth: int = 3, **kwargs: Any) -> Any:
-    """torchinfo's table (output shapes, params, mult-adds) for a batch of 1 of `input_size`."""
-    from torchinfo import summary
-
-    return summary(model, input_size=(1, *input_size), depth=depth, verbose=0,
-                   col_names=("output_size", "num_params", "mult_adds"), row_settings=("var_names",), **kwargs)

@@ -70,7 +70,10 @@ class TensorBoardLogger(Callback):
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
         print(f"TensorBoard logs: {self.log_dir}  (view: tensorboard --logdir {self.log_dir.parent})")
         if self.graph_input is not None:
-            add_graph_or_summary(self.writer, state.model, self.graph_input)
+            # the bare model: tracing a DDP wrapper on rank 0 alone would wait for the other ranks
+            from labkit.checkpoint import unwrap
+
+            add_graph_or_summary(self.writer, unwrap(state.model), self.graph_input)
 
     def on_epoch_end(self, state: FitState) -> None:
         history, epoch = state.history, state.epoch

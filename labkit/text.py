@@ -64,7 +64,8 @@ class LMTask(Task):
         carry = lm.carries_state if self.carry_state is None else self.carry_state
         if carry and not lm.carries_state:
             raise ValueError(f"{type(lm).__name__} has no state to carry; use carry_state=False")
-        loss, state = lm.loss(inputs, targets, self.state if carry else None)
+        # through `model`, not `lm.loss`: a DistributedDataParallel wrapper syncs gradients only after its forward
+        loss, state = model(inputs, targets, self.state if carry else None)
         self.state = detach_state(state) if carry else None
         return loss, None, targets
 

@@ -1,5 +1,5 @@
 """Fair throughput measurements: a loader's images/s, training images/s with the share of time spent
-waiting for data, and markdown tables of the results.
+waiting for data, and markdown tables of the results (`markdown_table`, now in `labkit.tables`).
 
 The benches (`bench/*_bench.py`) compare labkit's pipelines against reference loops in one
 process; these are the pieces they share, so every bench measures the same way: the first batch
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from labkit.engine import to_device
+from labkit.tables import markdown_table  # noqa: F401 - moved to labkit.tables, re-exported
 
 
 def endless(loader: Iterable) -> Iterator:
@@ -135,15 +136,3 @@ def alternate(timers: Sequence[TrainingTimer], steps: int, rounds: int = 4) -> l
             timer.run(chunk)
     return [timer.speed for timer in timers]
 
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> str:
-    """A markdown table; columns from `numeric_from` on are right-aligned (figures)."""
-    header = list(header)
-    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    for row in rows:
-        row = list(row)
-        if len(row) != len(header):
-            raise ValueError(f"row {row!r} has {len(row)} cells, the header {len(header)}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)

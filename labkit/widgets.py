@@ -5,30 +5,26 @@ configuration once, synchronously, so a notebook run headless (nbval, `labkit
 smoke`) still trains and any error surfaces in that cell. Later clicks on Train
 retrain with the slider values; their errors are shown in the panel (a widget
 callback cannot raise into a cell).
+
+Widgets live only as long as their kernel: a saved notebook reopened later (or
+rendered on a site) shows "Error displaying widget: model not found" in their
+place. So under the panel, each run also leaves plain outputs, the last plot as a
+PNG and a text line with the result, replaced in place by the next run (one copy
+per panel), which are saved with the notebook and shown without a kernel.
 """
 
 from __future__ import annotations
 
+import html
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from labkit.plots import LivePlot
+from labkit.plots import DisplaySlot, LivePlot, final_metrics, in_notebook
 
 #: train_fn(epochs, lr, plot) -> anything (usually a History); pass `callbacks=[plot]` to fit()
 TrainFn = Callable[[int, float, LivePlot], Any]
-
-
-def _summary(result: Any) -> str:
-    history = getattr(result, "history", result)
-    if hasattr(history, "keys") and hasattr(history, "epoch") and len(history):
-        shown = [k for k in history.keys() if k.endswith(("loss", "accuracy", "perplexity"))][:3]
-        text = ", ".join(f"{k} {history[k][-1]:.4g}" for k in shown)
-        if getattr(history, "stop_reason", None):
-            text += f" · {history.stop_reason}"
-        return text
-    return ""
 
 
 class TrainingPanel:
@@ -75,6 +71,11 @@ class TrainingPanel:
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start"))
         self.output = w.Output()
         self.plot = LivePlot(image=self.image, every_seconds=0.5)
+        #: the last run's result line, as shown under the panel ("trained 2000 epochs at lr 0.005 ...")
+        self.result_line = ""
+        # plain copies of the plot and the result line, for a notebook reopened without its kernel
+        self._static_plot = DisplaySlot()
+        self._static_line = DisplaySlot()
         self.button.on_click(lambda _button: self._clicked())
         self.widget = w.VBox([
             w.HTML(f"<b>{title}</b>"),
@@ -95,18 +96,34 @@ class TrainingPanel:
                 self.result = self.train_fn(epochs, lr, self.plot)
             self.runs += 1
             seconds = time.perf_counter() - start
-            self.status.value = f"trained {epochs} epochs at lr {lr:g} in {seconds:.1f} s · {_summary(self.result)}"
+            summary = final_metrics(self.result)
+            self.result_line = (f"trained {epochs} epochs at lr {lr:g} in {seconds:.1f} s"
+                                + (f": final {summary}" if summary else ""))
+            self.status.value = html.escape(self.result_line)
             return self.result
         except BaseException as err:
-            self.status.value = f"<span style='color:#b00'>failed: {type(err).__name__}: {err}</span>"
+            self.result_line = f"training {epochs} epochs at lr {lr:g} failed: {type(err).__name__}: {err}"
+            self.status.value = f"<span style='color:#b00'>{html.escape(self.result_line)}</span>"
             raise
         finally:
             self.button.disabled = False
+            self._leave_static_copy()
+
+    def _leave_static_copy(self) -> None:
+        """Show the panel's plot (PNG) and result line as plain outputs, replacing the last run's."""
+        if not in_notebook():
+            return
+        if self.plot.png is not None:
+            self._static_plot.show_png(self.plot.png)
+        self._static_line.show_text(self.result_line)
 
     def _clicked(self) -> None:
+        from labkit.runner import allow_long_runs
+
         try:
             self.error = None
-            self.train()
+            with allow_long_runs():  # a click is the student's go-ahead, whatever the estimate
+                self.train()
         except Exception as err:  # noqa: BLE001 - a callback cannot raise into the notebook: show it instead
             self.error = err
             with self.output:
@@ -117,6 +134,19 @@ class TrainingPanel:
         from IPython.display import display
 
         display(self.widget)
+        # The plain copies' places, under the panel, while this cell runs: a Train click later only
+        # replaces them (a callback's own new outputs would not reach this cell).
+        if not self._static_plot.shown:
+            self._static_plot.show_text("")
+        if not self._static_line.shown:
+            self._static_line.show_text("not trained yet: press Train")
         if train_now:
-            self.train()
+            from labkit.runner import LongRunError
+
+            try:
+                self.train()
+            except LongRunError as err:  # too long to start by itself: show the estimate, wait for Train
+                self.result_line = f"not started: {err.estimate}. Press Train to start it."
+                self.status.value = html.escape(self.result_line)
+                self._static_line.show_text(self.result_line)
         return self

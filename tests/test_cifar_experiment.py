@@ -1,26 +1,33 @@
-"""Lab 02's recipes, schedules, training at smoke size, analysis helpers, CLI and exercise check."""
+"""Lab 02's config (recipes, sizes, schedules), data, training at smoke size, checkpoints, analysis
+helpers, command line and exercise check."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labkit import runner
 from labkit.check import CheckFailed
 from labkit.check.cifar10 import check_test_loop, reference_test
+from labkit.cli import main
+from labkit.data import cifar
 from labkit.data.cifar import CIFAR10Split
+from labkit.engine import predict
 from labkit.experiments import cifar10 as lab
+from labkit.lab import ConfigError
+from labkit.optim import make_optimizer, make_scheduler, milestone_epochs
 
 
-def epoch_lrs(recipe: str, epochs: int = 10, steps: int = 391) -> list[float]:
-    model = nn.Linear(2, 2)
-    opt = lab.make_optimizer(model, lab.RECIPES[recipe])
-    sched, interval = lab.make_scheduler(opt, lab.RECIPES[recipe], epochs, steps)
+def epoch_lrs(cfg, steps: int = 391) -> list[float]:
+    opt = make_optimizer(cfg, nn.Linear(2, 2))
+    sched, interval = make_scheduler(cfg, opt, steps)
     lrs = []
-    for _ in range(epochs):
+    for _ in range(cfg.epochs):
         lrs.append(opt.param_groups[0]["lr"])
         for _ in range(steps if interval == "step" else 1):
             opt.step()
@@ -28,25 +35,32 @@ def epoch_lrs(recipe: str, epochs: int = 10, steps: int = 391) -> list[float]:
     return lrs
 
 
+# --- config: recipes, sizes, schedules ---------------------------------------------------------------------
+
 def test_course_recipe_is_the_course_script():
-    r = lab.RECIPES["course"]
-    assert (r.lr, r.momentum, r.weight_decay, r.batch_size, r.epochs) == (0.1, 0.9, 5e-4, 128, 10)
-    assert not r.nesterov and r.label_smoothing == 0
+    cfg = lab.LAB.config("full", "course")
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (0.1, 0.9, 5e-4, 128, 10)
+    assert not cfg.nesterov and cfg.label_smoothing == 0 and cfg.optimizer == "sgd"
+    assert cfg.depth == 20 and cfg.train_subset is None and not cfg.decay_matrices_only
+    assert lab.LAB.config("full") == cfg  # the default recipe
 
 
 def test_course_lr_switches_from_0_1_to_0_01_at_epoch_5():
-    lrs = epoch_lrs("course")
+    cfg = lab.LAB.config("full", "course")
+    lrs = epoch_lrs(cfg)
     assert lrs[:5] == [0.1] * 5
     assert lrs[5:] == pytest.approx([0.01] * 5)
-    assert lab.drop_epoch(10) == 5
+    assert milestone_epochs(cfg) == [5] and lab.lr_drops(cfg) == [5.5]
+    assert cfg.at_epochs == (5, 10)  # the weights at the drop and at the end are kept
+    assert lab.LAB.config("full", epochs=20).at_epochs == (10, 20)
 
 
 def test_fast_recipe_warms_up_then_anneals_per_step():
-    model = nn.Linear(2, 2)
-    recipe = lab.RECIPES["fast"]
-    assert recipe.nesterov and recipe.label_smoothing > 0 and recipe.epochs == 10
-    opt = lab.make_optimizer(model, recipe)
-    sched, interval = lab.make_scheduler(opt, recipe, 10, 100)
+    cfg = lab.LAB.config("full", "fast")
+    assert cfg.nesterov and cfg.label_smoothing > 0 and cfg.epochs == 10 and cfg.batch_size == 128
+    assert cfg.weight_decay == 5e-4 and cfg.momentum == 0.9
+    opt = make_optimizer(cfg, nn.Linear(2, 2))
+    sched, interval = make_scheduler(cfg, opt, 100)
     assert interval == "step" and opt.param_groups[0]["nesterov"]
     lrs = []
     for _ in range(1000):
@@ -57,38 +71,174 @@ def test_fast_recipe_warms_up_then_anneals_per_step():
     assert 150 <= peak <= 250 and lrs[peak] == pytest.approx(0.2)
     assert lrs[0] == pytest.approx(0.02)
     assert lrs[-1] < 0.002 and all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lab.lr_drops(cfg) == [] and cfg.at_epochs == (5, 10)
 
 
 def test_unknown_recipe_is_a_clear_error():
-    with pytest.raises(ValueError, match="course, fast"):
-        lab.get_recipe("slow")
+    with pytest.raises(ConfigError, match="course, fast"):
+        lab.LAB.config("full", "slow")
 
 
-def test_smoke_training_learns_and_drops_the_lr_halfway():
-    train, test = lab.load_data()
-    run = lab.train_cifar10(train, test, "course", device="cpu")
-    h = run.history
+def test_sizes_exist_and_validate():
+    smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
+    assert (smoke.depth, smoke.epochs, smoke.batch_size) == (8, 4, 32)
+    assert lab.SYNTHETIC == (192, 128)  # the old smoke data: generated train / test images
+    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 10_000 and laptop.epochs == 10
+    assert laptop.lr == 0.1 and laptop.schedule == "multistep"  # the course's schedule: the drop shows
+    assert full.depth == 20 and full.epochs == 10 and full.train_subset is None and full.holdout == 5000
+    for size in ("smoke", "laptop", "full"):
+        fast = lab.LAB.config(size, "fast")
+        assert fast.schedule == "onecycle" and fast.size == size
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"depth": 10}, "--depth must be 6n+2"),
+    ({"patience": 3}, "--patience"),
+    ({"schedule": "plateau"}, "--schedule"),
+    ({"holdout": -1}, "--holdout"),
+])
+def test_impossible_settings_are_refused(changes, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        lab.LAB.config("full", **changes)
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
+    data = lab.load(lab.LAB.config("smoke"))
+    assert (tmp_path / "synthetic" / "cifar-10-batches-py" / "data_batch_1").is_file()
+    assert not (tmp_path / "cifar-10-batches-py").exists()
+    assert "generated" in data.description and "synthetic" in data.description
+    assert len(data.source.train) == 192 and len(data.source.eval) == 128
+    assert data.split_label("test") == "test (synthetic)"
+    assert data.info == {"num_classes": 10, "classes": list(cifar.CLASSES)}
+    images, labels = next(iter(data.train))
+    assert images.shape == (32, 3, 32, 32) and images.dtype == torch.float32 and labels.shape == (32,)
+
+
+def test_data_folder_is_read_at_every_size_and_names_the_hold_out(tmp_path):
+    root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=12, seed=1)
+    data = lab.load(lab.LAB.config("smoke", data=str(root), holdout=30))
+    assert data.split_label("test") == "hold-out (30 of train)"
+    assert len(data.source.eval) == 30 and len(data.source.train) == 90
+    assert "image folder" in data.description and "generated" not in data.description
+    assert not (tmp_path / "labkit").exists()
+    subset = lab.load(lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=50))
+    assert torch.bincount(subset.source.train.labels, minlength=10).tolist() == [5] * 10
+    assert "class-balanced subset of 90" in subset.description
+    with pytest.raises(ConfigError, match="--train-subset"):
+        lab.load(lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=89))
+
+
+def test_a_test_split_is_used_as_it_is(tmp_path):
+    root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=6, test_per_class=2)
+    data = lab.load(lab.LAB.config("full", data=str(root)))
+    assert data.split_label("test") == "test" and len(data.source.eval) == 20 and len(data.source.train) == 60
+
+
+def test_sharded_loaders_split_the_global_batch(tmp_path):
+    from labkit.distributed import DistributedContext
+
+    root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=12)
+    ctx = DistributedContext(rank=1, world_size=2, local_rank=1, device=torch.device("cpu"), backend=None)
+    data = lab.LAB.load_data(lab.LAB.config("smoke", data=str(root), holdout=20), ctx)
+    assert data.train.batch_size == 16 and (data.train.rank, data.train.world_size) == (1, 2)
+    assert data.train.num_items == 50 and data.eval["test"].num_items == 10
+    with pytest.raises(Exception, match="multiple of 2"):
+        lab.LAB.load_data(lab.LAB.config("smoke", data=str(root), holdout=20, batch_size=33), ctx)
+
+
+def test_full_size_without_data_says_how_to_get_it(tmp_path, capsys):
+    with pytest.raises(cifar.CIFAR10Error, match="cifar-10-batches-py.*train/<class>"):
+        lab.load(lab.LAB.config("full", data=str(tmp_path)))
+    incomplete = tmp_path / "cifar-10-batches-py"
+    incomplete.mkdir()
+    (incomplete / "data_batch_1").write_bytes(b"")
+    with pytest.raises(cifar.CIFAR10Error, match="missing data_batch_2, .*, test_batch, batches.meta"):
+        lab.load(lab.LAB.config("full", data=str(tmp_path)))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["run", "cifar10", "--data", str(empty)]) == 1  # a message, not a traceback
+    assert "--download" in capsys.readouterr().err
+
+
+def test_laptop_size_reads_the_real_image_folder(shared_datasets, tmp_path, monkeypatch):
+    if not (shared_datasets / "cifar-10-jpeg" / "train").is_dir():
+        pytest.skip("real data not available: cifar-10-jpeg/train is absent")
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("LABKIT_SHARED_DATASETS", str(shared_datasets))
+    assert lab.default_root() == shared_datasets
+    data = lab.load(lab.LAB.config("laptop"))
+    assert data.split_label("test") == "hold-out (5,000 of train)"
+    assert len(data.source.eval) == 5000 and len(data.source.train) == 10_000
+    assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [1000] * 10
+    assert "cifar-10-jpeg" in data.description and "generated" not in data.description
+    train_files = set(data.source.train.files)
+    assert train_files and not train_files & set(data.source.eval.files)  # nothing evaluated was trained on
+
+
+# --- training, checkpoints, reloading ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cifar-smoke")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LABKIT_DATA", str(out / "data"))
+        cfg = lab.LAB.config("smoke", out=str(out / "run"), tensorboard=False)
+        return lab.train(cfg, files=True)
+
+
+def test_smoke_training_learns_and_drops_the_lr_halfway(smoke_run):
+    h = smoke_run.history
     assert h.epoch == [1, 2, 3, 4] and h.lr == pytest.approx([0.1, 0.1, 0.01, 0.01])
-    assert run.lr_drop == 2.5
+    assert lab.lr_drops(smoke_run.config) == [2.5]
     assert h["train_loss"][-1] < h["train_loss"][0]
     assert h.last("test_accuracy") > 0.3  # chance is 0.1
     assert "test_accuracy" in h and "train_accuracy" in h
+    assert smoke_run.final["test"]["accuracy"] == pytest.approx(h.last("test_accuracy"))
 
 
-def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path):
-    lab.load_data(tmp_path)
-    assert (tmp_path / "synthetic" / "cifar-10-batches-py" / "data_batch_1").is_file()
-    assert not (tmp_path / "cifar-10-batches-py").exists()
+def test_nothing_is_chosen_by_the_test_split(smoke_run):
+    files = sorted(p.name for p in smoke_run.checkpoint_dir.iterdir())
+    assert files == ["epoch_002.pt", "epoch_004.pt", "last.pt"]  # the drop, the end; no best.pt
+    assert smoke_run.best_checkpoint is None and smoke_run.chosen_epoch == 4
+    summary = smoke_run.summary()
+    assert not any(key.startswith("best") for key in summary)
+    record = json.loads((smoke_run.out_dir / "metrics.json").read_text())
+    assert record["chosen_epoch"] == 4 and record["splits"]["test"] == "test (synthetic)"
 
 
-def test_full_size_without_data_says_how_to_get_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("LABKIT_SMOKE", "0")
-    with pytest.raises(Exception, match="missing data_batch_1, .*, test_batch, batches.meta"):
-        lab.load_data(tmp_path, smoke=False, download=False)
-    from labkit.cli import main
+def test_load_run_rebuilds_the_model_from_the_checkpoint(smoke_run):
+    loader = smoke_run.data.eval["test"]
+    again = runner.load_run(smoke_run.last_checkpoint)
+    assert again.lab == "cifar10" and again.config == smoke_run.config and again.chosen_epoch == 4
+    assert again.model.depth == 8 and again.info["num_classes"] == 10
+    want, _ = predict(smoke_run.model, loader)
+    got, _ = predict(again.model, loader)
+    torch.testing.assert_close(got, want)
+    at_drop = runner.load_run(smoke_run.checkpoint_dir / "epoch_002.pt")
+    assert at_drop.chosen_epoch == 2 and at_drop.history.epoch == [1, 2]
 
-    assert main(["run", "cifar10", "--data", str(tmp_path)]) == 1  # a message, not a traceback
-    assert "--download" in capsys.readouterr().err
+
+def test_resume_equals_an_uninterrupted_run(smoke_run, tmp_path):
+    cfg = smoke_run.config.replace(out=str(tmp_path / "resumed"))
+    resumed = lab.train(cfg, data=smoke_run.data, files=True,
+                        resume=smoke_run.checkpoint_dir / "epoch_002.pt")
+    assert resumed.history.epoch == [1, 2, 3, 4] and resumed.history.lr == smoke_run.history.lr
+    assert resumed.history["train_loss"] == pytest.approx(smoke_run.history["train_loss"], rel=1e-5)
+    assert resumed.history["test_accuracy"] == pytest.approx(smoke_run.history["test_accuracy"])
+    for (name, a), b in zip(smoke_run.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_analysis_figures_name_the_split(smoke_run):
+    fig = lab.plot_course_curves(smoke_run)
+    assert "smoke size, synthetic data" in fig._suptitle.get_text() and "ResNet-8" in fig._suptitle.get_text()
+    labels = {text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts()}
+    assert "test (synthetic), monitoring only" in labels and "lr 0.1 → 0.01" in labels
+    table = lab.epoch_table(smoke_run)
+    assert "test (synthetic) accuracy" in table.splitlines()[0] and len(table.splitlines()) == 6
 
 
 def test_per_class_accuracy_and_misclassified():
@@ -101,14 +251,61 @@ def test_per_class_accuracy_and_misclassified():
     assert images.shape[0] == 2 and titles == ["a → b", "c → a"]
 
 
-def test_cli_runs_at_smoke_size(tmp_path):
-    from labkit.cli import main
+# --- command line ------------------------------------------------------------------------------------------
 
+def test_cli_help_lists_the_config_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "cifar10", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--depth", "--holdout", "--train-subset", "--compile", "--download", "--recipe", "--size",
+                 "--epochs", "--lr", "--batch-size", "--data", "--resume"):
+        assert flag in out
+    assert "6n+2" in out and "laptop 8" in out and "course, fast" in out
+    assert "--patience " not in out and "--patience-lr" not in out
+
+
+def test_cli_runs_at_smoke_size(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "cifar10", "--smoke", "--epochs", "2", "--recipe", "fast", "--out", str(out)]) == 0
+    assert main(["run", "cifar10", "--smoke", "--epochs", "2", "--recipe", "fast", "--out", str(out),
+                 "--no-tensorboard"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recipe"] == "fast" and metrics["epochs"] == 2 and len(metrics["history"]["epoch"]) == 2
-    assert (out / "curves.png").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    assert metrics["summary"]["recipe"] == "fast" and metrics["config"]["epochs"] == 2
+    assert len(metrics["history"]["epoch"]) == 2 and metrics["config"]["schedule"] == "onecycle"
+    for name in ("curves.png", "per_class.png", "misclassified.png", "checkpoints/last.pt",
+                 "checkpoints/epoch_001.pt", "checkpoints/epoch_002.pt"):
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoints" / "best.pt").exists()
+    printed = capsys.readouterr().out
+    assert "test (synthetic) accuracy" in printed and "nothing was chosen by it" in printed
+
+
+def test_cli_reads_an_image_folder_and_names_the_hold_out(tmp_path, capsys):
+    root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=8)
+    out = tmp_path / "out"
+    assert main(["run", "cifar10", "--smoke", "--data", str(root), "--holdout", "20", "--epochs", "1",
+                 "--out", str(out), "--no-tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    assert "image folder" in printed and "hold-out (20 of train) accuracy" in printed
+    assert "smoke size, synthetic data" not in lab.run_title(runner.load_run(out / "checkpoints" / "last.pt"))
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["splits"]["test"] == "hold-out (20 of train)" and "hold-out" in record["data"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--depth", "abc"], "--depth"),
+    (["--holdout", "-5"], "--holdout must be at least 0"),
+])
+def test_cli_bad_values_exit_2_naming_the_option(argv, words, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "cifar10", "--smoke", *argv])
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_cli_impossible_depth_is_a_usage_error(capsys):
+    assert main(["run", "cifar10", "--smoke", "--depth", "10"]) == 2
+    assert "--depth must be 6n+2" in capsys.readouterr().err
 
 
 # --- the exercise check ---------------------------------------------------------------------------------
@@ -183,3 +380,7 @@ def test_check_compares_on_the_labs_model():
     loader = [(torch.randn(5, 3, 2, 2), torch.randint(0, 10, (5,))) for _ in range(3)]
     check_test_loop(solution, model, loader)
     assert reference_test(model, loader, "cpu") == pytest.approx(solution(model, loader, "cpu"))
+
+
+def test_check_on_the_labs_own_model_and_split(smoke_run):
+    check_test_loop(solution, smoke_run.model, smoke_run.data.eval["test"], "cpu")

@@ -44,7 +44,7 @@ def test_both_trainers_stop_at_the_budget():
     ref = bench.train_reference(ids, 50, budget=0.5, seed=0)
     assert ref["batches"] >= 1 and ref["tokens"] == ref["batches"] * 20 * 35
     assert ref["seconds"] < 0.5 + 2.0
-    cfg = lab.recipe("modern", emsize=16, nhid=16, batch_size=8, warmup=2)
+    cfg = lab.LAB.config("full", "modern", emsize=16, nhid=16, batch_size=8, warmup_steps=2)
     ours = bench.train_labkit(ids, 50, 0.5, cfg)
     assert ours["batches"] >= 1 and ours["seconds"] < 0.5 + 2.0
     assert ours["tokens"] > 0 and ours["history"].epoch[-1] >= 1

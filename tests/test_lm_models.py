@@ -124,3 +124,18 @@ def test_build_language_model_checks_the_kind():
     assert isinstance(build_language_model("lstm", VOCAB, nhead=2, emsize=8, nhid=8), LSTMLM)
     with pytest.raises(ValueError, match="unknown language model"):
         build_language_model("gpt", VOCAB)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "lstm"])
+def test_calling_the_model_with_targets_is_its_loss(kind):
+    """`model(tokens, targets, state)` is `model.loss(...)`: the path a DistributedDataParallel wrapper sees."""
+    torch.manual_seed(0)
+    model = build_language_model(kind, VOCAB, emsize=16, nhid=16, adaptive_softmax=True).eval()
+    tokens, targets = _tokens(), _tokens(seed=1)
+    with torch.no_grad():
+        loss, state = model(tokens, targets)
+        expected, expected_state = model.loss(tokens, targets)
+        torch.testing.assert_close(loss, expected)
+        assert (state is None) == (kind == "transformer") == (expected_state is None)
+        if state is not None:  # the carried state flows through the same call
+            torch.testing.assert_close(model(tokens, targets, state)[0], model.loss(tokens, targets, state)[0])

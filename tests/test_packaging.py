@@ -21,6 +21,8 @@ def _environment_pip_requirements() -> list[str]:
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     reqs = []
     for line in lines[start + 1:]:
+        if line.strip().startswith("#"):
+            continue
         match = re.match(r"^\s+-\s+(.+?)\s*$", line)
         if not match:
             break
@@ -29,14 +31,23 @@ def _environment_pip_requirements() -> list[str]:
 
 
 def test_environment_yml_matches_pyproject_dependencies():
-    declared = sorted(_pyproject()["project"]["dependencies"])
+    """The conda route installs what `pip install -e ".[dev]"` does, so it runs the tests too."""
+    project = _pyproject()["project"]
+    declared = sorted(project["dependencies"] + project["optional-dependencies"]["dev"])
     in_env = sorted(r for r in _environment_pip_requirements() if not r.startswith("-e"))
-    assert in_env == declared
+    assert set(project["optional-dependencies"]) == {"dev"}, "a new extra: add it to environment.yml too"
+    missing = sorted(set(declared) - set(in_env))
+    extra = sorted(set(in_env) - set(declared))
+    assert not missing and not extra, (
+        f"environment.yml's pip list and pyproject.toml differ: not in environment.yml {missing}, "
+        f"not in pyproject.toml {extra}")
+    assert in_env == declared  # no duplicates either
     assert "-e" in " ".join(_environment_pip_requirements()), "environment.yml should install labkit itself"
 
 
 def test_dependencies_are_ranges_not_pins():
-    for req in _pyproject()["project"]["dependencies"]:
+    project = _pyproject()["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
         assert "==" not in req, f"{req}: declare a range (>=), not an exact pin"
     assert any(r.startswith("tensorboard>=2.21") for r in _pyproject()["project"]["dependencies"])
 

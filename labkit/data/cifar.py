@@ -1,23 +1,33 @@
-"""CIFAR-10 in torchvision's on-disk layout, loaded once into uint8 tensors.
+"""CIFAR-10 in torchvision's on-disk layout or as an image folder, loaded once into uint8 tensors.
 
-The data live in `<root>/cifar-10-batches-py/` (root defaults to `LABKIT_DATA`):
+The official data live in `<root>/cifar-10-batches-py/` (root defaults to `LABKIT_DATA`):
 five training pickles `data_batch_1` ... `data_batch_5`, one `test_batch` and
 `batches.meta`, exactly as `torchvision.datasets.CIFAR10` downloads them, so a
 folder made by either tool works with the other. `write_synthetic_cifar10` writes
 tiny learnable data in that same layout for smoke runs, tests and benchmarks.
+
+An image-folder copy (`ROOT/train/<class>/*.jpg`, optionally `ROOT/test/<class>/...`) is
+read by `load_cifar10_folder`: each file is decoded once into a uint8 cache under
+`labkit.config.cache_dir()`. Without a test split, 5,000 training images (500 per class,
+fixed seed) are held out as the evaluation split, named "holdout" so that nobody reports it
+as "test". `load_cifar10_train_eval` detects either layout; `write_synthetic_cifar10_folder`
+writes tiny data in the image-folder layout.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop
+from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import LabkitError
 
@@ -53,11 +63,25 @@ class CIFAR10Error(LabkitError, RuntimeError):
 
 @dataclass(frozen=True)
 class CIFAR10Split:
-    """One split resident in memory: `images` uint8 (N, 3, 32, 32), `labels` int64 (N,)."""
+    """One split resident in memory: `images` uint8 (N, 3, 32, 32), `labels` int64 (N,).
+
+    `name` says which split it is: "train" or "test" (the official test set), or "holdout"
+    (images held out of the training set for evaluation when there is no test set).
+    `description` is the readable form for printing, e.g. "hold-out (5,000 of train)"; it
+    defaults to `name`.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    name: str = ""
+    description: str = ""
+    #: for an image folder: each row's file, relative to the dataset folder ("train/cat/0001.jpg")
+    files: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.description:
+            object.__setattr__(self, "description", self.name)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -182,11 +206,17 @@ def load_cifar10(
         missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise _missing_error(folder, missing)
+    return _read_pickle_split(folder, train)
+
+
+def _read_pickle_split(folder: Path, train: bool) -> CIFAR10Split:
+    """One split from a complete `cifar-10-batches-py` folder (whatever the folder is called)."""
     files = TRAIN_FILES if train else TEST_FILES
     arrays = [_batch_arrays(folder / name) for name in files]
     data = np.concatenate([a for a, _ in arrays]).reshape(-1, *IMAGE_SHAPE)
     labels = np.concatenate([b for _, b in arrays])
-    return CIFAR10Split(torch.from_numpy(data), torch.from_numpy(labels), _read_classes(folder))
+    return CIFAR10Split(torch.from_numpy(data), torch.from_numpy(labels), _read_classes(folder),
+                        name="train" if train else "test")
 
 
 def load_cifar10_splits(
@@ -198,6 +228,408 @@ def load_cifar10_splits(
     if missing and not download:
         raise _missing_error(folder, missing)  # name every missing file at once
     return load_cifar10(root, True, download), load_cifar10(root, False, download)
+
+
+# --------------------------------------------------------------------------- image-folder layout
+#
+#     ROOT/train/<class>/*.jpg|*.jpeg|*.png     the training images, one folder per class
+#     ROOT/test/<class>/...                      optional: the test images, same layout
+#
+# `<class>` is exactly one of CLASSES (lower-case), and the label is its index in CLASSES:
+# the order of the pickles' `label_names`. Every image must be 32×32. Hidden entries (names
+# starting with ".", such as .DS_Store) are skipped; anything else that is not an image is an
+# error. The folder is only read: the decoded images are cached under `config.cache_dir()`.
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+FOLDER_SPLITS = ("train", "test")
+#: images held out of train for evaluation when an image folder has no test split
+HOLDOUT = 5_000
+CACHE_FILE_MODE = 0o644  # group/other-readable, so a shared LABKIT_DATA cache works for a team
+_SHOW = 10  # problem files named in one message
+_FOLDER_LAYOUT = (
+    "an image folder: train/<class>/*.jpg|*.png (and optionally test/<class>/...) with exactly "
+    f"the ten class folders {', '.join(CLASSES)}, each holding that class's 32×32 images"
+)
+_PICKLE_LAYOUT = (
+    f"the official pickles: {FOLDER}/ with {', '.join(required_files())} (torchvision's "
+    "layout; `python data_prep/cifar10.py` or download=True fetches it)"
+)
+
+
+class CIFAR10LayoutError(CIFAR10Error):
+    """Neither accepted layout (the official pickles, an image folder) was found at the root."""
+
+
+class CIFAR10ClassFolderError(CIFAR10Error):
+    """An image-folder split lacks a class folder, holds an unexpected entry, or a class is empty."""
+
+
+class CIFAR10ImageSizeError(CIFAR10Error):
+    """An image is not 32×32; labkit never resizes CIFAR-10 images silently."""
+
+
+class CIFAR10ImageFileError(CIFAR10Error):
+    """A file in a class folder is not a readable image (corrupt, truncated or another format)."""
+
+
+class CIFAR10LinkError(CIFAR10Error):
+    """A symbolic link in the dataset folder points outside it."""
+
+
+class CIFAR10HoldoutError(CIFAR10Error, ValueError):
+    """The hold-out size is missing (there is no test split) or impossible for the data."""
+
+
+def _listing(names: list[str], show: int = _SHOW) -> str:
+    if len(names) <= show:
+        return ", ".join(names)
+    return f"{', '.join(names[:show])} and {len(names) - show:,} more"
+
+
+def _visible(folder: Path) -> list[os.DirEntry]:
+    """The entries of `folder` sorted by name, hidden ones (".DS_Store", "._x") left out."""
+    with os.scandir(folder) as entries:
+        return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _refuse_outside_links(root: Path, relpaths: list[str]) -> None:
+    if relpaths:
+        targets = [f"{rel} -> {(root / rel).resolve()}" for rel in relpaths]
+        raise CIFAR10LinkError(
+            f"{len(relpaths)} symbolic link(s) in the CIFAR-10 folder {root} point outside it: "
+            f"{_listing(targets)}. labkit reads only files inside the dataset folder, so a link "
+            "cannot pull in (or expose) files from elsewhere. Fix: replace each link with the "
+            "file (or folder) it points to, or pass the folder that really holds the images."
+        )
+
+
+def image_folder_samples(root: str | Path, split: str = "train") -> list[tuple[str, int]]:
+    """(path relative to `root`, label) of every image in `root/split/<class>/`.
+
+    Classes come in CLASSES order and files in name order within a class. Raises
+    `CIFAR10ClassFolderError` (a class folder missing, an unexpected entry, an empty class),
+    `CIFAR10ImageFileError` (a file that is not .jpg/.jpeg/.png, a broken link) or
+    `CIFAR10LinkError` (a link pointing outside `root`).
+    """
+    root = Path(root)
+    if split not in FOLDER_SPLITS:
+        raise ValueError(f"split must be one of {FOLDER_SPLITS}, got {split!r}")
+    folder = root / split
+    if not folder.is_dir():
+        raise CIFAR10ClassFolderError(
+            f"the {split} split is missing: {folder} is not a folder. Expected {_FOLDER_LAYOUT}.")
+    if not is_inside(folder, root):
+        _refuse_outside_links(root, [split])
+    entries = _visible(folder)
+    _refuse_outside_links(root, [f"{split}/{e.name}" for e in entries
+                                 if e.is_symlink() and not is_inside(Path(e.path), root)])
+    found = {e.name for e in entries if e.is_dir()}
+    missing = [name for name in CLASSES if name not in found]
+    extra = sorted(found - set(CLASSES))
+    strays = [e.name for e in entries if not e.is_dir()]
+    if missing or extra or strays:
+        problems = [f"missing class folder(s) {_listing(missing)}" if missing else "",
+                    f"unexpected folder(s) {_listing(extra)}" if extra else "",
+                    f"unexpected file(s) {_listing(strays)}" if strays else ""]
+        raise CIFAR10ClassFolderError(
+            f"{folder} does not hold the ten CIFAR-10 class folders: "
+            f"{'; '.join(p for p in problems if p)}. Expected exactly {', '.join(CLASSES)} "
+            "(lower-case, the names CIFAR-10 uses; the label is the index in that list) and "
+            f"nothing else. Fix: add or rename the class folders and move anything else out of "
+            f"{folder}."
+        )
+    samples: list[tuple[str, int]] = []
+    outside: list[str] = []
+    not_images: list[str] = []
+    empty: list[str] = []
+    for label, name in enumerate(CLASSES):
+        before = len(samples)
+        for entry in _visible(folder / name):
+            rel = f"{split}/{name}/{entry.name}"
+            if entry.is_symlink() and not is_inside(Path(entry.path), root):
+                outside.append(rel)
+            elif entry.is_dir():
+                not_images.append(f"{rel}/ (a folder: class folders hold image files only)")
+            elif not entry.is_file():
+                not_images.append(f"{rel} (a broken link or not a regular file)")
+            elif os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES:
+                not_images.append(f"{rel} (not an image: the name does not end in "
+                                  f"{', '.join(IMAGE_SUFFIXES)})")
+            else:
+                samples.append((rel, label))
+        if len(samples) == before:
+            empty.append(name)
+    _refuse_outside_links(root, outside)
+    if not_images:
+        raise CIFAR10ImageFileError(
+            f"{len(not_images)} entr{'y' if len(not_images) == 1 else 'ies'} in the class "
+            f"folders of {folder} {'is' if len(not_images) == 1 else 'are'} not image files: "
+            f"{_listing(not_images)}. Fix: move them out of the dataset folder.")
+    if empty:
+        raise CIFAR10ClassFolderError(
+            f"the class folder(s) {_listing(empty)} in {folder} hold no images. Every class "
+            f"needs its .jpg/.png images: is the copy complete?")
+    return samples
+
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+
+
+def _mode_kind(mode: str) -> str:
+    if mode in _GRAY_MODES:
+        return "grayscale"
+    if mode in ("P", "PA"):
+        return "palette"
+    if mode == "CMYK":
+        return "CMYK"
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        return "RGBA, alpha dropped"
+    return mode
+
+
+def _decode_image(path: Path) -> tuple[np.ndarray | None, str, tuple[int, int]]:
+    """(pixels, original mode, (width, height)) of one file; pixels (32, 32, 3) uint8 RGB, or
+    None when the image is not 32×32 (it is not decoded then). Raises what PIL raises."""
+    with Image.open(path) as image:
+        mode, size = image.mode, image.size
+        if size != (IMAGE_SHAPE[2], IMAGE_SHAPE[1]):
+            return None, mode, size
+        rgb = image if mode == "RGB" else image.convert("RGB")
+        pixels = np.asarray(rgb, dtype=np.uint8)
+    return pixels, mode, size
+
+
+def _decoder(split: str):
+    """The `cached_images` decoder of an image-folder split: decodes every file with a progress
+    bar, converts non-RGB images (one message counting them), and reports every unreadable or
+    wrongly sized file at once instead of stopping at the first."""
+
+    def decode(root: Path, relpaths: list[str]) -> torch.Tensor:
+        from tqdm.auto import tqdm
+
+        images = np.empty((len(relpaths), *IMAGE_SHAPE), dtype=np.uint8)
+        unreadable: list[str] = []
+        wrong_size: list[str] = []
+        converted: dict[str, int] = {}
+        bar = tqdm(relpaths, desc=f"decoding CIFAR-10 {split}", unit=" images",
+                   disable=not config.progress_enabled(), mininterval=0.5, dynamic_ncols=True)
+        for i, rel in enumerate(bar):
+            try:
+                pixels, mode, (width, height) = _decode_image(root / rel)
+            except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+                unreadable.append(f"{rel} ({type(err).__name__}: {err})")
+                continue
+            if pixels is None:
+                wrong_size.append(f"{rel} is {width}×{height}")
+                continue
+            if mode != "RGB":
+                kind = _mode_kind(mode)
+                converted[kind] = converted.get(kind, 0) + 1
+            images[i] = pixels.transpose(2, 0, 1)
+        bar.close()
+        if unreadable:
+            also = f" ({len(wrong_size)} more are not 32×32)" if wrong_size else ""
+            raise CIFAR10ImageFileError(
+                f"{len(unreadable)} of {len(relpaths):,} files in {root / split} could not be "
+                f"read as images{also}: {_listing(unreadable)}. The files are corrupt, truncated "
+                "or not JPEG/PNG images despite their names. Fix: delete or replace them (copy "
+                "the dataset again if many are damaged).")
+        if wrong_size:
+            raise CIFAR10ImageSizeError(
+                f"{len(wrong_size)} of {len(relpaths):,} images in {root / split} are not 32×32 "
+                f"(width×height), the size of CIFAR-10: {_listing(wrong_size)}. labkit does not "
+                "resize them silently (resizing changes the pixels every CIFAR-10 figure is "
+                "measured on). Fix: replace them with the 32×32 originals, or resize them "
+                "yourself on purpose (e.g. PIL's image.resize((32, 32))) into a copy.")
+        if converted:
+            kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(converted.items()))
+            total = sum(converted.values())
+            print(f"converted {total:,} non-RGB image{'s' if total != 1 else ''} ({kinds}) "
+                  f"in {root / split} to RGB")
+        return torch.from_numpy(images)
+
+    return decode
+
+
+def load_cifar10_folder_split(root: str | Path, split: str = "train",
+                              verbose: bool = True) -> CIFAR10Split:
+    """One split of an image folder (`root/split/<class>/...`) as uint8 (N, 3, 32, 32) images.
+
+    Every file is decoded once into a cache under `labkit.config.cache_dir()` (never inside
+    `root`, which may be read-only), written atomically and keyed by the files' paths, sizes
+    and modification times, so a changed folder is decoded again. The split's `files` are
+    the images' paths relative to `root`, in row order.
+    """
+    root = Path(root).expanduser()
+    samples = image_folder_samples(root, split)
+    cache = config.cache_dir()
+    if is_inside(cache, root):
+        raise CIFAR10Error(
+            f"the decoded-image cache {cache} would be inside the dataset folder {root}, which "
+            "labkit never writes into. Fix: set LABKIT_DATA to a folder outside the dataset.")
+    relpaths = [rel for rel, _ in samples]
+    images = cached_images(root, relpaths, IMAGE_SHAPE[1], name=f"cifar10-folder-{split}",
+                           cache_dir=cache, verbose=verbose, decoder=_decoder(split),
+                           file_mode=CACHE_FILE_MODE)
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return CIFAR10Split(images, labels, CLASSES, name=split, files=tuple(relpaths))
+
+
+def holdout_indices(labels: torch.Tensor, holdout: int = HOLDOUT,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held_out): a stratified, seeded hold-out of `labels` (int64 index tensors, sorted).
+
+    Each class gives `holdout // 10` images, and the first `holdout % 10` classes (in CLASSES
+    order) one more; 5,000 is 500 per class. Class `c` picks its images by
+    `numpy.random.default_rng([seed, c]).permutation` of its indices (in row order, i.e. file
+    name order for an image folder), so the choice is deterministic for a given folder and
+    seed, and one class's files do not change another class's choice.
+    """
+    if holdout < 0:
+        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+    labels_np = np.asarray(labels, dtype=np.int64)
+    per_class, extra = divmod(int(holdout), len(CLASSES))
+    held: list[np.ndarray] = []
+    for label, name in enumerate(CLASSES):
+        index = np.flatnonzero(labels_np == label)
+        count = per_class + (1 if label < extra else 0)
+        if count >= len(index) and count > 0:
+            raise CIFAR10HoldoutError(
+                f"cannot hold out {count:,} {name} images: the training split has {len(index):,}, "
+                f"and at least one must stay to train on. Fix: pass a smaller holdout (at most "
+                f"{len(CLASSES) * (min(np.bincount(labels_np, minlength=len(CLASSES))) - 1):,} "
+                "for this data).")
+        order = np.random.default_rng([seed, label]).permutation(len(index))
+        held.append(index[order[:count]])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+    kept = np.setdiff1d(np.arange(len(labels_np)), held_out, assume_unique=True)
+    return torch.from_numpy(kept.astype(np.int64)), torch.from_numpy(held_out.astype(np.int64))
+
+
+def _subset(split: CIFAR10Split, index: torch.Tensor, name: str, description: str) -> CIFAR10Split:
+    files = tuple(split.files[i] for i in index.tolist()) if split.files else ()
+    return CIFAR10Split(split.images[index], split.labels[index], split.classes, name=name,
+                        description=description, files=files)
+
+
+def split_holdout(train: CIFAR10Split, holdout: int = HOLDOUT,
+                  seed: int = 0) -> tuple[CIFAR10Split, CIFAR10Split]:
+    """(train minus the hold-out, hold-out) with `holdout_indices(train.labels, holdout, seed)`.
+
+    The two are named "train" and "holdout", described e.g. "train (45,000 of 50,000; 5,000
+    held out)" and "hold-out (5,000 of train)".
+    """
+    if holdout <= 0:
+        raise CIFAR10HoldoutError(
+            f"there is no test split, so an evaluation split must be held out of train, but "
+            f"holdout={holdout}. Fix: pass a hold-out size, e.g. holdout={HOLDOUT} "
+            f"({HOLDOUT // len(CLASSES)} per class), or add a test/<class>/ folder.")
+    kept, held = holdout_indices(train.labels, holdout, seed)
+    return (_subset(train, kept, "train",
+                    f"train ({len(kept):,} of {len(train):,}; {len(held):,} held out)"),
+            _subset(train, held, "holdout", f"hold-out ({len(held):,} of train)"))
+
+
+def load_cifar10_folder(root: str | Path, *, holdout: int = HOLDOUT, seed: int = 0,
+                        verbose: bool = True) -> tuple[CIFAR10Split, CIFAR10Split]:
+    """(train, evaluation split) from an image folder `root` (holding train/ and maybe test/).
+
+    With `root/test/` the evaluation split is that test set ("test") and `holdout` is not
+    used; without it, `split_holdout` holds `holdout` training images out (stratified,
+    seeded) as the evaluation split ("holdout"), and `holdout=0` is an error.
+    """
+    root = Path(root).expanduser()
+    if holdout < 0:
+        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+    train = load_cifar10_folder_split(root, "train", verbose)
+    if (root / "test").exists():
+        return train, load_cifar10_folder_split(root, "test", verbose)
+    return split_holdout(train, holdout, seed)
+
+
+def _has_pickles(folder: Path) -> bool:
+    return folder.is_dir() and (folder.name == FOLDER
+                                or any((folder / name).is_file() for name in required_files()))
+
+
+def _has_class_folders(train: Path) -> bool:
+    return train.is_dir() and any((train / name).is_dir() for name in CLASSES)
+
+
+def detect_cifar10_layout(root: str | Path | None = None) -> tuple[str, Path]:
+    """("pickles", folder holding the pickles) or ("images", folder holding train/).
+
+    Looks at `root` (default `labkit.config.data_root()`) itself, then inside it: the pickles
+    in `root` or `root/cifar-10-batches-py` come first; then `root/train/`; then one folder
+    `root/<name>/train/` with CIFAR-10 class folders. Raises `CIFAR10LayoutError`, naming
+    both accepted layouts, when none is found.
+    """
+    base = Path(root).expanduser() if root is not None else config.data_root()
+    for candidate in (base, base / FOLDER):
+        if _has_pickles(candidate):
+            return "pickles", candidate
+    if (base / "train").is_dir():
+        return "images", base
+    found = [sub for sub in sorted(base.iterdir()) if _has_class_folders(sub / "train")] \
+        if base.is_dir() else []
+    if len(found) == 1:
+        return "images", found[0]
+    accepted = f"either layout, in it or in a folder directly inside it: 1. {_PICKLE_LAYOUT}; " \
+               f"2. {_FOLDER_LAYOUT}."
+    if len(found) > 1:
+        raise CIFAR10LayoutError(
+            f"{base} holds several CIFAR-10 image folders ({_listing([p.name for p in found])}); "
+            f"pass the one to use (e.g. {found[0]}).")
+    if not base.is_dir():
+        raise CIFAR10LayoutError(f"CIFAR-10 not found: {base} does not exist. labkit reads "
+                                 f"{accepted} Fix: pass the folder that holds one (or set "
+                                 "LABKIT_DATA to it), or download=True to fetch the pickles.")
+    names = [p.name + ("/" if p.is_dir() else "") for p in sorted(base.iterdir())
+             if not p.name.startswith(".")]
+    hint = ""
+    if any((base / name).is_dir() for name in CLASSES):
+        hint = (f" {base} holds class folders itself: pass the folder above it"
+                if base.name in FOLDER_SPLITS else
+                f" {base} holds class folders itself: move them into {base / 'train'}")
+        hint += " (the class folders belong in ROOT/train/)."
+    raise CIFAR10LayoutError(
+        f"no CIFAR-10 found in {base} (it holds {_listing(names) or 'nothing'}). labkit reads "
+        f"{accepted}{hint} Fix: pass the folder that holds {FOLDER}/ or train/ (or set "
+        "LABKIT_DATA to it), or download=True to fetch the official pickles.")
+
+
+def load_cifar10_train_eval(
+    root: str | Path | None = None, *, download: bool = False, holdout: int = HOLDOUT,
+    seed: int = 0, verbose: bool = True,
+) -> tuple[CIFAR10Split, CIFAR10Split]:
+    """(train, evaluation split) from whichever CIFAR-10 layout `root` holds.
+
+    `root` (default `labkit.config.data_root()`) is the data folder or the folder above it;
+    `detect_cifar10_layout` says what is read. The official pickles give ("train", "test"),
+    50,000 and 10,000 images (`download=True` fetches them when nothing is found). An image
+    folder gives its train split and its test split when it has one; otherwise `holdout`
+    training images (default 5,000: 500 per class, chosen by `seed`; see `holdout_indices`)
+    become the evaluation split, named "holdout" and described "hold-out (5,000 of train)".
+    Print `split.description` to say which it is.
+    """
+    if holdout < 0:
+        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+    try:
+        layout, folder = detect_cifar10_layout(root)
+    except CIFAR10LayoutError:
+        if not download:
+            raise
+        base = Path(root).expanduser() if root is not None else config.data_root()
+        layout, folder = "pickles", download_cifar10(base)
+    if layout == "images":
+        return load_cifar10_folder(folder, holdout=holdout, seed=seed, verbose=verbose)
+    missing = [name for name in required_files() if not (folder / name).is_file()]
+    if missing and download and folder.name == FOLDER:
+        download_cifar10(folder.parent)
+        missing = [name for name in required_files() if not (folder / name).is_file()]
+    if missing:
+        raise _missing_error(folder, missing)
+    return _read_pickle_split(folder, True), _read_pickle_split(folder, False)
 
 
 def augmentation() -> Compose:
@@ -305,3 +737,34 @@ def write_synthetic_cifar10(
         "num_vis": int(np.prod(IMAGE_SHAPE)),
     })
     return folder
+
+
+def write_synthetic_cifar10_folder(
+    root: str | Path, n_per_class: int = 10, seed: int = 0, *, test_per_class: int = 0,
+    suffix: str = ".jpg", quality: int = 95,
+) -> Path:
+    """Write tiny learnable CIFAR-10 as an image folder: `root/train/<class>/NNNN.jpg`.
+
+    `n_per_class` images per class in train/ and, when `test_per_class` > 0, that many per
+    class in test/; the pixels are `synthetic_images` (class colour and grating), saved as
+    JPEG at `quality` or, with `suffix=".png"`, losslessly. Returns `root`.
+    """
+    if n_per_class < 1 or test_per_class < 0:
+        raise ValueError(f"need n_per_class >= 1 and test_per_class >= 0, "
+                         f"got {n_per_class}, {test_per_class}")
+    if suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"suffix must be one of {IMAGE_SUFFIXES}, got {suffix!r}")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n_per_class), ("test", test_per_class)):
+        if count == 0:
+            continue
+        labels = np.repeat(np.arange(len(CLASSES), dtype=np.int64), count)
+        images = synthetic_images(labels, rng).transpose(0, 2, 3, 1)  # (N, 32, 32, 3)
+        for name in CLASSES:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i, (label, pixels) in enumerate(zip(labels, images)):
+            path = root / split / CLASSES[label] / f"{i % count:04d}{suffix}"
+            options = {"quality": quality} if suffix.lower() in (".jpg", ".jpeg") else {}
+            Image.fromarray(np.ascontiguousarray(pixels), "RGB").save(path, **options)
+    return root

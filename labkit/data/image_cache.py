@@ -15,7 +15,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +56,17 @@ def decode_all(root: Path, relpaths: Sequence[str], size: int) -> torch.Tensor:
     return images
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+def _atomic_save(obj: dict, path: Path, file_mode: int | None = None) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    `file_mode` (e.g. 0o644) is set on the temp file before the rename, so the cache appears
+    with it at once; None keeps mkstemp's owner-only 0o600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        if file_mode is not None:
+            os.fchmod(fd, file_mode)
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
@@ -72,11 +78,16 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
-                  cache_dir: Path | None = None, verbose: bool = True) -> torch.Tensor:
+                  cache_dir: Path | None = None, verbose: bool = True, *,
+                  decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None,
+                  file_mode: int | None = None) -> torch.Tensor:
     """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
 
     `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
     `labkit.config.cache_dir()`. A cache file that is unreadable or does not match is rebuilt.
+    `decoder(root, relpaths)` replaces `decode_all` (resizing, RGB conversion) when given: it
+    must return the (N, 3, size, size) uint8 tensor, and whatever it raises leaves no cache
+    behind. `file_mode` sets the cache file's permissions (default: mkstemp's 0o600).
     """
     root = Path(root)
     key = cache_key(root, relpaths, size)
@@ -94,8 +105,14 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
         except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
             print(f"the image cache {path} is unreadable ({type(err).__name__}); rebuilding it")
     start = time.perf_counter()
-    images = decode_all(root, relpaths, size)
-    _atomic_save({"key": key, "images": images}, path)
+    if decoder is None:
+        images = decode_all(root, relpaths, size)
+    else:
+        images = decoder(root, relpaths)
+        if images.dtype != torch.uint8 or tuple(images.shape) != (len(relpaths), 3, size, size):
+            raise ValueError(f"the decoder returned {images.dtype} {tuple(images.shape)}, expected "
+                             f"uint8 {(len(relpaths), 3, size, size)}")
+    _atomic_save({"key": key, "images": images}, path, file_mode)
     if verbose:
         print(f"decoded {len(relpaths):,} images in {time.perf_counter() - start:.1f} s "
               f"-> cache {path}")

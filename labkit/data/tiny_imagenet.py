@@ -55,6 +55,10 @@ class TinyImageNetLayoutError(LabkitError, ValueError):
     """A file in the dataset folder does not follow the official Tiny-ImageNet layout."""
 
 
+class TinyImageNetNotFoundError(LabkitError, FileNotFoundError):
+    """The dataset folder, a split or an image is missing; the message says how to get it."""
+
+
 # --------------------------------------------------------------------------- layout
 
 
@@ -68,8 +72,8 @@ def resolve_root(root: str | Path | None = None) -> Path:
         if (candidate / "wnids.txt").is_file():
             return candidate
     if not base.exists():
-        raise FileNotFoundError(f"Tiny-ImageNet folder {base} does not exist. {_GET_IT}")
-    raise FileNotFoundError(
+        raise TinyImageNetNotFoundError(f"Tiny-ImageNet folder {base} does not exist. {_GET_IT}")
+    raise TinyImageNetNotFoundError(
         f"{base} is not a Tiny-ImageNet folder: no wnids.txt in it (nor in {base / FOLDER}). "
         f"Expected the official layout (wnids.txt, words.txt, train/, val/). {_GET_IT}")
 
@@ -118,7 +122,7 @@ def train_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
     """(relative path, class index) for every train image, class by class in sorted-wnid order."""
     train = root / "train"
     if not train.is_dir():
-        raise FileNotFoundError(f"the train split is missing: {train} does not exist. {_GET_IT}")
+        raise TinyImageNetNotFoundError(f"the train split is missing: {train} does not exist. {_GET_IT}")
     samples: list[tuple[str, int]] = []
     for index, wnid in enumerate(wnids):
         folder = train / wnid / "images"
@@ -141,7 +145,7 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
     """
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        raise FileNotFoundError(
+        raise TinyImageNetNotFoundError(
             f"the val split is missing: {annotations} does not exist (the val labels live in "
             f"that file, one 'file<TAB>wnid<TAB>box' line per image). {_GET_IT}")
     class_to_idx = {w: i for i, w in enumerate(wnids)}
@@ -162,7 +166,7 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
             raise TinyImageNetLayoutError(f"{where}: {name} is labelled twice.")
         seen.add(name)
         if not (root / "val" / "images" / name).is_file():
-            raise FileNotFoundError(f"{where}: the image val/images/{name} does not exist.")
+            raise TinyImageNetNotFoundError(f"{where}: the image val/images/{name} does not exist.")
         samples.append((f"val/images/{name}", class_to_idx[wnid]))
     if not samples:
         raise TinyImageNetLayoutError(f"{annotations} labels no images.")

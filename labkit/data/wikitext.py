@@ -230,9 +230,11 @@ def _check_files(root: Path, splits: Sequence[str]) -> None:
                 " This is the layout of the shared read-only copy (../shared/datasets/wikitext-2), "
                 "which omits train.txt. To train anyway, train on valid.txt explicitly and "
                 "evaluate on test.txt: read_corpus(root, splits=('valid', 'test')) and use "
-                "corpus['valid'] as the training stream (command line: `labkit run lm "
-                "--train-split valid --val-split test --test-split none`), and say so when you "
-                "report numbers. Or download the full data with `python data_prep/wikitext2.py`."
+                "corpus['valid'] as the training stream (Lab 05's laptop size: `labkit run lm "
+                "--size laptop`, or SIZE = \"laptop\" in the notebook; at any size `--train-split "
+                "valid --val-split valid --test-split test` validates on the last 10% of "
+                "valid.txt), and say so when you report numbers. Or download the full data with "
+                "`python data_prep/wikitext2.py`."
             )
         else:
             message += " Download the files with `python data_prep/wikitext2.py`."

@@ -111,6 +111,8 @@ class FunctionFitting(Lab):
 
     def load_data(self, cfg: Config, ctx: Any) -> LabData:
         x, y = sample(FUNCTIONS[cfg.function], cfg.points, INTERVAL, cfg.noise, cfg.seed, ctx.device)
+        # under torchrun each process takes every world_size-th point; DDP averages the gradients
+        x, y = x[ctx.rank::ctx.world_size], y[ctx.rank::ctx.world_size]
         return LabData(train=[(x, y)], description=f"{cfg.points} points of the {cfg.function} function")
 
     def build_model(self, cfg: Config, info: Any) -> nn.Module:

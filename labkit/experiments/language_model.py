@@ -1,434 +1,402 @@
 """Lab 05: a word-level Transformer language model on WikiText-2 (train, perplexity, generate).
 
-Two recipes share one code path through `labkit.engine.fit`:
+Two recipes of one `Config`, trained by `labkit.runner.run`:
 
 * `modern` (the lab's default): labkit's causal Transformer with an adaptive softmax,
-  batch 32, fused AdamW (lr 2e-3, weight decay 0.1) with linear warm-up and a per-step cosine
-  decay, gradient clipping, dropout 0.4: it takes ~4x more steps per second than the example,
-  so it over-fits sooner (measured on valid.txt at dropout 0.2 / weight decay 0.01: train
-  perplexity 50 against test 642) and needs the stronger regularisation;
+  batch 32, fused AdamW (lr 2e-3, weight decay 0.1 on weight matrices only) with a 50-step
+  linear warm-up and a per-step cosine decay, gradient clipping at 0.5, dropout 0.4: it takes
+  ~4x more steps per second than the example, so it over-fits sooner (measured on valid.txt at
+  dropout 0.2 / weight decay 0.01: train perplexity 50 against test 642) and needs the stronger
+  regularisation;
 * `example`: PyTorch's word_language_model recipe — full softmax, batch 20, plain SGD at
-  lr 20, clip 0.25, and the learning rate divided by 4 whenever validation loss does not
-  improve (`ReduceLROnPlateau(factor=0.25, patience=0)`).
+  lr 20, clip 0.25, and the learning rate divided by 4 whenever the validation perplexity does
+  not improve (`plateau` schedule, gamma 0.25, patience 0).
 
-Both use the example's model sizes (emsize 200, nhid 200, 2 layers, 2 heads; the example's dropout 0.2),
-bptt 35 and eval batch 10, record per-epoch train/val perplexity, evaluate test perplexity
-with the best checkpoint, write checkpoints (with the vocabulary, so `labkit generate CKPT`
-works on its own) and TensorBoard logs including the model graph, and resume.
+Both use the example's model sizes (emsize 200, nhid 200, 2 layers, 2 heads; the example's dropout
+0.2), bptt 35 and eval batch 10. The runner records per-epoch train/val perplexity, tests the
+best checkpoint (by validation perplexity), writes checkpoints with the vocabulary (so
+`labkit generate CKPT` and `runner.load_run(CKPT)` work with no data) and TensorBoard logs with
+the model graph, and resumes.
 
-    labkit run lm                                   # full size, data in <data_root>/wikitext-2
-    labkit run lm --train-split valid --val-split test --test-split none   # ../shared copy
+    labkit run lm                        # full size: WikiText-2's train/valid/test.txt
+    labkit run lm --size laptop          # the shared copy (valid.txt and test.txt only)
+    labkit run lm --smoke                # seconds, on a generated corpus
     labkit generate runs/lm/checkpoints/best.pt --words 50 --temperature 1.0
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
-import tempfile
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from labkit import config as labconfig
+from labkit import runner
 from labkit.callbacks import Callback
-from labkit.checkpoint import CheckpointPolicy, check_resume_length, load_checkpoint
+from labkit.checkpoint import load_checkpoint
 from labkit.data import wikitext
 from labkit.data.wikitext import BpttBatches, Corpus, Vocabulary
-from labkit.device import describe_device, pick_device, seed_everything
-from labkit.engine import evaluate, fit
-from labkit.history import History
+from labkit.device import describe_device, pick_device
+from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
+from labkit.errors import LabkitError
+from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
 from labkit.models.language_model import LanguageModel, build_language_model
-from labkit.plots import plot_history, save_figure
-from labkit.tensorboard import TensorBoardLogger
+from labkit.optim import OPTIMIZERS, SCHEDULES
+from labkit.plots import save_figure
 from labkit.text import LMTask, generate, pick_sentence, plot_attention
+
+SPLIT_CHOICES = (*wikitext.SPLITS, "none")
+
+
+@dataclass(frozen=True)
+class Config(LabConfig):
+    """Lab 05's settings; the defaults are the modern recipe at full size."""
+
+    # training (the shared fields, at the modern recipe's values)
+    epochs: int = option(6, "training epochs (passes over the training text)", min=1)
+    batch_size: int = option(32, "rows of the text read in parallel (global; under torchrun each process "
+                             "reads batch/N of them)", min=1)
+    lr: float = option(2e-3, "(peak) learning rate: AdamW's after warm-up, or SGD's", gt=0)
+    optimizer: str = option("adamw", "optimizer (modern: adamw; example: sgd)", choices=OPTIMIZERS)
+    momentum: float = option(0.0, "SGD momentum (0: plain SGD, as the example)", min=0, max=1)
+    weight_decay: float = option(0.1, "weight decay (decoupled for AdamW)", min=0)
+    decay_matrices_only: bool = option(True, "weight decay on weight matrices only (not biases, norms, "
+                                       "embeddings)")
+    schedule: str = option("warmup_cosine", "learning-rate schedule: warmup_cosine (modern), plateau "
+                           "(example: x gamma when validation does not improve), ... (see labkit.optim)",
+                           choices=SCHEDULES)
+    warmup_steps: int = option(50, "warm-up length in optimizer steps (warmup, warmup_cosine)", min=0)
+    grad_clip: float | None = option(0.5, "clip the gradient norm to this value", gt=0)
+    amp: bool = option(False, "mixed precision on CUDA (off: the lab trains in float32, as before)")
+    seed: int = option(1111, "random seed (1111: the example's)", min=0)
+    # model
+    model: str = option("transformer", "transformer (causal self-attention) or lstm",
+                        choices=("transformer", "lstm"))
+    emsize: int = option(200, "word embedding size", min=1)
+    nhid: int = option(200, "feed-forward width (transformer) or hidden size (lstm)", min=1)
+    nlayers: int = option(2, "layers", min=1)
+    nhead: int = option(2, "attention heads (transformer; must divide --emsize)", min=1)
+    dropout: float = option(0.4, "dropout (0.4: the example's 0.2 over-fits at the modern recipe's speed)",
+                            min=0, max=1)
+    adaptive: bool = option(True, "adaptive softmax output (cheap on a large vocabulary)")
+    cutoffs: tuple[int, ...] | None = option(None, "adaptive softmax cluster boundaries, e.g. 2000,10000 "
+                                             "(default: 2000,10000 on WikiText-2)", min=1)
+    tied: bool = option(False, "tie the embedding and the full-softmax decoder (needs --no-adaptive)")
+    # batches and data
+    bptt: int = option(35, "window length in words (backpropagation through time)", min=1)
+    eval_batch_size: int = option(10, "rows of the text read in parallel when evaluating", min=1)
+    carry_state: bool | None = option(None, "lstm: carry (h, c) from one window to the next (default: yes "
+                                      "for the lstm, no for the transformer)")
+    train_split: str = option("train", "WikiText file to train on", choices=wikitext.SPLITS)
+    val_split: str | None = option("valid", "file to validate on after every epoch (picks best.pt); the "
+                                   "training file itself means its last --val-fraction, held out; none: "
+                                   "no validation", choices=SPLIT_CHOICES)
+    val_fraction: float = option(0.1, "share of the training file held out at its end for validation "
+                                 "when --val-split is the training file", gt=0, max=0.5)
+    test_split: str | None = option("test", "file to test the chosen checkpoint on once; none: no test",
+                                    choices=SPLIT_CHOICES)
+    max_train_tokens: int | None = option(None, "train on the first N tokens only (quick runs)", min=2)
+
+    def __post_init__(self) -> None:
+        for name in ("val_split", "test_split"):
+            if getattr(self, name) == "none":
+                object.__setattr__(self, name, None)
+        super().__post_init__()
+        if self.model == "transformer" and self.emsize % self.nhead:
+            raise ConfigError(f"--nhead {self.nhead} must divide --emsize {self.emsize}: each head takes "
+                              "emsize/nhead of the embedding (e.g. --nhead 2 or 4 for --emsize 200).")
+        if self.tied and self.adaptive:
+            raise ConfigError("--tied shares the embedding with a full-softmax decoder; the adaptive softmax "
+                              "has none: give --no-adaptive with --tied.")
+        if self.tied and self.model == "lstm" and self.nhid != self.emsize:
+            raise ConfigError(f"--tied needs --nhid equal to --emsize for the lstm (the decoder reuses the "
+                              f"embedding), got --nhid {self.nhid} and --emsize {self.emsize}.")
+        if self.carry_state and self.model != "lstm":
+            raise ConfigError("--carry-state needs --model lstm: a transformer has no state between windows.")
+        if self.test_split is not None and self.test_split == self.train_split:
+            raise ConfigError(f"--test-split {self.test_split} is the training file: a test on the words the "
+                              "model trained on measures memory; choose another file or none.")
 
 
 @dataclass
-class LMConfig:
-    """Everything a language-model run needs; plain values, stored in checkpoints."""
+class LMSource:
+    """What `load_data` read: the corpus and the word-id stream of each role (before sharding)."""
 
-    # data
-    data: str | None = None  # folder with train/valid/test.txt (None: see wikitext.resolve_root)
-    synthetic: bool = False  # write and use a tiny synthetic corpus instead
-    train_split: str = "train"
-    val_split: str | None = "valid"
-    test_split: str | None = "test"
-    max_train_tokens: int | None = None  # use only the first N training tokens (quick runs)
-    # model
-    model: str = "transformer"
-    emsize: int = 200
-    nhid: int = 200
-    nlayers: int = 2
-    nhead: int = 2
-    dropout: float = 0.4  # the example's 0.2 over-fits at this recipe's speed (see the module docstring)
-    adaptive: bool = True
-    cutoffs: list[int] | None = None
-    tied: bool = False
-    # batches
-    batch_size: int = 32
-    bptt: int = 35
-    eval_batch_size: int = 10
-    carry_state: bool | None = None  # LSTM: carry (h, c) across windows (default yes)
-    # optimisation
-    epochs: int = 6
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    schedule: str = "cosine"  # cosine (per step, after warm-up) | plateau (divide by 4) | none
-    warmup: int = 50  # optimizer steps of linear warm-up (cosine schedule)
-    clip: float | None = 0.5
-    # run
-    seed: int = 1111
-    device: str | None = None
-    out: str | None = None
-    tensorboard: bool = True
+    corpus: Corpus
+    streams: dict[str, torch.Tensor]  # "train", "val", "test" -> 1-D word ids
 
-    def model_options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "emsize": self.emsize, "nhid": self.nhid, "nlayers": self.nlayers, "dropout": self.dropout,
-            "tie_weights": self.tied, "adaptive_softmax": self.adaptive, "cutoffs": self.cutoffs,
-        }
-        if self.model == "transformer":
-            options["nhead"] = self.nhead
-        return options
+    @property
+    def vocab(self) -> Vocabulary:
+        return self.corpus.vocab
 
 
-#: The two recipes; `LMConfig()` is the modern one.
-RECIPES: dict[str, dict[str, Any]] = {
-    "modern": {},
-    "example": {"adaptive": False, "tied": False, "dropout": 0.2, "batch_size": 20, "optimizer": "sgd", "lr": 20.0,
-                "weight_decay": 0.0, "schedule": "plateau", "warmup": 0, "clip": 0.25},
-}
+@register
+class LanguageModelLab(Lab):
+    """Lab 05: a word-level language model; its figures are samples and attention heat-maps."""
 
-#: Seconds-on-CPU sizes for smoke runs, tests and the notebook under LABKIT_SMOKE=1.
-SMOKE: dict[str, Any] = {"synthetic": True, "emsize": 64, "nhid": 64, "batch_size": 16, "bptt": 20,
-                         "eval_batch_size": 8, "epochs": 3, "dropout": 0.1}
-#: Smoke-size optimiser settings per recipe (few steps: a higher AdamW lr, a short warm-up).
-SMOKE_RECIPES: dict[str, dict[str, Any]] = {"modern": {"lr": 5e-3, "warmup": 10}, "example": {}}
+    name = "lm"
+    title = "Lab 05: Transformer language model"
+    Config = Config
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {
+        "modern": {},
+        "example": {"adaptive": False, "tied": False, "dropout": 0.2, "batch_size": 20, "optimizer": "sgd",
+                    "lr": 20.0, "momentum": 0.0, "weight_decay": 0.0, "decay_matrices_only": False,
+                    "schedule": "plateau", "gamma": 0.25, "patience_lr": 0, "warmup_steps": 0,
+                    "grad_clip": 0.25},
+    }
+    sizes: ClassVar[dict[str, dict[str, Any]]] = {
+        # seconds on a CPU: a tiny model on the generated corpus (a Markov chain over ~60 words)
+        "smoke": {"emsize": 64, "nhid": 64, "batch_size": 16, "bptt": 20, "eval_batch_size": 8, "epochs": 3,
+                  "dropout": 0.1,
+                  # few steps: a higher AdamW lr and a short warm-up; the example keeps its optimiser
+                  "recipes": {"modern": {"lr": 5e-3, "warmup_steps": 10}}},
+        # the shared read-only copy has valid.txt and test.txt only: train on valid.txt but its last 10%,
+        # validate (and pick best.pt) on that 10%, test once on test.txt. The full-size model, 5 epochs of
+        # 195,881 words: the whole notebook took 4.3 minutes on a busy 2-core CPU (one thread, ~45 s an
+        # epoch). It shows the perplexity falling far below the 18,328-word vocabulary (validation ~520,
+        # test ~500) and, on this small text, over-fitting: validation is best after epoch 1-2 and then
+        # rises while training perplexity keeps falling (to ~120), which is why best.pt is chosen by it.
+        "laptop": {"train_split": "valid", "val_split": "valid", "test_split": "test", "epochs": 5},
+        "full": {},  # the course's run: 6 epochs of WikiText-2's train.txt (~2 million words)
+    }
+    metrics = ("perplexity",)
+    epoch_splits = ("val",)
+    monitor = "val_perplexity"
+    final_splits = ("test",)
+    ddp_options: ClassVar[dict[str, Any]] = {
+        # the adaptive softmax skips the clusters no target of a batch falls in; the positional table is
+        # a constant buffer, never worth broadcasting
+        "find_unused_parameters": True, "broadcast_buffers": False}
+    unused_options = ("label_smoothing", "channels_last")
+
+    def load_data(self, cfg: Config, ctx: Any) -> LabData:
+        generated = cfg.size == "smoke" and cfg.data is None
+        root = synthetic_root() if generated else wikitext.resolve_root(cfg.data)
+        splits = [s for s in (cfg.train_split, cfg.val_split, cfg.test_split) if s]
+        # the training file first: it orders the vocabulary by frequency (the adaptive softmax's clusters)
+        corpus = wikitext.read_corpus(root, splits=list(dict.fromkeys(splits)))
+        streams = role_streams(cfg, corpus)
+        train = shard_batches(streams["train"], cfg.batch_size, cfg.bptt, ctx)
+        evals = {role: shard_batches(streams[role], cfg.eval_batch_size, cfg.bptt, ctx)
+                 for role in ("val", "test") if role in streams}
+        names = split_names(cfg, streams)
+        what = "a generated corpus (random Markov text) in WikiText-2's layout" if generated else "WikiText-2"
+        description = (f"{what} from {root}: " + "; ".join(f"{role} on {name}" for role, name in names.items())
+                       + f"; vocabulary {len(corpus.vocab):,} words (the files read)")
+        if not generated and cfg.train_split != "train":
+            description += "; not comparable with published perplexities, which train on train.txt"
+        return LabData(train=train, eval=evals, info={"vocab": corpus.vocab.to_list()}, description=description,
+                       source=LMSource(corpus, streams), split_names=names)
+
+    def build_model(self, cfg: Config, info: Any) -> LanguageModel:
+        words = info.get("vocab") if info else None
+        if not words:
+            raise LabkitError("the language model needs the vocabulary (info['vocab']): load the data, or "
+                              "rebuild a trained model with runner.load_run(checkpoint).")
+        return language_model(cfg, len(words))
+
+    def task(self, cfg: Config) -> LMTask:
+        return LMTask(cfg.carry_state)
+
+    def graph_input(self, cfg: Config, data: LabData) -> torch.Tensor:
+        device = data.train.data.device if isinstance(data.train, BpttBatches) else None
+        return torch.zeros(1, cfg.bptt, dtype=torch.long, device=device)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--download", action="store_true",
+                            help="download WikiText-2 (checksummed) into --data, else LABKIT_DATA/wikitext-2, "
+                                 "when the files the run needs are missing")
+
+    def main(self, cfg: Config, args: Any) -> dict[str, Any]:
+        if getattr(args, "download", False):
+            download_data(cfg)
+        print(f"device: {describe_device(cfg.device)}; {cfg.recipe} recipe, {cfg.size} size")
+        return super().main(cfg, args)
+
+    def report(self, run: runner.Run) -> dict[str, Any]:
+        """Perplexity table, a sample (sample.txt) and layer 1's attention (attention.png) in the run folder."""
+        if not rank_zero():
+            return {}
+        cfg, h = run.config, run.history
+        if run.data is not None:
+            print(f"data: {run.data.description}")
+        if len(h):
+            print(h.table([k for k in h if k.endswith("perplexity")]))
+        if "test" in run.final:
+            on = run.data.split_label("test") if run.data else cfg.test_split
+            print(f"test perplexity on {on} with epoch {run.chosen_epoch}'s weights: "
+                  f"{run.final['test']['perplexity']:.2f}")
+        if h.diverged or run.out_dir is None:
+            return {}
+        vocab = vocabulary(run)
+        sample = generate(run.model, vocab, "the", n_words=20, seed=0, context=cfg.bptt)
+        (run.out_dir / "sample.txt").write_text(sample.text + "\n")
+        print(f"sample (temperature 1): {sample.text}")
+        lm = run.model
+        if run.data is not None and hasattr(lm, "attention_maps"):
+            try:
+                sentence = pick_sentence(run.data.source.corpus, sample_split(cfg), 6, 20)
+            except ValueError:  # no short clean line in this text: no heat-map
+                sentence = None
+            if sentence is not None:
+                ids = vocab.encode(sentence)[0].to(next(lm.parameters()).device)
+                save_figure(plot_attention(lm.attention_maps(ids)[0], sentence, title="layer 1"),
+                            run.out_dir / "attention.png")
+        log_final(run)
+        best = run.best_checkpoint or run.last_checkpoint
+        if best is not None:
+            print(f"checkpoints: {run.checkpoint_dir}/  (labkit generate {best} --words 50)")
+        return {}
 
 
-def recipe(name: str = "modern", smoke: bool = False, **overrides: Any) -> LMConfig:
-    """An `LMConfig` for a named recipe (at smoke size when `smoke`), with keyword overrides."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}: expected one of {sorted(RECIPES)}")
-    fields = {f.name for f in dataclasses.fields(LMConfig)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f"unknown LMConfig fields {sorted(unknown)}")
-    sized = {**SMOKE, **SMOKE_RECIPES[name]} if smoke else {}
-    return LMConfig(**{**RECIPES[name], **sized, **overrides})
-
-
-def smoke_config(name: str = "modern", **overrides: Any) -> LMConfig:
-    """The recipe at seconds-on-CPU size on the synthetic corpus."""
-    return recipe(name, smoke=True, **overrides)
+LAB = LanguageModelLab()
 
 
 # --------------------------------------------------------------------------- data
 
 
-def lab_config(download: bool = True, **overrides: Any) -> tuple[LMConfig, str]:
-    """The notebook's config and a sentence saying which data it uses.
-
-    Smoke size (`LABKIT_SMOKE=1`): the synthetic corpus, output in a temporary folder. Otherwise WikiText-2 where
-    `wikitext.resolve_root()` finds it; when only `valid.txt` and `test.txt` are there (the
-    shared read-only copy) it trains on valid.txt and validates on test.txt, and says so;
-    with no files it downloads them (when `download`).
-    """
-    if labconfig.is_smoke():  # test runs: keep their checkpoints and logs out of the checkout
-        overrides.setdefault("out", tempfile.mkdtemp(prefix="labkit-lm-smoke-"))
-        return smoke_config(**overrides), "smoke size: a tiny synthetic corpus in WikiText's layout"
-    root = wikitext.resolve_root()
-    present = wikitext.available_splits(root)
-    if "train" in present:
-        return recipe("modern", data=str(root), **overrides), f"WikiText-2 from {root}"
-    if {"valid", "test"} <= set(present):
-        cfg = recipe("modern", data=str(root), train_split="valid", val_split="test", test_split=None, **overrides)
-        return cfg, (f"WikiText-2 from {root}, which has no train.txt: training on valid.txt and "
-                     "validating on test.txt (numbers are not comparable with published ones)")
-    if not download:
-        raise wikitext.MissingSplitError(f"no WikiText-2 files in {root}; call lab_config(download=True)")
-    root = wikitext.download_wikitext2()
-    return recipe("modern", data=str(root), **overrides), f"WikiText-2 downloaded to {root}"
-
-
-
 def synthetic_root() -> Path:
-    """Where the synthetic corpus lives (`<data_root>/wikitext-2-synthetic`), written on first use."""
+    """Where the generated corpus lives (`<LABKIT_DATA>/wikitext-2-synthetic`), written on first use."""
     root = labconfig.data_root() / "wikitext-2-synthetic"
     if not all((root / f"{s}.txt").is_file() for s in wikitext.SPLITS):
         wikitext.write_synthetic_wikitext(root)
     return root
 
 
-def load_corpus(cfg: LMConfig) -> Corpus:
-    """The corpus with the splits the run uses, training split first (it orders the vocabulary)."""
-    splits = [cfg.train_split] + [s for s in (cfg.val_split, cfg.test_split) if s and s != cfg.train_split]
-    root = synthetic_root() if cfg.synthetic else cfg.data
-    return wikitext.read_corpus(root, splits=list(dict.fromkeys(splits)))
-
-
-@dataclass
-class LMData:
-    corpus: Corpus
-    train: BpttBatches
-    val: BpttBatches | None
-    test: BpttBatches | None
-
-
-def make_batches(cfg: LMConfig, corpus: Corpus, device: torch.device | None = None) -> LMData:
-    """Training windows (batch_size x bptt) and evaluation windows (eval_batch_size x bptt)."""
-    train_ids = corpus[cfg.train_split]
+def role_streams(cfg: Config, corpus: Corpus) -> dict[str, torch.Tensor]:
+    """The word ids each role reads: train (after any hold-out and `max_train_tokens`), val, test."""
+    train = corpus[cfg.train_split]
+    streams: dict[str, torch.Tensor] = {}
+    if cfg.val_split is not None and cfg.val_split == cfg.train_split:
+        held = max(2, round(train.numel() * cfg.val_fraction))
+        train, streams["val"] = train[:-held], train[-held:]
+    elif cfg.val_split is not None:
+        streams["val"] = corpus[cfg.val_split]
+    if cfg.test_split is not None:
+        streams["test"] = corpus[cfg.test_split]
     if cfg.max_train_tokens:
-        train_ids = train_ids[: cfg.max_train_tokens]
-    train = BpttBatches(train_ids, cfg.batch_size, cfg.bptt, device=device)
-
-    def eval_batches(split: str | None) -> BpttBatches | None:
-        return BpttBatches(corpus[split], cfg.eval_batch_size, cfg.bptt, device=device) if split else None
-
-    return LMData(corpus, train, eval_batches(cfg.val_split), eval_batches(cfg.test_split))
+        train = train[: cfg.max_train_tokens]
+    return {"train": train, **streams}
 
 
-# --------------------------------------------------------------------------- model and optimiser
-
-
-def build_model(cfg: LMConfig, vocab_size: int) -> LanguageModel:
-    return build_language_model(cfg.model, vocab_size, **cfg.model_options())
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int, floor: float = 0.0):
-    """Per-step schedule: linear warm-up over `warmup` steps, then cosine decay to `floor` x lr."""
-    total = max(total, warmup + 1)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms or embeddings); fused when possible."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
+def split_names(cfg: Config, streams: dict[str, torch.Tensor]) -> dict[str, str]:
+    """{"train": "valid.txt, first 90% (195,881 tokens)", ...}: which text each role read."""
+    names = {}
+    for role, split in (("train", cfg.train_split), ("val", cfg.val_split), ("test", cfg.test_split)):
+        if role not in streams:
             continue
-        (decay if p.dim() >= 2 and "embedding" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:  # the fused kernel is about 4x faster on CPU than the for-each one
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr)
+        part = ""
+        if cfg.val_split == cfg.train_split and role in ("train", "val"):
+            share = 1 - cfg.val_fraction if role == "train" else cfg.val_fraction
+            part = f", {'first' if role == 'train' else 'last'} {share:.0%}"
+        count = f" ({streams[role].numel():,} tokens)"
+        if role == "train" and cfg.max_train_tokens and streams[role].numel() == cfg.max_train_tokens:
+            count = f", cut to its first {cfg.max_train_tokens:,} tokens"
+        names[role] = f"{split}.txt{part}{count}"
+    return names
 
 
-def build_optimizer(cfg: LMConfig, model: torch.nn.Module, steps_per_epoch: int) -> tuple[Any, Any, str]:
-    """(optimizer, scheduler or None, scheduler interval) for the config."""
-    if cfg.optimizer == "adamw":
-        optimizer = adamw(model, cfg.lr, cfg.weight_decay)
-    elif cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: expected 'adamw' or 'sgd'")
-    if cfg.schedule == "cosine":
-        return optimizer, warmup_cosine(optimizer, cfg.warmup, cfg.epochs * steps_per_epoch), "step"
-    if cfg.schedule == "plateau":  # the example: lr /= 4 when validation does not improve
-        return optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.25, patience=0), "epoch"
-    if cfg.schedule == "none":
-        return optimizer, None, "epoch"
-    raise ValueError(f"unknown schedule {cfg.schedule!r}: expected 'cosine', 'plateau' or 'none'")
+def shard_batches(ids: torch.Tensor, batch_size: int, bptt: int, ctx: Any) -> BpttBatches:
+    """This process's rows of the `batch_size`-row layout of `ids`, as bptt windows on `ctx.device`.
+
+    Under torchrun each of N processes reads `batch_size / N` consecutive rows, so the N shards
+    together are exactly the single-process batch.
+    """
+    world, rank = getattr(ctx, "world_size", 1), getattr(ctx, "rank", 0)
+    per_rank = per_rank_batch_size(batch_size, world)
+    rows = wikitext.batchify(ids, batch_size)  # checks that the text fills the rows
+    if world > 1:
+        ids = rows[rank * per_rank:(rank + 1) * per_rank].reshape(-1)
+    return BpttBatches(ids, per_rank, bptt, device=getattr(ctx, "device", None))
 
 
-# --------------------------------------------------------------------------- training
+def download_data(cfg: Config) -> Path:
+    """Download (checksummed) the WikiText-2 files the config reads when they are missing; the folder."""
+    if cfg.size == "smoke" and cfg.data is None:
+        return synthetic_root()
+    needed = list(dict.fromkeys(s for s in (cfg.train_split, cfg.val_split, cfg.test_split) if s))
+    found = wikitext.resolve_root(cfg.data)
+    if all((found / f"{s}.txt").is_file() for s in needed):
+        return found
+    target = found if cfg.data is not None else labconfig.data_root() / wikitext.FOLDER
+    return wikitext.download_wikitext2(target, splits=needed)
 
 
-@dataclass
-class LMRun:
-    """What `train_lm` returns."""
-
-    model: LanguageModel
-    vocab: Vocabulary
-    history: History
-    config: LMConfig
-    out_dir: Path
-    test: dict[str, float] | None = None  # loss/perplexity on the test split (best checkpoint)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
-    def summary(self) -> dict[str, Any]:
-        h = self.history
-        result: dict[str, Any] = {"epochs": h.epoch[-1] if len(h) else 0,
-                                  "train_perplexity": h.last("train_perplexity") if len(h) else math.nan}
-        if "val_perplexity" in h:
-            result["val_perplexity"] = h.best("val_perplexity")[1]
-        if self.test is not None:
-            result["test_perplexity"] = self.test["perplexity"]
-        return result
+def sample_split(cfg: Config) -> str:
+    """A file the model did not train on, for prompts and heat-maps (else the training file)."""
+    if cfg.val_split and cfg.val_split != cfg.train_split:
+        return cfg.val_split
+    return cfg.test_split or cfg.train_split
 
 
-def out_dir_for(cfg: LMConfig) -> Path:
-    return Path(cfg.out) if cfg.out else labconfig.runs_dir() / "lm"
+# --------------------------------------------------------------------------- model
 
 
-def checkpoint_config(cfg: LMConfig, vocab: Vocabulary) -> dict[str, Any]:
-    """What checkpoints store: the run's config and the vocabulary (for `labkit generate`)."""
-    return {**dataclasses.asdict(cfg), "vocab": vocab.to_list()}
+def language_model(cfg: Config, vocab_size: int) -> LanguageModel:
+    """The config's model for a vocabulary of `vocab_size` words."""
+    options: dict[str, Any] = {"emsize": cfg.emsize, "nhid": cfg.nhid, "nlayers": cfg.nlayers,
+                               "dropout": cfg.dropout, "tie_weights": cfg.tied, "adaptive_softmax": cfg.adaptive,
+                               "cutoffs": list(cfg.cutoffs) if cfg.cutoffs else None}
+    if cfg.model == "transformer":
+        options["nhead"] = cfg.nhead
+    try:
+        return build_language_model(cfg.model, vocab_size, **options)
+    except ValueError as err:  # e.g. cutoffs beyond this vocabulary
+        raise ConfigError(f"{err} (vocabulary of {vocab_size:,} words)") from None
 
 
-def train_lm(
-    cfg: LMConfig,
-    callbacks: Sequence[Callback] = (),
-    resume_from: str | Path | None = None,
-    corpus: Corpus | None = None,
-    progress: bool | None = None,
-) -> LMRun:
-    """Train a language model through `labkit.engine.fit` and test its best checkpoint."""
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    corpus = corpus if corpus is not None else load_corpus(cfg)
-    data = make_batches(cfg, corpus, device)
-    model = build_model(cfg, len(corpus.vocab))
-    optimizer, scheduler, interval = build_optimizer(cfg, model, len(data.train))
-    out = out_dir_for(cfg)
-    all_callbacks = list(callbacks)
-    if cfg.tensorboard:
-        example = torch.zeros(1, cfg.bptt, dtype=torch.long, device=device)
-        all_callbacks.append(TensorBoardLogger(out / "tb", hparams=dataclasses.asdict(cfg), graph_input=example))
-    checkpoints = CheckpointPolicy(out / "checkpoints")
-    history = fit(
-        model, data.train, epochs=cfg.epochs, optimizer=optimizer, task=LMTask(cfg.carry_state),
-        eval_data={"val": data.val} if data.val is not None else None, metrics=("perplexity",),
-        scheduler=scheduler, scheduler_interval=interval, device=device, grad_clip=cfg.clip,
-        checkpoints=checkpoints, callbacks=all_callbacks, resume_from=resume_from,
-        progress=progress, config=checkpoint_config(cfg, corpus.vocab),
-    )
-    run = LMRun(model=model, vocab=corpus.vocab, history=history, config=cfg, out_dir=out)
-    if data.test is not None and not history.diverged:
-        best = checkpoints.path / "best.pt"
-        if data.val is not None and best.exists():  # as the example: test the best validation model
-            load_checkpoint(best, model, map_location=device)
-        run.test = evaluate(model, data.test, task=LMTask(cfg.carry_state), metrics=("perplexity",), device=device)
-        if cfg.tensorboard:
-            _log_test(out / "tb", run.test, history.epoch[-1])
+def vocabulary(run: runner.Run) -> Vocabulary:
+    """The run's vocabulary (stored in its checkpoints)."""
+    words = run.info.get("vocab")
+    if not words:
+        raise LabkitError(f"this {run.lab} run holds no vocabulary: it is not a language-model run.")
+    return Vocabulary(words)
+
+
+# --------------------------------------------------------------------------- notebook-facing
+
+
+def load(cfg: Config, download: bool = False) -> LabData:
+    """The config's data in this process, on its device (the notebook loads it once for every run).
+
+    `download=True` first fetches the WikiText-2 files the config needs when they are missing.
+    """
+    if download:
+        download_data(cfg)
+    return LAB.load_data(cfg, init_distributed(cfg.device))
+
+
+def train(cfg: Config, data: LabData | None = None, callbacks: Sequence[Callback] = (),
+          resume: str | Path | None = None, progress: bool | None = None) -> runner.Run:
+    """One run of the config through `labkit.runner.run` (checkpoints, TensorBoard, best-by-validation,
+    one test); the test perplexity is also logged to TensorBoard."""
+    run = runner.run(LAB, cfg, data=data, callbacks=callbacks, resume=resume, progress=progress)
+    log_final(run)
     return run
 
 
-def _log_test(log_dir: Path, test: dict[str, float], epoch: int) -> None:
+def rank_zero() -> bool:
+    """False in a torchrun process of rank > 0 (after `runner.run` has closed the process group)."""
+    return not launched_by_torchrun() or os.environ.get("RANK") == "0"
+
+
+def log_final(run: runner.Run) -> None:
+    """The chosen checkpoint's test loss and perplexity as TensorBoard scalars (`perplexity/test`)."""
+    if not rank_zero() or not run.config.tensorboard or run.out_dir is None or "test" not in run.final or not len(run.history):
+        return
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(log_dir=str(log_dir)) as writer:
-        for key, value in test.items():
-            writer.add_scalar(f"{key}/test", value, epoch)
+    with SummaryWriter(log_dir=str(run.out_dir / "tensorboard")) as writer:
+        for key, value in run.final["test"].items():
+            writer.add_scalar(f"{key}/test", value, run.history.epoch[-1])
 
 
-def load_lm(path: str | Path, device: str | torch.device | None = None) -> tuple[LanguageModel, Vocabulary, LMConfig]:
-    """Model, vocabulary and config from a checkpoint written by `train_lm`."""
-    ckpt = load_checkpoint(path, map_location="cpu")
-    saved = dict(ckpt.config)
-    words = saved.pop("vocab", None)
-    if not words:
-        raise ValueError(
-            f"{path} holds no vocabulary: it was not written by `labkit run lm` (train_lm), so the "
-            "word ids cannot be turned back into words."
-        )
-    fields = {f.name for f in dataclasses.fields(LMConfig)}
-    cfg = LMConfig(**{k: v for k, v in saved.items() if k in fields})
-    model = build_model(cfg, len(words))
-    load_checkpoint(path, model, map_location="cpu")
-    model.to(pick_device(device) if device is not None else "cpu")
-    return model, Vocabulary(words), cfg
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options for `labkit run lm`; unset options take the recipe's value."""
-    add = parser.add_argument
-    add("--recipe", choices=sorted(RECIPES), default="modern",
-        help="modern: adaptive softmax + AdamW/warm-up/cosine (default); example: PyTorch's example")
-    add("--data", default=None, help="folder with train.txt/valid.txt/test.txt")
-    add("--synthetic", action="store_true", help="use a tiny synthetic corpus (no download)")
-    add("--download", action="store_true", help="download WikiText-2 into --data (or the data root) first")
-    add("--train-split", default=None, help="split to train on (default train; the shared copy has only valid/test)")
-    add("--val-split", default=None, help="split for per-epoch validation ('none' to skip)")
-    add("--test-split", default=None, help="split for the final test ('none' to skip)")
-    add("--max-train-tokens", type=int, default=None, help="train on the first N tokens only")
-    add("--model", choices=("transformer", "lstm"), default=None)
-    for name in ("emsize", "nhid", "nlayers", "nhead", "batch-size", "bptt", "eval-batch-size", "epochs",
-                 "warmup", "seed"):
-        add(f"--{name}", type=int, default=None)
-    for name in ("dropout", "lr", "weight-decay", "clip"):
-        add(f"--{name}", type=float, default=None)
-    add("--adaptive", action=argparse.BooleanOptionalAction, default=None, help="adaptive softmax output")
-    add("--cutoffs", type=int, nargs="+", default=None, help="adaptive softmax cluster boundaries")
-    add("--tied", action=argparse.BooleanOptionalAction, default=None, help="tie embedding and decoder")
-    add("--optimizer", choices=("adamw", "sgd"), default=None)
-    add("--schedule", choices=("cosine", "plateau", "none"), default=None)
-    add("--device", default=None)
-    add("--out", default=None, help="run folder (default runs/lm)")
-    add("--no-tensorboard", action="store_true")
-    add("--resume", default=None, help="checkpoint to resume from (e.g. runs/lm/checkpoints/last.pt)")
-    add("--smoke", action="store_true", help="seconds-long run on a synthetic corpus (also LABKIT_SMOKE=1)")
-
-
-def config_from_args(args: argparse.Namespace) -> LMConfig:
-    overrides: dict[str, Any] = {}
-    for f in dataclasses.fields(LMConfig):
-        if f.name in ("synthetic", "tensorboard"):  # flags: only their "on" side overrides
-            continue
-        value = getattr(args, f.name, None)
-        if value is not None:
-            overrides[f.name] = value
-    for split in ("val_split", "test_split"):
-        if overrides.get(split) == "none":
-            overrides[split] = None
-    smoke = labconfig.is_smoke() or getattr(args, "smoke", False)
-    if getattr(args, "synthetic", False) or (smoke and args.data is None):
-        overrides["synthetic"] = True
-    if getattr(args, "no_tensorboard", False):
-        overrides["tensorboard"] = False
-    return recipe(args.recipe, smoke=smoke, **overrides)
-
-
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = config_from_args(args)
-    if getattr(args, "download", False):
-        wikitext.download_wikitext2(cfg.data)
-    print(f"device: {describe_device(cfg.device)}")
-    print(f"recipe {args.recipe}: train on {cfg.train_split}, validate on {cfg.val_split}, test on {cfg.test_split}")
-    if args.resume:
-        check_resume_length(args.resume, load_checkpoint(args.resume).config, cfg.epochs)
-    run = train_lm(cfg, resume_from=args.resume)
-    print(run.history.table([k for k in run.history.metrics if k.endswith("perplexity")]))
-    result = run.summary()
-    if run.test is not None:
-        print(f"test perplexity ({cfg.test_split}): {run.test['perplexity']:.2f}")
-    print(f"checkpoints: {run.checkpoint_dir}/  (labkit generate {run.checkpoint_dir / 'best.pt'} --words 50)")
-    return result
-
-
-def smoke(out_dir: str | Path) -> dict[str, Any]:
-    """Train a tiny model on synthetic text, generate from it, and report perplexities."""
-    cfg = smoke_config(out=str(out_dir))
-    run = train_lm(cfg, progress=False)
-    sample = generate(run.model, run.vocab, "the", n_words=20, seed=0, context=cfg.bptt)
-    out = Path(out_dir)
-    (out / "sample.txt").write_text(sample.text + "\n")
-    plot_history(run.history, path=out / "curves.png", title="Lab 05 smoke: Transformer LM")
-    corpus = load_corpus(cfg)
-    sentence = pick_sentence(corpus, "valid", 6, 20)
-    weights = run.model.attention_maps(corpus.vocab.encode(sentence)[0].to(next(run.model.parameters()).device))
-    save_figure(plot_attention(weights[0], sentence, title="layer 1"), out / "attention.png")
-    return run.summary()
+# --------------------------------------------------------------------------- labkit generate
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -443,10 +411,23 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generate_main(args: argparse.Namespace) -> dict[str, Any]:
-    model, vocab, cfg = load_lm(args.checkpoint, args.device)
-    result = generate(model, vocab, args.prompt, n_words=args.words, temperature=args.temperature,
-                      top_k=args.top_k, seed=args.seed, allow_unk=not args.no_unk, context=cfg.bptt)
+    if args.words < 1:
+        raise ConfigError(f"--words must be at least 1, got {args.words}.")
+    if not args.temperature > 0:
+        raise ConfigError(f"--temperature must be greater than 0 (e.g. 0.1 for nearly greedy), got "
+                          f"{args.temperature}.")
+    if args.top_k is not None and args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {args.top_k}.")
+    written_by = load_checkpoint(args.checkpoint).config.get("lab")
+    if written_by != LAB.name:
+        who = f"`labkit run {written_by}`" if written_by else "something other than `labkit run`"
+        raise LabkitError(f"{args.checkpoint} was written by {who}, not by `labkit run lm`: `labkit generate` "
+                          "needs a language-model checkpoint (e.g. runs/lm/checkpoints/best.pt).")
+    run = runner.load_run(args.checkpoint, device=pick_device(args.device) if args.device else "cpu")
+    result = generate(run.model, vocabulary(run), args.prompt, n_words=args.words, temperature=args.temperature,
+                      top_k=args.top_k, seed=args.seed, allow_unk=not args.no_unk, context=run.config.bptt)
     for note in result.notes:
         print(f"note: {note}")
     print(result.text)
     return {"words": result.words, "notes": result.notes}
+

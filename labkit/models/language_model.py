@@ -6,8 +6,9 @@ interface (`LanguageModel`):
 
 * `model(tokens)` -> `(batch, time, vocab)` scores whose log-softmax is the next-word
   distribution (logits for the full softmax, log-probabilities for the adaptive one);
-* `model.loss(tokens, targets, state)` -> `(mean NLL per token, new state)`, the cheap
-  path used for training (the adaptive softmax never builds the full distribution there);
+* `model.loss(tokens, targets, state)` (also `model(tokens, targets, state)`) -> `(mean NLL per
+  token, new state)`, the cheap path used for training (the adaptive softmax never builds the full
+  distribution there);
 * `model.step(tokens, state)` -> `(scores, new state)` for generation; the LSTM carries its
   `(h, c)` state, the Transformer has none (it re-reads its context window).
 
@@ -114,9 +115,17 @@ class LanguageModel(nn.Module):
     def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-word scores `(batch, time, vocab)` for `(batch, time)` word ids."""
-        hidden, _ = self.features(tokens)
+    def forward(
+        self, tokens: torch.Tensor, targets: torch.Tensor | None = None, state: State = None
+    ) -> torch.Tensor | tuple[torch.Tensor, State]:
+        """Next-word scores `(batch, time, vocab)` for `(batch, time)` word ids.
+
+        With `targets`, `(mean NLL, new state)` as `loss` gives it: the training path, called through
+        the model (and a DistributedDataParallel wrapper, whose gradient sync needs its forward).
+        """
+        if targets is not None:
+            return self.loss(tokens, targets, state)
+        hidden, _ = self.features(tokens, state)
         return self.output(hidden)
 
     def step(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:

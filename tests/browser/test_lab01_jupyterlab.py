@@ -1,8 +1,9 @@
 """Lab 01 as a student sees it: a real JupyterLab in a real (headless Debian chromium) browser.
 
 Opens the lab, runs all cells from the Run menu, waits for the training panel and its plot,
-moves the epochs slider, clicks Train and checks that the plot is redrawn. Screenshots go
-to runs/screenshots/. The whole test, server start included, must stay under 3 minutes.
+moves the epochs slider, clicks Train and checks that the plot is redrawn, and that the plain
+copies under the panel (a PNG and a result line, what a reopened notebook shows without its kernel)
+are replaced, not added to. Screenshots go to runs/screenshots/. The whole test, server start included, must stay under 3 minutes.
 """
 
 from __future__ import annotations
@@ -85,6 +86,14 @@ def test_lab01_trains_from_the_widget_panel(lab_server: JupyterLab, page, screen
     assert shown["width"] <= plot.evaluate("img => img.naturalWidth") + 1, "the plot is stretched beyond its size"
     before_src, before_bytes = plot.get_attribute("src"), plot.evaluate(IMAGE_FINGERPRINT)
 
+    # Under the panel, plain outputs: one PNG of the plot and one result line.
+    cell = page.locator(".jp-CodeCell", has=plot)
+    static_png = cell.locator('.jp-OutputArea-output[data-mime-type="image/png"] img')
+    static_line = cell.locator('.jp-OutputArea-output[data-mime-type="text/plain"]', has_text="trained ")
+    assert static_png.count() == 1 and static_line.count() == 1, "no plain copy of the plot and result"
+    assert static_line.inner_text().startswith("trained "), static_line.inner_text()
+    static_before = static_png.evaluate(IMAGE_FINGERPRINT)
+
     # Move the epochs slider one step with the keyboard: down (a quicker retrain), or up when at its minimum.
     readout = epochs.locator(".widget-readout")
     old_value = readout.inner_text().strip()
@@ -102,6 +111,12 @@ def test_lab01_trains_from_the_widget_panel(lab_server: JupyterLab, page, screen
     page.wait_for_function("([img, old]) => img.src !== old && img.complete && img.naturalWidth > 0",
                            arg=[plot.element_handle(), before_src])
     after_bytes = plot.evaluate(IMAGE_FINGERPRINT)
+    # The click replaced the plain copies in place (routed to this cell by their display ids).
+    retrained = cell.locator('.jp-OutputArea-output[data-mime-type="text/plain"]',
+                             has_text=f"trained {int(float(new_value))} epochs")
+    retrained.wait_for(state="visible", timeout=30_000)
+    assert static_png.count() == 1 and static_line.count() == 1, "Train added plain copies instead of replacing"
+    assert static_png.evaluate(IMAGE_FINGERPRINT) != static_before, "the plain PNG was not replaced"
     page.screenshot(path=screenshots / "lab01-after-train.png")
     assert after_bytes != before_bytes, "the plot image did not change after Train"
 

@@ -1,0 +1,166 @@
+"""The fault suite: what a clumsy or hostile user does, and the clear error or safe outcome each gets.
+
+Every case here once gave a silent wrong result, a traceback, a hang or lost results (issue 16).
+The toy lab of docs/ARCHITECTURE.md keeps the cases fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+from labkit import runner
+from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from labkit.cli import main
+from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as a fixture)
+
+
+def _code(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as err:
+        code = err.code
+    return code, capsys.readouterr().err
+
+
+def test_a_second_run_into_a_locked_folder_stops_and_names_the_folder(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / runner.LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                    "started": "now"}))
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(out)], capsys)
+    assert code == 1 and "labkit: error:" in err and str(out) in err and "in use by another run" in err
+    assert "--out" in err
+    assert not (out / "checkpoints").exists(), "nothing of the second run was written"
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / runner.LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    assert main(["run", "blobs", "--smoke", "--out", str(out)]) == 0
+    assert "no longer runs" in capsys.readouterr().out
+    assert not (out / runner.LOCK_NAME).exists(), "the lock is released at the end"
+
+
+def test_a_folder_with_another_runs_checkpoints_needs_resume_or_overwrite(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    assert main(["run", "blobs", "--smoke", "--out", str(out)]) == 0
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(out), "--lr", "0.5"], capsys)
+    assert code == 1
+    for needle in (str(out), "--resume", "--out", "--overwrite"):
+        assert needle in err, err
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before, "the first run's results are kept"
+    assert main(["run", "blobs", "--smoke", "--out", str(out), "--lr", "0.5", "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["lr"] == 0.5
+
+
+def test_orphan_temporary_files_of_a_killed_save_are_removed(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    orphan = out / "checkpoints" / ".last.pt.tmp-4194999"   # a pid that does not run
+    orphan.write_bytes(b"x" * 1000)
+    assert main(["run", "blobs", "--smoke", "--out", str(out)]) == 0
+    assert not orphan.exists()
+    assert "unfinished temporary file" in capsys.readouterr().out
+
+
+def test_out_being_a_file_is_a_clear_error(blobs, tmp_path, capsys):  # noqa: F811
+    target = tmp_path / "a-file"
+    target.write_text("not a folder")
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(target)], capsys)
+    assert code == 1 and "is a file, not a folder" in err
+
+
+def test_smoke_does_not_persist_into_the_next_call(blobs, tmp_path):  # noqa: F811
+    assert main(["run", "blobs", "--smoke", "--out", str(tmp_path / "a")]) == 0
+    assert os.environ.get("LABKIT_SMOKE") in (None, "1")  # the test session's own setting, untouched
+    before = dict(os.environ)
+    assert main(["run", "blobs", "--size", "laptop", "--epochs", "1", "--out", str(tmp_path / "b")]) == 0
+    assert dict(os.environ) == before, "no option passes through the environment"
+    record = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert record["config"]["size"] == "laptop" and record["config"]["points"] == 600
+
+
+def test_nan_weights_in_a_checkpoint_are_refused(blobs, tmp_path):  # noqa: F811
+    result = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "r")))
+    ckpt = load_checkpoint(result.best_checkpoint)
+    state = dict(ckpt.payload["model"])
+    name = next(iter(state))
+    state[name] = torch.full_like(state[name], float("nan"))
+    broken = tmp_path / "broken.pt"
+    save_checkpoint(broken, model=_Holder(state), config=ckpt.config, epoch=ckpt.epoch)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        runner.load_run(broken)
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        runner.export_state_dict(broken, tmp_path / "out.pth")
+
+
+def test_export_writes_a_plain_state_dict(blobs, tmp_path, capsys):  # noqa: F811
+    result = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "r")))
+    target = tmp_path / "hw_123_name.pth"
+    assert main(["export", str(result.best_checkpoint), str(target)]) == 0
+    fresh = blobs.build_model(result.config, result.info)
+    fresh.load_state_dict(torch.load(target, weights_only=True))
+    x = torch.randn(5, 2)
+    result.model.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(x), result.model(x))
+
+
+class _Holder(torch.nn.Module):
+    """A module whose state_dict is a given dict (to write a hand-edited checkpoint)."""
+
+    def __init__(self, state):
+        super().__init__()
+        self._state = state
+
+    def state_dict(self, *args, **kwargs):
+        return self._state
+
+
+def test_a_time_budget_stops_inside_an_epoch_and_resume_is_exact(blobs, tmp_path):  # noqa: F811
+    """A budget smaller than one epoch: the run stops mid-epoch with a loadable checkpoint, and resuming
+    it gives the uninterrupted run's result."""
+    settings = {"epochs": 2, "points": 2000, "batch_size": 16, "tensorboard": False}
+    whole = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "whole"), **settings))
+    cut = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), time_budget=1e-6, **settings))
+    assert len(cut.history) == 0 and "time budget" in cut.history.stop_reason
+    assert "resume with --resume" in cut.history.stop_reason
+    ckpt = load_checkpoint(cut.last_checkpoint)
+    assert ckpt.epoch == 0 and ckpt.partial["epoch"] == 1 and ckpt.partial["steps"] == 1
+    resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings),
+                         resume=cut.last_checkpoint)
+    assert resumed.history.epoch == [1, 2]
+    assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
+    assert resumed.history["val_accuracy"] == pytest.approx(whole.history["val_accuracy"])
+    x = torch.randn(8, 2)
+    with torch.no_grad():
+        assert torch.allclose(resumed.model.eval()(x), whole.model.eval()(x), atol=1e-6)
+
+
+def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(blobs, tmp_path, capsys):  # noqa: F811
+    import signal
+
+    from labkit.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_step_end(self, state):
+            if state.epoch == 1 and state.step == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    settings = {"epochs": 2, "points": 2000, "batch_size": 16, "tensorboard": False}
+    whole = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "whole"), **settings))
+    with pytest.raises(KeyboardInterrupt, match="resume with --resume"):
+        runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), callbacks=[CtrlC()])
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    assert load_checkpoint(last).partial["steps"] == 5
+    assert not (tmp_path / "cut" / runner.LOCK_NAME).exists(), "the folder is released"
+    resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), resume=last)
+    assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored"

@@ -1,0 +1,52 @@
+"""Committed reference runs: recorded with their provenance, shown in notebooks, and the README's
+results table generated from them (this test fails when the table and the files disagree)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labkit import results
+from labkit.check import CheckFailed
+from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_results_table_is_generated_from_results():
+    text = (ROOT / "README.md").read_text()
+    assert results.README_BEGIN in text and results.README_END in text
+    start = text.index(results.README_BEGIN)
+    end = text.index(results.README_END) + len(results.README_END)
+    assert text[start:end] == results.readme_section(ROOT / "results"), (
+        "README's results table is stale: run `python -m labkit.results --readme`")
+
+
+def test_every_committed_reference_names_its_provenance():
+    for path in sorted((ROOT / "results").glob("*/*/reference.json")):
+        ref = json.loads(path.read_text())
+        prov = ref["provenance"]
+        for key in ("command", "device", "wall_seconds", "torch", "labkit_commit", "date"):
+            assert prov.get(key) not in (None, ""), f"{path}: no {key}"
+        assert ref["runs"], f"{path} records no run"
+        assert ref["size"] == path.parent.name and ref["lab"] == path.parent.parent.name
+
+
+def test_reproduce_records_a_reference_and_notebooks_compare_with_it(blobs, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "results"))
+    path = results.reproduce("blobs", "smoke")
+    ref = json.loads(path.read_text())
+    assert ref["lab"] == "blobs" and ref["size"] == "smoke"
+    assert (tmp_path / "results" / "blobs" / "smoke" / "default" / "metrics.json").is_file()
+    accuracy = ref["runs"]["default"]["test_accuracy"]
+    assert ref["provenance"]["wall_seconds"] > 0 and "labkit reproduce blobs" in ref["provenance"]["command"]
+    assert results.show_reference("blobs", "smoke") is not None
+    assert "reference run: smoke size" in capsys.readouterr().out
+    results.check_against_reference("blobs", "smoke", "default", "test_accuracy", accuracy - 0.01, tolerance=0.05)
+    with pytest.raises(CheckFailed, match="more than 0.05 below"):
+        results.check_against_reference("blobs", "smoke", "default", "test_accuracy", accuracy - 0.2,
+                                        tolerance=0.05)
+    table = results.readme_table(tmp_path / "results")
+    assert "| blobs | smoke | default |" in table

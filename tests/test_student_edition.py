@@ -1,0 +1,61 @@
+"""The student edition asks; only the instructor edition answers.
+
+For every lab: no sentence of any model answer (written or code) appears in the student edition,
+every question the lab asks in prose is followed by a graded answer cell, and written answers carry
+nbgrader's manually-graded metadata with points.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from labkit.release import (
+    ANSWER_STUB,
+    Lab,
+    find_labs,
+    is_exercise,
+    questions_without_answers,
+    read_lab,
+    solution_texts,
+    student_edition,
+)
+
+LABS = find_labs(Path(__file__).resolve().parent.parent / "labs")
+
+
+def _normal(text: str) -> str:
+    text = re.sub(r"[*_`>#]", "", text)
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def _pieces(solution: str) -> list[str]:
+    """Sentences of a written answer and lines of code, long enough to be telling (>= 25 characters)."""
+    parts = re.split(r"(?<=[.!?])\s+|\n", solution)
+    return [p for p in (_normal(part) for part in parts) if len(p) >= 25]
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_no_model_answer_reaches_the_student_edition(lab: Lab):
+    instructor = read_lab(lab)
+    student = student_edition(instructor, lab.name)
+    shown = _normal("\n".join(cell.source for cell in student.cells))
+    leaks = [piece for text in solution_texts(instructor) for piece in _pieces(text) if piece in shown]
+    assert not leaks, f"{lab.name}: model answers in the student edition: {leaks[:3]}"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_every_question_has_a_graded_answer_cell(lab: Lab):
+    instructor = read_lab(lab)
+    missing = questions_without_answers(instructor)
+    assert not missing, (f"{lab.name}: cells {missing} ask a question with no answer cell after them "
+                         "(a markdown cell tagged exercise with the model answer between the markers)")
+    student = student_edition(instructor, lab.name)
+    answers = [c for c in student.cells if is_exercise(c) and c.cell_type == "markdown"]
+    assert answers, f"{lab.name} has no written question"
+    for cell in answers:
+        meta = cell.metadata["nbgrader"]
+        assert meta["solution"] and meta["grade"] and meta["points"] > 0, meta
+        assert ANSWER_STUB in cell.source
