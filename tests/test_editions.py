@@ -263,7 +263,10 @@ def test_release_writes_the_student_edition(demo_labs: Path, tmp_path: Path, cap
                        "schema_version": 3, "solution": True, "task": False}
     assert meta[4] == {"grade": True, "grade_id": "01_demo-check-1", "locked": True, "points": 1,
                        "schema_version": 3, "solution": False, "task": False}
-    assert meta[6]["grade_id"] == "01_demo-check-2" and meta[7]["grade_id"] == "01_demo-exercise-3"
+    assert meta[6]["grade_id"] == "01_demo-check-2"
+    # a written answer (markdown exercise) is a manually graded answer worth points
+    assert meta[7] == {"grade": True, "grade_id": "01_demo-answer-1", "locked": False, "points": 2,
+                       "schema_version": 3, "solution": True, "task": False}
     assert [m is None for m in meta[:3]] == [True, True, True]
     assert student.cells[3].metadata["tags"] == ["exercise"]
     # The .py twin holds the same cells and metadata (cell_metadata_filter keeps tags and nbgrader).
