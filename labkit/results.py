@@ -54,7 +54,15 @@ def provenance(command: Sequence[str], seconds: float, device: str) -> dict[str,
 
     return {"command": " ".join(command), "device": device, "wall_seconds": round(seconds, 1),
             "torch": torch.__version__, "python": platform.python_version(), "labkit_commit": _commit(),
-            "cpus": os.cpu_count(), "date": _dt.date.today().isoformat()}
+            "cpus": os.cpu_count(), "load_average_1min": _load(), "date": _dt.date.today().isoformat()}
+
+
+def _load() -> float | None:
+    """The machine's 1-minute load average when the run ended (a busy machine's wall times are longer)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 def load_reference(lab: str, size: str) -> dict[str, Any] | None:
