@@ -121,15 +121,24 @@ def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
             group.add_argument(flag, type=str, default=None, metavar="TEXT", help=help_text)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one: the config options write their own (per size)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def lab_parser(lab: Any) -> Parser:
     """The parser of `labkit run <lab>`: size, recipe, resume, the config's fields, the lab's extras."""
     from labkit.lab import SIZES
 
     parser = Parser(prog=f"labkit run {lab.name}", description=lab.title,
-                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    formatter_class=_HelpFormatter)
     parser.add_argument("--size", choices=SIZES, default=None,
                         help="smoke: seconds on a CPU on generated data; laptop: real data, about 15 minutes "
-                             "on a 2-core CPU; full: the course's experiment (a GPU recommended)")
+                             "on a 2-core CPU; full: the course's experiment (a GPU recommended). Default: full")
     parser.add_argument("--smoke", action="store_true", help="the same as --size smoke")
     if len(lab.recipes) > 1:
         parser.add_argument("--recipe", choices=list(lab.recipes), default=None,

@@ -32,8 +32,13 @@ def data_root() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where derived files (decoded-image caches) go; never inside a dataset folder."""
-    return data_root() / "cache"
+    """Where derived files (decoded-image caches) go; never inside a dataset folder.
+
+    `LABKIT_CACHE` when set (e.g. a writable folder beside a course server's read-only
+    `LABKIT_DATA`), else `$LABKIT_DATA/cache`.
+    """
+    value = os.environ.get("LABKIT_CACHE", "").strip()
+    return Path(value).expanduser() if value else data_root() / "cache"
 
 
 def runs_dir() -> Path:

@@ -191,3 +191,37 @@ def test_truncated_cache_is_rebuilt(synthetic, tmp_path, capsys):
     cached.write_bytes(cached.read_bytes()[:100])
     again, _ = TinyImageNet(synthetic, "val").tensors(cache_dir=cache, verbose=False)
     assert torch.equal(first, again) and "unreadable" in capsys.readouterr().out
+
+
+def test_cache_goes_to_labkit_cache_and_is_group_readable(synthetic, tmp_path, monkeypatch):
+    """LABKIT_CACHE moves the decode-once cache (a course server's LABKIT_DATA may be read-only); the file is
+    0o644 so one student's cache serves another (mkstemp alone would leave 0o600)."""
+    from labkit import config
+
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "elsewhere"))
+    assert config.cache_dir() == tmp_path / "elsewhere"
+    TinyImageNet(synthetic, "train").tensors(verbose=False)
+    caches = list((tmp_path / "elsewhere").iterdir())
+    assert len(caches) == 1 and stat.S_IMODE(caches[0].stat().st_mode) == 0o644
+
+
+def test_a_read_only_cache_folder_is_an_error_before_decoding(synthetic, tmp_path, monkeypatch):
+    import os
+
+    from labkit.data import image_cache
+    from labkit.errors import LabkitError
+
+    if os.geteuid() == 0:
+        # root writes anywhere: check the refusal through the access test itself
+        monkeypatch.setattr(image_cache.os, "access", lambda path, mode: False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    decoded = []
+    monkeypatch.setattr(image_cache, "decode_all", lambda *a, **k: decoded.append(1))
+    try:
+        with pytest.raises(LabkitError, match="LABKIT_CACHE"):
+            cached_images(synthetic, ["train"], 64, name="x", cache_dir=locked / "cache")
+    finally:
+        locked.chmod(0o755)
+    assert decoded == []  # nothing decoded before the error

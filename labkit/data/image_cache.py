@@ -23,6 +23,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from labkit import config
+from labkit.errors import LabkitError
+from labkit.files import FILE_MODE
+
+
+class ImageCacheError(LabkitError, ValueError):
+    """The cache cannot be written where it should go (read-only, inside the dataset)."""
 
 
 def cache_key(root: Path, relpaths: Sequence[str], size: int) -> str:
@@ -48,12 +54,32 @@ def decode_file(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
-def decode_all(root: Path, relpaths: Sequence[str], size: int) -> torch.Tensor:
-    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor."""
+def decode_all(root: Path, relpaths: Sequence[str], size: int, desc: str = "decoding images") -> torch.Tensor:
+    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor.
+
+    A progress bar (`LABKIT_PROGRESS=0` turns it off) shows the build: the full Tiny-ImageNet
+    takes minutes to decode on a CPU.
+    """
+    from tqdm.auto import tqdm
+
     images = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
-    for i, rel in enumerate(relpaths):
+    bar = tqdm(relpaths, desc=desc, unit="img", disable=not config.progress_enabled() or len(relpaths) < 1000,
+               mininterval=1.0, leave=False)
+    for i, rel in enumerate(bar):
         images[i] = decode_file(Path(root) / rel, size)
     return images
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any decoding when the cache folder cannot be created or written."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ImageCacheError(
+            f"cannot write the decoded-image cache under {folder}: {probe} is not writable. Set "
+            "LABKIT_CACHE to a writable folder (e.g. LABKIT_CACHE=~/.cache/labkit-cache), or LABKIT_DATA "
+            "to a writable copy of the data.")
 
 
 def _atomic_save(obj: dict, path: Path, file_mode: int | None = None) -> None:
@@ -80,22 +106,23 @@ def _atomic_save(obj: dict, path: Path, file_mode: int | None = None) -> None:
 def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
                   cache_dir: Path | None = None, verbose: bool = True, *,
                   decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None,
-                  file_mode: int | None = None) -> torch.Tensor:
+                  file_mode: int | None = FILE_MODE) -> torch.Tensor:
     """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
 
     `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
     `labkit.config.cache_dir()`. A cache file that is unreadable or does not match is rebuilt.
     `decoder(root, relpaths)` replaces `decode_all` (resizing, RGB conversion) when given: it
     must return the (N, 3, size, size) uint8 tensor, and whatever it raises leaves no cache
-    behind. `file_mode` sets the cache file's permissions (default: mkstemp's 0o600).
+    behind. `file_mode` sets the cache file's permissions (default 0o644: readable by the group, so
+    one student's cache serves the next on a shared course server).
     """
     root = Path(root)
     key = cache_key(root, relpaths, size)
     folder = Path(cache_dir) if cache_dir is not None else config.cache_dir()
     path = folder / f"{name}-{key[:20]}.pt"
     if is_inside(path, root):
-        raise ValueError(f"the image cache {path} would be inside the dataset folder {root}; "
-                         "set LABKIT_DATA to a folder outside the dataset.")
+        raise ImageCacheError(f"the image cache {path} would be inside the dataset folder {root}; "
+                              "set LABKIT_CACHE (or LABKIT_DATA) to a folder outside the dataset.")
     if path.exists():
         try:
             stored = torch.load(path, weights_only=True, mmap=True)
@@ -104,9 +131,10 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
                 return images
         except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
             print(f"the image cache {path} is unreadable ({type(err).__name__}); rebuilding it")
+    check_writable(folder)
     start = time.perf_counter()
     if decoder is None:
-        images = decode_all(root, relpaths, size)
+        images = decode_all(root, relpaths, size, desc=f"decoding {name} once into the cache")
     else:
         images = decoder(root, relpaths)
         if images.dtype != torch.uint8 or tuple(images.shape) != (len(relpaths), 3, size, size):
