@@ -76,7 +76,7 @@ def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
         return removed
     for tmp in folder.glob(".*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -84,7 +84,8 @@ def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True when a process with this id runs on this machine (a lock's or temp file's owner)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -130,7 +130,7 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
     """Hold `out` for one run: a lock file (pid, host) that a second run stops at, stale locks of dead
     processes taken over, orphan temporary files of killed saves removed, and a folder holding
     another run's checkpoints refused unless the run resumes (`resume`) or replaces it (`overwrite`)."""
-    from labkit.files import remove_orphan_temp_files
+    from labkit.files import process_alive, remove_orphan_temp_files
 
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
@@ -144,7 +144,7 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
         except FileExistsError:
             owner = _lock_owner(lock)
             pid = owner.get("pid")
-            stale = owner.get("host") == host and isinstance(pid, int) and not _process_alive(pid)
+            stale = owner.get("host") == host and isinstance(pid, int) and not process_alive(pid)
             if not stale:
                 raise RunFolderError(
                     f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
@@ -175,16 +175,6 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def checkpoint_config(lab: Lab, cfg: LabConfig, info: Mapping[str, Any]) -> dict[str, Any]:
