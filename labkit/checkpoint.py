@@ -138,6 +138,13 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; pass a checkpoint file inside it (e.g. {path / 'last.pt'}).")
     if not zipfile.is_zipfile(path):  # every torch.save since PyTorch 1.6 writes a zip archive
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if head[:1] == b"\x80" and len(head) == 2 and head[1] <= 5:  # a pickle stream: torch's legacy format
+            raise CheckpointError(
+                f"{path} is in PyTorch's legacy (pre-1.6, non-zip) format, which labkit does not read. Load it "
+                "in Python with torch.load(path, weights_only=True) and save it again with torch.save (the zip "
+                "format), then pass the new file.")
         raise _corrupt(path, ValueError("not a zip archive, so not a PyTorch checkpoint file"))
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
@@ -161,9 +168,33 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is not a labkit checkpoint (no '{FORMAT}' marker; keys: {sorted(data)[:8]})."
         )
+    _check_fields(path, data)
     if data.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer labkit (format v{data['version']}); upgrade labkit.")
     return data
+
+
+def _check_fields(path: Path, data: Mapping[str, Any]) -> None:
+    """A labkit checkpoint edited by hand (or by another tool) fails here with what is wrong."""
+    problems = []
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        problems.append(f"'version' is {version!r}, not a whole number")
+    model = data.get("model")
+    if not isinstance(model, Mapping) or not all(torch.is_tensor(v) for v in model.values()):
+        problems.append("'model' is missing or is not a dictionary of tensors (a state_dict)"
+                        if model is None or not isinstance(model, Mapping) else "'model' holds values that are "
+                        "not tensors")
+    epoch = data.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        problems.append(f"'epoch' is {epoch!r}, not a whole number ≥ 0")
+    for key in ("history", "config", "partial"):
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            problems.append(f"'{key}' is a {type(data[key]).__name__}, not a dictionary")
+    if problems:
+        raise CheckpointError(
+            f"{path} is a damaged labkit checkpoint: {'; '.join(problems)}. Was it edited by hand? Use another "
+            "checkpoint of the run (best.pt, last.pt, epoch_NNN.pt) or train again.")
 
 
 def _corrupt(path: Path, err: BaseException) -> CheckpointError:
@@ -242,7 +273,13 @@ def load_checkpoint(
     if scaler is not None and data.get("scaler") is not None:
         scaler.load_state_dict(data["scaler"])
     if restore_rng and data.get("rng"):
-        set_rng_state(data["rng"])
+        try:
+            set_rng_state(data["rng"])
+        except (TypeError, ValueError, RuntimeError, KeyError) as err:
+            raise CheckpointError(
+                f"The random-number state in {path} cannot be restored ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:120] if str(err) else 'no detail'}), so the resumed run would not "
+                "continue exactly. Use another checkpoint of the run, or start a new run.") from err
     return Checkpoint(
         path=path,
         epoch=int(data.get("epoch", 0)),

@@ -131,3 +131,36 @@ def test_resuming_a_length_shaped_schedule_for_other_epochs_is_refused():
     check_resume_length("last.pt", {"schedule": "cosine", "epochs": 10}, 10)  # same plan: fine
     check_resume_length("last.pt", {"schedule": "step", "epochs": 10}, 20)  # a step schedule extends
     check_resume_length("last.pt", {"schedule": "cosine", "epochs": 10}, None)  # epochs from the checkpoint
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.__setitem__("version", "2"), "'version' is '2'"),
+    (lambda c: c.__setitem__("version", None), "'version' is None"),
+    (lambda c: c.pop("model"), "'model' is missing"),
+    (lambda c: c.__setitem__("model", {"w": [1.0]}), "not tensors"),
+    (lambda c: c.__setitem__("history", [1, 2]), "'history' is a list"),
+    (lambda c: c.__setitem__("epoch", "ten"), "'epoch' is 'ten'"),
+    (lambda c: c.__setitem__("config", "lr=0.1"), "'config' is a str"),
+])
+def test_hand_edited_checkpoints_are_labkit_errors(tmp_path, edit, message):
+    """A checkpoint edited by hand fails with what is wrong, never a TypeError/KeyError traceback."""
+    data = torch.load(_save(tmp_path / "ck.pt"), weights_only=True)
+    edit(data)
+    torch.save(data, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="damaged labkit checkpoint") as err:
+        load_checkpoint(tmp_path / "edited.pt", classifier())
+    assert message in str(err.value)
+
+
+def test_legacy_non_zip_checkpoint_is_reported_as_such(tmp_path):
+    torch.save(classifier().state_dict(), tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="legacy .*non-zip.* format"):
+        load_checkpoint(tmp_path / "old.pt", classifier())
+
+
+def test_a_bad_rng_state_on_resume_is_a_labkit_error(tmp_path):
+    data = torch.load(_save(tmp_path / "ck.pt"), weights_only=True)
+    data["rng"] = {"torch": torch.zeros(3, dtype=torch.uint8), "python": [1, 2], "numpy": None}
+    torch.save(data, tmp_path / "rng.pt")
+    with pytest.raises(CheckpointError, match="random-number state"):
+        load_checkpoint(tmp_path / "rng.pt", classifier(), restore_rng=True)
