@@ -14,7 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
+from labkit.errors import LabkitError
+
 _KNOWN = ("cuda", "mps", "cpu")
+
+
+class DeviceError(LabkitError, ValueError):
+    """A requested device that does not exist here, or is not one labkit knows."""
+
+
+def available_devices() -> list[str]:
+    """What this machine can train on, e.g. ['cuda', 'cuda:0', 'cuda:1', 'cpu']."""
+    found = []
+    if torch.cuda.is_available():
+        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        found.append("mps")
+    return found + ["cpu"]
 
 
 def _mps_available() -> bool:
@@ -27,26 +43,31 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
 
     Raises a clear error when an explicitly requested device is not available.
     """
+    env = os.environ.get("LABKIT_DEVICE") or None
     if preference is None:
-        preference = os.environ.get("LABKIT_DEVICE") or None
+        preference = env
+    source = "LABKIT_DEVICE" if env is not None and str(preference) == env else "--device"
     if preference is not None:
+        here = f"Available here: {', '.join(available_devices())}."
         try:
             device = torch.device(preference)
         except RuntimeError as err:
-            raise ValueError(f"Unknown device {str(preference)!r}: use one of {', '.join(_KNOWN)}.") from err
+            raise DeviceError(f"{source} {str(preference)!r} is not a device: use one of {', '.join(_KNOWN)} "
+                              f"(e.g. cuda:1). {here}") from err
         if device.type not in _KNOWN:
-            raise ValueError(f"Unknown device {str(device)!r}: use one of {', '.join(_KNOWN)}.")
+            raise DeviceError(f"{source} {str(device)!r} is not a device labkit trains on: use one of "
+                              f"{', '.join(_KNOWN)}. {here}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(
-                f"Device {str(device)!r} was requested but CUDA is not available here "
-                "(no NVIDIA GPU, or a CPU-only PyTorch build). Use 'cpu' or unset LABKIT_DEVICE."
+            raise DeviceError(
+                f"{source} {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU-only PyTorch "
+                f"build). {here} Use --device cpu, or unset LABKIT_DEVICE."
             )
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"Device {str(device)!r} was requested but only {torch.cuda.device_count()} GPU(s) exist."
+            raise DeviceError(
+                f"{source} {str(device)!r}: only {torch.cuda.device_count()} GPU(s) exist. {here}"
             )
         if device.type == "mps" and not _mps_available():
-            raise RuntimeError("Device 'mps' was requested but Apple's MPS backend is not available here.")
+            raise DeviceError(f"{source} 'mps': Apple's MPS backend is not available here. {here}")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

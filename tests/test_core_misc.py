@@ -10,7 +10,23 @@ import torch
 from torch import nn
 
 from labkit.device import describe_device, pick_device, rng_state, seed_everything, set_rng_state
+from labkit.errors import LabkitError
 from labkit.history import History
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--device", "cuda"], None, "--device 'cuda': CUDA is not available"),
+    ([], "banana", "LABKIT_DEVICE 'banana' is not a device"),
+])
+def test_bad_devices_are_one_line_errors_from_the_cli(argv, env, message, monkeypatch, capsys, tmp_path):
+    from labkit import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if env:
+        monkeypatch.setenv("LABKIT_DEVICE", env)
+    code = cli.main(["run", "function-fitting", "--smoke", "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err
+    assert code != 0 and f"labkit: error: {message}" in err and "Traceback" not in err and "cpu" in err
 
 
 def test_pick_device_order_and_override(monkeypatch):
@@ -22,11 +38,11 @@ def test_pick_device_order_and_override(monkeypatch):
     monkeypatch.setenv("LABKIT_DEVICE", "cpu")
     assert pick_device() == torch.device("cpu")
     assert pick_device("cpu").type == "cpu"
-    with pytest.raises(ValueError, match="Unknown device"):
+    with pytest.raises(LabkitError, match="'tpu' is not a device.*Available here: .*cpu"):
         pick_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LabkitError, match="--device 'cuda': CUDA is not available.*Available here: .*cpu"):
+        pick_device("cuda")
     assert describe_device("cpu").startswith("cpu (") and "torch" in describe_device("cpu")
 
 
