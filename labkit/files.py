@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from labkit.errors import LabkitError
+
 #: files labkit writes are readable by group and others (caches shared on a course server)
 FILE_MODE = 0o644
 
@@ -93,3 +95,29 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class TextEncodingError(LabkitError, ValueError):
+    """A text file that is not UTF-8 (WikiText, Tiny-ImageNet's annotation files)."""
+
+
+def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
+    """A UTF-8 text file's contents, or an error naming the file, the line and what to do.
+
+    UTF-16 (a byte-order mark, as Windows editors write "Unicode" files) and other encodings
+    are reported instead of decoded as garbage or raised as a bare UnicodeDecodeError.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise TextEncodingError(
+            f"{path} ({what}) is UTF-16 text (it starts with a UTF-16 byte-order mark); labkit reads UTF-8. "
+            f"Fix: convert it, e.g. `iconv -f UTF-16 -t UTF-8 {path.name} > fixed.txt`, or use the original file.")
+    try:
+        return data.decode("utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise TextEncodingError(
+            f"{path}:{line} ({what}) is not UTF-8: byte {data[err.start]:#04x} at line {line} cannot be decoded. "
+            "Was the file saved in another encoding (e.g. Latin-1)? Fix: convert it to UTF-8 (`iconv -f LATIN1 "
+            f"-t UTF-8`), or use the original file.") from None

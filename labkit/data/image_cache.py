@@ -27,6 +27,10 @@ from labkit.errors import LabkitError
 from labkit.files import FILE_MODE
 
 
+class ImageFileError(LabkitError, ValueError):
+    """A file in a dataset folder that cannot be decoded as an image."""
+
+
 class ImageCacheError(LabkitError, ValueError):
     """The cache cannot be written where it should go (read-only, inside the dataset)."""
 
@@ -50,7 +54,11 @@ def decode_file(path: Path, size: int) -> torch.Tensor:
                 image = image.resize((size, size), Image.Resampling.BILINEAR)
             pixels = np.array(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"could not decode image {path}: {err}. Is the file truncated or not an image?") from err
+        size = path.stat().st_size if path.exists() else 0
+        raise ImageFileError(
+            f"could not read {path} ({size} bytes) as an image ({type(err).__name__}): the file is empty, truncated "
+            "or not an image despite its name. Fix: replace it with the original (copy the dataset again if many "
+            "files are damaged), or delete it.") from None
     return torch.from_numpy(pixels).permute(2, 0, 1)
 
 

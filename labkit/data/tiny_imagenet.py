@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -36,6 +37,7 @@ from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import LabkitError
+from labkit.files import read_utf8
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -80,7 +82,7 @@ def resolve_root(root: str | Path | None = None) -> Path:
 
 def read_wnids(root: Path) -> list[str]:
     """The class ids from `wnids.txt`, sorted: list index = class index for every split."""
-    lines = [line.strip() for line in (root / "wnids.txt").read_text().splitlines()]
+    lines = [line.strip() for line in read_utf8(root / "wnids.txt", "the class list").splitlines()]
     wnids = [w for w in lines if w]
     if not wnids:
         raise TinyImageNetLayoutError(f"{root / 'wnids.txt'} lists no class ids.")
@@ -97,11 +99,10 @@ def read_class_names(root: Path, wnids: Sequence[str]) -> list[str]:
     path = root / "words.txt"
     if path.is_file():
         wanted = set(wnids)
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                wnid, _, names = line.rstrip("\n").partition("\t")
-                if wnid in wanted:
-                    words[wnid] = names.split(",")[0].strip()
+        for line in read_utf8(path, "the class names").splitlines():
+            wnid, _, names = line.partition("\t")
+            if wnid in wanted:
+                words[wnid] = names.split(",")[0].strip()
     return [words.get(w) or w for w in wnids]
 
 
@@ -112,6 +113,21 @@ def _check_plain_name(name: str, source: Path) -> None:
         raise TinyImageNetLayoutError(
             f"{source} names {name!r}, which points outside its folder. Entries must be plain "
             "file names such as 'val_0.JPEG'; refusing to read it (is the file corrupted or tampered with?).")
+
+
+def links_outside(root: Path, relpaths: Sequence[str]) -> list[str]:
+    """The files among `relpaths` that are symbolic links to somewhere outside the dataset folder."""
+    return [rel for rel in relpaths if (root / rel).is_symlink() and not is_inside(root / rel, root)]
+
+
+def warn_links_outside(root: Path, relpaths: Sequence[str]) -> None:
+    """Say so when a dataset folder's files are links out of it: they are read, but they are not the dataset."""
+    outside = links_outside(root, relpaths)
+    if outside:
+        warnings.warn(
+            f"{len(outside)} file(s) in {root} are symbolic links to files outside the dataset folder, e.g. "
+            f"{outside[0]} -> {(root / outside[0]).resolve()}. They are read as part of the dataset; if that is "
+            "not intended, replace them with the real files.", UserWarning, stacklevel=3)
 
 
 def _image_files(folder: Path) -> list[str]:
@@ -151,7 +167,7 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
     class_to_idx = {w: i for i, w in enumerate(wnids)}
     samples: list[tuple[str, int]] = []
     seen: set[str] = set()
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_utf8(annotations, "the val labels").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -200,6 +216,7 @@ class TinyImageNet(torch.utils.data.Dataset):
         self._relative = listing(self.root, self.classes)
         self.samples = [(str(self.root / rel), target) for rel, target in self._relative]
         self.targets = [target for _, target in self._relative]
+        warn_links_outside(self.root, [rel for rel, _ in self._relative])
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -29,6 +29,7 @@ import torch
 
 from labkit import config
 from labkit.errors import LabkitError
+from labkit.files import read_utf8
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 EOS = "<eos>"
@@ -142,6 +143,15 @@ class Vocabulary:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _file_lines(text: str) -> list[str]:
+    """The lines a text-mode file iterates (universal newlines; only newlines split, unlike str.splitlines)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def tokenize_line(line: str) -> list[str]:
@@ -271,9 +281,8 @@ def read_corpus(
     for split in splits:
         add = vocab.add
         ids: list[int] = []
-        with open(_split_path(folder, split), encoding="utf8") as handle:
-            for line in handle:
-                ids.extend(add(w) for w in tokenize_line(line))
+        for line in _file_lines(read_utf8(_split_path(folder, split), f"WikiText-2 {split}")):
+            ids.extend(add(w) for w in tokenize_line(line))
         if not ids:
             raise WikiTextError(f"{_split_path(folder, split)} holds no text.")
         streams[split] = torch.tensor(ids, dtype=torch.long)
