@@ -304,6 +304,12 @@ def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") 
     if images.dim() != 3 or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
         raise MNISTFormatError(f"{source}: images have shape {tuple(images.shape)}; expected {expected}.")
     if images.is_floating_point():
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum()) if images.numel() else 0
+        if bad:
+            raise MNISTFormatError(
+                f"{source}: {bad} of {len(images)} images hold NaN or infinite pixels; expected {expected}. "
+                "Fix: re-create the file from the raw MNIST pixels (a NaN usually comes from dividing by a zero "
+                "std or from an uninitialised tensor).")
         if images.numel() and (images.min() < 0 or images.max() > 1):
             raise MNISTFormatError(
                 f"{source}: float images range over [{images.min():.3g}, {images.max():.3g}]; expected uint8 "
