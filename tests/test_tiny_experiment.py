@@ -322,3 +322,20 @@ def test_two_processes_under_torchrun(tmp_path):
     assert history["epoch"] == [1, 2]
     best = lab.evaluate_checkpoint(out / "checkpoints" / "best.pt")
     assert best["accuracy"] == pytest.approx(max(history["metrics"]["val_accuracy"]))
+
+
+def test_a_checkpoint_of_other_classes_is_refused_before_comparing():
+    """Same number of classes, other wnids: predictions would be scored against the wrong labels."""
+    from types import SimpleNamespace
+
+    from labkit.checkpoint import CheckpointError
+    from labkit.experiments.tiny_imagenet import _check_classes
+    from labkit.lab import LabData
+
+    data = LabData(train=None, info={"num_classes": 3, "wnids": ["n01", "n02", "n03"]},
+                   source=SimpleNamespace(root="/data/tiny"))
+    _check_classes("a.pt", SimpleNamespace(info={"num_classes": 3, "wnids": ["n01", "n02", "n03"]}), data)
+    with pytest.raises(CheckpointError, match="class 1 is n09, the data's is n02"):
+        _check_classes("b.pt", SimpleNamespace(info={"num_classes": 3, "wnids": ["n01", "n09", "n03"]}), data)
+    with pytest.raises(CheckpointError, match="predicts 4 classes"):
+        _check_classes("c.pt", SimpleNamespace(info={"num_classes": 4}), data)

@@ -269,6 +269,12 @@ def _check_classes(name: str | os.PathLike, run: runner.Run, data: LabData) -> N
     if int(run.info["num_classes"]) != data.info["num_classes"]:
         raise CheckpointError(f"{name} predicts {run.info['num_classes']} classes but the data at {data.source.root} "
                               f"have {data.info['num_classes']}: use the data set it was trained on (--data).")
+    saved, here = run.info.get("wnids"), data.info.get("wnids")
+    if saved and here and list(saved) != list(here):
+        differ = next(i for i, (a, b) in enumerate(zip(saved, here)) if a != b)
+        raise CheckpointError(f"{name} was trained on other classes than the data at {data.source.root}: its class "
+                              f"{differ} is {saved[differ]}, the data's is {here[differ]}. Its predictions would be "
+                              "scored against the wrong labels: use the data set it was trained on (--data).")
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: LabData | None = None, *,
