@@ -22,7 +22,7 @@ def test_bench_quick_run_prints_the_table_and_result(capsys, monkeypatch, tmp_pa
     out = capsys.readouterr().out
     assert "cache build" in out and "pipeline alone" in out and "waiting for data" in out
     last = out.strip().splitlines()[-1]
-    match = re.fullmatch(r"RESULT ratio=([\d.]+) train_ratio=([\d.]+) val_top5=na", last)
+    match = re.fullmatch(r"RESULT ratio=([\d.]+) train_ratio=([\d.]+) val_top5=na label_check=na", last)
     assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0
 
 

@@ -225,3 +225,28 @@ def test_a_read_only_cache_folder_is_an_error_before_decoding(synthetic, tmp_pat
     finally:
         locked.chmod(0o755)
     assert decoded == []  # nothing decoded before the error
+
+
+def test_per_class_subsets_decode_only_what_they_use(synthetic, tmp_path, monkeypatch):
+    """--train-per-class / --val-per-class: a quick run over a large copy decodes only its images."""
+    from labkit.data import image_cache, tiny_imagenet
+
+    decoded: list[int] = []
+    real_decode = image_cache.decode_all
+
+    def counting(root, relpaths, size, desc=""):
+        decoded.append(len(relpaths))
+        return real_decode(root, relpaths, size)
+
+    monkeypatch.setattr(image_cache, "decode_all", counting)
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    full_train, full_val = TinyImageNet(synthetic, "train"), TinyImageNet(synthetic, "val")
+    data = tiny_imagenet.tiny_imagenet_loaders(synthetic, batch_size=4, train_per_class=2, val_per_class=1,
+                                               verbose=False)
+    n_classes = len(full_train.classes)
+    assert decoded == [2 * n_classes, n_classes] and len(full_train) > 2 * n_classes and len(full_val) > n_classes
+    assert len(data.val_files) == n_classes and data.val_images.shape[0] == n_classes
+    # the same first-N-per-class images as subsetting after a full decode
+    all_x, all_y = full_train.tensors(cache_dir=tmp_path / "all", verbose=False)
+    keep = tiny_imagenet.subset_per_class(all_y, 2)
+    assert torch.equal(data.train.tensors[0], all_x[keep])

@@ -231,6 +231,15 @@ class TinyImageNet(torch.utils.data.Dataset):
             target = self.target_transform(target)
         return image, target
 
+    def keep_per_class(self, per_class: int) -> TinyImageNet:
+        """Keep only the first `per_class` images of every class (file order), before anything is decoded:
+        a quick run over a large copy decodes and caches only what it uses."""
+        keep = subset_per_class(torch.tensor(self.targets, dtype=torch.int64), per_class).tolist()
+        self._relative = [self._relative[i] for i in keep]
+        self.samples = [self.samples[i] for i in keep]
+        self.targets = [self.targets[i] for i in keep]
+        return self
+
     def tensors(self, cache_dir: Path | None = None, verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """All images as one (N, 3, 64, 64) uint8 tensor (decoded once, then cached) and int64 targets."""
         images = cached_images(self.root, [rel for rel, _ in self._relative], IMAGE_SIZE,
@@ -295,16 +304,13 @@ def tiny_imagenet_loaders(root: str | Path | None = None, *, batch_size: int = 1
     images of each class (quick runs). `rank`/`world_size` shard both splits for DDP.
     """
     train_set, val_set = TinyImageNet(root, "train"), TinyImageNet(root, "val")
+    if train_per_class is not None:
+        train_set.keep_per_class(train_per_class)
+    if val_per_class is not None:
+        val_set.keep_per_class(val_per_class)
     train_x, train_y = train_set.tensors(verbose=verbose)
     val_x, val_y = val_set.tensors(verbose=verbose)
     val_files = [Path(path).name for path, _ in val_set.samples]
-    if train_per_class is not None:
-        keep = subset_per_class(train_y, train_per_class)
-        train_x, train_y = train_x[keep], train_y[keep]
-    if val_per_class is not None:
-        keep = subset_per_class(val_y, val_per_class)
-        val_x, val_y = val_x[keep], val_y[keep]
-        val_files = [val_files[i] for i in keep.tolist()]
     shard = {"rank": rank, "world_size": world_size, "device": device}
     train = TensorLoader(train_x, train_y, batch_size=batch_size, shuffle=True, seed=seed,
                          transform=train_transform(padding) if augment else eval_transform(), **shard)
