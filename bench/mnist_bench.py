@@ -145,7 +145,7 @@ class RecordTest(Callback):
 def run_labkit(root: Path, target: float, epochs: int | None, n_train: int | None, n_test: int | None) -> Outcome:
     """The lab's default recipe (full size) through labkit's runner, timed from loading the data on."""
     outcome = Outcome("labkit", target=target)
-    cfg = lab.LAB.config("full", epochs=epochs, data=str(root))
+    cfg = lab.LAB.config("full", epochs=epochs, data=str(root), device="cpu")  # the reference's device
     start = time.perf_counter()
     data = lab.lab_data(cfg, lab.read_mnist(cfg).head(train=n_train, test=n_test))
     runner.run(lab.LAB, cfg, data=data, epoch_splits=("test",), callbacks=[RecordTest(outcome, start)],
