@@ -50,3 +50,29 @@ def test_both_trainers_stop_at_the_budget():
     assert ours["tokens"] > 0 and ours["history"].epoch[-1] >= 1
     ppl = bench.evaluate_reference(ref["model"], ids[:2000], 50)
     assert 1 < ppl < 1e6
+
+
+def test_tooling_times_the_same_model_and_recipe_on_both_sides():
+    bench = _bench()
+    ids = torch.randint(0, 40, (8_000,))
+    speeds = bench.tooling(ids, 40, batches=4, rounds=2, seed=0)
+    assert set(speeds) == {"reference loop", "labkit fit"}
+    assert all(len(v) == 2 and all(s > 0 for s in v) for v in speeds.values())
+
+
+def test_windows_continue_where_the_last_chunk_stopped():
+    bench = _bench()
+    source = bench.example_batchify(torch.arange(2_000), 20)
+    windows = bench.Windows(source, bptt=35)
+    first, second = windows.take(2), windows.take(1)
+    expected = list(bench.example_batches(source, 35))[:3]
+    for (x, y), (ex, ey) in zip(first + second, expected):
+        assert torch.equal(x, ex) and torch.equal(y, ey)
+
+
+def test_choosing_never_sees_the_test_text():
+    """The hold-out is the end of valid.txt: train and hold-out are disjoint and cover it."""
+    bench = _bench()
+    ids = torch.arange(1_000)
+    train, holdout = bench.split_valid(ids)
+    assert train.numel() == 900 and holdout.numel() == 100 and torch.equal(torch.cat([train, holdout]), ids)
