@@ -97,8 +97,8 @@ class EarlyStopping(Callback):
             best_epoch, best_value = state.history.best(key, self.mode)
             state.stop = True
             state.history.stop_reason = (
-                f"early stopping at epoch {state.epoch}: {key} has not improved for {waited} epochs "
-                f"(best {best_value:.4g} at epoch {best_epoch})"
+                f"early stopping at epoch {state.epoch} of {state.epochs}: no {key} improvement for "
+                f"{waited} epochs (best {best_value:.4g} at epoch {best_epoch})"
             )
 
 
