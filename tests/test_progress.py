@@ -115,10 +115,10 @@ NOTEBOOK_CELL = textwrap.dedent("""\
 def test_in_a_notebook_the_bar_closed_early_is_not_red_and_holds_the_reason(tmp_path):
     """A real kernel (nbclient) with the tqdm widget: its saved state is what the notebook showed."""
     import nbformat
+    from jupyter_client import KernelManager
     from nbclient import NotebookClient
 
     from tests.test_widget_fallback import _CurrentEnvKernelSpecs
-    from jupyter_client import KernelManager
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         NOTEBOOK_CELL.format(tests=os.path.dirname(__file__)))])
