@@ -320,7 +320,7 @@ class EpochProgress:
             if stopped and not history.diverged and pbar is not None:
                 # tqdm's notebook bar turns red ('danger') when it closes short of its total
                 pbar.bar_style = "success" if "early stopping" in reason else "warning"
-        elif stopped:
+        elif stopped and _is_main():  # only rank 0 speaks under DDP
             self._print(reason)
 
     def _print(self, line: str) -> None:

@@ -70,6 +70,14 @@ def test_quiet_mode_still_says_why_a_run_stopped_once(capsys):
     assert out.count(REASON) == 1 and "epoch 1/8" not in out
 
 
+def test_other_ranks_print_nothing_not_even_the_stop_reason(monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_PROGRESS", "1")
+    monkeypatch.setattr(engine, "_is_main", lambda: False)  # as on rank 1 under DDP
+    history = _early_stopping_fit()
+    assert history.stop_reason.startswith(REASON)
+    assert capsys.readouterr().out == ""
+
+
 def test_long_fits_print_at_most_about_twenty_epoch_lines(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROGRESS", "1")
     model = nn.Linear(1, 1)

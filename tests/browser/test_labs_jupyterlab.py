@@ -13,8 +13,9 @@ longer be ("Error displaying widget: model not found").
 Screenshots go to runs/screenshots/ (labNN-jupyterlab.png per lab, lab01-after-train.png,
 lab03-after-train.png, lab01-reopened.png; failed-*.png when a step fails).
 
-Wall time (pytest's durations, server start included): measured 2026-12-01 on the shared 2-core
-machine at load average 10: see the README; the CI budget is 3 minutes. Nothing here asserts a wall
+Wall time, server start included: 6.0 min (360 s) measured on the shared 2-core machine at load average
+9-11 (Run All per lab 21, 42, 96, 60, 33 s for Labs 01-05; the tests 36-119 s each), over the CI target
+of 3 minutes there; most of it is the notebooks' own smoke-size training. Nothing here asserts a wall
 time: every wait has a generous timeout, so a busy machine is slower, not failing.
 """
 
