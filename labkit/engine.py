@@ -470,6 +470,9 @@ def fit(
       then continues until `epochs` — the result equals an uninterrupted run.
     * A non-finite training loss stops the run with `history.diverged = True` and a message in
       `history.stop_reason` naming the learning rate; nothing is raised.
+    * `progress`: None follows `LABKIT_PROGRESS` (on by default); the epochs show as a bar in a notebook
+      or a terminal, else as a line per epoch (`progress_mode`, `EpochProgress`); False shows nothing
+      (except under the `labkit` command: lines). A run that stops early says why once.
     """
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
