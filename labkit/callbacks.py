@@ -32,16 +32,22 @@ class FitState:
     is_main: bool = True
     stop: bool = False
     scaler: Any = None  # the GradScaler (checkpoints save its state when it is enabled)
-    #: inside an epoch: optimizer steps done, the running sums, the epoch's lr and start time
+    #: inside an epoch: optimizer steps done, the running sums, the epoch's lr and its start as a
+    #: time.perf_counter() reading (None outside an epoch: the clock's value alone means nothing, it
+    #: counts from boot on Linux, so only differences from a reading are used)
     step: int = 0
     sums: Any = None
     epoch_lr: float = 0.0
-    epoch_started: float = 0.0
+    epoch_started: float | None = None
     #: set by a callback's on_step_end to stop inside the epoch (a mid-epoch checkpoint is written)
     stop_now: bool = False
     stop_reason: str = ""
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def epoch_seconds(self) -> float:
+        """Seconds since the current epoch started (0 outside an epoch)."""
+        return 0.0 if self.epoch_started is None else time.perf_counter() - self.epoch_started
 
 
 class Callback:
@@ -97,8 +103,8 @@ class EarlyStopping(Callback):
             best_epoch, best_value = state.history.best(key, self.mode)
             state.stop = True
             state.history.stop_reason = (
-                f"early stopping at epoch {state.epoch}: {key} has not improved for {waited} epochs "
-                f"(best {best_value:.4g} at epoch {best_epoch})"
+                f"early stopping at epoch {state.epoch} of {state.epochs}: no {key} improvement for "
+                f"{waited} epochs (best {best_value:.4g} at epoch {best_epoch})"
             )
 
 

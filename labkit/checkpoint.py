@@ -340,6 +340,8 @@ class CheckpointPolicy(Callback):
 
     def on_step_end(self, state: FitState) -> None:
         """A mid-epoch last.pt every `every_steps` steps or `every_seconds` (only when configured)."""
+        if getattr(self, "_last_time", None) is None:  # used without on_fit_start: count from the first step
+            self._last_time = time.perf_counter()
         due = (self.every_steps and state.step % self.every_steps == 0) or (
             self.every_seconds and time.perf_counter() - self._last_time >= self.every_seconds)
         if due:
@@ -349,7 +351,7 @@ class CheckpointPolicy(Callback):
         """Write last.pt at the current step of the current epoch (exact resume); its path (rank 0)."""
         partial = {"epoch": state.epoch, "steps": state.step,
                    "sums": state.sums.partial() if state.sums is not None else [],
-                   "lr": state.epoch_lr, "seconds": time.perf_counter() - state.epoch_started}
+                   "lr": state.epoch_lr, "seconds": state.epoch_seconds()}
         self._last_time = time.perf_counter()
         if not state.is_main:
             return None

@@ -253,13 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         top_parser().parse_args(argv[:1])  # help, or the error naming the commands
         return USAGE_ERROR
     command, rest = argv[0], argv[1:]
+    from labkit.config import running_command
+
     try:
-        if command == "run":
-            result = run_main(rest)
-        elif command == "smoke":
-            result = smoke_main(rest)
-        else:
-            result = command_main(command, rest)
+        with running_command():  # every fit shows its epochs (a bar, or a line per epoch in a log)
+            result = _dispatch(command, rest)
     except UsageError as err:
         print(f"labkit: error: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -270,6 +268,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labkit: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _dispatch(command: str, rest: list[str]) -> Any:
+    if command == "run":
+        return run_main(rest)
+    if command == "smoke":
+        return smoke_main(rest)
+    return command_main(command, rest)
 
 
 def _usage_errors() -> tuple[type, ...]:

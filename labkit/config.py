@@ -7,7 +7,9 @@ and whether progress bars are drawn.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -65,3 +67,24 @@ def shared_datasets() -> Path | None:
 def progress_enabled() -> bool:
     """Progress bars are on unless `LABKIT_PROGRESS=0` (tests set it)."""
     return _flag("LABKIT_PROGRESS", default=True)
+
+
+#: set by the `labkit` command while it runs (`terminal_command()`)
+_TERMINAL_COMMAND = False
+
+
+@contextlib.contextmanager
+def running_command() -> Iterator[None]:
+    """The `labkit` command runs inside it: every fit then shows its epochs (a bar in a terminal, a line per
+    epoch in a log), also one whose caller passed progress=False. `LABKIT_PROGRESS=0` still silences them."""
+    global _TERMINAL_COMMAND
+    previous, _TERMINAL_COMMAND = _TERMINAL_COMMAND, True
+    try:
+        yield
+    finally:
+        _TERMINAL_COMMAND = previous
+
+
+def terminal_command() -> bool:
+    """True while the `labkit` command runs (see `running_command`)."""
+    return _TERMINAL_COMMAND

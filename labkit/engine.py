@@ -248,6 +248,86 @@ def _progress(enabled: bool | None) -> bool:
     return (_config.progress_enabled() if enabled is None else enabled) and _is_main()
 
 
+def _interactive() -> bool:
+    """Where a tqdm bar redraws in place: a Jupyter front end (tqdm.auto's widget) or a terminal."""
+    import sys
+
+    from tqdm.auto import tqdm as auto
+
+    if any(cls.__module__ == "tqdm.notebook" for cls in auto.__mro__):  # tqdm.auto chose the widget
+        return True
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+def progress_mode(progress: bool | None) -> str:
+    """How a fit shows its epochs: "bar" (a notebook or a terminal), "lines" (a line per epoch where a bar
+    cannot redraw: a log file, a pipe, CI) or "quiet" (progress off, or not rank 0)."""
+    if not _is_main():
+        return "quiet"
+    wanted = _progress(progress) or (progress is False and _config.terminal_command() and _config.progress_enabled())
+    if not wanted:
+        return "quiet"
+    return "bar" if progress is not False and _interactive() else "lines"
+
+
+#: at most about this many epoch lines per fit in "lines" mode (Lab 01 fits run thousands of epochs)
+MAX_EPOCH_LINES = 20
+
+
+class EpochProgress:
+    """The epochs of one fit as the user sees them: a bar, a line per epoch, or nothing.
+
+    A run that stops early (early stopping, divergence, a time budget, Ctrl-C) says why exactly once:
+    a bar ends at the epochs that ran with the reason as its description (in a notebook it is not
+    left red, except for a diverged run); lines and quiet mode print the reason as one line.
+    """
+
+    def __init__(self, mode: str, start_epoch: int, epochs: int) -> None:
+        self.mode, self.start_epoch, self.epochs = mode, start_epoch, epochs
+        self.total = max(epochs - start_epoch, 0)
+        self.every = max(1, math.ceil(self.total / MAX_EPOCH_LINES))
+        self.bar = _bar(None, True, desc="epochs", unit="epoch", total=self.total) if mode == "bar" else None
+        self.lines: list[str] = []  # what "lines" mode printed (for tests and callers)
+
+    @property
+    def batch_bars(self) -> bool:
+        return self.mode == "bar"
+
+    def epoch_done(self, epoch: int, values: Mapping[str, float], monitor: str, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
+                                  for k, v in values.items() if k in ("train_loss", monitor)}, refresh=False)
+            self.bar.update(1)
+        elif self.mode == "lines":
+            done = epoch - self.start_epoch
+            if done == 1 or epoch == self.epochs or done % self.every == 0:
+                shown = " · ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in values.items())
+                self._print(f"epoch {epoch}/{self.epochs}: {shown} ({seconds:.1f} s)")
+
+    def close(self, history: History) -> None:
+        last = history.epoch[-1] if len(history) else self.start_epoch
+        stopped = bool(history.stop_reason and (history.diverged or last < self.epochs))
+        reason = ("⚠ " if history.diverged else "") + (history.stop_reason or "")
+        if self.bar is not None:
+            bar = self.bar
+            bar.n = max(last - self.start_epoch, 0)  # the epochs that ran, whatever the bar last drew
+            if stopped:
+                bar.set_description_str(reason, refresh=False)
+            bar.refresh()
+            bar.close()
+            pbar = getattr(getattr(bar, "container", None), "children", [None, None])[1]
+            if stopped and not history.diverged and pbar is not None:
+                # tqdm's notebook bar turns red ('danger') when it closes short of its total
+                pbar.bar_style = "success" if "early stopping" in reason else "warning"
+        elif stopped and _is_main():  # only rank 0 speaks under DDP
+            self._print(reason)
+
+    def _print(self, line: str) -> None:
+        self.lines.append(line)
+        print(line, flush=True)
+
+
 def divergence_message(epoch: int, loss: float, lr: float) -> str:
     return (
         f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate "
@@ -390,6 +470,9 @@ def fit(
       then continues until `epochs` — the result equals an uninterrupted run.
     * A non-finite training loss stops the run with `history.diverged = True` and a message in
       `history.stop_reason` naming the learning rate; nothing is raised.
+    * `progress`: None follows `LABKIT_PROGRESS` (on by default); the epochs show as a bar in a notebook
+      or a terminal, else as a line per epoch (`progress_mode`, `EpochProgress`); False shows nothing
+      (except under the `labkit` command: lines). A run that stops early says why once.
     """
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
@@ -436,13 +519,11 @@ def fit(
         return _agree_to_stop(state.stop_now)
 
     model.train()
-    show = _progress(progress)
+    shown = EpochProgress(progress_mode(progress), start_epoch, epochs)
     n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
-    epoch_bar = _bar(range(start_epoch + 1, epochs + 1), show, desc="epochs", unit="epoch",
-                     total=max(epochs - start_epoch, 0))
     try:
         with _catch_interrupts():
-            for epoch in epoch_bar:
+            for epoch in range(start_epoch + 1, epochs + 1):
                 state.epoch, state.step = epoch, 0
                 started = time.perf_counter()
                 lr = _current_lr(optimizer)
@@ -452,7 +533,7 @@ def fit(
                     skip, sums.offset = int(partial["steps"]), [float(v) for v in partial["sums"]]
                     lr, started = float(partial["lr"]), started - float(partial.get("seconds", 0.0))
                 state.epoch_lr, state.epoch_started = lr, started
-                values = train_one_epoch(run, train_data, show and (n_batches is None or n_batches >= 10),
+                values = train_one_epoch(run, train_data, shown.batch_bars and (n_batches is None or n_batches >= 10),
                                          f"epoch {epoch}", sums=sums, skip=skip, after_step=after_step)
                 if values is None:  # stopped inside the epoch: a time budget or Ctrl-C/SIGTERM
                     _stopped_mid_epoch(state, checkpoints, n_batches)
@@ -467,11 +548,11 @@ def fit(
                 history.append(epoch, lr, time.perf_counter() - started, values)
                 for cb in all_callbacks:
                     cb.on_epoch_end(state)
-                _show_epoch(epoch_bar, values, monitor)
+                shown.epoch_done(epoch, values, monitor, history.seconds[-1])
                 if state.stop:
                     break
     finally:
-        _close_bar(epoch_bar, history, epochs)
+        shown.close(history)
         for cb in all_callbacks:
             cb.on_fit_end(state)
     if state.interrupted:
@@ -535,26 +616,6 @@ def _agree_to_stop(stop: bool) -> bool:
     flag = torch.tensor([1.0 if stop else 0.0], device=_collective_device())
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
-
-
-def _show_epoch(bar: Any, values: Mapping[str, float], monitor: str) -> None:
-    if hasattr(bar, "set_postfix"):
-        bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
-                         for k, v in values.items() if k in ("train_loss", monitor)}, refresh=False)
-
-
-def _close_bar(bar: Any, history: History, epochs: int) -> None:
-    """Close the epochs bar; a run that stopped early says why, once, with the real epoch count."""
-    stopped_early = bool(len(history) and history.stop_reason
-                         and (history.diverged or history.epoch[-1] < epochs))
-    if hasattr(bar, "close"):
-        if stopped_early:
-            bar.total = bar.n  # the bar ends full at the epochs that ran, not red at n/total
-            bar.set_description_str(f"epochs (stopped at {history.epoch[-1]} of {epochs})")
-            bar.refresh()
-        bar.close()
-    if stopped_early and _is_main():
-        print(("⚠ " if history.diverged else "") + history.stop_reason, flush=True)
 
 
 def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:

@@ -10,7 +10,9 @@ Widgets live only as long as their kernel: a saved notebook reopened later (or
 rendered on a site) shows "Error displaying widget: model not found" in their
 place. So under the panel, each run also leaves plain outputs, the last plot as a
 PNG and a text line with the result, replaced in place by the next run (one copy
-per panel), which are saved with the notebook and shown without a kernel.
+per panel), which are saved with the notebook and shown without a kernel. The
+live plot inside the panel is shown only while a run trains (the PNG under it is
+emptied meanwhile), so a live notebook shows the plot once, not twice.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ class TrainingPanel:
                                    style={"description_width": "initial"}, continuous_update=False)
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.status = w.HTML(value="")
-        # At its natural size: a flex column would stretch the PNG to the full width and blur it.
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start"))
+        # At its natural size: a flex column would stretch the PNG to the full width and blur it. Shown only
+        # while a run trains (live); between runs the plain PNG under the panel is the one copy of the plot.
+        self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start",
+                                                           display="none"))
         self.output = w.Output()
         self.plot = LivePlot(image=self.image, every_seconds=0.5)
         #: the last run's result line, as shown under the panel ("trained 2000 epochs at lr 0.005 ...")
@@ -89,6 +93,8 @@ class TrainingPanel:
         lr = float(self.lr.value if lr is None else lr)
         self.button.disabled = True
         self.status.value = f"training {epochs} epochs at lr {lr:g} ..."
+        draws = self.plot.draws
+        self._show_live_plot()
         start = time.perf_counter()
         try:
             self.output.clear_output(wait=True)
@@ -107,14 +113,24 @@ class TrainingPanel:
             raise
         finally:
             self.button.disabled = False
-            self._leave_static_copy()
+            self._leave_static_copy(drawn=self.plot.draws > draws)
 
-    def _leave_static_copy(self) -> None:
-        """Show the panel's plot (PNG) and result line as plain outputs, replacing the last run's."""
+    def _show_live_plot(self) -> None:
+        """While a run trains, the live widget plot is the one copy: the plain one (the last run's) is emptied."""
+        self.image.layout.display = None
+        if in_notebook() and self._static_plot.shown:
+            self._static_plot.show_text("")
+
+    def _leave_static_copy(self, drawn: bool = True) -> None:
+        """Show the run's plot (PNG) and result line as plain outputs, replacing the last run's, and hide the
+        live widget plot, so the plot appears once (and also in a notebook reopened without its kernel)."""
+        self.image.layout.display = "none"
         if not in_notebook():
             return
-        if self.plot.png is not None:
+        if drawn and self.plot.png is not None:
             self._static_plot.show_png(self.plot.png)
+        else:  # this run drew nothing (it failed first): no older run's plot next to its result
+            self._static_plot.show_text("")
         self._static_line.show_text(self.result_line)
 
     def _clicked(self) -> None:

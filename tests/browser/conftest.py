@@ -1,4 +1,4 @@
-"""Fixtures for the real-browser tests: a JupyterLab server and a headless Debian chromium page.
+"""Fixtures for the real-browser tests: one JupyterLab server and one headless Debian chromium page.
 
 The tests skip (with the reason) only when /usr/bin/chromium is not installed; `.ci/run`
 installs it, so CI runs them. No browser is ever downloaded: Playwright drives the
@@ -36,25 +36,25 @@ def screenshots() -> Path:
     return SCREENSHOTS
 
 
-@pytest.fixture
-def lab_server(chromium_path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[JupyterLab]:
-    """JupyterLab serving a temporary root that holds a copy of one notebook (indirect parameter, repo-relative)."""
-    notebook = REPO / request.param
-    if not notebook.exists():
-        pytest.fail(f"{request.param} is missing from the checkout")
-    root = tmp_path / "root"
+@pytest.fixture(scope="module")
+def labs_server(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
+    """One JupyterLab for all the labs: it serves a temporary root holding a copy of every labs/*.ipynb.
+    Its kernels show progress bars (`LABKIT_PROGRESS=1`), as a student's do."""
+    base = tmp_path_factory.mktemp("browser")
+    root = base / "root"
     root.mkdir()
-    shutil.copy(notebook, root / notebook.name)
-    server = JupyterLab(root, tmp_path / "jupyter")
+    for notebook in sorted((REPO / "labs").glob("[0-9][0-9]_*.ipynb")):
+        shutil.copy(notebook, root / notebook.name)
+    server = JupyterLab(root, base / "jupyter", extra_env={"LABKIT_PROGRESS": "1"})
     try:
         yield server.start()
     finally:
         server.stop()
 
 
-@pytest.fixture
-def page(chromium_path: Path, lab_server: JupyterLab, request: pytest.FixtureRequest):
-    """A fresh headless chromium page (1400x1000); the browser is closed afterwards whatever happens."""
+@pytest.fixture(scope="module")
+def browser_page(chromium_path: Path, labs_server: JupyterLab):
+    """One headless chromium page (1400x1000) for the module; the browser is closed afterwards whatever happens."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -63,12 +63,20 @@ def page(chromium_path: Path, lab_server: JupyterLab, request: pytest.FixtureReq
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
+            page.on("dialog", lambda dialog: dialog.accept())  # "leave the page?" when a notebook is dirty
             yield page
-            if getattr(request.node, "failed", False):  # what the browser showed when it failed
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=SCREENSHOTS / f"failed-{request.node.name.split('[')[0]}.png")
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(browser_page, request: pytest.FixtureRequest):
+    """The module's page; a screenshot of what it showed when a test failed (runs/screenshots/failed-*.png)."""
+    yield browser_page
+    if getattr(request.node, "failed", False):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
+        browser_page.screenshot(path=SCREENSHOTS / f"failed-{name}.png")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
