@@ -21,7 +21,7 @@ def test_myconvnet_builds_without_arguments_and_returns_logits():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 3
     assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 7, 7)
-    assert count_parameters(model) == 1_697_674  # 576 + 128 + 73,728 + 256 + 1,605,888 + 16,448 + 650
+    assert count_parameters(model) == 5_070_640  # 576 + 128 + 73,728 + 256 + 4,918,032 + 76,930 + 990
 
 
 @pytest.mark.parametrize("width", [8, 16])
@@ -70,7 +70,7 @@ class _WrongWidths(nn.Module):
 class _BadFlatten(MyConvNet):
     def __init__(self):
         super().__init__()
-        self.classifier[1] = nn.Linear(128 * 14 * 14, 256)
+        self.classifier[1] = nn.Linear(128 * 14 * 14, 784)
 
 
 @pytest.mark.parametrize("model, hint", [
