@@ -188,7 +188,8 @@ class MNIST(Lab):
         out = Path(out_dir)
         cfg = self.config(size, out=str(out / "default"))
         source = read_mnist(cfg)
-        keys = ("best_val_accuracy", "best_epoch", "test_accuracy", "train_loss", "epochs_run", "seconds")
+        keys = ("best_val_accuracy", "best_epoch", "test_accuracy", "train_loss", "train_accuracy", "epochs_run",
+                "seconds")
 
         def numbers(run: runner.Run, *extra: str) -> dict[str, Any]:
             summary = run.summary()
