@@ -191,6 +191,46 @@ def test_figures_render(data, trained, tmp_path):
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("grid", "counts", "cm", "wrong", "none"))
 
 
+def test_degenerate_smoke_figures_render_sanely(data, tmp_path):
+    """No mistakes at all (a smoke run can score 100 %): a white matrix on a 0..1 colour bar whose title says
+    so, a misclassified figure that says all are right, 'smoke size, synthetic data' in every title."""
+    labels = data.split("test")[1]
+    perfect = confusion_matrix(labels, labels, 10)
+    fig = lab.plot_confusion_matrix(perfect, size="smoke", path=tmp_path / "cm.png")
+    ax, bar = fig.axes
+    image = ax.get_images()[0]
+    assert image.get_clim() == (0, 1.0), "the colour scale starts at 0 mistakes and is not collapsed"
+    assert "no mistakes" in ax.get_title() and "smoke size, synthetic data" in ax.get_title()
+    assert all(float(t) == int(float(t)) for t in bar.get_yticks()), "whole numbers of mistakes on the bar"
+    some = perfect.clone()
+    some[4, 9] += 3
+    ax = lab.plot_confusion_matrix(some).axes[0]
+    assert ax.get_images()[0].get_clim() == (0, 3.0) and "3 mistakes" in ax.get_title()
+    assert "smoke" not in ax.get_title()
+    right = torch.nn.functional.one_hot(labels, 10).float()
+    none = lab.plot_misclassified(data, right, labels, size="smoke", path=tmp_path / "none.png")
+    texts = [t.get_text() for a in none.axes for t in a.texts]
+    assert texts == [f"no misclassified test digits: all {len(labels):,} are right"]
+    assert "smoke size, synthetic data" in none.axes[0].get_title()
+    for figure in (lab.sample_grid(data, per_class=1, size="smoke"), lab.plot_class_counts(data, size="smoke")):
+        titles = [a.get_title() for a in figure.axes] + [figure._suptitle.get_text() if figure._suptitle else ""]
+        assert any("smoke size, synthetic data" in t for t in titles)
+    with pytest.raises(LabkitError, match="square"):
+        lab.plot_confusion_matrix(torch.zeros(3, 4))
+
+
+def test_comparison_figure_has_integer_epochs_and_one_colour_per_run(data, tmp_path):
+    cfg = lab.LAB.config("smoke", compare_epochs=2, out=str(tmp_path))
+    runs = lab.compare(cfg, data, ("Adam + StepLR", "SGD, lr 3e-4, momentum 0.9"), progress=False,
+                       write_files=False)
+    fig = lab.plot_comparison(runs, "smoke", path=tmp_path / "compare.png")
+    for ax in fig.axes:
+        assert all(float(t) == int(float(t)) for t in ax.get_xticks()) and "smoke size" in ax.get_title()
+    colours = [[line.get_color() for line in ax.get_lines()] for ax in fig.axes]
+    assert colours[0] == colours[1] == colours[2] and len(set(colours[0])) == 2
+    assert fig.axes[2].get_lines()[0].get_ydata().tolist() == [1e-3, 5e-4], "StepLR halves the lr each epoch"
+
+
 def test_load_data_shards_by_rank_and_fills_info(tmp_path):
     from labkit.distributed import DistributedContext
 

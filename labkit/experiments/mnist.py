@@ -493,7 +493,8 @@ def misclassified(logits: torch.Tensor, labels: torch.Tensor, limit: int = 30) -
 
 # --- figures --------------------------------------------------------------------------------------
 
-def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, path: str | Path | None = None) -> Figure:
+def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, size: str = "",
+                path: str | Path | None = None) -> Figure:
     """The first `per_class` training images of each digit, one column per digit."""
     images, labels = source.train_images, source.train_labels
     picked = []
@@ -502,7 +503,7 @@ def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, path: str | Pa
             where = (labels == digit).nonzero().flatten()
             picked.append(images[where[row]] if row < len(where) else torch.zeros_like(images[0]))
     return image_grid(torch.stack(picked), [str(d) for d in range(10)], ncols=10, cell=1.0,
-                      title="training images, one column per digit", path=path)
+                      title=f"training images, one column per digit{size_note(size)}", path=path)
 
 
 def class_counts(source: mnist_data.MNISTData) -> dict[str, torch.Tensor]:
@@ -510,7 +511,7 @@ def class_counts(source: mnist_data.MNISTData) -> dict[str, torch.Tensor]:
     return {split: torch.bincount(source.split(split)[1], minlength=10) for split in ("train", "val", "test")}
 
 
-def plot_class_counts(source: mnist_data.MNISTData, path: str | Path | None = None) -> Figure:
+def plot_class_counts(source: mnist_data.MNISTData, size: str = "", path: str | Path | None = None) -> Figure:
     """Grouped bars: images per digit in train, val and test."""
     fig = new_figure((8, 3))
     ax = fig.subplots()
@@ -521,43 +522,58 @@ def plot_class_counts(source: mnist_data.MNISTData, path: str | Path | None = No
     ax.set_xticks(range(10))
     ax.set_xlabel("digit")
     ax.set_ylabel("images")
-    ax.set_title("class counts")
+    ax.set_title(f"class counts{size_note(size)}")
     ax.legend(fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
-def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (test)",
+def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (test)", size: str = "",
                           path: str | Path | None = None) -> Figure:
-    """Counts with the diagonal dimmed, so the mistakes stand out."""
+    """Counts, coloured by the mistakes only (the diagonal is blank, its counts in grey), so they stand out.
+
+    The colour scale starts at 0 mistakes (white) and reaches at least 1, so a matrix with no mistakes is
+    white with a 0..1 colour bar (and says so in its title) instead of a solid colour over a −0.1..0.1 bar.
+    """
+    matrix = torch.as_tensor(matrix)
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise LabkitError(f"a confusion matrix is square (classes x classes), got shape {tuple(matrix.shape)}.")
     fig = new_figure((5.2, 4.6))
     ax = fig.subplots()
     off = matrix.clone().float()
     off.fill_diagonal_(float("nan"))
-    image = ax.imshow(off.numpy(), cmap="Reds")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="mistakes")
-    for t in range(matrix.shape[0]):
-        for p in range(matrix.shape[1]):
+    mistakes = int(matrix.sum() - matrix.diag().sum())
+    image = ax.imshow(off.numpy(), cmap="Reds", vmin=0, vmax=max(1.0, float(off.nan_to_num(0).max())))
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="mistakes")
+    from matplotlib.ticker import MaxNLocator
+
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    n = matrix.shape[0]
+    for t in range(n):
+        for p in range(n):
             value = int(matrix[t, p])
             if value:
                 ax.text(p, t, str(value), ha="center", va="center", fontsize=7,
                         color="grey" if t == p else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    what = "no mistakes" if mistakes == 0 else f"{mistakes:,} mistakes"
+    ax.set_title(f"{title}: {what} of {int(matrix.sum()):,}{size_note(size)}", fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
 def plot_misclassified(source: mnist_data.MNISTData, logits: torch.Tensor, labels: torch.Tensor, limit: int = 30,
-                       split: str = "test", path: str | Path | None = None) -> Figure:
-    """The most confident mistakes, titled 'true→predicted (confidence)'."""
+                       split: str = "test", size: str = "", path: str | Path | None = None) -> Figure:
+    """The most confident mistakes, titled 'true→predicted (confidence)'; with none, a figure that says so."""
     index = misclassified(logits, labels, limit)
     probs = torch.softmax(logits[index], dim=1)
     titles = [f"{int(labels[i])}→{int(p.argmax())} ({p.max():.0%})" for i, p in zip(index, probs)]
-    return image_grid(source.split(split)[0][index], titles, ncols=10, cell=1.0, empty="no mistakes",
-                      title=f"misclassified {split} digits: true→predicted", path=path)
+    return image_grid(source.split(split)[0][index], titles, ncols=10, cell=1.0,
+                      empty=f"no misclassified {split} digits: all {len(labels):,} are right",
+                      title=f"misclassified {split} digits: true→predicted{size_note(size)}", path=path)
