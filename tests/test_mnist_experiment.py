@@ -47,7 +47,7 @@ def test_sizes_and_recipes_are_configs_that_validate():
     assert (full.epochs, full.batch_size, full.lr, full.weight_decay, full.decay_matrices_only) == (
         8, 256, 3e-3, 5e-4, False)
     assert (full.compare_epochs, full.early_stopping_epochs, full.myconvnet_images) == (6, 20, None)
-    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 2
+    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 2 and laptop.epochs == 3
     assert laptop.epochs < full.epochs and laptop.compare_epochs < full.compare_epochs
     # a comparison recipe keeps its own lr at every size (the smoke size changes only the default's)
     assert lab.LAB.config("smoke", "adam-step").lr == 1e-3 and lab.LAB.config("full", "sgd-momentum").lr == 0.05
