@@ -100,3 +100,21 @@ def test_check_accuracy_function_accepts_argmax_and_tensor_results():
 def test_check_accuracy_function_explains_mistakes(fn, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_accuracy_function(fn)
+
+
+def test_labkit_export_hands_in_a_state_dict_that_a_fresh_myconvnet_loads(tmp_path):
+    """The course's hand-in file: `MyConvNet().load_state_dict(torch.load(path, weights_only=True))`."""
+    from labkit.checkpoint import save_checkpoint
+    from labkit.cli import main as cli_main
+
+    torch.manual_seed(1)
+    trained = MyConvNet()
+    checkpoint = save_checkpoint(tmp_path / "best.pt", model=trained, epoch=1)
+    hand_in = tmp_path / "hw7_123456_name.pth"
+    assert cli_main(["export", str(checkpoint), str(hand_in)]) == 0
+    state = torch.load(hand_in, weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    fresh = MyConvNet()
+    fresh.load_state_dict(state)  # strict: every key, every shape
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(fresh.eval()(x), trained.eval()(x))
