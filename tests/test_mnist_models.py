@@ -118,3 +118,20 @@ def test_labkit_export_hands_in_a_state_dict_that_a_fresh_myconvnet_loads(tmp_pa
     fresh.load_state_dict(state)  # strict: every key, every shape
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(fresh.eval()(x), trained.eval()(x))
+
+
+def test_max_pool_commutes_with_batchnorm_only_for_a_positive_scale():
+    """FastConvNet's block pools before BN: the same as BN-then-pool only where BN's γ > 0 (its docstring)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(2).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([2.0, -2.0]))  # channel 0: increasing map, channel 1: decreasing
+        bn.bias.copy_(torch.tensor([0.5, 0.5]))
+    pool = nn.MaxPool2d(2)
+    x = torch.randn(3, 2, 4, 4)
+    with torch.no_grad():
+        a, b = pool(bn(x)), bn(pool(x))
+    assert torch.allclose(a[:, 0], b[:, 0])
+    assert (a[:, 1] > b[:, 1]).all(), "γ < 0: pool(BN(x)) takes the window's largest BN value, BN(pool(x)) its smallest"
