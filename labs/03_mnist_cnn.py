@@ -27,7 +27,7 @@
 #
 # `SIZE` sets how big the runs are: `smoke` (seconds, generated digits; what the tests run), `laptop`
 # (real MNIST, a subset where MyConvNet trains, sized for a 2-core CPU) or `full` (the course's runs).
-# Each section shows the committed reference run of this size beside your own run.
+# Sections 3 and 4 show the committed reference run of this size beside your own run.
 
 # %%
 from pathlib import Path
@@ -244,10 +244,11 @@ show_reference("mnist", SIZE, figures=("compare.png",))
 #
 # ### BEGIN SOLUTION
 # Momentum 1e-5 is momentum in name only: with momentum β a steady gradient moves the weights by
-# lr / (1 − β) per step, so the student's SGD takes plain steps of 3e-4 × the gradient, more than three
-# times smaller than Adam's (about lr = 1e-3 per weight, whatever the gradient's scale). Momentum 0.9 at
-# the same lr multiplies the effective step by 10 (3e-3), and lr 0.05 with Nesterov momentum 0.9 gives
-# SGD a step size that suits it. REF_SGD
+# lr / (1 − β) × the gradient per step, so the student's SGD takes plain steps of 3e-4 × the gradient,
+# which are tiny wherever the gradient is small, while Adam's steps are about lr = 1e-3 per weight
+# whatever the gradient's scale. Momentum 0.9 at the same lr multiplies the effective step by 10
+# (3e-3 × the gradient), and lr 0.05 with Nesterov momentum 0.9 gives SGD a step size that suits it.
+# REF_SGD
 # The diagnosis: the student's SGD was not a worse optimizer, it was run with a learning rate and a
 # momentum that make its steps tiny; comparing optimizers at one shared small learning rate measures the
 # learning rate, not the optimizer.

@@ -125,7 +125,7 @@ class MNIST(Lab):
         "smoke": {"epochs": 3, "batch_size": 64, "compare_epochs": 2, "compare_images": 96, "compare_val_images": 100,
                   "compare_batch": 32,
                   "early_stopping_epochs": 8, "early_stopping_patience": 2, "mistake_epochs": 2,
-                  "myconvnet_epochs": 1, "myconvnet_images": 480, "myconvnet_batch": 32,
+                  "myconvnet_epochs": 2, "myconvnet_images": 480, "myconvnet_batch": 32,
                   "recipes": {"default": {"lr": 1e-2}}},
         # real MNIST, sized for a 2-core CPU shared with other jobs (the measured wall time and load are in
         # results/mnist/laptop/reference.json): FastConvNet on all 50,000 images for 3 epochs; the seven
