@@ -181,7 +181,7 @@ assert history.best("val_accuracy")[1] > (0.8 if SIZE == "smoke" else 0.98)
 # `default`), and a check that tells you when your run is far below it.
 
 # %%
-show_reference("mnist", SIZE, figures=("curves.png",))
+show_reference("mnist", SIZE, figures=("default/curves.png",))
 check_against_reference("mnist", SIZE, "default", "test_accuracy", trained.final["test"]["accuracy"],
                         tolerance=0.05)
 
@@ -197,7 +197,10 @@ check_against_reference("mnist", SIZE, "default", "test_accuracy", trained.final
 # shifted images (augmentation makes them harder than the clean validation images), and with label
 # smoothing the training loss cannot approach 0 on purpose. Validation is measured after the epoch, with
 # the final weights of that epoch, on clean images and in eval mode (BatchNorm uses its running
-# statistics). In the laptop reference run: REF_TRAIN_VS_VAL.
+# statistics). In the laptop reference run (3 epochs) the last epoch's training accuracy was 98.95 %
+# against 99.07 % validation, and the training loss 0.573 stayed near the floor that label smoothing 0.1
+# sets (about 0.50, the entropy of the smoothed target), far above 0. (The chosen epoch's test accuracy
+# was 99.16 %.)
 # ### END SOLUTION
 
 # %% [markdown]
@@ -248,7 +251,10 @@ show_reference("mnist", SIZE, figures=("compare.png",))
 # which are tiny wherever the gradient is small, while Adam's steps are about lr = 1e-3 per weight
 # whatever the gradient's scale. Momentum 0.9 at the same lr multiplies the effective step by 10
 # (3e-3 × the gradient), and lr 0.05 with Nesterov momentum 0.9 gives SGD a step size that suits it.
-# REF_SGD
+# In the laptop reference run (3 epochs on 2,000 images) the student's settings reached 18.2 % validation
+# accuracy with the training loss still 2.29 (chance is 10 % and a loss of ln 10 = 2.30); momentum 0.9 at
+# the same lr reached 67.8 % (loss 2.13); lr 0.05 with Nesterov momentum 94.3 %, level with Adam
+# constant (94.3 %).
 # The diagnosis: the student's SGD was not a worse optimizer, it was run with a learning rate and a
 # momentum that make its steps tiny; comparing optimizers at one shared small learning rate measures the
 # learning rate, not the optimizer.
@@ -261,7 +267,13 @@ show_reference("mnist", SIZE, figures=("compare.png",))
 # **Your answer:**
 #
 # ### BEGIN SOLUTION
-# REF_SCHEDULES
+# In the laptop reference run (MyConvNet, 3 epochs on the first 2,000 training images, validation on
+# 1,000) the Adam and NAdam set-ups ended within 2 points of each other: warm-up 96.1 %, Adam + StepLR
+# 94.8 %, NAdam + StepLR 94.8 %, Adam constant 94.3 %; warm-up was chosen on validation and scored
+# 95.84 % on the 10,000 test images. Warm-up had the lowest training loss after the first epoch (1.54
+# against about 1.8 for the other Adam runs). StepLR halved the learning rate twice, to 2.5e-4, and made
+# no measurable difference in three short epochs: its benefit, smaller steps to settle at the end, needs
+# a run that is near its minimum.
 # One run per set-up on a subset for three epochs cannot separate differences of a few tenths of a percent
 # from run-to-run noise (another seed moves them); only differences much larger than that, such as the
 # student's SGD against everything else, are conclusions. A claim about full-size, many-epoch runs
