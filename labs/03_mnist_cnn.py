@@ -210,8 +210,8 @@ check_against_reference("mnist", SIZE, "default", "test_accuracy", trained.final
 # only the optimizer, the schedule and the learning rate change:
 #
 # * Adam at lr 1e-3: constant; with **StepLR** (here the learning rate **halves after every epoch**, so
-#   a short run shows the decay: ×1, ×0.5, ×0.25; the course's StepLR(2, 0.9) would have reached only
-#   0.81× after 6 epochs, too little to matter); with a linear **warm-up** over the first epoch;
+#   a short run shows the decay: ×1, ×0.5, ×0.25; StepLR(2, 0.9), this lab's earlier setting, reaches
+#   only 0.81× after 6 epochs, hardly a decay); with a linear **warm-up** over the first epoch;
 # * NAdam at lr 1e-3 with the same StepLR;
 # * three SGD runs that diagnose the student's SGD: the student's own settings (lr 3e-4, momentum 1e-5),
 #   the same lr with momentum 0.9, and lr 0.05 with Nesterov momentum 0.9 (a learning rate that suits SGD).

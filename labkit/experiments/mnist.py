@@ -68,7 +68,7 @@ class Config(LabConfig):
                        "ignored on CPU")
     # the lab's own
     model: str = option("fast", "fast (FastConvNet, ~30 k parameters) or myconvnet (the course's MyConvNet, "
-                        "1.7 M)", choices=MODELS)
+                        "5.07 M)", choices=MODELS)
     width: int = option(16, "FastConvNet: channels of the first block (then 2x and 4x)", min=1)
     max_shift: int = option(2, "random shifts of up to this many pixels (0: no augmentation)", min=0, max=14)
     valid_fraction: float = option(1 / 6, "fraction of MNIST's training images held out for validation (seeded "
@@ -109,7 +109,7 @@ COMPARISONS: dict[str, str] = {
     "SGD, lr 0.05, Nesterov momentum 0.9": "sgd-momentum",
 }
 #: StepLR of the comparison: the learning rate halves after every epoch, so it visibly decays within
-#: even a 3-epoch run (1, 0.5, 0.25 x the start); the course's StepLR(2, 0.9) reaches only 0.81x in 6 epochs
+#: even a 3-epoch run (1, 0.5, 0.25 x the start); a StepLR(2, 0.9) would reach only 0.81x in 6 epochs
 STEP = {"step_size": 1, "gamma": 0.5}
 
 
