@@ -11,6 +11,7 @@ import torch
 
 from labkit import runner
 from labkit.cli import main as cli_main
+from labkit.errors import LabkitError
 from labkit.experiments import mnist as lab
 from labkit.lab import ConfigError
 from labkit.metrics import confusion_matrix
@@ -46,13 +47,14 @@ def test_sizes_and_recipes_are_configs_that_validate():
     assert (full.epochs, full.batch_size, full.lr, full.weight_decay, full.decay_matrices_only) == (
         8, 256, 3e-3, 5e-4, False)
     assert (full.compare_epochs, full.early_stopping_epochs, full.myconvnet_images) == (6, 20, None)
-    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 1
+    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 2 and laptop.epochs == 3
     assert laptop.epochs < full.epochs and laptop.compare_epochs < full.compare_epochs
     # a comparison recipe keeps its own lr at every size (the smoke size changes only the default's)
     assert lab.LAB.config("smoke", "adam-step").lr == 1e-3 and lab.LAB.config("full", "sgd-momentum").lr == 0.05
     assert set(lab.COMPARISONS.values()) <= set(lab.LAB.recipes)
     assert set(lab.COMPARISONS) == {"Adam, constant", "Adam + StepLR", "Adam + warm-up", "NAdam + StepLR",
-                                    "SGD momentum"}
+                                    "SGD, student's (lr 3e-4, momentum 1e-5)", "SGD, lr 3e-4, momentum 0.9",
+                                    "SGD, lr 0.05, Nesterov momentum 0.9"}
 
 
 def test_config_rejects_unknown_choices_and_fields():
@@ -90,7 +92,8 @@ def test_schedules_shape_the_learning_rate():
     assert set(constant) == {1e-3}
     step, interval = _lrs(base.replace(schedule="step"))
     assert interval == "epoch"
-    assert [step[i * 5] for i in range(6)] == pytest.approx([1e-3, 1e-3, 9e-4, 9e-4, 8.1e-4, 8.1e-4])
+    # StepLR(1, 0.5): halves every epoch, so it shows within a short run (the course's (2, 0.9): 0.81x in 6)
+    assert [step[i * 5] for i in range(6)] == pytest.approx([1e-3 / 2 ** i for i in range(6)])
     warm, interval = _lrs(base.replace(schedule="warmup"))
     assert interval == "step" and warm[0] == pytest.approx(2e-4) and warm[4:] == pytest.approx([1e-3] * 26)
     cycle, _ = _lrs(base.replace(schedule="onecycle"))
@@ -102,18 +105,34 @@ def test_schedules_shape_the_learning_rate():
     assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.05, 0.9, True, 5e-4)
 
 
-def test_comparison_runs_share_epochs_and_seed(data, tmp_path):
-    labels = ("Adam, constant", "SGD momentum")
-    cfg = lab.LAB.config("smoke", epochs=2, out=str(tmp_path))
+def test_comparison_runs_share_model_epochs_and_seed_and_never_see_test(data, tmp_path):
+    labels = ("Adam, constant", "SGD, lr 0.05, Nesterov momentum 0.9")
+    cfg = lab.LAB.config("smoke", compare_epochs=2, out=str(tmp_path))
     runs = lab.compare(cfg, data, labels, progress=False, write_files=False)
     assert list(runs) == list(labels) and all(len(r.history) == 2 for r in runs.values())
     assert [r.config.recipe for r in runs.values()] == ["adam-constant", "sgd-momentum"]
     assert {(r.config.seed, r.config.epochs, r.config.batch_size, r.config.model) for r in runs.values()} == {
-        (0, 2, 64, "fast")}
-    assert all(0 <= r.final["test"]["accuracy"] <= 1 for r in runs.values())
-    table = lab.comparison_table(runs)
-    assert "| Adam, constant |" in table and "| SGD momentum |" in table and "chosen checkpoint" in table
+        (0, 2, 32, "myconvnet")}
+    assert all(type(r.model).__name__ == "MyConvNet" for r in runs.values())
+    assert all("test" not in r.final for r in runs.values()), "the comparison never evaluates the test split"
+    table = str(lab.comparison_table(runs))
+    assert "| Adam, constant |" in table and "test" not in table and "0.05 → 0.05" in table
+    assert lab.chosen_setup(runs) in labels
     assert (tmp_path / "compare" / "sgd-momentum" / "checkpoints" / "best.pt").is_file()
+    with pytest.raises(LabkitError, match="unknown comparison"):
+        lab.compare(cfg, data, ["Adam, typo"])
+
+
+def test_comparison_step_schedule_decays_visibly_and_sgd_runs_diagnose_the_students_settings():
+    cfg = lab.LAB.config("laptop")
+    step = lab.compare_config(cfg, "Adam + StepLR")
+    assert (step.schedule, step.step_size, step.gamma) == ("step", 1, 0.5)
+    assert step.gamma ** (cfg.compare_epochs - 1) <= 0.25, "the lr must visibly decay within the run"
+    student = lab.compare_config(cfg, "SGD, student's (lr 3e-4, momentum 1e-5)")
+    assert (student.optimizer, student.lr, student.momentum, student.nesterov) == ("sgd", 3e-4, 1e-5, False)
+    same_lr = lab.compare_config(cfg, "SGD, lr 3e-4, momentum 0.9")
+    assert (same_lr.lr, same_lr.momentum) == (3e-4, 0.9)
+    assert {lab.compare_config(cfg, label).model for label in lab.COMPARISONS} == {"myconvnet"}
 
 
 def test_early_stopping_keeps_and_reloads_the_best_epoch(data, tmp_path):
@@ -170,6 +189,46 @@ def test_figures_render(data, trained, tmp_path):
     right = torch.nn.functional.one_hot(labels, 10).float()
     lab.plot_misclassified(data, right, labels, path=tmp_path / "none.png")  # no mistakes: says so
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("grid", "counts", "cm", "wrong", "none"))
+
+
+def test_degenerate_smoke_figures_render_sanely(data, tmp_path):
+    """No mistakes at all (a smoke run can score 100 %): a white matrix on a 0..1 colour bar whose title says
+    so, a misclassified figure that says all are right, 'smoke size, synthetic data' in every title."""
+    labels = data.split("test")[1]
+    perfect = confusion_matrix(labels, labels, 10)
+    fig = lab.plot_confusion_matrix(perfect, size="smoke", path=tmp_path / "cm.png")
+    ax, bar = fig.axes
+    image = ax.get_images()[0]
+    assert image.get_clim() == (0, 1.0), "the colour scale starts at 0 mistakes and is not collapsed"
+    assert "no mistakes" in ax.get_title() and "smoke size, synthetic data" in ax.get_title()
+    assert all(float(t) == int(float(t)) for t in bar.get_yticks()), "whole numbers of mistakes on the bar"
+    some = perfect.clone()
+    some[4, 9] += 3
+    ax = lab.plot_confusion_matrix(some).axes[0]
+    assert ax.get_images()[0].get_clim() == (0, 3.0) and "3 mistakes" in ax.get_title()
+    assert "smoke" not in ax.get_title()
+    right = torch.nn.functional.one_hot(labels, 10).float()
+    none = lab.plot_misclassified(data, right, labels, size="smoke", path=tmp_path / "none.png")
+    texts = [t.get_text() for a in none.axes for t in a.texts]
+    assert texts == [f"no misclassified test digits: all {len(labels):,} are right"]
+    assert "smoke size, synthetic data" in none.axes[0].get_title()
+    for figure in (lab.sample_grid(data, per_class=1, size="smoke"), lab.plot_class_counts(data, size="smoke")):
+        titles = [a.get_title() for a in figure.axes] + [figure._suptitle.get_text() if figure._suptitle else ""]
+        assert any("smoke size, synthetic data" in t for t in titles)
+    with pytest.raises(LabkitError, match="square"):
+        lab.plot_confusion_matrix(torch.zeros(3, 4))
+
+
+def test_comparison_figure_has_integer_epochs_and_one_colour_per_run(data, tmp_path):
+    cfg = lab.LAB.config("smoke", compare_epochs=2, out=str(tmp_path))
+    runs = lab.compare(cfg, data, ("Adam + StepLR", "SGD, lr 3e-4, momentum 0.9"), progress=False,
+                       write_files=False)
+    fig = lab.plot_comparison(runs, "smoke", path=tmp_path / "compare.png")
+    for ax in fig.axes:
+        assert all(float(t) == int(float(t)) for t in ax.get_xticks()) and "smoke size" in ax.get_title()
+    colours = [[line.get_color() for line in ax.get_lines()] for ax in fig.axes]
+    assert colours[0] == colours[1] == colours[2] and len(set(colours[0])) == 2
+    assert fig.axes[2].get_lines()[0].get_ydata().tolist() == [1e-3, 5e-4], "StepLR halves the lr each epoch"
 
 
 def test_load_data_shards_by_rank_and_fills_info(tmp_path):
@@ -268,7 +327,7 @@ def test_cli_compare_writes_its_table(tmp_path, capsys):
                      "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| NAdam + StepLR |" in out and (tmp_path / "compare.md").is_file()
-    assert (tmp_path / "compare_val_accuracy.png").is_file() and (tmp_path / "compare_train_loss.png").is_file()
+    assert (tmp_path / "compare.png").is_file() and "chosen on validation" in out
     some_checkpoint = tmp_path / "compare" / "adam-constant" / "checkpoints" / "last.pt"
     assert cli_main(["run", "mnist", "--compare", "--resume", str(some_checkpoint)]) == 2
     assert "cannot --resume" in capsys.readouterr().err

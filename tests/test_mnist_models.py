@@ -21,7 +21,7 @@ def test_myconvnet_builds_without_arguments_and_returns_logits():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 3
     assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 7, 7)
-    assert count_parameters(model) == 1_697_674  # 576 + 128 + 73,728 + 256 + 1,605,888 + 16,448 + 650
+    assert count_parameters(model) == 5_070_640  # 576 + 128 + 73,728 + 256 + 4,918,032 + 76,930 + 990
 
 
 @pytest.mark.parametrize("width", [8, 16])
@@ -70,7 +70,7 @@ class _WrongWidths(nn.Module):
 class _BadFlatten(MyConvNet):
     def __init__(self):
         super().__init__()
-        self.classifier[1] = nn.Linear(128 * 14 * 14, 256)
+        self.classifier[1] = nn.Linear(128 * 14 * 14, 784)
 
 
 @pytest.mark.parametrize("model, hint", [
@@ -100,3 +100,38 @@ def test_check_accuracy_function_accepts_argmax_and_tensor_results():
 def test_check_accuracy_function_explains_mistakes(fn, hint):
     with pytest.raises(CheckFailed, match=hint):
         check_accuracy_function(fn)
+
+
+def test_labkit_export_hands_in_a_state_dict_that_a_fresh_myconvnet_loads(tmp_path):
+    """The course's hand-in file: `MyConvNet().load_state_dict(torch.load(path, weights_only=True))`."""
+    from labkit.checkpoint import save_checkpoint
+    from labkit.cli import main as cli_main
+
+    torch.manual_seed(1)
+    trained = MyConvNet()
+    checkpoint = save_checkpoint(tmp_path / "best.pt", model=trained, epoch=1)
+    hand_in = tmp_path / "hw7_123456_name.pth"
+    assert cli_main(["export", str(checkpoint), str(hand_in)]) == 0
+    state = torch.load(hand_in, weights_only=True)
+    assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    fresh = MyConvNet()
+    fresh.load_state_dict(state)  # strict: every key, every shape
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(fresh.eval()(x), trained.eval()(x))
+
+
+def test_max_pool_commutes_with_batchnorm_only_for_a_positive_scale():
+    """FastConvNet's block pools before BN: the same as BN-then-pool only where BN's γ > 0 (its docstring)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(2).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([2.0, -2.0]))  # channel 0: increasing map, channel 1: decreasing
+        bn.bias.copy_(torch.tensor([0.5, 0.5]))
+    pool = nn.MaxPool2d(2)
+    x = torch.randn(3, 2, 4, 4)
+    with torch.no_grad():
+        a, b = pool(bn(x)), bn(pool(x))
+    assert torch.allclose(a[:, 0], b[:, 0])
+    assert (a[:, 1] > b[:, 1]).all(), "γ < 0: pool(BN(x)) takes the window's largest BN value, BN(pool(x)) its smallest"

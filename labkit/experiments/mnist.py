@@ -31,11 +31,12 @@ from labkit.data.tensor_loader import TensorLoader, single_thread_on_cpu
 from labkit.device import model_device, pick_device
 from labkit.distributed import DistributedContext, per_rank_batch_size
 from labkit.engine import SupervisedTask, evaluate, predict
+from labkit.errors import LabkitError
 from labkit.lab import LABS, Lab, LabConfig, LabData, option, register
 from labkit.models.mnist import build_model
 from labkit.optim import OPTIMIZERS
 from labkit.plots import image_grid, new_figure, plot_curves, save_figure
-from labkit.tables import markdown_table
+from labkit.tables import Table, markdown_table
 
 #: the schedules of this lab (labkit.optim's shapes): constant; step = StepLR per epoch; warmup = linear
 #: warm-up over `warmup_epochs`, then constant, per step; onecycle = OneCycleLR per step
@@ -59,15 +60,15 @@ class Config(LabConfig):
                                  "AdamW)", min=0)
     schedule: str = option("onecycle", "learning-rate schedule: constant; step (x gamma every step-size epochs); "
                            "warmup (linear over warmup-epochs, then constant); onecycle", choices=SCHEDULES)
-    step_size: int | None = option(2, "step schedule: epochs between decays", min=1)
-    gamma: float = option(0.9, "step schedule: lr factor at each decay", gt=0, max=1)
+    step_size: int | None = option(1, "step schedule: epochs between decays", min=1)
+    gamma: float = option(0.5, "step schedule: lr factor at each decay", gt=0, max=1)
     warmup_epochs: float = option(1.0, "warmup schedule: warm-up length in epochs (added to --warmup-steps)", min=0)
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss", min=0, max=1)
     amp: bool = option(False, "mixed precision on CUDA (off: these small CNNs train in fp32, as before); "
                        "ignored on CPU")
     # the lab's own
     model: str = option("fast", "fast (FastConvNet, ~30 k parameters) or myconvnet (the course's MyConvNet, "
-                        "1.7 M)", choices=MODELS)
+                        "5.07 M)", choices=MODELS)
     width: int = option(16, "FastConvNet: channels of the first block (then 2x and 4x)", min=1)
     max_shift: int = option(2, "random shifts of up to this many pixels (0: no augmentation)", min=0, max=14)
     valid_fraction: float = option(1 / 6, "fraction of MNIST's training images held out for validation (seeded "
@@ -76,6 +77,13 @@ class Config(LabConfig):
     download: bool = option(False, "download MNIST into --data (or LABKIT_DATA) if it is missing")
     # the notebook's experiments (not command-line options)
     compare_epochs: int = option(6, "section 4: epochs of each comparison run", min=1, cli=False)
+    compare_model: str = option("myconvnet", "section 4: the model of the comparison (the student's MyConvNet)",
+                                choices=MODELS, cli=False)
+    compare_images: int | None = option(None, "section 4: training images of each comparison run (None: all)",
+                                        min=1, cli=False)
+    compare_val_images: int | None = option(None, "section 4: validation images of each comparison run (None: "
+                                            "all)", min=1, cli=False)
+    compare_batch: int = option(128, "section 4: batch size of each comparison run", min=1, cli=False)
     early_stopping_epochs: int = option(20, "section 5: epoch cap of the early-stopping run", min=1, cli=False)
     early_stopping_patience: int = option(3, "section 5: epochs without improvement before stopping", min=1,
                                           cli=False)
@@ -87,15 +95,22 @@ class Config(LabConfig):
     myconvnet_lr: float = option(3e-3, "section 8: peak lr of the MyConvNet run", gt=0, cli=False)
 
 
-#: the course's comparison, table label -> recipe: same model, data, epochs and seed; only the optimizer,
-#: the schedule and a learning rate that suits the optimizer differ
+#: the course's comparison, table label -> recipe: same model (the student's MyConvNet), data, epochs and
+#: seed; only the optimizer, the schedule and the learning rate differ. The three SGD runs diagnose the
+#: student's SGD settings: lr 3e-4 with momentum 1e-5 (momentum in name only), the same lr with momentum
+#: 0.9 (10x the effective step lr / (1 - momentum)), and a learning rate that suits SGD.
 COMPARISONS: dict[str, str] = {
     "Adam, constant": "adam-constant",
     "Adam + StepLR": "adam-step",
     "Adam + warm-up": "adam-warmup",
     "NAdam + StepLR": "nadam-step",
-    "SGD momentum": "sgd-momentum",
+    "SGD, student's (lr 3e-4, momentum 1e-5)": "sgd-student",
+    "SGD, lr 3e-4, momentum 0.9": "sgd-student-momentum",
+    "SGD, lr 0.05, Nesterov momentum 0.9": "sgd-momentum",
 }
+#: StepLR of the comparison: the learning rate halves after every epoch, so it visibly decays within
+#: even a 3-epoch run (1, 0.5, 0.25 x the start); a StepLR(2, 0.9) would reach only 0.81x in 6 epochs
+STEP = {"step_size": 1, "gamma": 0.5}
 
 
 @register
@@ -107,26 +122,33 @@ class MNIST(Lab):
     Config = Config
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         # seconds on a CPU, on 1,200 + 300 generated seven-segment digits
-        "smoke": {"epochs": 3, "batch_size": 64, "compare_epochs": 2, "early_stopping_epochs": 8,
-                  "early_stopping_patience": 2, "mistake_epochs": 2, "myconvnet_epochs": 1,
-                  "myconvnet_images": 480, "myconvnet_batch": 32, "recipes": {"default": {"lr": 1e-2}}},
-        # real MNIST, the whole notebook in well under 15 minutes on a 2-core CPU (measured on a quiet one:
-        # FastConvNet ~7 s an epoch, MyConvNet ~75 s): the default recipe passes 99 % validation (99.09 %
-        # after 4 epochs), the five set-ups separate in their first epochs, early stopping stops
-        # (patience 2, at most 12 epochs), the softmax run stays above its loss floor, and one MyConvNet
-        # epoch in batches of 128 passes 98.5 % test (99.13 %; on half the images it was 98.54 %)
-        "laptop": {"epochs": 5, "compare_epochs": 3, "early_stopping_epochs": 12, "early_stopping_patience": 2,
-                   "mistake_epochs": 2, "myconvnet_epochs": 1, "myconvnet_batch": 128},
+        "smoke": {"epochs": 3, "batch_size": 64, "compare_epochs": 2, "compare_images": 96, "compare_val_images": 100,
+                  "compare_batch": 32,
+                  "early_stopping_epochs": 8, "early_stopping_patience": 2, "mistake_epochs": 2,
+                  "myconvnet_epochs": 2, "myconvnet_images": 480, "myconvnet_batch": 32,
+                  "recipes": {"default": {"lr": 1e-2}}},
+        # real MNIST, sized for a 2-core CPU shared with other jobs (the measured wall time and load are in
+        # results/mnist/laptop/reference.json): FastConvNet on all 50,000 images for 3 epochs; the seven
+        # MyConvNet comparison runs on the first 2,000 training and 1,000 validation images for 3 epochs in
+        # batches of 64 (StepLR halves the lr each epoch); the student's MyConvNet run on 8,000 images, 2 epochs
+        "laptop": {"epochs": 3, "compare_epochs": 3, "compare_images": 2_000, "compare_val_images": 1_000,
+                   "compare_batch": 64, "early_stopping_epochs": 12, "early_stopping_patience": 2,
+                   "mistake_epochs": 2, "myconvnet_epochs": 2, "myconvnet_images": 8_000, "myconvnet_batch": 128},
         # the course report's experiment (the config's defaults)
         "full": {},
     }
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},  # FastConvNet, AdamW one-cycle, label smoothing 0.1, random shifts
         "adam-constant": {"optimizer": "adam", "schedule": "constant", "lr": 1e-3},
-        "adam-step": {"optimizer": "adam", "schedule": "step", "lr": 1e-3},
+        "adam-step": {"optimizer": "adam", "schedule": "step", "lr": 1e-3, **STEP},
         "adam-warmup": {"optimizer": "adam", "schedule": "warmup", "lr": 1e-3},
-        "nadam-step": {"optimizer": "nadam", "schedule": "step", "lr": 1e-3},
-        "sgd-momentum": {"optimizer": "sgd", "schedule": "constant", "lr": 0.05},
+        "nadam-step": {"optimizer": "nadam", "schedule": "step", "lr": 1e-3, **STEP},
+        # the course report's SGD: lr 3e-4, momentum 1e-5 (no Nesterov)
+        "sgd-student": {"optimizer": "sgd", "schedule": "constant", "lr": 3e-4, "momentum": 1e-5,
+                        "nesterov": False},
+        "sgd-student-momentum": {"optimizer": "sgd", "schedule": "constant", "lr": 3e-4, "momentum": 0.9,
+                                 "nesterov": False},
+        "sgd-momentum": {"optimizer": "sgd", "schedule": "constant", "lr": 0.05, "momentum": 0.9},
     }
     monitor = "val_accuracy"
     epoch_splits = ("val",)
@@ -141,8 +163,9 @@ class MNIST(Lab):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--compare", action="store_true",
-                            help="run the course's comparison instead (Adam constant / StepLR / warm-up, NAdam + "
-                                 "StepLR, SGD momentum) with these settings; writes OUT/compare.md and figures")
+                            help="run the course's comparison on MyConvNet instead (Adam constant / StepLR / warm-up, "
+                                 "NAdam + StepLR, three SGD settings) for --epochs epochs at the size's comparison "
+                                 "images and batch; writes OUT/compare.md and OUT/compare.png")
 
     def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "compare", False):
@@ -157,6 +180,30 @@ class MNIST(Lab):
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         run = train(self.config("smoke", out=str(out_dir)), progress=False)
         return {**run.summary(), **self.report(run)}
+
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce mnist`: the default recipe (FastConvNet, section 3) and the optimizer x schedule
+        comparison on MyConvNet (section 4), with the chosen set-up's test accuracy evaluated once; figures
+        curves.png (per run) and compare.png."""
+        out = Path(out_dir)
+        cfg = self.config(size, out=str(out / "default"))
+        source = read_mnist(cfg)
+        keys = ("best_val_accuracy", "best_epoch", "test_accuracy", "train_loss", "train_accuracy", "epochs_run",
+                "seconds")
+
+        def numbers(run: runner.Run, *extra: str) -> dict[str, Any]:
+            summary = run.summary()
+            return {k: summary[k] for k in (*keys, *extra) if k in summary}
+
+        records = {"default": numbers(train(cfg, source))}
+        runs = compare(cfg.replace(out=str(out)), source)
+        best = chosen_setup(runs)
+        for label, run in runs.items():
+            records[f"compare: {label}"] = {**numbers(run), "last_lr": lr_at_epochs(run)[-1]}
+        records[f"compare: {best}"]["chosen"] = True
+        records[f"compare: {best}"]["test_accuracy"] = accuracy(runs[best].model, source, "test")
+        plot_comparison(runs, size, path=out / "compare.png")
+        return records
 
     def report(self, run: runner.Run) -> dict[str, Any]:
         h = run.history
@@ -259,13 +306,46 @@ def with_recipe(cfg: Config, recipe: str, **changes: Any) -> Config:
     return cfg.replace(**{**LAB.recipes[recipe], **changes}, recipe=recipe)
 
 
+def myconvnet_config(cfg: Config, out: str | Path | None = None) -> Config:
+    """Section 8's run of the student's MyConvNet: the default recipe with the section's epochs, batch and lr."""
+    return cfg.replace(model="myconvnet", epochs=cfg.myconvnet_epochs, batch_size=cfg.myconvnet_batch,
+                       lr=cfg.myconvnet_lr, **({"out": str(out)} if out is not None else {}))
+
+
+def compare_config(cfg: Config, label: str, out: str | Path | None = None) -> Config:
+    """The config of one comparison run: `cfg` with the section-4 model, epochs and batch, and the
+    comparison's recipe (optimizer, schedule, lr) on top."""
+    return with_recipe(cfg.replace(model=cfg.compare_model, epochs=cfg.compare_epochs, batch_size=cfg.compare_batch),
+                       COMPARISONS[label], **({"out": str(out)} if out is not None else {}))
+
+
 def compare(cfg: Config, source: mnist_data.MNISTData | None = None, labels: Sequence[str] = tuple(COMPARISONS), *,
             progress: bool | None = None, write_files: bool = True) -> dict[str, runner.Run]:
-    """One run per comparison: `cfg` with the comparison's recipe (optimizer, schedule, lr), so the model,
-    data, epochs and seed are the same for all; each run into OUT/compare/<recipe>."""
+    """One run per comparison (`compare_config`): same model, data, epochs and seed for all; each into
+    OUT/compare/<recipe>. The runs see only the train and validation images (the first `compare_images`
+    and `compare_val_images`): the test split is looked at once, for the set-up chosen on validation
+    (`chosen_setup`)."""
+    unknown = [label for label in labels if label not in COMPARISONS]
+    if unknown:
+        raise LabkitError(f"unknown comparison {unknown[0]!r}: choose from {', '.join(COMPARISONS)}.")
+    source = source if source is not None else read_mnist(cfg)
+    seen = source.head(train=cfg.compare_images, val=cfg.compare_val_images, test=0)
     out = runner.default_out_dir(LAB, cfg)
-    return {label: train(with_recipe(cfg, COMPARISONS[label], out=str(out / "compare" / COMPARISONS[label])),
-                         source, progress=progress, write_files=write_files) for label in labels}
+    return {label: train(compare_config(cfg, label, out / "compare" / COMPARISONS[label]), seen,
+                         progress=progress, write_files=write_files)
+            for label in labels}
+
+
+def chosen_setup(runs: Mapping[str, runner.Run]) -> str:
+    """The comparison run with the best validation accuracy (the first of equals): the one to test."""
+    if not runs:
+        raise LabkitError("no comparison runs to choose from.")
+    return max(runs, key=lambda name: runs[name].history.best("val_accuracy")[1])
+
+
+def lr_at_epochs(run: runner.Run) -> list[float]:
+    """The learning rate of each epoch of a run (what StepLR did to it)."""
+    return list(run.history["lr"])
 
 
 def histories(runs: Mapping[str, runner.Run]) -> dict[str, Any]:
@@ -277,31 +357,63 @@ def _test_accuracy(run: runner.Run) -> float:
     return run.final.get("test", {}).get("accuracy", math.nan)
 
 
-def comparison_table(runs: Mapping[str, runner.Run]) -> str:
-    """Markdown: final train loss, best val accuracy (epoch), the chosen checkpoint's test accuracy, seconds."""
+def comparison_table(runs: Mapping[str, runner.Run]) -> Table:
+    """Final train loss, best val accuracy (epoch), the lr of the first and last epoch, seconds: validation
+    only (the test split is for the chosen set-up, once)."""
     rows = []
     for name, run in runs.items():
         h = run.history
         epoch, val = h.best("val_accuracy")
+        lrs = lr_at_epochs(run)
         rows.append([name, f"{h.last('train_loss'):.4f}", f"{100 * val:.2f} % ({epoch})",
-                     f"{100 * _test_accuracy(run):.2f} %", f"{h.total_seconds:.1f}"])
-    return markdown_table(["run", "final train loss", "best val acc (epoch)", "test acc (chosen checkpoint)",
-                           "seconds"], rows)
+                     f"{lrs[0]:.2g} → {lrs[-1]:.2g}", f"{h.total_seconds:.1f}"])
+    return Table(["run", "final train loss", "best val acc (epoch)", "lr, first → last epoch", "seconds"], rows,
+                 numeric_from=1)
 
 
 def compare_main(cfg: Config) -> dict[str, float]:
-    """`labkit run mnist --compare`: the five runs, their table, and two figures in the output folder."""
+    """`labkit run mnist --compare`: the runs, their table, the chosen set-up's test accuracy (once), and two
+    figures in the output folder."""
     from labkit.files import write_text_atomic
 
-    runs = compare(cfg)
+    cfg = cfg.replace(compare_epochs=cfg.epochs)
+    source = read_mnist(cfg)
+    runs = compare(cfg, source)
     table = comparison_table(runs)
     print(table)
+    best = chosen_setup(runs)
+    test = accuracy(runs[best].model, source, "test")
+    line = f"chosen on validation: {best}; its test accuracy {100 * test:.2f} % (evaluated once)"
+    print(line)
     out = runner.default_out_dir(LAB, cfg)
-    plot_curves(histories(runs), "val_accuracy", path=out / "compare_val_accuracy.png")
-    plot_curves(histories(runs), "train_loss", path=out / "compare_train_loss.png")
-    write_text_atomic(out / "compare.md", table + "\n")
+    plot_comparison(runs, cfg.size, path=out / "compare.png")
+    write_text_atomic(out / "compare.md", f"{table}\n\n{line}\n")
     print(f"table and figures written under {out}/")
     return {name: run.history.best("val_accuracy")[1] for name, run in runs.items()}
+
+
+def size_note(size: str) -> str:
+    """' (smoke size, synthetic data)' for figures made at smoke size, else ''."""
+    return " (smoke size, synthetic data)" if size == "smoke" else ""
+
+
+def plot_comparison(runs: Mapping[str, runner.Run], size: str = "", path: str | Path | None = None) -> Figure:
+    """Validation accuracy, train loss and learning rate per epoch of each comparison run (one colour per run
+    in all three panels), integer epoch ticks."""
+    fig = new_figure((15, 3.8))
+    axes = fig.subplots(1, 3)
+    hist = histories(runs)
+    for ax, key, title in zip(axes, ("val_accuracy", "train_loss", "lr"),
+                              ("validation accuracy", "train loss", "learning rate")):
+        plot_curves(hist, key, ax=ax, title=f"{title}{size_note(size)}")
+    axes[2].set_yscale("log")
+    for ax in axes[1:]:
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 # --- predictions, the two classic mistakes --------------------------------------------------------
@@ -379,7 +491,8 @@ def misclassified(logits: torch.Tensor, labels: torch.Tensor, limit: int = 30) -
 
 # --- figures --------------------------------------------------------------------------------------
 
-def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, path: str | Path | None = None) -> Figure:
+def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, size: str = "",
+                path: str | Path | None = None) -> Figure:
     """The first `per_class` training images of each digit, one column per digit."""
     images, labels = source.train_images, source.train_labels
     picked = []
@@ -388,7 +501,7 @@ def sample_grid(source: mnist_data.MNISTData, per_class: int = 6, path: str | Pa
             where = (labels == digit).nonzero().flatten()
             picked.append(images[where[row]] if row < len(where) else torch.zeros_like(images[0]))
     return image_grid(torch.stack(picked), [str(d) for d in range(10)], ncols=10, cell=1.0,
-                      title="training images, one column per digit", path=path)
+                      title=f"training images, one column per digit{size_note(size)}", path=path)
 
 
 def class_counts(source: mnist_data.MNISTData) -> dict[str, torch.Tensor]:
@@ -396,7 +509,7 @@ def class_counts(source: mnist_data.MNISTData) -> dict[str, torch.Tensor]:
     return {split: torch.bincount(source.split(split)[1], minlength=10) for split in ("train", "val", "test")}
 
 
-def plot_class_counts(source: mnist_data.MNISTData, path: str | Path | None = None) -> Figure:
+def plot_class_counts(source: mnist_data.MNISTData, size: str = "", path: str | Path | None = None) -> Figure:
     """Grouped bars: images per digit in train, val and test."""
     fig = new_figure((8, 3))
     ax = fig.subplots()
@@ -407,43 +520,58 @@ def plot_class_counts(source: mnist_data.MNISTData, path: str | Path | None = No
     ax.set_xticks(range(10))
     ax.set_xlabel("digit")
     ax.set_ylabel("images")
-    ax.set_title("class counts")
+    ax.set_title(f"class counts{size_note(size)}")
     ax.legend(fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
-def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (test)",
+def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (test)", size: str = "",
                           path: str | Path | None = None) -> Figure:
-    """Counts with the diagonal dimmed, so the mistakes stand out."""
+    """Counts, coloured by the mistakes only (the diagonal is blank, its counts in grey), so they stand out.
+
+    The colour scale starts at 0 mistakes (white) and reaches at least 1, so a matrix with no mistakes is
+    white with a 0..1 colour bar (and says so in its title) instead of a solid colour over a −0.1..0.1 bar.
+    """
+    matrix = torch.as_tensor(matrix)
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise LabkitError(f"a confusion matrix is square (classes x classes), got shape {tuple(matrix.shape)}.")
     fig = new_figure((5.2, 4.6))
     ax = fig.subplots()
     off = matrix.clone().float()
     off.fill_diagonal_(float("nan"))
-    image = ax.imshow(off.numpy(), cmap="Reds")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="mistakes")
-    for t in range(matrix.shape[0]):
-        for p in range(matrix.shape[1]):
+    mistakes = int(matrix.sum() - matrix.diag().sum())
+    image = ax.imshow(off.numpy(), cmap="Reds", vmin=0, vmax=max(1.0, float(off.nan_to_num(0).max())))
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="mistakes")
+    from matplotlib.ticker import MaxNLocator
+
+    bar.locator = MaxNLocator(integer=True)
+    bar.update_ticks()
+    n = matrix.shape[0]
+    for t in range(n):
+        for p in range(n):
             value = int(matrix[t, p])
             if value:
                 ax.text(p, t, str(value), ha="center", va="center", fontsize=7,
                         color="grey" if t == p else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    what = "no mistakes" if mistakes == 0 else f"{mistakes:,} mistakes"
+    ax.set_title(f"{title}: {what} of {int(matrix.sum()):,}{size_note(size)}", fontsize=10)
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
 def plot_misclassified(source: mnist_data.MNISTData, logits: torch.Tensor, labels: torch.Tensor, limit: int = 30,
-                       split: str = "test", path: str | Path | None = None) -> Figure:
-    """The most confident mistakes, titled 'true→predicted (confidence)'."""
+                       split: str = "test", size: str = "", path: str | Path | None = None) -> Figure:
+    """The most confident mistakes, titled 'true→predicted (confidence)'; with none, a figure that says so."""
     index = misclassified(logits, labels, limit)
     probs = torch.softmax(logits[index], dim=1)
     titles = [f"{int(labels[i])}→{int(p.argmax())} ({p.max():.0%})" for i, p in zip(index, probs)]
-    return image_grid(source.split(split)[0][index], titles, ncols=10, cell=1.0, empty="no mistakes",
-                      title=f"misclassified {split} digits: true→predicted", path=path)
+    return image_grid(source.split(split)[0][index], titles, ncols=10, cell=1.0,
+                      empty=f"no misclassified {split} digits: all {len(labels):,} are right",
+                      title=f"misclassified {split} digits: true→predicted{size_note(size)}", path=path)
