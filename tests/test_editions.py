@@ -150,7 +150,9 @@ def test_student_edition_fails_first_at_its_first_exercise(lab: Path, tmp_path: 
     """Every cell before the first exercise runs; the first error is the exercise's NotImplementedError."""
     release.release(lab.parent, tmp_path, names=[lab.stem])
     nb, error = execute(tmp_path / f"{lab.stem}.ipynb")
-    first = exercise_indices(nb)[0]
+    # written answers (markdown exercise cells) never raise: the first *code* exercise is where it stops
+    code_exercises = [i for i in exercise_indices(nb) if nb.cells[i].cell_type == "code"]
+    first = code_exercises[0]
     assert error is not None, f"the student edition of {lab.name} ran to the end without its solutions"
     assert error.ename == "NotImplementedError" and error.evalue == "your code here", (
         f"the student edition of {lab.name} failed with {error.ename}: {error.evalue} instead of the exercise stub")
@@ -158,7 +160,7 @@ def test_student_edition_fails_first_at_its_first_exercise(lab: Path, tmp_path: 
     code_before = [i for i, c in enumerate(nb.cells[:first]) if c.cell_type == "code"]
     assert all(nb.cells[i].execution_count for i in code_before), "cells before the first exercise did not run"
     # The failing cell is the exercise itself, or (when the exercise defines a function) the cell that calls it.
-    next_exercise = ([i for i in exercise_indices(nb) if i > first] + [len(nb.cells)])[0]
+    next_exercise = ([i for i in code_exercises if i > first] + [len(nb.cells)])[0]
     assert first <= where < next_exercise, (
         f"{lab.name}: first error in cell {where + 1}, expected the exercise in cell {first + 1} or its check")
     traceback = _ANSI.sub("", "\n".join(nb.cells[where].outputs[-1].traceback))
