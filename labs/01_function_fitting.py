@@ -83,7 +83,8 @@ def train_from_panel(epochs, lr, plot):
 
 
 panel = TrainingPanel(train_from_panel, epochs=CFG.epochs, lr=CFG.lr,
-                      epoch_choices=[100, 500, 1000, 2000, 5000, 10000, 50000], title="Lab 01 · MLP on f(x)")
+                      epoch_choices=[100, 500, 1000, 2000, 5000, 10000, 50000],
+                      title=f"Lab 01 · MLP on f(x) · {SIZE} size")
 panel.show()
 assert panel.result is not None and len(panel.result) == CFG.epochs
 
@@ -257,7 +258,7 @@ from labkit.check.function_fitting import check_fit, check_my_function
 
 check_my_function(my_function)
 mine = lab.train_mlp(my_function, epochs=CFG.own_epochs, lr=0.01, optimizer="adam")
-lab.plot_fits({0.01: mine}, "lr", title="your function")
+lab.plot_fits({0.01: mine}, "lr", title="your function (Adam, lr 0.01)", note=lab.size_note(SIZE))
 plt.show()
 check_fit(mine.mse, float(mine.target.max() - mine.target.min()))
 

@@ -94,7 +94,9 @@ assert "<eos>" in vocab and vocab.decode(vocab.encode(["the"])[0]) == ["the"]
 # smaller, cheaper clusters.
 
 # %%
-plot_word_frequencies(corpus, CFG.train_split, top=15)
+fig = plot_word_frequencies(corpus, CFG.train_split, top=15)
+if SIZE == "smoke":
+    fig.suptitle("smoke size: a generated Markov text over ~60 words, not WikiText-2", fontsize=9)
 plt.show()
 counts = corpus.counts(CFG.train_split)
 top_share = counts.sort(descending=True).values[:100].sum() / counts.sum()
@@ -221,7 +223,8 @@ def train(epochs, lr, plot):
 
 
 panel = TrainingPanel(train, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(1, 20, 1), lr_range=(1e-4, 3e-2),
-                      title="Lab 05 · Transformer LM on WikiText-2")
+                      title=f"Lab 05 · Transformer LM · {SIZE} size"
+                      + (" (generated text)" if SIZE == "smoke" else " on WikiText-2"))
 panel.show()
 run = panel.result
 print(run.history.table([k for k in run.history if k.endswith("perplexity")]))
