@@ -30,10 +30,10 @@
 # reads the shared copy of WikiText-2, which has only `valid.txt` and `test.txt`: it trains the full-size
 # model for 5 epochs on `valid.txt` but its last 10%, validates (and picks the best checkpoint) on that
 # held-out 10% and tests once on `test.txt`; its perplexities are not comparable with published ones,
-# which train on `train.txt`. The committed reference run of this size (training and test, not the whole
-# notebook) took 19 min 26 s on one thread of this course's 2-core CPU while four other reference runs
-# shared it (load average 9–11; on a quiet machine an epoch took ~45 s instead of 3–4.5 min); the
-# notebook adds three short generations and the heat-maps to it. *Full size* (the
+# which train on `train.txt`. A whole Run All at this size took 4 min 2 s (measured with
+# `LABKIT_SIZE=laptop jupyter nbconvert --execute`, one thread of this course's 2-core CPU at load
+# average ~2–3; the 5 epochs were 214 s of it). On the same CPU shared with four other long runs (load
+# 9–11) the committed reference run took 19 min 26 s for the same numbers. *Full size* (the
 # default on a GPU) is the course's run: 6 epochs of `$LABKIT_DATA/wikitext-2/train.txt` (downloaded with
 # checksums if missing: `python data_prep/wikitext2.py`). The discussion is about the real data at full
 # size.
