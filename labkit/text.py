@@ -9,13 +9,16 @@
   the same words every time; unknown prompt words become `<unk>` with a note.
 * `conv_receptive_field` / `attention_receptive_field` count how far back each layer of a
   stack of causal 1-D convolutions or of self-attention layers can see, and
-  `plot_receptive_field`, `plot_attention` and `plot_word_frequencies` draw the lab's figures.
+  `plot_receptive_field`, `plot_attention` and `plot_word_frequencies` draw the lab's figures;
+  `layer_costs` / `layer_cost_table` give one layer's operations, sequential steps, maximum path
+  length and weights for convolution, recurrence and self-attention (Vaswani et al. 2017, Table 1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -24,8 +27,10 @@ from torch import nn
 from labkit.checkpoint import unwrap
 from labkit.data.wikitext import EOS, UNK, Corpus, Vocabulary
 from labkit.engine import Task
+from labkit.errors import LabkitError
 from labkit.models.language_model import LanguageModel, State, detach_state
 from labkit.plots import new_figure
+from labkit.tables import Table
 
 
 def _language_model(model: nn.Module) -> LanguageModel:
@@ -214,6 +219,46 @@ def layers_to_reach(context: int, kernel_size: int = 3, dilation_growth: int = 1
     return layers
 
 
+def layer_costs(context: int, d_model: int, kernel_size: int = 3) -> list[dict[str, Any]]:
+    """What one layer of each kind costs on a window of `context` words of width `d_model`, with the
+    counts of Vaswani et al. 2017, Table 1 (n = context, d = d_model, k = kernel_size):
+
+    * operations per layer (multiply-adds of the mixing across positions): self-attention n²·d (the
+      scores QKᵀ and the weighted sum, counted once as there), recurrence n·d², convolution k·n·d²;
+    * sequential steps (operations that must wait for the previous one): 1, n, 1;
+    * maximum path length between two words of the window, in layers or steps: 1 for attention,
+      n − 1 for a recurrence, and for causal convolutions the layers it takes to see n words
+      (`layers_to_reach`: about n/k with contiguous kernels, about log_k n with dilations doubling);
+    * weights per layer, which do not grow with n for any of them: self-attention 4·d² (the query, key,
+      value and output projections, which also cost 4·n·d² operations that Table 1 leaves out), a plain
+      recurrence 2·d² (an LSTM 8·d²), a convolution k·d² (biases left out everywhere).
+    """
+    for name, value in (("context", context), ("d_model", d_model), ("kernel_size", kernel_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise LabkitError(f"layer_costs: {name} must be a whole number of at least 1, got {value!r}.")
+    if kernel_size < 2 and context > 1:
+        raise LabkitError("layer_costs: a kernel of 1 word never sees an earlier word; give kernel_size >= 2.")
+    n, d, k = context, d_model, kernel_size
+    return [
+        {"layer": "self-attention", "operations": n * n * d, "formula": "n²·d", "sequential": 1,
+         "max_path": 1, "weights": 4 * d * d},
+        {"layer": "recurrence (RNN)", "operations": n * d * d, "formula": "n·d²", "sequential": n,
+         "max_path": max(n - 1, 1), "weights": 2 * d * d},
+        {"layer": f"convolution, kernel {k}", "operations": k * n * d * d, "formula": "k·n·d²", "sequential": 1,
+         "max_path": layers_to_reach(n, k), "weights": k * d * d},
+        {"layer": f"dilated convolution, kernel {k}", "operations": k * n * d * d, "formula": "k·n·d²",
+         "sequential": 1, "max_path": layers_to_reach(n, k, 2), "weights": k * d * d},
+    ]
+
+
+def layer_cost_table(context: int, d_model: int, kernel_size: int = 3) -> Table:
+    """`layer_costs` as a table (rendered in a notebook, Markdown text under print)."""
+    rows = [[c["layer"], f"{c['formula']} = {c['operations']:,}", c["sequential"], c["max_path"], f"{c['weights']:,}"]
+            for c in layer_costs(context, d_model, kernel_size)]
+    return Table([f"one layer (n = {context} words, d = {d_model})", "operations per layer", "sequential steps",
+                  "max path length", "weights"], rows, numeric_from=1)
+
+
 def plot_receptive_field(
     n_layers: int = 8, context: int = 35, kernel_size: int = 3, figure: Figure | None = None
 ) -> Figure:
@@ -239,26 +284,35 @@ def plot_receptive_field(
 
 
 def plot_attention(
-    weights: torch.Tensor, words: Sequence[str], title: str = "attention", figure: Figure | None = None
+    weights: torch.Tensor, words: Sequence[str], title: str = "attention", figure: Figure | None = None,
+    note: str = "",
 ) -> Figure:
-    """Heat-map(s) of attention weights: `(time, time)` or `(heads, time, time)`, rows = queries."""
+    """Heat-map(s) of attention weights: `(time, time)` or `(heads, time, time)`, rows = queries.
+
+    `title` (with `note`, e.g. "smoke size: synthetic text") is the figure's title; each panel is
+    titled by its head. The figure grows with the longest word so no label or title is cut off.
+    """
     weights = weights.detach().float().cpu()
     if weights.dim() == 2:
         weights = weights.unsqueeze(0)
     heads, t, _ = weights.shape
     if t != len(words):
         raise ValueError(f"{len(words)} words for attention over {t} positions")
-    fig = figure or new_figure((3.6 * heads + 0.6, 3.6))
+    longest = max((len(str(w)) for w in words), default=1)
+    label_inches = 0.07 * longest  # room for the rotated labels under each map and beside the first one
+    side = max(2.6, min(4.2, 0.22 * t))
+    fig = figure or new_figure((side * heads + label_inches + 1.4, side + label_inches + 1.0))
     axes = fig.subplots(1, heads, squeeze=False)[0]
     for head, ax in enumerate(axes):
         image = ax.imshow(weights[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
         ax.set_xticks(range(t), words, rotation=90, fontsize=7)
         ax.set_yticks(range(t), words, fontsize=7)
-        ax.set_xlabel("attends to (earlier word)")
+        ax.set_xlabel("attends to (earlier word)", fontsize=8)
         if head == 0:
-            ax.set_ylabel("query word")
-        ax.set_title(f"{title}, head {head + 1}" if heads > 1 else title, fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.8)
+            ax.set_ylabel("query word", fontsize=8)
+        ax.set_title(f"head {head + 1}" if heads > 1 else "weights", fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="attention weight")
+    fig.suptitle(f"{title} ({note})" if note else title, fontsize=10)
     return fig
 
 

@@ -29,8 +29,11 @@
 # ~60 words), so the numbers only show that the code runs. *Laptop size* (the default without a GPU)
 # reads the shared copy of WikiText-2, which has only `valid.txt` and `test.txt`: it trains the full-size
 # model for 5 epochs on `valid.txt` but its last 10%, validates (and picks the best checkpoint) on that
-# held-out 10% and tests once on `test.txt` — about 4 minutes of training on a 2-core CPU; its
-# perplexities are not comparable with published ones, which train on `train.txt`. *Full size* (the
+# held-out 10% and tests once on `test.txt`; its perplexities are not comparable with published ones,
+# which train on `train.txt`. A whole Run All at this size took 4 min 2 s (measured with
+# `LABKIT_SIZE=laptop jupyter nbconvert --execute`, one thread of this course's 2-core CPU at load
+# average ~2–3; the 5 epochs were 214 s of it). On the same CPU shared with four other long runs (load
+# 9–11) the committed reference run took 19 min 26 s for the same numbers. *Full size* (the
 # default on a GPU) is the course's run: 6 epochs of `$LABKIT_DATA/wikitext-2/train.txt` (downloaded with
 # checksums if missing: `python data_prep/wikitext2.py`). The discussion is about the real data at full
 # size.
@@ -42,11 +45,15 @@ import torch
 from labkit.device import describe_device, model_device
 from labkit.experiments import language_model as lab
 from labkit.lab import choose_size
+from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
+from labkit.tables import show_table
 from labkit.text import (
     attention_receptive_field,
     conv_receptive_field,
     generate,
+    layer_cost_table,
+    layer_costs,
     layers_to_reach,
     pick_sentence,
     plot_attention,
@@ -87,7 +94,9 @@ assert "<eos>" in vocab and vocab.decode(vocab.encode(["the"])[0]) == ["the"]
 # smaller, cheaper clusters.
 
 # %%
-plot_word_frequencies(corpus, CFG.train_split, top=15)
+fig = plot_word_frequencies(corpus, CFG.train_split, top=15)
+if SIZE == "smoke":
+    fig.suptitle("smoke size: a generated Markov text over ~60 words, not WikiText-2", fontsize=9)
 plt.show()
 counts = corpus.counts(CFG.train_split)
 top_share = counts.sort(descending=True).values[:100].sum() / counts.sum()
@@ -125,7 +134,7 @@ print(f"parameters: {model.num_parameters():,} with the adaptive softmax, {full.
 assert table.row("output").output_shape == (CFG.bptt, len(vocab))
 
 # %% [markdown]
-# ## How far back can a layer see? Convolutions vs self-attention
+# ## How far back a layer sees: convolutions vs self-attention
 #
 # A causal 1-D convolution with kernel *k* lets each position see *k − 1* earlier words, and stacking
 # layers adds up: with *k* = 3 the last position sees 3, 5, 7, … words — `1 + L·(k−1)` after *L* layers.
@@ -148,17 +157,48 @@ assert layers_to_reach(35, 3) == 17 and layers_to_reach(35, 3, 2) == 5
 # %% [markdown]
 # **How the two capture context.** A CNN builds context *locally and hierarchically*: early layers combine
 # neighbouring words into phrases, later layers combine phrases; its reach is fixed by the architecture
-# (17 plain layers of kernel 3 for a 35-word window), and the weights depend on *relative position* only,
-# the same for every input. Self-attention computes its mixing weights *from the content*: each word asks
-# (query) which earlier words are relevant (keys) and takes a weighted average of them (values), at any
-# distance inside the window, for a cost that grows with the square of the window length. It knows word
-# order only through the positional encoding. Depth in a Transformer does not add reach; it adds rounds of
-# combining (e.g. first find the subject, then use it). Beyond its window a Transformer sees nothing at
-# all, whereas an LSTM carries a (compressed) memory of everything read so far.
+# (17 plain layers of kernel 3 for a 35-word window). Its weights are **shared across positions** (the
+# same kernel slides over the whole window) and depend on *relative position* only, the same for every
+# input. Self-attention computes its mixing weights *from the content*: each word asks (query) which
+# earlier words are relevant (keys) and takes a weighted average of them (values), at any distance inside
+# the window. It knows word order only through the positional encoding. Depth in a Transformer does not
+# add reach; it adds rounds of combining (e.g. first find the subject, then use it). Beyond its window a
+# Transformer sees nothing at all, whereas an LSTM carries a (compressed) memory of everything read so far.
 #
-# **Question.** With bptt = 35, why do the first words of every window get a worse prediction than the
-# last ones? *Answer: the Transformer starts each window from scratch: the first word has no context at
-# all, the 35th has 34 words of it. (The LSTM with carried state does not have this problem.)*
+# Three beliefs from the course report, corrected:
+#
+# * *Attention needs an encoder–decoder.* No: this lab's model is a **decoder-only** stack of causal
+#   self-attention blocks (GPT-style); an encoder–decoder is for mapping one sequence to another
+#   (translation). A causal language model needs only the mask that hides future words.
+# * *A CNN has a separate weight for every position.* No: a convolution shares one kernel across all
+#   positions; what it lacks is content-dependent weights and a direct path between distant words.
+# * *Global context costs more parameters.* No: an attention layer's weights are its four d×d projections,
+#   4·d² whatever the window length n; what grows with n is the **computation** (n² scores per head) and
+#   the memory for them. The table below counts both for this lab's own sizes.
+#
+# One layer of each kind on this lab's window (n = bptt words of width d = emsize), counted as in
+# Vaswani et al. 2017, Table 1 (operations of the mixing across positions; the projections of attention,
+# 4·n·d² more, are left out there too):
+
+# %%
+show_table(layer_cost_table(CFG.bptt, CFG.emsize, kernel_size=3))
+costs = {c["layer"]: c for c in layer_costs(CFG.bptt, CFG.emsize, 3)}
+assert costs["self-attention"]["max_path"] == 1 and costs["recurrence (RNN)"]["sequential"] == CFG.bptt
+assert costs["self-attention"]["weights"] == 4 * CFG.emsize**2  # independent of the window length
+
+# %% [markdown]
+# **Question W.** With bptt = 35, why do the first words of every window get a worse prediction than the
+# last ones?
+
+# %% [markdown] tags=["exercise"]
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# The Transformer starts each window from scratch: the first word of a window has no context at all,
+# the 35th has 34 words of it, so the early positions predict from less information. (An LSTM that
+# carries its state from one window to the next does not have this problem; nor does a Transformer
+# that caches the previous window's keys and values, as Transformer-XL does.)
+# ### END SOLUTION
 
 # %% [markdown]
 # ## Training
@@ -166,11 +206,12 @@ assert layers_to_reach(35, 3) == 17 and layers_to_reach(35, 3, 2) == 5
 # Training runs through labkit's runner and engine (`labkit.runner.run`, `labkit.engine.fit`) with the
 # language-model task: the loss is the mean cross-entropy per word and **perplexity = exp(loss)**, "as
 # confused as a uniform choice among that many words". A model that knows nothing scores the vocabulary
-# size; the example reaches about 200 on WikiText-2 after six epochs of the full training text. The
+# size. The
 # checkpoint with the best validation perplexity is tested once at the end. At laptop size the training
-# text is small (196,000 words): expect the validation perplexity to stop improving after an epoch or two
-# and then rise while the training perplexity keeps falling — over-fitting, and the reason the test uses
-# the best validation checkpoint rather than the last one. Checkpoints (with the
+# text is small (196,000 words) and the model over-fits it: in the reference run (below) the validation
+# perplexity was best after epoch 1 (523.5; 526.3 after epoch 2) and then rose to 655.3 by epoch 5 while
+# the training perplexity kept falling (741 → 116) — the reason the test uses the best validation
+# checkpoint (test perplexity 498.2) rather than the last one. Checkpoints (with the
 # vocabulary) go to `runs/lm/checkpoints/`, TensorBoard logs with the model graph to
 # `runs/lm/tensorboard/`.
 #
@@ -182,7 +223,8 @@ def train(epochs, lr, plot):
 
 
 panel = TrainingPanel(train, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(1, 20, 1), lr_range=(1e-4, 3e-2),
-                      title="Lab 05 · Transformer LM on WikiText-2")
+                      title=f"Lab 05 · Transformer LM · {SIZE} size"
+                      + (" (generated text)" if SIZE == "smoke" else " on WikiText-2"))
 panel.show()
 run = panel.result
 print(run.history.table([k for k in run.history if k.endswith("perplexity")]))
@@ -255,19 +297,21 @@ with torch.no_grad():
 print(" ".join(vocab.decode(ids[0])))
 
 # %% [markdown]
-# ## What does attention look at?
+# ## What attention looks at
 #
 # For one sentence the trained model's attention weights of each layer and head: row = the word being
 # predicted *from*, column = an earlier word it takes information from (each row sums to 1; everything
-# above the diagonal is zero — the causal mask). Heads often specialise: one attends mostly to the
-# previous word (a strong diagonal just below the main one), another to the sentence start or to
-# punctuation.
+# above the diagonal is zero — the causal mask). Heads can specialise, for instance attending mostly to
+# the previous word (a strong diagonal just below the main one) or to the sentence start or punctuation;
+# look for it in your maps. At smoke size the text is a random Markov chain and the model tiny, so the
+# maps show no such pattern.
 
 # %%
 sentence = pick_sentence(corpus, lab.sample_split(CFG), 8, 16)
 maps = run.model.attention_maps(vocab.encode(sentence)[0].to(device))
 for layer, weights in enumerate(maps, start=1):
-    plot_attention(weights, sentence, title=f"layer {layer}")
+    plot_attention(weights, sentence, title=f"attention of layer {layer}",
+                   note="smoke size: synthetic text, tiny model" if SIZE == "smoke" else f"{SIZE} size")
     plt.show()
 assert all(torch.all(w.triu(1) == 0) for w in maps)
 
@@ -285,16 +329,73 @@ print(f"{len(events)} TensorBoard event file(s) in {run.out_dir / 'tensorboard'}
 assert events
 
 # %% [markdown]
+# ## What you should see: the reference run
+#
+# `python -m labkit reproduce lm --size laptop` trained the modern recipe at laptop size on this
+# course's 2-core CPU and committed its numbers and curves under `results/lm/laptop/`. Your run at
+# laptop size should land close to it; the check says when your test perplexity is far above it.
+
+# %%
+reference_size = "laptop" if SIZE == "smoke" else SIZE  # smoke size has no reference: show laptop's
+show_reference("lm", reference_size)
+if "test" in run.final:
+    check_against_reference("lm", SIZE, "modern", "test_perplexity", run.final["test"]["perplexity"],
+                            tolerance=50, higher_is_better=False)
+
+# %% [markdown]
 # ## Questions
 #
-# 1. *A model that predicts every word with probability 1/|V| has which perplexity?* — exactly |V|
-#    (33,278 on WikiText-2): exp of the cross-entropy −log(1/|V|).
-# 2. *Why does the training perplexity come out higher than validation in the first epoch?* — It is
-#    averaged over the whole epoch, while the model was still learning (and with dropout on); validation
-#    is measured at the end of the epoch without dropout.
-# 3. *Why can't the embedding and the output weights be tied with an adaptive softmax?* — Tying needs one
-#    |V|×200 output matrix; the adaptive softmax has a full-size matrix only for the frequent words and
-#    smaller projected ones for the rare clusters.
-# 4. *What would you change to let the Transformer use more context?* — A longer bptt window (attention
-#    cost grows with its square), or carry context between windows (cache keys/values of the previous
-#    window, as Transformer-XL does).
+# **Question 1.** A model that predicts every word with probability 1/|V| has which perplexity?
+
+# %% [markdown] tags=["exercise"]
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# Exactly |V|, the vocabulary size (33,278 words for WikiText-2's full vocabulary): the cross-entropy of
+# every word is −log(1/|V|) = log |V|, and the perplexity is its exponential.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Question 2.** Why does the training perplexity come out higher than the validation perplexity in
+# the first epoch?
+
+# %% [markdown] tags=["exercise"]
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# The training figure is averaged over the whole epoch while the model was still learning (its early
+# batches were scored by an almost untrained model), and with dropout on; the validation figure is
+# measured once, at the end of the epoch, by the final weights without dropout. In the laptop-size
+# reference run: 741 for training against 523.5 for validation after epoch 1.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Question 3.** Can the embedding and the output weights be tied when the output is an adaptive
+# softmax? What stops this lab's model from doing it?
+
+# %% [markdown] tags=["exercise"]
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# Yes, they can: Baevski & Auli (2019, "Adaptive input representations for neural language modeling")
+# give the input embedding the same clusters as the adaptive softmax (an *adaptive input*: a full-size
+# embedding for the frequent words, smaller ones projected up to the model width for the rare clusters)
+# and share each cluster's embedding and projection with the output; fairseq implements these tied
+# adaptive weights. What is impossible is tying PyTorch's `nn.AdaptiveLogSoftmaxWithLoss` to a plain
+# `nn.Embedding` directly: the embedding is one |V|×d matrix, while the adaptive softmax holds a d-wide
+# matrix for the head (frequent words plus one entry per cluster) and, for each rare cluster, a smaller
+# d/4ᶦ-wide matrix behind a projection, so there is no single matrix to share. This lab builds a plain
+# embedding, so `--tied` needs the full softmax (`--no-adaptive`).
+# ### END SOLUTION
+
+# %% [markdown]
+# **Question 4.** What would you change to let the Transformer use more context?
+
+# %% [markdown] tags=["exercise"]
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# A longer bptt window: the attention scores grow with the square of the window length (n²·d operations
+# per layer), the weights not at all. Or carry context between windows: cache the keys and values of the
+# previous window and let the next one attend to them, as Transformer-XL does.
+# ### END SOLUTION

@@ -90,7 +90,7 @@ def test_recipes_and_sizes_validate():
     assert modern.warmup_steps == 50 and modern.decay_matrices_only and modern.weight_decay == 0.1
     assert (modern.train_split, modern.val_split, modern.test_split) == ("train", "valid", "test")
     assert modern.epochs == 6 and modern.batch_size == 32 and modern.dropout == 0.4 and modern.seed == 1111
-    assert not example.adaptive and example.batch_size == 20 and example.grad_clip == 0.25 and example.lr == 20.0
+    assert not example.adaptive and example.batch_size == 20 and example.grad_clip == 0.25 and example.lr == 5.0
     assert example.optimizer == "sgd" and example.momentum == 0 and example.schedule == "plateau"
     assert example.gamma == 0.25 and example.patience_lr == 0
     for recipe in LAB.recipes:
@@ -99,7 +99,7 @@ def test_recipes_and_sizes_validate():
         assert laptop.emsize == 200 and laptop.epochs >= 3
     smoke = LAB.config("smoke")
     assert smoke.emsize == 64 and smoke.epochs == 3 and smoke.lr == 5e-3 and smoke.warmup_steps == 10
-    assert LAB.config("smoke", "example").lr == 20.0  # smoke size keeps the example's optimiser
+    assert LAB.config("smoke", "example").lr == 5.0  # smoke size keeps the example's Transformer lr
     assert LAB.config("full", val_split="none").val_split is None
     with pytest.raises(ConfigError, match="--nhead 3 must divide --emsize 200"):
         LAB.config("full", nhead=3)
@@ -121,7 +121,7 @@ def test_example_recipe_uses_sgd_and_divides_lr_by_four_on_plateau():
     assert optimizer.param_groups[0]["momentum"] == 0 and len(optimizer.param_groups) == 1
     scheduler.step(5.0)
     scheduler.step(5.0)  # no improvement, patience 0
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(5.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5.0 * 0.25)  # lr 5 divided by 4
 
 
 def test_modern_recipe_decays_matrices_only_and_warms_up_then_decays():

@@ -17,11 +17,12 @@ from labkit import runner
 from labkit.callbacks import Callback
 from labkit.device import model_device, pick_device
 from labkit.engine import SupervisedTask
+from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.models.mlp import MLP
 from labkit.plots import new_figure, save_figure, series_colors
-from labkit.tables import markdown_table
+from labkit.tables import Table
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 INTERVAL = (-4.0, 4.0)
@@ -134,6 +135,26 @@ class FunctionFitting(Lab):
                   f"figure: {path}")
         return {"mse": result.mse}
 
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce`: the notebook's two sweeps and the negative-target test at `size`, with their
+        figures (epochs_sweep.png, lr_sweep.png) in `out_dir`; one fit alone would not show the lab."""
+        cfg = self.config(size)
+        out_dir = Path(out_dir)
+        by_epochs = sweep(cfg.epochs_sweep, "epochs", lr=cfg.lr)
+        by_lr = sweep(cfg.lr_sweep, "lr", epochs=cfg.lr_epochs)
+        negative = negative_target_test(epochs=cfg.epochs, lr=cfg.lr)
+        plot_fits(by_epochs, "epochs", path=out_dir / "epochs_sweep.png", note=size_note(size))
+        plot_fits(by_lr, "lr", path=out_dir / "lr_sweep.png", note=size_note(size))
+        (out_dir / "tables.md").write_text("\n\n".join(str(t) for t in (
+            results_table(by_epochs, "epochs"), results_table(by_lr, "lr"), negative_table(negative))) + "\n")
+
+        def mse(result: FitResult) -> float | str:
+            return "diverged" if result.history.diverged else round(result.mse, 6)
+
+        return {"epochs": {f"mse_{int(v)}": mse(r) for v, r in by_epochs.items()},
+                "lr": {f"mse_{v:g}": mse(r) for v, r in by_lr.items()},
+                "negative": {f"mse_{name}": mse(r) for name, r in negative.items()}}
+
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """Both sweeps at smoke size; writes the figures; reports the best MSE and whether lr=1 diverged."""
         cfg = self.config("smoke")
@@ -150,7 +171,7 @@ LAB = FunctionFitting()
 
 def size_note(size: str) -> str:
     """What a figure title says about the run's size ('' at full size)."""
-    return {"smoke": "smoke size: short runs", "laptop": ""}.get(size, "")
+    return {"smoke": "smoke size: short runs (a few hundred epochs), not the lab's results"}.get(size, "")
 
 
 @dataclass
@@ -207,42 +228,121 @@ def sweep(values: Sequence[float], vary: str, fn: Function = course_function, **
     return {v: train_mlp(fn, **{**kwargs, vary: int(v) if vary == "epochs" else float(v)}) for v in values}
 
 
-def results_table(results: dict[float, FitResult], vary: str) -> str:
-    """Markdown table: the varied value, final training loss, MSE on the grid, and what happened."""
+def results_table(results: dict[float, FitResult], vary: str) -> Table:
+    """The varied value, final training loss, MSE on the grid, and what happened (a Table: rendered in a
+    notebook, Markdown text under print)."""
     rows = []
     for value, result in results.items():
         h = result.history
         note = f"diverged at epoch {h.epoch[-1]}" if h.diverged else ""
         rows.append([f"{value:g}", f"{h.last('train_loss'):.4g}", "–" if h.diverged else f"{result.mse:.4g}", note])
-    return markdown_table([vary, "final train loss", "MSE vs f(x)", "note"], rows, numeric_from=0)
+    return Table([vary, "final train loss", "MSE vs f(x)", "note"], rows, numeric_from=0)
+
+
+def shifted_down(x: torch.Tensor) -> torch.Tensor:
+    """f(x) − 20: the course's f moved entirely below zero (−26.1 … −7.2 on [−4, 4])."""
+    return course_function(x) - 20
+
+
+def negated(x: torch.Tensor) -> torch.Tensor:
+    """−f(x): the course's f mirrored (−12.8 … 6.1 on [−4, 4])."""
+    return -course_function(x)
+
+
+#: the targets of the negative-values test: the course's f is itself half negative on the interval
+NEGATIVE_TARGETS: dict[str, Function] = {"f": course_function, "f-20": shifted_down, "-f": negated}
+
+
+def negative_target_test(epochs: int = 2000, lr: float = 0.005, optimizer: str = "sgd",
+                         targets: dict[str, Function] | None = None, seed: int = 0) -> dict[str, FitResult]:
+    """The course report's belief that its network "could not fit negative values", tested: the lab's MLP
+    (tanh hidden layers, linear output) and recipe trained on f, on f − 20 (every target below zero) and
+    on −f, everything else equal. Returns {target name: FitResult}; `negative_table` tabulates them."""
+    if epochs < 1:
+        raise LabkitError(f"negative_target_test needs at least 1 epoch, got {epochs}.")
+    targets = NEGATIVE_TARGETS if targets is None else targets
+    return {name: train_mlp(fn, epochs=epochs, lr=lr, optimizer=optimizer, seed=seed, progress=False)
+            for name, fn in targets.items()}
+
+
+def negative_table(results: dict[str, FitResult]) -> Table:
+    """Per target: its range, the prediction's range, the share of points it predicts below zero, the MSE."""
+    rows = []
+    for name, result in results.items():
+        target, prediction = result.target, result.prediction
+        below = float((target < 0).float().mean())
+        if result.history.diverged:
+            rows.append([name, f"{float(target.min()):.1f} … {float(target.max()):.1f}", f"{below:.0%}", "–", "–",
+                         f"diverged at epoch {result.history.epoch[-1]}"])
+            continue
+        rows.append([name, f"{float(target.min()):.1f} … {float(target.max()):.1f}", f"{below:.0%}",
+                     f"{float(prediction.min()):.1f} … {float(prediction.max()):.1f}",
+                     f"{float((prediction < 0).float().mean()):.0%}", f"{result.mse:.4g}"])
+    return Table(["target", "target range", "targets < 0", "prediction range", "predictions < 0", "MSE vs target"],
+                 rows, numeric_from=2)
+
+
+def retraces(results: dict[float, FitResult]) -> bool:
+    """True when every shorter run's loss curve is the start of the longest one's (same seed, same lr):
+    drawn separately they would lie exactly on top of each other."""
+    runs = sorted(results.values(), key=lambda r: len(r.history))
+    if len(runs) < 2:
+        return False
+    longest = runs[-1].history["train_loss"]
+    for run in runs[:-1]:
+        losses = run.history["train_loss"]
+        head = longest[: len(losses)]
+        if len(head) != len(losses) or not all(
+                (a == b) or (math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12))
+                for a, b in zip(losses, head)):
+            return False
+    return True
 
 
 def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path: str | Path | None = None,
               note: str = "") -> Figure:
-    """Learnt curves over the ground truth (left) and training-loss curves (right), one colour per run."""
-    fig = new_figure((11, 4))
+    """Learnt curves over the ground truth (left) and training-loss curves (right), one colour per run
+    in both panels. When the runs retrace each other (an epochs sweep with one seed), the loss is drawn
+    once and each run's end is marked on it. `note` (e.g. "smoke size: short runs") goes in the title."""
+    if not results:
+        raise LabkitError("plot_fits needs at least one result to draw.")
+    fig = new_figure((11, 4.2))
     left, right = fig.subplots(1, 2)
     first = next(iter(results.values()))
     left.plot(first.grid.squeeze(1), first.target.squeeze(1), "k", lw=3, alpha=0.35, label="f(x)")
-    colors = series_colors(len(results))
-    for (value, result), color in zip(results.items(), colors):
+    colors = dict(zip(results, series_colors(len(results))))
+    shared = retraces(results)
+    if shared:
+        longest = max(results.values(), key=lambda r: len(r.history))
+        finite = [(e, v) for e, v in zip(longest.history.epoch, longest.history["train_loss"]) if math.isfinite(v)]
+        if finite:
+            right.plot(*zip(*finite), color="0.6", lw=1.5, label="one curve: the runs share the seed")
+    for value, result in results.items():
+        color = colors[value]
         label = f"{vary}={value:g}" + (" (diverged)" if result.history.diverged else "")
         if not result.history.diverged:
             left.plot(result.grid.squeeze(1), result.prediction.squeeze(1), color=color, label=label)
         finite = [(e, v) for e, v in zip(result.history.epoch, result.history["train_loss"]) if math.isfinite(v)]
-        if finite:
+        if not finite:
+            continue
+        if shared:  # the shorter runs are the longer one's start: mark where each one stops
+            right.plot(*finite[-1], "o", color=color, ms=7, label=f"{label}: ends here")
+        else:
             right.plot(*zip(*finite), color=color, label=label, marker="o" if len(finite) == 1 else None)
-    if vary == "epochs":
-        right.text(0.02, 0.02, "the runs share the seed: a longer run retraces the shorter ones",
-                   transform=right.transAxes, fontsize=7, color="grey")
     heading = title or f"learnt functions by {vary}"
-    left.set_title(f"{heading} ({note})" if note else heading)
+    left.set_title(heading)
+    if note:
+        fig.suptitle(note, fontsize=10, color="firebrick")
     left.set_xlabel("x")
     left.set_ylabel("y")
     left.legend(fontsize=8)
     right.set_yscale("log")
     right.set_xscale("log")
-    right.set_xlabel("epoch")
+    stable = [v for r in results.values() if not r.history.diverged for v in r.history["train_loss"]]
+    if stable and any(r.history.diverged for r in results.values()):
+        # a diverged loss reaches 1e30 and more: cut the axis so the runs that train stay readable
+        right.set_ylim(top=max(stable) * 1e4)
+    right.set_xlabel("epoch (log scale)")
     right.set_ylabel("MSE")
     right.set_title("training loss (MSE); a diverged run ends where its loss became inf/NaN")
     right.title.set_fontsize(9)
