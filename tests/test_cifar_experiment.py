@@ -171,8 +171,8 @@ def test_laptop_size_reads_the_real_image_folder(shared_datasets, tmp_path, monk
     assert lab.default_root() == shared_datasets
     data = lab.load(lab.LAB.config("laptop"))
     assert data.split_label("test") == "hold-out (5,000 of train)"
-    assert len(data.source.eval) == 5000 and len(data.source.train) == 10_000
-    assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [1000] * 10
+    assert len(data.source.eval) == 5000 and len(data.source.train) == 5_000
+    assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [500] * 10
     assert "cifar-10-jpeg" in data.description and "generated" not in data.description
     train_files = set(data.source.train.files)
     assert train_files and not train_files & set(data.source.eval.files)  # nothing evaluated was trained on
