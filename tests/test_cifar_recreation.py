@@ -111,3 +111,18 @@ def test_the_course_recipe_against_the_recreated_optimizer_at_smoke_size(recreat
 def test_recreation_needs_the_course_recipe():
     with pytest.raises(ConfigError, match="course recipe"):
         lab.train_recreated(lab.LAB.config("smoke", "fast"))
+
+
+def test_most_confused_lists_the_largest_mistakes_first():
+    classes = ["cat", "dog", "ship"]
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    preds = torch.tensor([1, 1, 0, 0, 1, 2, 2, 0])  # cat→dog twice, dog→cat once, ship→cat once
+    assert lab.most_confused(preds, labels, classes, count=2) == [["cat", "dog", 2], ["dog", "cat", 1]]
+    assert lab.most_confused(labels, labels, classes) == []  # no mistakes: no rows
+
+
+def test_size_note_says_what_the_figures_show():
+    assert lab.size_note(lab.LAB.config("smoke")) == "smoke size, synthetic data"
+    assert lab.size_note(lab.LAB.config("smoke", data="/some/folder")) == "smoke size"
+    assert lab.size_note(lab.LAB.config("laptop")) == "laptop size, 5,000 real training images"
+    assert lab.size_note(lab.LAB.config("full")) == "full size"

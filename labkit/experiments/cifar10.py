@@ -427,11 +427,19 @@ def reference_numbers(run: runner.Run) -> dict[str, Any]:
 
 # --- analysis ----------------------------------------------------------------------------------------------
 
+def size_note(cfg: LabConfig) -> str:
+    """What a figure of this config shows: 'smoke size, synthetic data', 'laptop size, 5,000 real training
+    images', 'full size' (at smoke size with --data, and at full size, the data are the ones given)."""
+    if cfg.size == "smoke":
+        return "smoke size, synthetic data" if cfg.data is None else "smoke size"
+    subset = getattr(cfg, "train_subset", None)
+    return f"{cfg.size} size" + (f", {subset:,} real training images" if subset else "")
+
+
 def run_title(run: runner.Run, what: str = "") -> str:
     """'course recipe, ResNet-8 — smoke size, synthetic data' (with `what: ` in front)."""
     cfg = run.config
-    note = {"smoke": "smoke size, synthetic data" if cfg.data is None else "smoke size",
-            "laptop": "laptop size, a subset of the real data"}.get(cfg.size, "")
+    note = size_note(cfg)
     head = f"{cfg.recipe} recipe, ResNet-{cfg.depth}" + (f" — {note}" if note else "")
     return f"{what}: {head}" if what else head
 
@@ -491,6 +499,18 @@ def per_class_accuracy(preds: torch.Tensor, labels: torch.Tensor, num_classes: i
     """Fraction of each class's images predicted correctly (NaN for a class with no images)."""
     counts = confusion_matrix(preds, labels, num_classes).double()
     return counts.diag() / counts.sum(dim=1)
+
+
+def most_confused(preds: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                  count: int = 5) -> list[list[Any]]:
+    """The `count` most frequent mistakes as [true class, predicted class, images], most frequent first
+    (fewer when there are fewer kinds of mistake; none for a model that makes none)."""
+    counts = confusion_matrix(preds, labels, len(classes)).clone()  # rows: true class, columns: predicted
+    counts.fill_diagonal_(0)
+    flat = counts.flatten()
+    order = flat.argsort(descending=True, stable=True)[:count]
+    return [[classes[int(i) // len(classes)], classes[int(i) % len(classes)], int(flat[i])]
+            for i in order if flat[i] > 0]
 
 
 def plot_per_class(accuracy: torch.Tensor, classes: Sequence[str], split: str = "test",
