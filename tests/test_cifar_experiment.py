@@ -83,7 +83,7 @@ def test_sizes_exist_and_validate():
     smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
     assert (smoke.depth, smoke.epochs, smoke.batch_size) == (8, 4, 32)
     assert lab.SYNTHETIC == (192, 128)  # the old smoke data: generated train / test images
-    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 10_000 and laptop.epochs == 10
+    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 5_000 and laptop.epochs == 10
     assert laptop.lr == 0.1 and laptop.schedule == "multistep"  # the course's schedule: the drop shows
     assert full.depth == 20 and full.epochs == 10 and full.train_subset is None and full.holdout == 5000
     for size in ("smoke", "laptop", "full"):
