@@ -414,13 +414,16 @@ def split_key(run: runner.Run) -> str:
 
 
 def reference_numbers(run: runner.Run) -> dict[str, Any]:
-    """What a reference run records: final train and evaluation-split accuracy, the evaluation accuracy at
-    each epoch (so the epochs around the lr drop can be read), the images and the wall time."""
+    """What a reference run records: final train and evaluation-split accuracy, the evaluation accuracy just
+    before and just after each lr drop (epochs m and m + 1 of a milestone m), the images and the wall time
+    (every epoch's values are in the run's metrics.json)."""
     key, h = split_key(run), run.history
     numbers: dict[str, Any] = {"epochs": len(h), "train_accuracy": round(h.last("train_accuracy"), 4),
                                f"{key}_accuracy": round(run.final["test"]["accuracy"], 4),
                                "train_images": len(run.data.source.train) if run.data is not None else None}
-    numbers.update({f"{key}_accuracy_epoch{e}": round(v, 4) for e, v in zip(h.epoch, h["test_accuracy"])})
+    around = sorted({e for m in milestone_epochs(run.config) for e in (m, m + 1)})
+    numbers.update({f"{key}_accuracy_epoch{e}": round(v, 4) for e, v in zip(h.epoch, h["test_accuracy"])
+                    if e in around})
     numbers["seconds"] = round(run.seconds or h.total_seconds, 1)
     return numbers
 
