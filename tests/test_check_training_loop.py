@@ -11,7 +11,7 @@ from labkit.check.training_loop import check_train_one_epoch
 
 
 def loop(*, zero_grad=True, train_mode=True, new_optimizer=False, report="weighted", accuracy="top1",
-         step="global", log=True, ret=True):
+         step="global", log=True, ret=True, epoch_step=None):
     """A one-epoch loop with one bug switched on."""
 
     def train_one_epoch(model, loader, optimizer, loss_fn, writer=None, epoch=1):
@@ -39,6 +39,8 @@ def loop(*, zero_grad=True, train_mode=True, new_optimizer=False, report="weight
             if writer is not None and log:
                 at = {"global": (epoch - 1) * len(loader) + i, "epoch": epoch, "batch": i}[step]
                 writer.add_scalar("loss/train", loss.item(), at)
+        if writer is not None and epoch_step is not None:  # a per-epoch chart as well
+            writer.add_scalar("loss/train_epoch", total / seen, {"epoch": epoch, "batch": i}[epoch_step])
         mean = {"weighted": total / seen, "last": last, "unweighted": sum(batch_losses) / len(batch_losses)}[report]
         return (mean, correct / seen) if ret else None
 
@@ -47,6 +49,11 @@ def loop(*, zero_grad=True, train_mode=True, new_optimizer=False, report="weight
 
 def test_the_right_loop_passes(capsys):
     check_train_one_epoch(loop())
+    assert "✔" in capsys.readouterr().out
+
+
+def test_a_per_epoch_chart_at_the_epoch_step_passes(capsys):
+    check_train_one_epoch(loop(epoch_step="epoch"))
     assert "✔" in capsys.readouterr().out
 
 
@@ -59,6 +66,7 @@ def test_the_right_loop_passes(capsys):
     ({"train_mode": False}, "model.train()"),
     ({"step": "epoch"}, "per-EPOCH step"),
     ({"step": "batch"}, "restart at 0 every epoch"),
+    ({"epoch_step": "batch"}, "per-BATCH step for a per-epoch value"),
     ({"log": False}, "Nothing was logged"),
     ({"ret": False}, "returned None"),
 ])

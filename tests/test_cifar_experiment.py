@@ -83,7 +83,7 @@ def test_sizes_exist_and_validate():
     smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
     assert (smoke.depth, smoke.epochs, smoke.batch_size) == (8, 4, 32)
     assert lab.SYNTHETIC == (192, 128)  # the old smoke data: generated train / test images
-    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 10_000 and laptop.epochs == 10
+    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 5_000 and laptop.epochs == 10
     assert laptop.lr == 0.1 and laptop.schedule == "multistep"  # the course's schedule: the drop shows
     assert full.depth == 20 and full.epochs == 10 and full.train_subset is None and full.holdout == 5000
     for size in ("smoke", "laptop", "full"):
@@ -171,8 +171,8 @@ def test_laptop_size_reads_the_real_image_folder(shared_datasets, tmp_path, monk
     assert lab.default_root() == shared_datasets
     data = lab.load(lab.LAB.config("laptop"))
     assert data.split_label("test") == "hold-out (5,000 of train)"
-    assert len(data.source.eval) == 5000 and len(data.source.train) == 10_000
-    assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [1000] * 10
+    assert len(data.source.eval) == 5000 and len(data.source.train) == 5_000
+    assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [500] * 10
     assert "cifar-10-jpeg" in data.description and "generated" not in data.description
     train_files = set(data.source.train.files)
     assert train_files and not train_files & set(data.source.eval.files)  # nothing evaluated was trained on

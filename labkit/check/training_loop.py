@@ -203,7 +203,15 @@ def _check_logged_steps(writer: _Writer, epoch: int, n_batches: int) -> None:
     for tag, _, step in writer.calls:
         by_tag.setdefault(tag, []).append(step)
     if any(steps == expected for steps in by_tag.values()):
-        return  # the per-batch curve is right (an extra per-epoch chart is fine)
+        # the per-batch curve is right; an extra per-epoch chart is fine, unless its step is the batch index
+        # `i` the loop left behind (the reverse mistake: every epoch's value lands on the same step)
+        for tag, tag_steps in by_tag.items():
+            if tag_steps == [n_batches - 1] and epoch != n_batches - 1 and n_batches > 1:
+                raise CheckFailed(f"The per-epoch value '{tag}' was logged at step {n_batches - 1}, the batch "
+                                  "index i that the loop left behind: a per-BATCH step for a per-epoch value, so "
+                                  "every epoch lands on the same step and overwrites the last. Log an epoch's "
+                                  f"value at step epoch (here {epoch}).")
+        return
     steps = max(by_tag.values(), key=len)
     if None in steps:
         raise CheckFailed("add_scalar was called without a step: pass global_step, or TensorBoard draws every "
