@@ -22,7 +22,8 @@
 # The first cell picks the **size**: *full* (on a GPU) is the course's run — ResNet18 on all 100,000
 # training images, which is what the discussion below is about; *laptop* (on a CPU) trains a ResNet-18
 # of width 16 on 50 real training images per class (the subset in `../shared/datasets`, or the first 50
-# of each class; its measured cost is in the reference run below); *smoke*
+# of each class): on this 2-core machine, shared with other jobs, its 10-epoch run took 12.4 min and the
+# eight 4-epoch ablation variants 27 min more (the reference run below, one thread); *smoke*
 # (`LABKIT_SMOKE=1`, used by the tests) trains a narrow ResNet-10 for a few epochs on 160 generated
 # images of 10 classes written in Tiny-ImageNet's layout, so its figures only show that the code runs.
 
@@ -522,5 +523,19 @@ show_reference("tiny-imagenet", "laptop", figures=("curves_val_accuracy.png",))
 # **Your answer:**
 #
 # ### BEGIN SOLUTION
-# ABLATION_ANSWER
+# Measured at laptop size (reference run: 4 epochs per variant at width 16 on 50 images per class, val
+# top-1 at the last epoch; chance is 0.5 %): ResNet-10 7.36 %, baseline ResNet-18 5.16 %, no lr decay
+# 4.44 %, dropout 0.3 4.06 %, ResNet-34 2.95 %, no residual (plain-18) 2.65 %, no batch norm 0.70 %,
+# plain-34 0.61 %. Removing batch norm hurts most: at lr 0.1 the network without it barely leaves chance in
+# 4 epochs. Removing the residual connections halves the accuracy at depth 18 (2.65 % against 5.16 %) and
+# leaves depth 34 at chance (0.61 % against 2.95 %); plain-34 is also below plain-18, the degradation He et
+# al. describe. So at this size both depths show a residual gap, the larger one at 34. That is about speed
+# of training, not final accuracy: He et al. found plain-18 and ResNet-18 equal after full ImageNet
+# training (27.94 % vs 27.88 % top-1 error) while noting that ResNet-18 converges faster early on, and only
+# depth 34 kept the gap at the end (28.54 % vs 25.03 %). Four epochs also favour the shallow: ResNet-10
+# beats ResNet-18 and ResNet-34, which have more layers to train in the same few steps; and dropout, a
+# remedy for over-fitting, only costs accuracy in a run too short to over-fit; lr decay helps even here. Each number is one run of one seed on 4 % of the training
+# images, so differences of a few tenths of a point (dropout against no lr decay) are within the noise;
+# the laptop size can rank large effects (batch norm, residual connections at depth 34), not settle the
+# full-size questions, which need the full data and epochs on a GPU.
 # ### END SOLUTION

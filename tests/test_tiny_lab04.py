@@ -146,3 +146,18 @@ def test_sync_bn_under_torchrun_on_cpu_is_a_clear_error(tmp_path):
     done = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "labkit: error: --sync-bn: PyTorch's SyncBatchNorm trains on GPUs only" in done.stderr + done.stdout
+
+
+def test_reproduce_records_the_run_and_every_ablation_variant(tmp_path, monkeypatch):
+    import json
+
+    from labkit import results
+
+    monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "results"))
+    path = results.reproduce("tiny-imagenet", "smoke")
+    ref = json.loads(path.read_text())
+    assert set(ref["runs"]) == {"default"} | {f"ablation: {name}" for name in lab.ABLATION_SETS["all"]}
+    default = ref["runs"]["default"]
+    assert 0 <= default["best_val_accuracy"] <= 1 and default["train_images_per_s"] > 0
+    folder = path.parent
+    assert (folder / "default" / "curves.png").is_file() and (folder / "ablation" / "curves_val_accuracy.png").is_file()
