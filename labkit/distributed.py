@@ -238,6 +238,25 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def convert_sync_batchnorm(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """`nn.SyncBatchNorm.convert_sync_batchnorm` for a DDP run on `device`, saying how many layers changed.
+
+    PyTorch's SyncBatchNorm trains on GPUs (and XPU/HPU) only: on a CPU it is refused here, before
+    training, with what to do instead."""
+    from labkit.errors import LabkitError
+
+    device = torch.device(device)
+    if device.type in ("cpu", "mps"):
+        raise LabkitError(f"--sync-bn: PyTorch's SyncBatchNorm trains on GPUs only, not on {device.type} (its "
+                          "forward refuses such tensors under a process group). Leave --sync-bn off here: each "
+                          "process then normalises with its own per-process batch.")
+    count = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if is_main_process():
+        print(f"SyncBatchNorm: {count} BatchNorm layers normalise over the global batch of all processes")
+    return converted
+
+
 def wrap_model(
     model: nn.Module,
     device: torch.device | str | None = None,
@@ -262,7 +281,7 @@ def wrap_model(
     if not is_distributed():
         return model
     if sync_batchnorm:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         ddp_kwargs.setdefault("device_ids", [index])

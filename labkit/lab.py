@@ -122,6 +122,9 @@ class LabConfig:
     at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
     time_budget: float | None = option(None, "stop after this many seconds of training, inside an epoch if need "
                                        "be (a checkpoint to resume from is written)", gt=0)
+    sync_bn: bool = option(False, "under torchrun on GPUs: convert BatchNorm to SyncBatchNorm, so each layer "
+                           "normalises over the global batch like one process would (off: per-process batch "
+                           "statistics); no effect in a single process")
     ddp_timeout: float = option(300.0, "under torchrun: seconds to wait for another process before giving up "
                                 "with a message", gt=0)
     checkpoint_minutes: float | None = option(None, "also write last.pt inside epochs every this many minutes "

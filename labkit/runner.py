@@ -379,7 +379,8 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
            callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
     """Fit, reload the best checkpoint (by the validation monitor), evaluate the final splits once."""
-    trained = dist.wrap_model(model, ctx.device, **lab.ddp_options)
+    ddp_options = {**lab.ddp_options, **({"sync_batchnorm": True} if cfg.sync_bn else {})}
+    trained = dist.wrap_model(model, ctx.device, **ddp_options)
     optimizer = make_optimizer(cfg, trained)
     scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}

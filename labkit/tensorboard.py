@@ -92,3 +92,34 @@ class TensorBoardLogger(Callback):
             final = {f"hparam/{k}": history[k][-1] for k in history.keys()}  # noqa: SIM118
             self.writer.add_hparams(params, final, run_name=".")
         self.writer.close()
+
+
+def headless_reason() -> str | None:
+    """Why TensorBoard cannot be shown inline here (None: it can): not in a notebook, `LABKIT_HEADLESS`
+    set, or a test run (`LABKIT_SMOKE`, which nbval's kernels inherit)."""
+    from labkit.plots import in_notebook
+
+    if os.environ.get("LABKIT_HEADLESS"):
+        return "LABKIT_HEADLESS is set"
+    if not in_notebook():
+        return "not in a notebook"
+    if os.environ.get("LABKIT_SMOKE") == "1":
+        return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)"
+    return None
+
+
+def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:
+    """TensorBoard inside the notebook: `%load_ext tensorboard` then `%tensorboard --logdir log_dir`.
+
+    Skipped, with one line saying why and the command to run instead, when headless (see
+    `headless_reason`). Returns True when the inline TensorBoard was started."""
+    reason = headless_reason()
+    if reason is not None:
+        print(f"TensorBoard not shown inline ({reason}); view the logs with: tensorboard --logdir {log_dir}")
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "tensorboard")
+    shell.run_line_magic("tensorboard", f"--logdir {log_dir}" + (f" --port {port}" if port else ""))
+    return True

@@ -51,6 +51,20 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "ResNet-10": {"depth": 10},
     "ResNet-34": {"depth": 34},
 }
+#: He et al. (2016, Table 2 / Fig. 4): plain-18 and ResNet-18 end close; the residual gap appears at depth 34
+#: (plain-34 worse than plain-18, ResNet-34 better than ResNet-18). The two pairs, same width and epochs.
+DEPTH_PAIRS: dict[str, dict[str, Any]] = {
+    "ResNet-18": {},
+    "plain-18": {"residual": False},
+    "ResNet-34": {"depth": 34},
+    "plain-34": {"depth": 34, "residual": False},
+}
+#: the sets of variants `Config.ablations` chooses from; "all": the course's seven and plain-34
+ABLATION_SETS: dict[str, dict[str, dict[str, Any]]] = {
+    "course": ABLATIONS,
+    "depth-pairs": DEPTH_PAIRS,
+    "all": {**ABLATIONS, "plain-34": DEPTH_PAIRS["plain-34"]},
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ class Config(LabConfig):
                                         "e.g. to compare them", min=1)
     # the model
     arch: str = option("resnet18", "resnet18 = torchvision's (the course model); '-64' = 3x3 stem, no max-pool "
-                       "(better at 64x64, ~16x the compute)", choices=ARCHS)
+                       "(better at 64x64, ~15x the compute)", choices=ARCHS)
     width: int = option(64, "channels of the first stage (64: the standard ResNet)", min=1)
     dropout: float = option(0.0, "dropout before the classifier", min=0, max=0.99)
     batch_norm: bool = option(True, "batch norm after every convolution (--no-batch-norm: the ablation)")
@@ -86,6 +100,9 @@ class Config(LabConfig):
     ablation_epochs: int = option(15, "epochs of each ablation variant", min=1, cli=False)
     ablation_width: int = option(64, "width of the ablation variants", min=1, cli=False)
     ablation_depth: int = option(18, "depth of the ablation baseline", choices=(10, 18, 34), cli=False)
+    ablations: str = option("course", "which ablation variants: course (the seven one-change variants), "
+                            "depth-pairs (plain vs residual at depths 18 and 34, as He et al. 2016) or all",
+                            choices=tuple(ABLATION_SETS), cli=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,12 +132,11 @@ class TinyImageNetLab(Lab):
         "smoke": {"arch": "resnet10", "width": 8, "epochs": 3, "batch_size": 32, "at_epochs": (1, 2),
                   "ablation_epochs": 1, "ablation_width": 4},
         # real data: 50 train images per class of all 200 classes (the subset in ../shared/datasets, or the
-        # first 50 of each class of the full set) and the 10,000 val images, on a 2-core CPU. A ResNet-18 at
-        # width 16 (11 M multiply-adds per image instead of 148 M) reaches 10.8 % val top-1 / 29.2 % top-5 in
-        # 10 epochs (20x and 12x chance) with train top-1 5 points above val: the gap of few images per
-        # class; the ablations (4 epochs each) already rank the variants as the course's do (no batch norm
-        # 0.9 %, no residual 2.9 %, no lr decay 5.5 %, baseline 6.0 %). Measured: the whole notebook in
-        # 12.7 min on one thread of a busy 2-core machine (7 CPU-minutes).
+        # first 50 of each class of the full set) and the 10,000 val images, on a 2-core CPU: a ResNet-18 at
+        # width 16 (11 M multiply-adds per image instead of 148 M), 10 epochs; the ablations 4 epochs each.
+        # Measured (results/tiny-imagenet/laptop, the reference run): val top-1 10.0 % / top-5 26.6 % (20x
+        # and 11x chance), train top-1 5 points above val; the run's wall time and each ablation's are in
+        # its reference.json.
         "laptop": {"width": 16, "train_per_class": 50, "ablation_epochs": 4, "ablation_width": 16},
         # the course: ResNet18, 10 epochs, batch 128, checkpoints of epochs 5 and 10 (a GPU recommended)
         "full": {},
@@ -173,6 +189,29 @@ class TinyImageNetLab(Lab):
         print(f"best val top-1 {100 * best:.2f} % (top-5 {100 * top5:.2f} %) at epoch {epoch} of "
               f"{history.epoch[-1]}" + where)
         return {"best_epoch_val_top5": top5, "best_epoch_val_loss": history["val_loss"][epoch - 1]}
+
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+        """`labkit reproduce tiny-imagenet`: the default run into `out_dir/default/` (the val figures of its
+        last epoch and its training speed beside the summary), then every ablation variant
+        (`ablations="all"`: the course's seven and plain-34) into `out_dir/ablation/`."""
+        cfg = self.config(size, out=str(Path(out_dir) / "default"))
+        data = load_data(cfg)
+        run = train(cfg, data)
+        summary = {**run.summary(), **self.report(run)}
+        record = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        history = run.history
+        record["final_val_accuracy"] = history.last("val_accuracy")
+        record["final_val_top5"] = history.last("val_top5")
+        images = len(data.train.tensors[0]) * len(history)
+        record["train_images_per_s"] = round(images / sum(history.seconds), 1)  # evaluation included
+        runs = {"default": record}
+        ablation = run_ablations(cfg.replace(ablations="all"), data, out_dir=Path(out_dir) / "ablation")
+        for row in ablation.rows():
+            runs[f"ablation: {row['variant']}"] = {
+                "best_val_accuracy": row["best_val_accuracy"], "final_val_accuracy": row["final_val_accuracy"],
+                "final_train_accuracy": row["final_train_accuracy"], "epochs": row["epochs"],
+                "seconds": round(row["seconds"], 1), **({"diverged": True} if row["diverged"] else {})}
+        return runs
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--evaluate", action="store_true",
@@ -393,7 +432,7 @@ def ablation_config(cfg: Config, settings: Mapping[str, Any]) -> Config:
 def run_ablations(cfg: Config, data: LabData | None = None,
                   variants: Mapping[str, Mapping[str, Any]] | None = None, *,
                   out_dir: str | os.PathLike | None = None, progress: bool | None = False):
-    """Train each variant (`ABLATIONS` by default; see `ablation_config`) through the runner with
+    """Train each variant (`ABLATION_SETS[cfg.ablations]` by default; see `ablation_config`) through the runner with
     `labkit.ablation.run_ablation`; returns its `AblationResult` (table + curves, written to `out_dir`)."""
     from labkit.ablation import run_ablation
 
@@ -403,6 +442,119 @@ def run_ablations(cfg: Config, data: LabData | None = None,
         variant = ablation_config(cfg, settings)
         return train(variant, data, progress=progress, write_files=False, checkpoints=False).history
 
-    return run_ablation(variants if variants is not None else ABLATIONS, run_one, metric="accuracy",
+    return run_ablation(variants if variants is not None else ABLATION_SETS[cfg.ablations], run_one, metric="accuracy",
                         curve_keys=("val_accuracy", "train_accuracy", "val_top5"), out_dir=out_dir)
 
+
+
+# --- the layer table ---------------------------------------------------------------------------------------
+
+def resnet_layer_table(model: nn.Module, image_size: int = tiny.IMAGE_SIZE):
+    """Every layer of `model` for one (3, image_size, image_size) input: each convolution, batch norm,
+    ReLU, block, stage, pooling and the head, with its output shape and parameters
+    (`labkit.summary.layer_table` at every depth, so stages and the layers inside them both show)."""
+    from labkit.errors import LabkitError
+    from labkit.summary import layer_table
+
+    if image_size < 1:
+        raise LabkitError(f"resnet_layer_table: image_size must be a positive number of pixels, got {image_size}.")
+    return layer_table(model, (3, image_size, image_size))
+
+
+# --- resuming a run for more epochs ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a resume starts (`checkpoint`, after `done` epochs) and how far it trains (`epochs` = done + k)."""
+
+    checkpoint: Path
+    done: int
+    epochs: int
+
+    @property
+    def more(self) -> int:
+        return self.epochs - self.done
+
+
+def resume_plan(run: runner.Run, extra: int | None = None) -> ResumePlan:
+    """A resume of `run` that trains further: from its earliest kept `epoch_NNN.pt` before the run's
+    end, for `epochs = done + k` with k the epochs the run trained after it (a cosine or one-cycle
+    schedule fixes the length: `extra` epochs beyond the planned end need a step or constant schedule)."""
+    from labkit.checkpoint import LENGTH_SHAPED_SCHEDULES, load_checkpoint
+    from labkit.errors import LabkitError
+
+    if run.checkpoint_dir is None or not run.checkpoint_dir.is_dir():
+        raise LabkitError("resume_plan: the run kept no checkpoints (train it with checkpoints=True).")
+    trained = run.history.epoch[-1] if len(run.history) else 0
+    kept = sorted(int(p.stem.split("_")[1]) for p in run.checkpoint_dir.glob("epoch_*.pt"))
+    before = [e for e in kept if e < trained]
+    if before:
+        path, done = run.checkpoint_dir / f"epoch_{before[0]:03d}.pt", before[0]
+    else:  # no earlier epoch kept: continue from the end (possible only where the schedule may grow)
+        path = run.checkpoint_dir / "last.pt"
+        done = int(load_checkpoint(path).epoch)
+    planned = run.config.epochs
+    epochs = done + extra if extra is not None else planned
+    if epochs <= done:
+        raise LabkitError(f"resume_plan: the checkpoint {path.name} is at epoch {done}; resuming it with "
+                          f"epochs={epochs} would train nothing. Pass extra=k > 0 (epochs = {done} + k).")
+    if epochs != planned and run.config.schedule in LENGTH_SHAPED_SCHEDULES:
+        raise LabkitError(f"resume_plan: a {run.config.schedule} schedule is planned for {planned} epochs; "
+                          f"resuming for {epochs} would bend it. Use extra={planned - done} (to the planned end), "
+                          "or a run with --schedule step or constant to train beyond it.")
+    return ResumePlan(path, done, epochs)
+
+
+def resume_further(run: runner.Run, data: LabData, out: str | os.PathLike, extra: int | None = None,
+                   **options: Any) -> tuple[ResumePlan, runner.Run]:
+    """Resume `run` per `resume_plan` into `out`: trains epochs done+1 .. done+k and returns both."""
+    plan = resume_plan(run, extra)
+    cfg = run.config.replace(out=str(out), epochs=plan.epochs, tensorboard=False)
+    return plan, train(cfg, data, resume=plan.checkpoint, **options)
+
+
+# --- TensorBoard: mistakes and precision-recall curves ------------------------------------------------------
+
+def write_tensorboard_extras(run: runner.Run, data: LabData, log_dir: str | os.PathLike, *,
+                             max_images: int = 16, pr_classes: int = 5) -> dict[str, Any]:
+    """Write val mistakes (images with their wrong prediction) and precision-recall curves to TensorBoard,
+    as PyTorch's TensorBoard tutorial does (`add_images`, `add_pr_curve`).
+
+    PR curves: one per class for the `pr_classes` classes with the most val images (one class against the
+    rest, scored by its softmax probability), and one over all classes together. Returns the tags written
+    and what they hold."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from labkit.errors import LabkitError
+
+    if max_images < 1 or pr_classes < 1:
+        raise LabkitError(f"write_tensorboard_extras: max_images and pr_classes must be at least 1, got "
+                          f"{max_images} and {pr_classes}.")
+    source, val = data.source, data.eval["val"]
+    outputs, targets = predict(run.model.to(val.device), val, device=val.device, amp=run.config.amp,
+                               channels_last=run.config.channels_last)
+    probs = outputs.softmax(1)
+    predicted = probs.argmax(1)
+    wrong = (predicted != targets).nonzero().flatten()
+    names = list(source.class_names)
+    writer = SummaryWriter(log_dir=str(log_dir))
+    tags: dict[str, Any] = {}
+    try:
+        shown = wrong[:max_images]
+        if len(shown):
+            writer.add_images("val mistakes", source.val_images[shown], dataformats="NCHW")
+            lines = [f"{i + 1}. true **{names[targets[j]]}**, predicted **{names[predicted[j]]}** "
+                     f"(p = {probs[j, predicted[j]]:.2f})" for i, j in enumerate(shown.tolist())]
+            writer.add_text("val mistakes", "  \n".join(lines))
+            tags["val mistakes"] = len(shown)
+        counts = torch.bincount(targets, minlength=len(names))
+        for c in counts.argsort(descending=True, stable=True)[:pr_classes].tolist():
+            tag = f"pr/{names[c]}"
+            writer.add_pr_curve(tag, (targets == c).int(), probs[:, c], global_step=run.chosen_epoch)
+            tags[tag] = int(counts[c])
+        onehot = torch.nn.functional.one_hot(targets, len(names)).flatten()
+        writer.add_pr_curve("pr/all classes", onehot.int(), probs.flatten(), global_step=run.chosen_epoch)
+        tags["pr/all classes"] = len(targets)
+    finally:
+        writer.close()
+    return {"tags": tags, "mistakes": len(wrong), "total": len(targets), "log_dir": str(log_dir)}
