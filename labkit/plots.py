@@ -253,11 +253,12 @@ class LivePlot(Callback):
 
 
 def integer_epochs(ax: Any) -> None:
-    """Label an epoch axis with whole epochs only (no 1.5, 2.5)."""
+    """Label an epoch axis with whole epochs only (no 1.5, 2.5; a one-epoch run gets the single tick 1, not
+    0.945 … 1.065: `min_n_ticks=1` stops the locator falling back to fractions)."""
     from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def series_colors(n: int) -> list[Any]:

@@ -44,7 +44,7 @@ from labkit.errors import LabkitError
 from labkit.experiments import tiny_imagenet as lab
 from labkit.lab import choose_size
 from labkit.models.resnet import build_model
-from labkit.plots import new_figure, plot_curves, plot_history
+from labkit.plots import new_figure, plot_curves
 from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
 from labkit.tensorboard import show_tensorboard
@@ -243,9 +243,7 @@ history = run.history
 assert history.epoch[-1] == CFG.epochs and history["train_loss"][-1] < history["train_loss"][0]
 
 # %%
-plot_history(history, lab.LAB.curve_keys, title=f"{run.config.arch}, width {run.config.width} ({SIZE} size)",
-             figure=new_figure((12, 3.4)))
-plt.show()
+# the panel above shows the curves; the numbers of every epoch:
 print(history.table(["train_loss", "train_accuracy", "train_top5", "val_loss", "val_accuracy", "val_top5"]))
 
 # %% [markdown]
