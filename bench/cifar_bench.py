@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{lab_pipe.images_per_s:,.0f}", f"{ratio:.1f}x"))
 
         ref_train, lab_train = alternate(
-            [ResNet20Timer(reference_loader(root, args.workers, args.batch), cpu), ResNet20Timer(labkit_loader(root, cpu, args.batch), cpu)], steps)
+            [ResNet20Timer(reference_loader(root, args.workers, args.batch), cpu),
+             ResNet20Timer(labkit_loader(root, cpu, args.batch), cpu)], steps)
         train_ratio = lab_train.images_per_s / ref_train.images_per_s
         rows.append(("ResNet-20 training (CPU), images/s", f"{ref_train.images_per_s:,.1f}",
                      f"{lab_train.images_per_s:,.1f}", f"{train_ratio:.2f}x"))

@@ -1066,7 +1066,8 @@ def describe(device: torch.device, workers: int) -> str:
         facts: list[tuple[str, Callable[[], str]]] = [
             ("CUDA", lambda: f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"),
             ("bf16", lambda: "yes" if torch.cuda.is_bf16_supported() else "no (fp16 + GradScaler)"),
-            ("TF32 matmul", lambda: f"{torch.backends.cuda.matmul.allow_tf32}, cuDNN {torch.backends.cudnn.allow_tf32}"),
+            ("TF32 matmul",
+             lambda: f"{torch.backends.cuda.matmul.allow_tf32}, cuDNN {torch.backends.cudnn.allow_tf32}"),
             ("cudnn.benchmark", lambda: str(torch.backends.cudnn.benchmark)),
         ]
         for name, fact in facts:

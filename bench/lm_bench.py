@@ -370,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     train_ids, holdout_ids = split_valid(corpus["valid"])
     test_ids = corpus["test"][:20_000] if args.quick else corpus["test"]
     print(f"data: {source}; train on valid.txt's first 90 % ({train_ids.numel():,} tokens), choose on its last 10 % "
-          f"({holdout_ids.numel():,}), test on test.txt ({test_ids.numel():,}{', first 20,000: --quick' if args.quick else ''}"
+          f"({holdout_ids.numel():,}), test on test.txt ({test_ids.numel():,}"
+          f"{', first 20,000: --quick' if args.quick else ''}"
           f"); vocabulary {ntokens:,} words")
     print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
 

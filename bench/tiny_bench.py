@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             if result["stop_reason"] and "budget" not in result["stop_reason"]:
                 print(f"  note: {result['stop_reason']}")
             print("  same from the CLI: labkit run tiny-imagenet --data " + str(root) + " --arch resnet10 "
-                  "--width 32 --epochs 4 --lr 0.2 --schedule onecycle --train-per-class 50 --val-per-class 50 --device cpu "
+                  "--width 32 --epochs 4 --lr 0.2 --schedule onecycle --train-per-class 50 --val-per-class 50 "
+                  "--device cpu "
                   "--time-budget 590")
         elif not real:
             print("label-mapping check skipped: the real subset (../shared/datasets/tiny-imagenet-200) is absent")

@@ -19,7 +19,8 @@ from labkit.data.prep_cli import dataset_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = dataset_parser(__doc__.splitlines()[0], "cifar-10-batches-py/", synthetic_sizes=(5000, 1000), synthetic_what="data")
+    parser = dataset_parser(__doc__.splitlines()[0], "cifar-10-batches-py/", synthetic_sizes=(5000, 1000),
+                            synthetic_what="data")
     return parser
 
 

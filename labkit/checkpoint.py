@@ -230,7 +230,8 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
             parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:6])}"
                          f"{' ...' if len(unexpected) > 6 else ''}")
         if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes[:4])}{' ...' if len(shapes) > 4 else ''}")
+            more = " ..." if len(shapes) > 4 else ""
+            parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes[:4])}{more}")
         saved = f" was saved from {saved_class} and" if saved_class else ""
         raise CheckpointError(
             f"The {source}{saved} does not match {type(target).__name__}: " + "; ".join(parts)

@@ -20,10 +20,11 @@ Schedules (`cfg.schedule`):
 | `cosine` | cosine decay from `lr` to 0 over the epochs | per epoch |
 | `warmup` | linear ramp over the warm-up, then constant | per step |
 | `warmup_cosine` | linear ramp over the warm-up, then cosine decay to `final_lr_fraction` x lr | per step |
-| `onecycle` | `OneCycleLR`: `pct_start` of the steps warming up from lr/`div_factor`, then cosine annealing to lr/(`div_factor` x `final_div_factor`) | per step |
-| `plateau` | `ReduceLROnPlateau`: x `gamma` when the monitored value does not improve for `patience_lr` epochs | per epoch |
+| `onecycle` | `OneCycleLR`: up from lr/`div_factor` over `pct_start` of the steps, then cosine down | per step |
+| `plateau` | `ReduceLROnPlateau`: x `gamma` when the monitored value stalls for `patience_lr` epochs | per epoch |
 
-The warm-up length is `warmup_steps + warmup_epochs x steps_per_epoch` optimizer steps.
+The warm-up length is `warmup_steps + warmup_epochs x steps_per_epoch` optimizer steps; `onecycle` ends at
+lr/(`div_factor` x `final_div_factor`).
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ class Lab:
 
 
 def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
-    """The labs under `labs_dir` (`*.py` percent sources), optionally only those whose name starts with one of `names`."""
+    """The labs under `labs_dir` (`*.py` percent sources), optionally only those whose name starts with one of
+    `names`."""
     if not labs_dir.is_dir():
         raise ReleaseError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
     labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]

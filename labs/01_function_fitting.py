@@ -233,7 +233,8 @@ assert (negative["f-20"].prediction < 0).all(), "the MLP should predict below ze
 # ### BEGIN SOLUTION
 # The belief is false for this network. With the same MLP and recipe (SGD, lr 0.005, 2,000 epochs) it fits
 # f − 20, whose targets are all below zero (−26.1 … −7.2), to an MSE of 0.028 — better than f itself
-# (0.047) — and −f to 0.045; every one of its predictions for f − 20 is negative (reference run). And the course's own f is negative on half the interval. Whether a
+# (0.047) — and −f to 0.045; every one of its predictions for f − 20 is negative (reference run). And the course's
+# own f is negative on half the interval. Whether a
 # network can output negative numbers is decided by its last layer: here it is linear (a weighted sum of
 # the tanh units plus a bias), so its output can be any real number. A network whose output passed through
 # a ReLU (or a sigmoid) could not go below zero; but the course report does not say that exp1.py had such

@@ -341,7 +341,8 @@ if SIZE == "laptop":
 # In the course's CIFAR report the loop created `optimizer = torch.optim.SGD(...)` inside the loop over
 # epochs. Nothing crashed and nothing warned, but from the second epoch on each new optimizer ran at
 # lr 0.01 and started with an empty momentum buffer: the run followed another schedule than the one it
-# reported (a scheduler built on the first optimizer does nothing to the ones created after it). `lab.optimizer_recreation` retrains the same
+# reported (a scheduler built on the first optimizer does nothing to the ones created after it).
+# `lab.optimizer_recreation` retrains the same
 # recipe that way (same data, same seed) and sets it beside your course run above, with the lr and the
 # norm of SGD's momentum buffer at the start of each epoch.
 
@@ -365,7 +366,8 @@ assert max(recreation.traces[lab.RECREATED].momentum_start) == 0.0
 # A new optimizer is a valid optimizer, so nothing fails: the loss still falls and the accuracy still
 # rises. It changed two things. The learning rate: the run trained at 0.1 for one epoch and at 0.01 for
 # the other nine instead of five and five (the optimizers created from epoch 2 on were set to 0.01, and
-# a scheduler attached to the first optimizer cannot change the later ones). The momentum: every epoch started from an empty
+# a scheduler attached to the first optimizer cannot change the later ones). The momentum: every epoch started from
+# an empty
 # momentum buffer (norm 0 in the middle panel, against a non-zero buffer carried over by the correct
 # run), so the first steps of each epoch had no accumulated velocity. In the laptop reference run the
 # re-created run's hold-out accuracy was 0.314 after epoch 2, above the course schedule's 0.272 at that

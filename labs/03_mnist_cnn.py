@@ -223,7 +223,8 @@ check_against_reference("mnist", SIZE, "default", "test_accuracy", trained.final
 
 # %%
 print(f"{CFG.compare_epochs} epochs each, batches of {CFG.compare_batch}, on "
-      f"{CFG.compare_images or sizes['train']:,} training and {CFG.compare_val_images or sizes['val']:,} validation images")
+      f"{CFG.compare_images or sizes['train']:,} training and {CFG.compare_val_images or sizes['val']:,} "
+      "validation images")
 compared = lab.compare(CFG.replace(out=str(RUNS)), data, write_files=False)
 lab.plot_comparison(compared, SIZE)
 plt.show()
@@ -488,7 +489,8 @@ hand_in = runner.export_state_dict(mine.best_checkpoint, RUNS / f"hw7_{STUDENT_I
 graded = MyConvNet()
 graded.load_state_dict(torch.load(hand_in, weights_only=True))  # what the grader runs
 graded_test = lab.accuracy(graded, data)
-print(f"{hand_in.name}: {hand_in.stat().st_size / 1e6:.1f} MB; the grader's model scores {100 * graded_test:.2f} % test")
+print(f"{hand_in.name}: {hand_in.stat().st_size / 1e6:.1f} MB; "
+      f"the grader's model scores {100 * graded_test:.2f} % test")
 assert abs(graded_test - mine.final["test"]["accuracy"]) < 1e-3, "the hand-in file holds the chosen epoch"
 
 # %% [markdown]

@@ -282,7 +282,8 @@ show_tensorboard(runs)
 
 # %%
 gap = history.last("train_accuracy") - history.last("val_accuracy")
-print(f"train top-1 {history.last('train_accuracy'):.1%} vs val top-1 {history.last('val_accuracy'):.1%}: gap {gap:+.1%}")
+print(f"train top-1 {history.last('train_accuracy'):.1%} vs val top-1 {history.last('val_accuracy'):.1%}: "
+      f"gap {gap:+.1%}")
 print(f"train top-5 {history.last('train_top5'):.1%} vs val top-5 {history.last('val_top5'):.1%}")
 
 # %% [markdown]
@@ -298,7 +299,8 @@ print(f"train top-5 {history.last('train_top5'):.1%} vs val top-5 {history.last(
 # learnt as readily as those that transfer, and only the training images reward them. The laptop reference
 # run (ResNet-18 of width 16, 10,000 training images, 10 epochs) ends at train top-1 14.9 % against val
 # 10.0 % (top-5 37.0 % against 26.6 %), train loss 3.88 against val loss 4.33; train top-1 was below val
-# until epoch 3 and the gap grew from 0.3 points at epoch 5 to 5.0 at epoch 10. Its val loss still falls at the last epoch (4.356 → 4.333), so
+# until epoch 3 and the gap grew from 0.3 points at epoch 5 to 5.0 at epoch 10. Its val loss still falls at the last
+# epoch (4.356 → 4.333), so
 # it has not reached the point where val loss rises and `best.pt` would be an earlier epoch. The train
 # figures are measured on augmented crops while the weights change during the epoch, so they are not the
 # accuracy on the clean training images. The course report's full run reached about 60 % val top-1 after
@@ -368,7 +370,8 @@ comparison = lab.compare_checkpoints(ckpts / f"epoch_{first:03d}.pt", ckpts / f"
 print(f"{len(comparison.rows)} of {comparison.total} val images change their prediction; "
       f"top-1 {comparison.accuracy_a:.1%} → {comparison.accuracy_b:.1%}")
 for row in comparison.rows[:5]:
-    print(f"{row.image:>14}  true: {row.true_class:<24} epoch {first}: {row.prediction_a:<24} epoch {second}: {row.prediction_b}")
+    print(f"{row.image:>14}  true: {row.true_class:<24} epoch {first}: {row.prediction_a:<24} "
+          f"epoch {second}: {row.prediction_b}")
 plt.imshow(plt.imread(comparison.grid))
 plt.axis("off")
 plt.show()
@@ -532,7 +535,8 @@ show_reference("tiny-imagenet", "laptop", figures=("curves_val_accuracy.png",))
 # training (27.94 % vs 27.88 % top-1 error) while noting that ResNet-18 converges faster early on, and only
 # depth 34 kept the gap at the end (28.54 % vs 25.03 %). Four epochs also favour the shallow: ResNet-10
 # beats ResNet-18 and ResNet-34, which have more layers to train in the same few steps; and dropout, a
-# remedy for over-fitting, only costs accuracy in a run too short to over-fit; lr decay helps even here. Each number is one run of one seed on 4 % of the training
+# remedy for over-fitting, only costs accuracy in a run too short to over-fit; lr decay helps even here. Each number
+# is one run of one seed on 4 % of the training
 # images, so differences of a few tenths of a point (dropout against no lr decay) are within the noise;
 # the laptop size can rank large effects (batch norm, residual connections at depth 34), not settle the
 # full-size questions, which need the full data and epochs on a GPU.

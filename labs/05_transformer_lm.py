@@ -130,7 +130,8 @@ model = lab.LAB.build_model(CFG, data.info)
 table = layer_table(model, example=torch.zeros(1, CFG.bptt, dtype=torch.long), max_depth=3)
 print(table)
 full = lab.LAB.build_model(CFG.replace(adaptive=False), data.info)
-print(f"parameters: {model.num_parameters():,} with the adaptive softmax, {full.num_parameters():,} with a full softmax")
+print(f"parameters: {model.num_parameters():,} with the adaptive softmax, "
+      f"{full.num_parameters():,} with a full softmax")
 assert table.row("output").output_shape == (CFG.bptt, len(vocab))
 
 # %% [markdown]

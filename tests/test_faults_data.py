@@ -25,7 +25,8 @@ def test_an_unreadable_image_is_named(tiny: Path, tmp_path: Path, content: bytes
         TinyImageNet(tiny, "train").tensors(cache_dir=tmp_path / "cache", verbose=False)
 
 
-@pytest.mark.parametrize("encoding, message", [("utf-16", "is UTF-16 text"), ("latin-1", r":\d+ \(the val labels\) is not UTF-8")])
+@pytest.mark.parametrize("encoding, message", [("utf-16", "is UTF-16 text"),
+                                               ("latin-1", r":\d+ \(the val labels\) is not UTF-8")])
 def test_annotations_in_another_encoding_name_the_file_and_line(tiny: Path, encoding: str, message: str):
     annotations = tiny / "val" / "val_annotations.txt"
     text = annotations.read_text() + "café\n"

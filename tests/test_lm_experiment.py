@@ -259,8 +259,8 @@ def test_two_torchrun_processes_match_one_process(tmp_path):
               "--epochs", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           *common, "--out", str(tmp_path / "ddp")], env=env, capture_output=True, text=True, check=False,
-                          timeout=300)
+                           *common, "--out", str(tmp_path / "ddp")], env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     assert cli.main(["run", "lm", *common[4:], "--out", str(tmp_path / "one")]) == 0
     ddp, one = (load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("ddp", "one"))

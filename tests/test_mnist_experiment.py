@@ -243,7 +243,8 @@ def test_load_data_shards_by_rank_and_fills_info(tmp_path):
     x, y = next(iter(one.train))
     assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.long
     with pytest.raises(Exception, match="does not split evenly"):
-        lab.LAB.load_data(lab.LAB.config("smoke", batch_size=63), DistributedContext(0, 2, 0, torch.device("cpu"), None))
+        lab.LAB.load_data(lab.LAB.config("smoke", batch_size=63),
+                          DistributedContext(0, 2, 0, torch.device("cpu"), None))
 
 
 def test_data_folder_is_honoured_at_every_size_course_pth_files_too(data, tmp_path):

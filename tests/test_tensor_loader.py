@@ -97,7 +97,8 @@ def test_to_float_and_normalize():
 
 def test_augmentation_is_reproducible_per_epoch():
     x = torch.randint(0, 255, (64, 3, 8, 8), dtype=torch.uint8)
-    make = lambda: TensorLoader(x, batch_size=64, shuffle=True, transform=Compose([RandomCrop(2), RandomHorizontalFlip()]))
+    make = lambda: TensorLoader(x, batch_size=64, shuffle=True,
+                                transform=Compose([RandomCrop(2), RandomHorizontalFlip()]))
     a, b = make(), make()
     a.set_epoch(2)
     b.set_epoch(2)

@@ -258,7 +258,8 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert "--resume CKPT --evaluate" in capsys.readouterr().err
     assert main(["run", "tiny-imagenet", "--data", str(tmp_path / "absent")]) == 1
     assert "data_prep.tiny_imagenet" in capsys.readouterr().err
-    assert main(["run", "tiny-imagenet", "--smoke", "--epochs", "1", "--at-epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    argv = ["run", "tiny-imagenet", "--smoke", "--epochs", "1", "--at-epochs", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
     out = tmp_path / "r"
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "curves.png").is_file()
     assert "generated smoke data" in json.loads((out / "metrics.json").read_text())["data"]

@@ -87,7 +87,8 @@ def _open_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         except (OSError, EOFError) as err:
-            raise MNISTFormatError(f"{path} is not a readable gzip file ({err}); delete it and download again.") from err
+            raise MNISTFormatError(
+                f"{path} is not a readable gzip file ({err}); delete it and download again.") from err
     return path.read_bytes()
 
 
@@ -393,7 +394,8 @@ def default_root() -> Path:
 
 
 def load_splits(root: str | os.PathLike | None = None, download: bool = False,
-                source: str = "auto") -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
+                source: str = "auto"
+                ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
     """((train images, labels), (test images, labels), description) from `root` in either form.
 
     `root` is torchvision's root (holding MNIST/raw), a folder with the course's .pth files,

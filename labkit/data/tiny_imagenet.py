@@ -387,7 +387,8 @@ def write_synthetic_tiny_imagenet(root: str | Path, n_classes: int = 5, n_train_
                                   n_val_per_class: int = 5, seed: int = 0) -> Path:
     """Write a tiny, learnable Tiny-ImageNet in the official layout under `root/tiny-imagenet-200`.
 
-    Real JPEG files (one grayscale per class, as in the real data), a shuffled wnids.txt (so only sorting gives the right order),
+    Real JPEG files (one grayscale per class, as in the real data), a shuffled wnids.txt (so only sorting gives
+    the right order),
     words.txt with extra unrelated lines, per-class boxes files and a shuffled
     val_annotations.txt. Each class has its own colour and stripe pattern plus noise,
     so a small model learns it in a few epochs. Returns the dataset folder.

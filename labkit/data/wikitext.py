@@ -494,7 +494,12 @@ def download_wikitext2(
 
 # --------------------------------------------------------------------------- synthetic data
 
-_COMMON = ["the", ",", ".", "of", "and", "in", "to", "a", "<unk>", "was", "@-@", "on", "as", "that", "for", "with", "by", "is", "his", "at", "from", "it", "he", "were", "an", "had", "which", "be", "are", "this", "their", "first", "but", "also", "its", "her", "has", "one", "after", "two", "new", "they", "not", "or", "been", "who", "she", "most", "all", "into", "more", "time", "when", "there", "other"]
+_COMMON = [
+    "the", ",", ".", "of", "and", "in", "to", "a", "<unk>", "was", "@-@", "on", "as", "that", "for", "with", "by",
+    "is", "his", "at", "from", "it", "he", "were", "an", "had", "which", "be", "are", "this", "their", "first",
+    "but", "also", "its", "her", "has", "one", "after", "two", "new", "they", "not", "or", "been", "who", "she",
+    "most", "all", "into", "more", "time", "when", "there", "other",
+]
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "da", "fi", "go", "hu", "pe")
 
 

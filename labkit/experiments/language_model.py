@@ -394,7 +394,8 @@ def rank_zero() -> bool:
 
 def log_final(run: runner.Run) -> None:
     """The chosen checkpoint's test loss and perplexity as TensorBoard scalars (`perplexity/test`)."""
-    if not rank_zero() or not run.config.tensorboard or run.out_dir is None or "test" not in run.final or not len(run.history):
+    if (not rank_zero() or not run.config.tensorboard or run.out_dir is None or "test" not in run.final
+            or not len(run.history)):
         return
     from torch.utils.tensorboard import SummaryWriter
 

@@ -418,7 +418,8 @@ def plot_comparison(runs: Mapping[str, runner.Run], size: str = "", path: str | 
 
 # --- predictions, the two classic mistakes --------------------------------------------------------
 
-def predict_logits(model: nn.Module, source: mnist_data.MNISTData, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(model: nn.Module, source: mnist_data.MNISTData,
+                   split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """(logits (N, 10), labels (N,)) of one split, on the CPU, in the split's order."""
     return predict(model, loader(source, split, device=model_device(model)))
 

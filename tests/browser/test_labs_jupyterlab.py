@@ -167,7 +167,8 @@ def test_lab_runs_all_cells_in_jupyterlab(name: str, labs_server: JupyterLab, pa
     prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
     not_run = [i for i, text in enumerate(prompts) if not re.search(r"\[\d+\]", text)]
     stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
-    tracebacks = [text for text in stderr if "Traceback" in text or re.search(r"^\w+(Error|Exception)\b", text, re.MULTILINE)]
+    tracebacks = [text for text in stderr
+                  if "Traceback" in text or re.search(r"^\w+(Error|Exception)\b", text, re.MULTILINE)]
     assert not not_run and not tracebacks, (f"{name}: code cells {not_run} did not run; errors:\n"
                                             + "\n".join(tracebacks or stderr)[-3000:])
 
