@@ -17,6 +17,7 @@ from labkit import runner
 from labkit.checkpoint import CheckpointError, load_checkpoint, write_atomic
 from labkit.data.tiny_imagenet import write_synthetic_tiny_imagenet
 from labkit.engine import predict
+from labkit.errors import LabkitError
 from labkit.experiments import tiny_imagenet as lab
 from labkit.lab import ConfigError
 from labkit.models.resnet import resnet18
@@ -340,3 +341,56 @@ def test_a_checkpoint_of_other_classes_is_refused_before_comparing():
         _check_classes("b.pt", SimpleNamespace(info={"num_classes": 3, "wnids": ["n01", "n09", "n03"]}), data)
     with pytest.raises(CheckpointError, match="predicts 4 classes"):
         _check_classes("c.pt", SimpleNamespace(info={"num_classes": 4}), data)
+
+
+# --- Lab 04's resume, ablation sets and TensorBoard extras, on the same run as above
+
+def test_resume_plan_trains_further_from_an_earlier_epoch(run, data, tmp_path):
+    plan = lab.resume_plan(run)
+    assert (plan.checkpoint.name, plan.done, plan.epochs, plan.more) == ("epoch_001.pt", 1, 3, 2)
+    plan, resumed = lab.resume_further(run, data, tmp_path / "resumed", progress=False)
+    assert resumed.history.epoch == [1, 2, 3]  # epoch 1 from the checkpoint, 2 and 3 trained again
+    assert resumed.history["val_loss"] == pytest.approx(run.history["val_loss"], rel=1e-4, abs=1e-5)
+    with pytest.raises(LabkitError, match="would bend it"):  # cosine: the length is fixed
+        lab.resume_plan(run, extra=5)
+    with pytest.raises(LabkitError, match="train nothing"):
+        lab.resume_plan(run, extra=0)
+
+
+def test_resume_plan_extends_a_step_schedule_past_its_end(cfg, data, tmp_path):
+    short = lab.train(cfg.replace(schedule="step", epochs=2, at_epochs=(), out=str(tmp_path / "a")), data,
+                      progress=False)
+    plan, longer = lab.resume_further(short, data, tmp_path / "b", extra=2, progress=False)
+    assert (plan.checkpoint.name, plan.done, plan.epochs) == ("last.pt", 2, 4)
+    assert longer.history.epoch == [1, 2, 3, 4]
+    assert longer.history["train_loss"][:2] == pytest.approx(short.history["train_loss"])
+
+
+def test_ablation_sets_offer_the_depth_34_pair(cfg):
+    pairs = lab.ABLATION_SETS["depth-pairs"]
+    assert set(pairs) == {"ResNet-18", "plain-18", "ResNet-34", "plain-34"}
+    plain34 = lab.ablation_config(cfg, pairs["plain-34"])
+    assert plain34.arch == "resnet34" and plain34.residual is False
+    assert lab.ablation_config(cfg, pairs["plain-18"]).arch == "resnet18"
+    everything = lab.ABLATION_SETS["all"]
+    assert set(lab.ABLATIONS) < set(everything) and "plain-34" in everything
+    assert lab.LAB.config("laptop").ablations == "course"
+    with pytest.raises(Exception, match="ablations"):
+        lab.LAB.config("smoke", ablations="nonsense")
+
+
+def test_mistakes_and_pr_curves_reach_tensorboard(run, data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    written = lab.write_tensorboard_extras(run, data, tmp_path / "tb", max_images=4, pr_classes=2)
+    assert written["total"] == 30 and 0 <= written["mistakes"] <= 30
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"tensors": 0, "images": 0})
+    events.Reload()
+    tensors = set(events.Tags()["tensors"])
+    pr = [t for t in tensors if t.startswith("pr/")]
+    assert "pr/all classes" in pr and len(pr) == 3, tensors
+    if written["mistakes"]:
+        assert written["tags"]["val mistakes"] == min(4, written["mistakes"])
+        assert events.Tags()["images"], "no images of mistakes"
+    with pytest.raises(LabkitError, match="at least 1"):
+        lab.write_tensorboard_extras(run, data, tmp_path / "x", max_images=0)
