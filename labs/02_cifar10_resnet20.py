@@ -230,7 +230,7 @@ def train_course(epochs, lr, plot):
 
 
 panel = TrainingPanel(train_course, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(2, 30, 1),
-                      lr_range=(1e-3, 1.0), title="Lab 02 · ResNet on CIFAR-10, course recipe")
+                      lr_range=(1e-3, 1.0), title=f"Lab 02 · ResNet on CIFAR-10, course recipe · {NOTE}")
 panel.show()
 course = panel.result
 assert course.history.lr[0] == CFG.lr and course.history.lr[-1] < CFG.lr

@@ -166,7 +166,8 @@ def train_from_panel(epochs, lr, plot):
 
 
 panel = TrainingPanel(train_from_panel, epochs=CFG.epochs, lr=CFG.lr,
-                      epoch_choices=(1, 20, 1), lr_range=(1e-4, 1e-1), title="Lab 03 · MNIST CNN")
+                      epoch_choices=(1, 20, 1), lr_range=(1e-4, 1e-1),
+                      title=f"Lab 03 · MNIST CNN · {SIZE} size{', synthetic data' if SIZE == 'smoke' else ''}")
 panel.show()
 trained = panel.result  # the last run: its model (the best epoch's weights), History, config and test result
 history = trained.history

@@ -236,7 +236,8 @@ def train(epochs, lr, plot):
 
 
 panel = TrainingPanel(train, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(1, 40, 1), lr_range=(1e-3, 1.0),
-                      title="Lab 04 · ResNet on Tiny-ImageNet")
+                      title=f"Lab 04 · ResNet on Tiny-ImageNet · {SIZE} size"
+                            f"{', generated data' if SIZE == 'smoke' else ''}")
 panel.show()
 run = panel.result
 history = run.history
