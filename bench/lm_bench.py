@@ -29,8 +29,9 @@ Two questions, two figures (> 1 means labkit better, everywhere):
      min/median/max of each side).
 `--tune` first chooses labkit's lr and dropout on the hold-out text (a grid, one seed, `--tune-budget` seconds
 per setting) and then uses the chosen setting for the recipe figure; without it the lab's defaults are used
-(lr 2e-3, dropout 0.4: set for the lab's 5-epoch laptop run, not for a budget of a minute or two). What was tuned on what: the grid on the hold-out only; the reference's settings are the
-example's own (its README's `--lr 5`), not tuned; `test.txt` chose nothing.
+(lr 2e-3, dropout 0.4: set for the lab's 5-epoch laptop run, not for a budget of a minute or two). What was
+tuned on what: the grid on the hold-out only; the reference's settings are the example's own (its README's
+`--lr 5`), not tuned; `test.txt` chose nothing.
 
     python bench/lm_bench.py --tune     # the whole protocol (about 25 minutes on a quiet 2-core CPU)
     python bench/lm_bench.py            # the figures at the lab's defaults (about 15 minutes)
