@@ -343,3 +343,14 @@ def test_smoke_entry_point(tmp_path):
     metrics = lab.LAB.smoke(tmp_path)
     assert metrics["test_accuracy"] > 0.8 and (tmp_path / "curves.png").is_file()
     assert metrics["size"] == "smoke" and metrics["best_val_accuracy"] > 0.8
+
+
+def test_accuracies_are_exact_fractions_at_test_set_size():
+    """Lab 03 compares the confusion matrix's diagonal with argmax_accuracy to 1e-9: a float32 mean over
+    10,000 images missed that (it failed at laptop size, passed at smoke size)."""
+    gen = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(10_000, 10, generator=gen), torch.randint(0, 10, (10_000,), generator=gen)
+    right = int((logits.argmax(1) == labels).sum())
+    assert lab.argmax_accuracy(logits, labels) == right / 10_000
+    assert 0 <= lab.sampled_accuracy(logits, labels) <= 1
+

@@ -430,8 +430,9 @@ def accuracy(model: nn.Module, source: mnist_data.MNISTData, split: str = "test"
 
 
 def argmax_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The right way: the predicted class is the one with the largest logit."""
-    return (logits.argmax(dim=1) == labels).float().mean().item()
+    """The right way: the predicted class is the one with the largest logit (count / n, exact: a float32 mean
+    over 10,000 images is off by ~1e-8)."""
+    return int((logits.argmax(dim=1) == labels).sum()) / len(labels)
 
 
 def sampled_accuracy(logits: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
@@ -441,7 +442,7 @@ def sampled_accuracy(logits: torch.Tensor, labels: torch.Tensor, seed: int = 0) 
     """
     gen = torch.Generator().manual_seed(seed)
     drawn = torch.multinomial(torch.softmax(logits.float(), dim=1), 1, generator=gen).squeeze(1)
-    return (drawn == labels).float().mean().item()
+    return int((drawn == labels).sum()) / len(labels)
 
 
 class SoftmaxOutput(nn.Module):
