@@ -417,7 +417,7 @@ def my_accuracy(logits, labels):
 from labkit.check.mnist import check_accuracy_function, check_myconvnet
 
 check_accuracy_function(my_accuracy)
-assert abs(my_accuracy(logits, labels) - right_accuracy) < 1e-9
+assert abs(my_accuracy(logits, labels) - right_accuracy) < 1e-6  # a float32 mean over 10,000 images is off by ~1e-8
 
 # %% [markdown]
 # ### B — MyConvNet
