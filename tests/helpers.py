@@ -26,3 +26,37 @@ def loaders(seed: int = 0, batch_size: int = 32) -> tuple[TensorLoader, TensorLo
     train = TensorLoader(x[:192], y[:192], batch_size=batch_size, shuffle=True, seed=seed)
     val = TensorLoader(x[192:], y[192:], batch_size=64)
     return train, val
+
+
+def lr_trace(cfg, steps_per_epoch: int = 4) -> tuple[list[float], str]:
+    """The lr of every optimizer step that `labkit.optim` gives a config (a plateau schedule sees a flat
+    metric each epoch), and the scheduler's interval."""
+    from labkit import optim
+
+    opt = optim.make_optimizer(cfg, nn.Linear(2, 2))
+    sched, interval = optim.make_scheduler(cfg, opt, steps_per_epoch)
+    lrs = []
+    for _epoch in range(cfg.epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if sched is not None and interval == "step":
+                sched.step()
+        if sched is not None and interval == "epoch":
+            sched.step(1.0) if cfg.schedule == "plateau" else sched.step()
+    return lrs, interval
+
+
+def fake_fit(epochs: int, lr: float, plot):
+    """A stand-in for `fit()` behind a TrainingPanel: what fit() tells its callbacks, without a model."""
+    from labkit.history import History
+
+    history = History()
+    state = type("State", (), {"history": history})()
+    plot.on_fit_start(state)
+    for epoch in range(1, epochs + 1):
+        history.append(epoch, lr, 0.0, {"train_loss": 1.0 / epoch})
+        plot.on_epoch_end(state)
+    plot.on_fit_end(state)
+    return history
+

@@ -20,6 +20,7 @@ from labkit import lab as labmod
 from labkit import optim, runner
 from labkit.cli import main
 from labkit.lab import ConfigError, LabConfig
+from tests.helpers import lr_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,39 +190,25 @@ def _single_process():
 
 # --- optimizers and schedules ------------------------------------------------------------------
 
-def _lrs(cfg, steps_per_epoch=4):
-    model = torch.nn.Linear(2, 2)
-    opt = optim.make_optimizer(cfg, model)
-    sched, interval = optim.make_scheduler(cfg, opt, steps_per_epoch)
-    lrs = []
-    for _epoch in range(cfg.epochs):
-        for _ in range(steps_per_epoch):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            if sched is not None and interval == "step":
-                sched.step()
-        if sched is not None and interval == "epoch":
-            sched.step(1.0) if cfg.schedule == "plateau" else sched.step()
-    return lrs, interval
 
 
 def test_every_schedule_has_the_documented_shape():
     base = LabConfig(epochs=6, lr=1.0)
-    flat, _ = _lrs(base.replace(schedule="constant"))
+    flat, _ = lr_trace(base.replace(schedule="constant"))
     assert set(flat) == {1.0}
-    step, interval = _lrs(base.replace(schedule="step", step_size=2, gamma=0.5))
+    step, interval = lr_trace(base.replace(schedule="step", step_size=2, gamma=0.5))
     assert interval == "epoch" and step[::4] == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.25])
-    multi, _ = _lrs(base.replace(schedule="multistep"))
+    multi, _ = lr_trace(base.replace(schedule="multistep"))
     assert multi[::4] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1]), "default milestone: halfway"
-    cos, _ = _lrs(base.replace(schedule="cosine"))
+    cos, _ = lr_trace(base.replace(schedule="cosine"))
     assert cos[0] == 1.0 and cos[-1] < 0.1 and cos == sorted(cos, reverse=True)
-    warm, interval = _lrs(base.replace(schedule="warmup", warmup_epochs=1.0))
+    warm, interval = lr_trace(base.replace(schedule="warmup", warmup_epochs=1.0))
     assert interval == "step" and warm[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0]) and warm[-1] == 1.0
-    wc, _ = _lrs(base.replace(schedule="warmup_cosine", warmup_steps=4, final_lr_fraction=0.1))
+    wc, _ = lr_trace(base.replace(schedule="warmup_cosine", warmup_steps=4, final_lr_fraction=0.1))
     assert wc[3] == pytest.approx(1.0) and wc[-1] == pytest.approx(0.1, abs=0.02)
-    one, _ = _lrs(base.replace(schedule="onecycle", pct_start=0.5, div_factor=10, cycle_momentum=False))
+    one, _ = lr_trace(base.replace(schedule="onecycle", pct_start=0.5, div_factor=10, cycle_momentum=False))
     assert one[0] == pytest.approx(0.1) and max(one) == pytest.approx(1.0, rel=0.05) and one[-1] < 0.01
-    plateau, _ = _lrs(base.replace(schedule="plateau", gamma=0.25, patience_lr=0))
+    plateau, _ = lr_trace(base.replace(schedule="plateau", gamma=0.25, patience_lr=0))
     assert plateau[::4][:3] == pytest.approx([1.0, 1.0, 0.25]), "a constant monitored value never improves"
 
 

@@ -15,7 +15,8 @@ from labkit.errors import LabkitError
 from labkit.experiments import mnist as lab
 from labkit.lab import ConfigError
 from labkit.metrics import confusion_matrix
-from labkit.optim import make_optimizer, make_scheduler
+from labkit.optim import make_optimizer
+from tests.helpers import lr_trace
 
 
 @pytest.fixture(scope="module")
@@ -70,33 +71,19 @@ def test_config_rejects_unknown_choices_and_fields():
         lab.LAB.config("full", "rmsprop-fancy")
 
 
-def _lrs(cfg, steps_per_epoch=5):
-    model = torch.nn.Linear(2, 2)
-    opt = make_optimizer(cfg, model)
-    sched, interval = make_scheduler(cfg, opt, steps_per_epoch)
-    lrs = []
-    for _ in range(cfg.epochs):
-        for _ in range(steps_per_epoch):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            if sched is not None and interval == "step":
-                sched.step()
-        if sched is not None and interval == "epoch":
-            sched.step()
-    return lrs, interval
 
 
 def test_schedules_shape_the_learning_rate():
     base = lab.Config(epochs=6, lr=1e-3, optimizer="adam")
-    constant, _ = _lrs(base.replace(schedule="constant"))
+    constant, _ = lr_trace(base.replace(schedule="constant"), 5)
     assert set(constant) == {1e-3}
-    step, interval = _lrs(base.replace(schedule="step"))
+    step, interval = lr_trace(base.replace(schedule="step"), 5)
     assert interval == "epoch"
     # StepLR(1, 0.5): halves every epoch, so it shows within a short run (the course's (2, 0.9): 0.81x in 6)
     assert [step[i * 5] for i in range(6)] == pytest.approx([1e-3 / 2 ** i for i in range(6)])
-    warm, interval = _lrs(base.replace(schedule="warmup"))
+    warm, interval = lr_trace(base.replace(schedule="warmup"), 5)
     assert interval == "step" and warm[0] == pytest.approx(2e-4) and warm[4:] == pytest.approx([1e-3] * 26)
-    cycle, _ = _lrs(base.replace(schedule="onecycle"))
+    cycle, _ = lr_trace(base.replace(schedule="onecycle"), 5)
     peak = max(range(len(cycle)), key=cycle.__getitem__)
     assert cycle[0] < 1e-4 and cycle[peak] == pytest.approx(1e-3, rel=0.05) and cycle[-1] < 1e-5
     assert 5 <= peak <= 10  # a quarter of 30 steps

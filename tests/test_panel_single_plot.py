@@ -9,21 +9,14 @@ import nbformat
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
-from labkit.history import History
+from tests.helpers import fake_fit
 from tests.test_widget_fallback import PANEL_CELL, WIDGET_VIEW, _CurrentEnvKernelSpecs, _pngs
 
 
 def _train_and_watch(seen):
     def train(epochs, lr, plot):
         seen.append(plot.image.layout.display)  # what the live plot shows while the run trains
-        history = History()
-        state = type("State", (), {"history": history})()
-        plot.on_fit_start(state)
-        for epoch in range(1, epochs + 1):
-            history.append(epoch, lr, 0.0, {"train_loss": 1.0 / epoch})
-            plot.on_epoch_end(state)
-        plot.on_fit_end(state)
-        return history
+        return fake_fit(epochs, lr, plot)
     return train
 
 

@@ -22,19 +22,8 @@ from nbclient import NotebookClient
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 PANEL_CELL = textwrap.dedent("""\
-    from labkit.history import History
     from labkit.widgets import TrainingPanel
-
-    def train(epochs, lr, plot):
-        # a stand-in for fit(): what fit() tells its callbacks, without a model
-        history = History()
-        state = type("State", (), {"history": history})()
-        plot.on_fit_start(state)
-        for epoch in range(1, epochs + 1):
-            history.append(epoch, lr, 0.0, {"train_loss": 1.0 / epoch})
-            plot.on_epoch_end(state)
-        plot.on_fit_end(state)
-        return history
+    from tests.helpers import fake_fit as train  # what fit() tells its callbacks, without a model
 
     panel = TrainingPanel(train, epochs=4, lr=0.005, epoch_choices=[2, 4, 8], title="demo")
     panel.show()
