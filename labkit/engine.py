@@ -283,8 +283,12 @@ class EpochProgress:
     left red, except for a diverged run); lines and quiet mode print the reason as one line.
     """
 
-    def __init__(self, mode: str, start_epoch: int, epochs: int) -> None:
+    def __init__(self, mode: str, start_epoch: int, epochs: int,
+                 split_labels: Mapping[str, str] | None = None) -> None:
         self.mode, self.start_epoch, self.epochs = mode, start_epoch, epochs
+        # "test" -> "hold-out" when the split named test is held out of train (the part before " (")
+        self.names = {split: label.split(" (")[0] for split, label in (split_labels or {}).items()
+                      if split != "train" and label}
         self.total = max(epochs - start_epoch, 0)
         self.every = max(1, math.ceil(self.total / MAX_EPOCH_LINES))
         self.bar = _bar(None, True, desc="epochs", unit="epoch", total=self.total) if mode == "bar" else None
@@ -302,8 +306,13 @@ class EpochProgress:
         elif self.mode == "lines":
             done = epoch - self.start_epoch
             if done == 1 or epoch == self.epochs or done % self.every == 0:
-                shown = " · ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in values.items())
+                shown = " · ".join(f"{self.label(k)} {v:.4g}" for k, v in values.items())
                 self._print(f"epoch {epoch}/{self.epochs}: {shown} ({seconds:.1f} s)")
+
+    def label(self, key: str) -> str:
+        """'test_accuracy' -> 'hold-out accuracy' where the test split is a hold-out; else 'test accuracy'."""
+        split, _, rest = key.partition("_")
+        return f"{self.names.get(split, split)} {rest.replace('_', ' ')}".strip()
 
     def close(self, history: History) -> None:
         last = history.epoch[-1] if len(history) else self.start_epoch
@@ -454,6 +463,7 @@ def fit(
     progress: bool | None = None,
     config: Mapping[str, Any] | None = None,
     hparams: Mapping[str, Any] | None = None,
+    split_labels: Mapping[str, str] | None = None,
 ) -> History:
     """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
 
@@ -473,6 +483,8 @@ def fit(
     * `progress`: None follows `LABKIT_PROGRESS` (on by default); the epochs show as a bar in a notebook
       or a terminal, else as a line per epoch (`progress_mode`, `EpochProgress`); False shows nothing
       (except under the `labkit` command: lines). A run that stops early says why once.
+    * `split_labels`: what the evaluation splits are, e.g. {"test": "hold-out (5,000 of train)"}: the
+      epoch lines then say "hold-out accuracy" instead of "test accuracy".
     """
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
@@ -519,7 +531,7 @@ def fit(
         return _agree_to_stop(state.stop_now)
 
     model.train()
-    shown = EpochProgress(progress_mode(progress), start_epoch, epochs)
+    shown = EpochProgress(progress_mode(progress), start_epoch, epochs, split_labels)
     n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
     try:
         with _catch_interrupts():

@@ -401,7 +401,7 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
         checkpoints=policy, callbacks=callbacks, tensorboard=tensorboard,
         graph_input=lab.graph_input(cfg, data) if tensorboard is not None else None,
         resume_from=resume, monitor=monitor, progress=progress,
-        config=checkpoint_config(lab, cfg, data.info), hparams=cfg.to_dict(),
+        config=checkpoint_config(lab, cfg, data.info), hparams=cfg.to_dict(), split_labels=data.split_names,
     )
     chosen = history.epoch[-1] if len(history) else 0
     best = out / "checkpoints" / "best.pt"

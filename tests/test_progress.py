@@ -143,3 +143,16 @@ def test_in_a_notebook_the_bar_closed_early_is_not_red_and_holds_the_reason(tmp_
     printed = "".join(o.get("text", "") for o in nb.cells[0].outputs if o.output_type == "stream")
     assert REASON not in printed  # said once, by the bar
     json.dumps(states)  # the saved state is plain JSON
+
+
+def test_epoch_lines_name_a_held_out_split_by_what_it_is(monkeypatch, capsys):
+    # Lab 02 on an image folder without a test split evaluates on a hold-out stored under the key "test"
+    monkeypatch.setenv("LABKIT_PROGRESS", "1")
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    model = nn.Linear(3, 2)
+    fit(model, [(x, y)], epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        eval_data={"test": [(x, y)]}, metrics=("accuracy",), device="cpu", progress=True,
+        split_labels={"train": "a class-balanced 5,000 of train", "test": "hold-out (5,000 of train)"})
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/1"))
+    assert "hold-out accuracy" in line and "hold-out loss" in line and "train loss" in line
+    assert "test accuracy" not in line
