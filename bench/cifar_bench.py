@@ -28,9 +28,10 @@ numbers for correctness only.
    Measured: (a) pipeline alone, no model: whole epochs of 45,000 images, timed from `iter()` to the last
    batch, so per-epoch costs (the DataLoader's worker start-up, airbench's whole-set augmentation) count;
    batches/s; (b) end to end: training images/s and the share of the time spent waiting for the next batch.
-   The sides alternate in rounds (order reversed every other round, `labkit.throughput.alternate` for
-   the training steps) with equal samples per round; min / median / max over the rounds; ratios of medians,
-   > 1 means labkit faster. `tooling_ratio` is labkit's training images/s over the stronger peer's.
+   The sides alternate in rounds (`labkit.throughput.alternate`, one round at a time, the order reversed
+   every other round) with equal samples per round (one epoch each, or the same number of steps); min / median
+   / max over the rounds; ratios of medians, > 1 means labkit faster. `tooling_ratio` is labkit's training
+   images/s over the stronger peer's.
    On CUDA (when present): the same three sides, fp32 against fp32, and a separate row labelled
    "labkit AMP + channels_last vs reference fp32" (not a parity figure).
 2. recipe — Lab 02's `course` recipe (the course script: SGD momentum 0.9, wd 5e-4, batch 128, lr 0.1 then
@@ -57,7 +58,7 @@ the time to target is read from. The targets were stated from the committed lapt
 (results/cifar10/laptop: the course recipe at 0.33 after 5 epochs), before these runs. The airbench-style
 reference's and the course pipeline's settings are their authors' (except as said above for parity).
 
-    python bench/cifar_bench.py            # real data: ~25 min on one busy CPU core (OMP_NUM_THREADS=1)
+    python bench/cifar_bench.py            # real data: 15 min measured on one busy CPU core (OMP_NUM_THREADS=1)
     python bench/cifar_bench.py --quick    # seconds: a correctness run on generated images
 
 Last line: `RESULT tooling_ratio=<x> recipe_ratio=<x> recipe_measure=time|accuracy tooling_ratio_course=<x>
