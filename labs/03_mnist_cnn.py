@@ -27,8 +27,10 @@
 #
 # `SIZE` sets how big the runs are: `smoke` (seconds, generated digits; what the tests run), `laptop`
 # (real MNIST, a subset where MyConvNet trains, sized for a 2-core CPU: the whole notebook ran in 4 min 29 s on
-# an idle 2-core CPU, 2026-12-02) or `full` (the course's runs).
-# Sections 3 and 4 show the committed reference run of this size beside your own run.
+# an idle 2-core CPU, 2026-12-02) or `full` (the course's runs: the default recipe's full-size reference
+# reached 99.44 % test accuracy after 8 epochs, 11 min on one CPU thread).
+# Sections 3 and 4 show the committed reference run of this size beside your own run (section 4 the
+# laptop size's at full size, where its comparison is not committed).
 
 # %%
 from pathlib import Path
@@ -238,8 +240,13 @@ assert set(compared) == set(lab.COMPARISONS)
 assert all(len(run.history) == CFG.compare_epochs for run in compared.values())
 assert all("test" not in run.final for run in compared.values()), "the comparison runs never see the test set"
 
+# %% [markdown]
+# The committed comparison (at full size, seven 6-epoch MyConvNet runs on all 50,000 images would take
+# about 5 hours on a 2-core CPU, so the full-size reference holds the default recipe only and the
+# comparison shown is the laptop size's):
+
 # %%
-show_reference("mnist", SIZE, figures=("compare.png",))
+show_reference("mnist", "laptop" if SIZE == "full" else SIZE, figures=("compare.png",))
 
 # %% [markdown]
 # **Why does SGD with the student's settings (lr 3e-4, momentum 1e-5) barely learn, and what does each
