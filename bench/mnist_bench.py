@@ -265,7 +265,7 @@ class Attempt:
 
 
 class TimeToTarget(Callback):
-    """Tests the model every `every` steps (and at epoch ends) off the clock; stops at the target or at
+    """Tests the model every `every` steps of each epoch and at its end, off the clock; stops at the target or at
     `max_steps`. The clock counts training steps only (from the start of `fit`)."""
 
     def __init__(self, attempt: Attempt, test: TensorLoader, steps_per_epoch: int, evals_per_epoch: int,
@@ -282,7 +282,7 @@ class TimeToTarget(Callback):
     def on_step_end(self, state: FitState) -> None:
         self.steps += 1
         capped = self.max_steps is not None and self.steps >= self.max_steps
-        if not (self.steps % self.every == 0 or state.step == self.steps_per_epoch or capped):
+        if not (state.step % self.every == 0 or state.step == self.steps_per_epoch or capped):  # same grid each epoch
             return
         synchronize(self.device)
         self.trained += time.perf_counter() - self.started
