@@ -1,6 +1,6 @@
 """Lab 03 bench: MNIST, two questions: the tooling (labkit's loop vs the example's) and the recipe (time to 99.0 %).
 
-    OMP_NUM_THREADS=1 python bench/mnist_bench.py     # real MNIST (../shared/datasets or $LABKIT_DATA); ~25 min
+    OMP_NUM_THREADS=1 python bench/mnist_bench.py     # real MNIST (../shared/datasets or $LABKIT_DATA); 14-20 min
     python bench/mnist_bench.py --device cuda         # every side on that device
     python bench/mnist_bench.py --quick               # seconds: a correctness run on a few images
 
