@@ -42,7 +42,7 @@ real subset, the label-mapping check — a CPU run of at most 10 minutes (cache 
 narrow ResNet-10 on the first 50 train and 50 val images of every class (bounded on the full 100,000-image
 set too; it reuses the cache) must reach val top-5 >= 7.5 % (3x chance).
 
-    OMP_NUM_THREADS=1 python bench/tiny_bench.py    # all of it (about 15 minutes on one core with the real subset)
+    OMP_NUM_THREADS=1 python bench/tiny_bench.py    # all of it (8 min on one core of a busy 2-core CPU, real subset)
     python bench/tiny_bench.py --quick              # a fast correctness run (no 10-minute check unless --check)
 
 Last line: `RESULT tooling_ratio=<x> recipe_ratio=<x or na> pipeline_ratio=<x> val_top1=<labkit median %>
