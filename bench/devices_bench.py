@@ -21,7 +21,7 @@ On the CPU the processes use gloo (`--cpu-processes`, default 2; one thread each
 process, half their rounds before the torchrun launch and half after it, so they bracket it in time.
 Devices that do not exist are `na`.
 
-    OMP_NUM_THREADS=1 python bench/devices_bench.py         # full run (about 10 minutes on a busy 2-core CPU)
+    OMP_NUM_THREADS=1 python bench/devices_bench.py         # full run (2 minutes on a busy 2-core CPU)
     python bench/devices_bench.py --quick                   # seconds: correctness only
     python bench/devices_bench.py --model labkit.models.resnet:resnet18_64   # any factory
 
