@@ -1,18 +1,33 @@
-"""Training images/s on the CPU, one GPU and all visible GPUs: the table students fill in.
+"""Training images/s on the CPU, one GPU and all visible GPUs, and the per-device vs global batch question:
+the table students fill in.
 
-The course asked students to time CPU vs 1 GPU vs 8 GPUs. This bench trains the same model
-(default: torchvision's resnet18 with a 200-way head, the Lab 04 course model) on synthetic
-64x64 data through the one labkit training loop (`labkit.engine.fit`, tensor-resident
-`TensorLoader`, AMP and channels_last on CUDA only), and reports images per second of the
-last (warm) epoch. All GPUs run through `torchrun` with DistributedDataParallel, the same way
-`torchrun --standalone --nproc_per_node=N -m labkit run tiny-imagenet` does: each GPU keeps the
-per-device batch, so the ideal is N times the one-GPU figure. Devices that do not exist are `na`.
+The course asked students to time CPU vs 1 GPU vs 8 GPUs. This bench trains the same model (default:
+torchvision's resnet18 with a 200-way head, the Lab 04 course model) on synthetic 64x64 images through
+the one labkit training loop (`labkit.engine.fit`, via `labkit.throughput.FitTimer`; tensor-resident
+`TensorLoader`; AMP and channels_last on CUDA only, fp32 on the CPU), and reports images/s per round
+(min / median / max over `--rounds` rounds of `--cpu-batches` / `--gpu-batches` batches each; the first
+batches of every setup are untimed warm-up).
 
-    python bench/devices_bench.py                # full run
-    python bench/devices_bench.py --quick        # seconds: correctness only
+Several processes run under `torchrun` with DistributedDataParallel, the way
+`torchrun --standalone --nproc_per_node=N -m labkit run tiny-imagenet` does, and answer the question
+both ways, measured in the same processes with the two setups alternating round by round
+(`labkit.throughput.alternate`):
+  * global batch kept: a global batch B split over N processes, B/N per process (what the lab's
+    `--batch-size` means under torchrun; each process does 1/N of the work of a step);
+  * per-device batch kept: B per process, so N*B global (each process does a whole one-process step; the
+    ideal is N times the one-process figure, but there are N times fewer steps per epoch).
+On the CPU the processes use gloo (`--cpu-processes`, default 2; one thread each under
+`OMP_NUM_THREADS=1`); on GPUs NCCL, one process per visible GPU. The one-process rows run in this
+process, half their rounds before the torchrun launch and half after it, so they bracket it in time.
+Devices that do not exist are `na`.
+
+    OMP_NUM_THREADS=1 python bench/devices_bench.py         # full run (2 minutes on a busy 2-core CPU)
+    python bench/devices_bench.py --quick                   # seconds: correctness only
     python bench/devices_bench.py --model labkit.models.resnet:resnet18_64   # any factory
 
-Last line: `RESULT cpu=<img/s> gpu1=<img/s or na> gpus=<img/s or na>`.
+Last line: `RESULT cpu=<img/s> cpu_ddp_global=<img/s or na> cpu_ddp_per_process=<img/s or na> cpu_procs=<N>
+gpu1=<img/s or na> gpus=<img/s or na> gpus_global=<img/s or na>` (medians over the rounds; `gpus` keeps
+the per-device batch, `gpus_global` the global one).
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ import argparse
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +49,9 @@ import torch
 from torch import nn
 
 WORKER_TAG = "DEVICES_BENCH_WORKER"
+#: the two ways to run N processes, as labels of the setups
+GLOBAL, PER_DEVICE = "global batch kept", "per-device batch kept"
+WARMUP_STEPS = 2
 
 
 def build_model(spec: str, num_classes: int) -> nn.Module:
@@ -57,58 +76,61 @@ def synthetic_images(n: int, size: int, classes: int, seed: int = 0):
     return images, labels
 
 
-def measure(args: argparse.Namespace, device: torch.device, batches: int) -> dict:
-    """Train `epochs` short epochs on `device` (DDP under torchrun); img/s of the last one."""
+def make_timer(args: argparse.Namespace, device: torch.device, batch: int):
+    """A `FitTimer` for one setup: the model (seed 0; DDP-wrapped under a process group) and this
+    process's shard of synthetic images in batches of `batch`, already warmed up."""
     from labkit import distributed
     from labkit.data.augment import Compose, Normalize, ToFloat
-    from labkit.engine import fit
+    from labkit.throughput import FitTimer
 
     world = distributed.world_size()
-    torch.manual_seed(0)
     cuda = device.type == "cuda"
+    torch.manual_seed(0)
     model = distributed.wrap_model(build_model(args.model, args.classes), device, channels_last=cuda)
-    images, labels = synthetic_images(args.batch * batches * world, args.size, args.classes)
+    images, labels = synthetic_images(batch * world * 8, args.size, args.classes)  # the stream wraps epochs
     loader = distributed.tensor_loader(
-        images,
-        labels,
-        batch_size=args.batch,
-        shuffle=True,
-        drop_last=True,
-        device=device,
-        seed=0,
+        images, labels, batch_size=batch, shuffle=True, drop_last=True, device=device, seed=0,
         transform=Compose([ToFloat(), Normalize((0.48, 0.45, 0.40), (0.27, 0.26, 0.28))]),
-    )
+    )  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    history = fit(
-        model,
-        loader,
-        epochs=args.epochs,
-        optimizer=optimizer,
-        loss_fn=nn.CrossEntropyLoss(),
-        device=device,
-        amp=cuda and args.amp,
-        channels_last=cuda,
-        progress=False,
-    )
-    seconds = float(history["seconds"][-1])
-    images_per_epoch = args.batch * batches * world
-    return {
-        "device": str(device),
-        "processes": world,
-        "images": images_per_epoch,
-        "seconds": seconds,
-        "img_per_s": images_per_epoch / seconds,
-    }
+    return FitTimer(model, optimizer, loader, device, fast_math=cuda and args.amp, warmup_steps=WARMUP_STEPS)
+
+
+def _record(timer, processes: int, batch: int, batches: int) -> dict:
+    """A setup's figures: images/s of every round over all processes (each process trains its own shard)."""
+    return {"processes": processes, "batch": batch, "global_batch": batch * processes,
+            "images_per_round": batch * processes * batches,
+            "img_per_s": [r.images_per_s * processes for r in timer.rounds]}
+
+
+def measure_one(args: argparse.Namespace, device: torch.device, batches: int, rounds: int, batch: int) -> dict:
+    """One process (this one, no process group): `rounds` rounds of `batches` batches of `batch`."""
+    timer = make_timer(args, device, batch)
+    for _ in range(rounds):
+        timer.run(batches)
+    return _record(timer, 1, batch, batches)
+
+
+def merge(first: dict, second: dict) -> dict:
+    """One setup measured in two parts (before and after the torchrun launch)."""
+    return {**first, "img_per_s": first["img_per_s"] + second["img_per_s"]}
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One torchrun process: train on its device; rank 0 prints the result as one JSON line."""
+    """One torchrun process: both N-process setups, alternating by rounds; rank 0 prints the result as JSON."""
     from labkit import distributed
+    from labkit.throughput import alternate
 
     context = distributed.init_distributed(device=args.worker)
     try:
-        batches = args.gpu_batches if context.device.type == "cuda" else args.cpu_batches
-        result = measure(args, context.device, batches)
+        world = context.world_size
+        cuda = context.device.type == "cuda"
+        batches = args.gpu_batches if cuda else args.cpu_batches
+        batch = args.batch if cuda else args.cpu_batch
+        per_process = {GLOBAL: distributed.per_rank_batch_size(batch, world), PER_DEVICE: batch}
+        timers = {name: make_timer(args, context.device, b) for name, b in per_process.items()}
+        alternate(list(timers.values()), batches * args.rounds, args.rounds)
+        result = {name: _record(timers[name], world, per_process[name], batches) for name in timers}
         if context.is_main_process:
             print(WORKER_TAG + " " + json.dumps(result), flush=True)
     finally:
@@ -121,7 +143,7 @@ def run_ddp(args: argparse.Namespace, count: int, device: str) -> dict:
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}",
         str(Path(__file__).resolve()), "--worker", device,
         "--model", args.model, "--classes", str(args.classes), "--size", str(args.size),
-        "--batch", str(args.batch), "--epochs", str(args.epochs),
+        "--batch", str(args.batch), "--cpu-batch", str(args.cpu_batch), "--rounds", str(args.rounds),
         "--cpu-batches", str(args.cpu_batches), "--gpu-batches", str(args.gpu_batches),
         "--amp" if args.amp else "--no-amp",
     ]  # fmt: skip
@@ -136,8 +158,26 @@ def run_ddp(args: argparse.Namespace, count: int, device: str) -> dict:
     )
 
 
+def bracketed(args: argparse.Namespace, device: str, processes: int, batches: int, batch: int) -> tuple[dict, dict]:
+    """The one-process setup in this process, half its rounds before and half after the `processes`-process
+    launch (none when `processes` < 2); (one-process result, {setup: result} of the launch)."""
+    first = (args.rounds + 1) // 2
+    here = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+    one = measure_one(args, here, batches, first, batch)
+    if here.type == "cuda":
+        torch.cuda.empty_cache()  # leave the GPU's memory to the torchrun processes
+    launched = run_ddp(args, processes, device) if processes >= 2 else {}
+    if args.rounds > first:
+        one = merge(one, measure_one(args, here, batches, args.rounds - first, batch))
+    return one, launched
+
+
+def median(result: dict | None) -> float | None:
+    return None if result is None else statistics.median(result["img_per_s"])
+
+
 def _fmt(result: dict | None) -> str:
-    return "na" if result is None else f"{result['img_per_s']:.1f}"
+    return "na" if result is None else f"{median(result):.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,23 +185,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="resnet18", help="torchvision name or module:function")
     parser.add_argument("--classes", type=int, default=200)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
-    parser.add_argument("--batch", type=int, default=None, help="batch per device")
-    parser.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up")
-    parser.add_argument("--cpu-batches", type=int, default=None, help="batches per CPU epoch")
-    parser.add_argument("--gpu-batches", type=int, default=None, help="batches per GPU epoch")
+    parser.add_argument("--batch", type=int, default=None, help="GPU batch per device, B (default 128)")
+    parser.add_argument("--cpu-batch", type=int, default=None,
+                        help="CPU batch of one process, B (default 32: a CPU step on 128 images takes seconds)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per setup (default 5)")
+    parser.add_argument("--cpu-batches", type=int, default=None, help="batches per CPU round (default 8)")
+    parser.add_argument("--gpu-batches", type=int, default=None, help="batches per GPU round (default 50)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                         help="mixed precision on CUDA (default on)")  # fmt: skip
-    parser.add_argument("--no-cpu", action="store_true", help="skip the (slow) CPU measurement")
+    parser.add_argument("--no-cpu", action="store_true", help="skip the (slow) CPU measurements")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a correctness run")
-    parser.add_argument("--cpu-processes", type=int, default=0,
-                        help="also time N CPU processes with DDP (gloo) through torchrun")  # fmt: skip
+    parser.add_argument("--cpu-processes", type=int, default=2,
+                        help="N: also time N CPU processes with DDP (gloo) through torchrun, both ways (0: off)")
     parser.add_argument("--worker", choices=("cuda", "cpu"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.epochs < 2:
-        parser.error("--epochs must be at least 2: the first epoch warms up and is not timed")
-    args.batch = args.batch or (8 if args.quick else 128)
-    args.cpu_batches = args.cpu_batches or (2 if args.quick else 4)
-    args.gpu_batches = args.gpu_batches or (4 if args.quick else 100)
+    defaults = {"batch": (8, 128), "cpu_batch": (8, 32), "rounds": (3, 5), "cpu_batches": (2, 8),
+                "gpu_batches": (4, 50)}  # (--quick, full)
+    for name, (quick, full) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+        elif getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     os.environ.setdefault("LABKIT_PROGRESS", "0")
 
     if args.worker:
@@ -169,39 +213,56 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.cpu_processes == 1 or args.cpu_processes < 0:
         parser.error("--cpu-processes must be 0 (off) or at least 2")
+    for name, batch, count in (("--cpu-batch", args.cpu_batch, args.cpu_processes),
+                               ("--batch", args.batch, torch.cuda.device_count())):
+        if count >= 2 and batch % count:
+            parser.error(f"{name} {batch} does not split over {count} processes: choose a multiple of {count}")
 
-    cpu_args = argparse.Namespace(**vars(args))
-    cpu_args.batch = min(args.batch, 32)  # a CPU step on 128 images takes seconds here
     gpus = torch.cuda.device_count()
-    print(f"model {args.model} ({args.classes} classes) on synthetic {args.size}x{args.size} "
-          f"images; batch per device {args.batch} (CPU {cpu_args.batch}); "
-          f"{args.epochs} epochs, last one timed; visible GPUs: {gpus}")  # fmt: skip
+    print(f"model {args.model} ({args.classes} classes) on synthetic {args.size}x{args.size} images; one process: "
+          f"batch {args.cpu_batch} on the CPU, {args.batch} on a GPU; {args.rounds} rounds of {args.cpu_batches} "
+          f"(CPU) / {args.gpu_batches} (GPU) batches per setup; {torch.get_num_threads()} CPU threads per process; "
+          f"visible GPUs: {gpus}", flush=True)  # fmt: skip
 
-    cpu = None if args.no_cpu else measure(cpu_args, torch.device("cpu"), args.cpu_batches)
-    gpu1 = measure(args, torch.device("cuda", 0), args.gpu_batches) if gpus >= 1 else None
+    cpu = cpu_ddp = None
+    if not args.no_cpu:
+        cpu, cpu_ddp = bracketed(args, "cpu", args.cpu_processes, args.cpu_batches, args.cpu_batch)
+    gpu1 = gpu_ddp = None
     if gpus >= 1:
-        torch.cuda.empty_cache()  # leave GPU 0's memory to the torchrun processes
-    all_gpus = run_ddp(args, gpus, "cuda") if gpus >= 2 else None
-    cpu_ddp = run_ddp(cpu_args, args.cpu_processes, "cpu") if args.cpu_processes >= 2 else None
+        gpu1, gpu_ddp = bracketed(args, "cuda", gpus, args.gpu_batches, args.batch)
+        torch.cuda.empty_cache()
+    cpu_ddp, gpu_ddp = cpu_ddp or {}, gpu_ddp or {}
 
+    n_cpu = args.cpu_processes
+    table = [("CPU, 1 process", cpu, cpu)]
+    if n_cpu >= 2:
+        table += [(f"CPU, {n_cpu} processes (DDP gloo), {GLOBAL}", cpu_ddp.get(GLOBAL), cpu),
+                  (f"CPU, {n_cpu} processes (DDP gloo), {PER_DEVICE}", cpu_ddp.get(PER_DEVICE), cpu)]
+    table.append(("1 GPU", gpu1, gpu1))
+    table += [(f"all GPUs ({gpus}, DDP NCCL), {GLOBAL}", gpu_ddp.get(GLOBAL), gpu1),
+              (f"all GPUs ({gpus}, DDP NCCL), {PER_DEVICE}", gpu_ddp.get(PER_DEVICE), gpu1)]
     print()
-    print("| devices | processes | images/epoch | seconds | images/s | vs CPU | vs 1 GPU |")
+    print("| devices | processes | batch per process | global batch | images per round "
+          "| images/s min / median / max | vs 1 process |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    table = [("CPU", cpu), ("1 GPU", gpu1), (f"all GPUs ({gpus}, DDP)", all_gpus)]
-    if args.cpu_processes >= 2:
-        table.append((f"CPU, {args.cpu_processes} processes (DDP gloo)", cpu_ddp))
-    for label, result in table:
+    for label, result, base in table:
         if result is None:
-            print(f"| {label} | - | - | - | na | - | - |")
+            print(f"| {label} | - | - | - | - | na | - |")
             continue
-        vs_cpu = f"{result['img_per_s'] / cpu['img_per_s']:.1f}x" if cpu else "-"
-        vs_gpu = f"{result['img_per_s'] / gpu1['img_per_s']:.2f}x" if gpu1 else "-"
-        print(f"| {label} | {result['processes']} | {result['images']} | {result['seconds']:.2f} "
-              f"| {result['img_per_s']:.1f} | {vs_cpu} | {vs_gpu} |")  # fmt: skip
-    if all_gpus and gpu1:
-        efficiency = all_gpus["img_per_s"] / (gpus * gpu1["img_per_s"])
-        print(f"\nscaling efficiency on {gpus} GPUs: {100 * efficiency:.0f} % of {gpus}x one GPU")
-    print(f"RESULT cpu={_fmt(cpu)} gpu1={_fmt(gpu1)} gpus={_fmt(all_gpus)}")
+        low, mid, high = min(result["img_per_s"]), median(result), max(result["img_per_s"])
+        print(f"| {label} | {result['processes']} | {result['batch']} | {result['global_batch']} "
+              f"| {result['images_per_round']} | {low:.1f} / {mid:.1f} / {high:.1f} "
+              f"| {mid / median(base):.2f}x |")  # fmt: skip
+    for kind, n, one, launched in (("CPU", n_cpu, cpu, cpu_ddp), ("GPU", gpus, gpu1, gpu_ddp)):
+        if one is not None and launched:
+            kept, split = median(launched[PER_DEVICE]), median(launched[GLOBAL])
+            ideal = n * median(one)
+            print(f"\n{kind}, {n} processes: keeping the per-device batch gives {kept / split:.2f}x the images/s of "
+                  f"keeping the global batch ({kept:.1f} vs {split:.1f}); scaling efficiency {kept / ideal:.0%} of "
+                  f"{n}x one process with the per-device batch, {split / ideal:.0%} with the global batch")
+    print(f"RESULT cpu={_fmt(cpu)} cpu_ddp_global={_fmt(cpu_ddp.get(GLOBAL))} "
+          f"cpu_ddp_per_process={_fmt(cpu_ddp.get(PER_DEVICE))} cpu_procs={n_cpu if cpu_ddp else 0} "
+          f"gpu1={_fmt(gpu1)} gpus={_fmt(gpu_ddp.get(PER_DEVICE))} gpus_global={_fmt(gpu_ddp.get(GLOBAL))}")
 
 
 if __name__ == "__main__":

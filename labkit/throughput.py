@@ -10,9 +10,11 @@ hits all of them alike. Students can time their own loaders with the same calls.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -46,6 +48,51 @@ class Speed:
     wait_share: float | None = None
 
 
+def _check_batch(images: torch.Tensor, expect: tuple[int, ...] | None) -> None:
+    if expect is not None and (not images.is_floating_point() or tuple(images.shape[1:]) != tuple(expect)):
+        raise ValueError(f"expected float batches of shape (N, {', '.join(map(str, expect))}), "
+                         f"got {images.dtype} {tuple(images.shape)}")
+
+
+class LoaderTimer:
+    """Times a loader on its own (no model), in chunks, like `TrainingTimer` times training steps.
+
+    The first batch (worker start-up, first-call overheads) is drawn at once and not timed; `expect`
+    (e.g. `(3, 32, 32)`) checks that it holds float images of that shape, so two sides compared this
+    way deliver the same thing (augmented, normalised tensors). `alternate` runs several in rounds.
+    """
+
+    def __init__(self, loader: Iterable, device: torch.device | str = "cpu",
+                 expect: tuple[int, ...] | None = None) -> None:
+        self.device = torch.device(device)
+        self.stream = endless(loader)
+        images, _ = next(self.stream)
+        _check_batch(images, expect)
+        synchronize(self.device)
+        self.seconds = 0.0
+        self.images = 0
+        self.rounds: list[Speed] = []
+
+    def run(self, batches: int) -> None:
+        """Time `batches` more batches (adds to the totals behind `speed`; one entry in `rounds`)."""
+        start = time.perf_counter()
+        count = 0
+        for _ in range(batches):
+            images, _ = next(self.stream)
+            count += images.shape[0]
+        synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        self.images += count
+        self.rounds.append(Speed(count / seconds))
+
+    @property
+    def speed(self) -> Speed:
+        if self.seconds == 0:
+            raise RuntimeError("no timed batches yet: call run(batches) first")
+        return Speed(self.images / self.seconds)
+
+
 def loader_speed(loader: Iterable, batches: int, device: torch.device | str = "cpu",
                  expect: tuple[int, ...] | None = None) -> Speed:
     """Images per second the loader delivers on its own (no model); the first batch is not timed.
@@ -55,19 +102,9 @@ def loader_speed(loader: Iterable, batches: int, device: torch.device | str = "c
     """
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
-    stream = endless(loader)
-    images, _ = next(stream)
-    if expect is not None and (not images.is_floating_point() or tuple(images.shape[1:]) != tuple(expect)):
-        raise ValueError(f"expected float batches of shape (N, {', '.join(map(str, expect))}), "
-                         f"got {images.dtype} {tuple(images.shape)}")
-    synchronize(device)
-    start = time.perf_counter()
-    count = 0
-    for _ in range(batches):
-        images, _ = next(stream)
-        count += images.shape[0]
-    synchronize(device)
-    return Speed(count / (time.perf_counter() - start))
+    timer = LoaderTimer(loader, device, expect)
+    timer.run(batches)
+    return timer.speed
 
 
 class TrainingTimer:
@@ -94,6 +131,7 @@ class TrainingTimer:
         self.stream = endless(loader)
         self.seconds = self.waited = 0.0
         self.images = 0
+        self.rounds: list[Speed] = []  # one per `run` call: that chunk's images/s and wait share
         for _ in range(warmup_steps):
             self.step(*next(self.stream))
         synchronize(self.device)
@@ -109,16 +147,23 @@ class TrainingTimer:
         self.scaler.update()
 
     def run(self, steps: int) -> None:
-        """Time `steps` more steps (adds to the totals behind `speed`)."""
+        """Time `steps` more steps (adds to the totals behind `speed`; one entry in `rounds`)."""
         start = time.perf_counter()
+        waited, images_before = self.waited, self.images
+        self._train(steps)
+        synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        self.rounds.append(Speed((self.images - images_before) / seconds, (self.waited - waited) / seconds))
+
+    def _train(self, steps: int) -> None:
+        """`steps` steps of the plain loop; `images` and `waited` (time inside `next`) are counted here."""
         for _ in range(steps):
             asked = time.perf_counter()
             images, labels = next(self.stream)
             self.waited += time.perf_counter() - asked
             self.step(images, labels)
             self.images += images.shape[0]
-        synchronize(self.device)
-        self.seconds += time.perf_counter() - start
 
     @property
     def speed(self) -> Speed:
@@ -127,12 +172,78 @@ class TrainingTimer:
         return Speed(self.images / self.seconds, self.waited / self.seconds)
 
 
-def alternate(timers: Sequence[TrainingTimer], steps: int, rounds: int = 4) -> list[Speed]:
-    """Run every timer for about `steps` steps in `rounds` alternating chunks; their speeds, in order."""
+class FitTimer(TrainingTimer):
+    """`TrainingTimer` whose steps go through labkit's training loop, `labkit.engine.fit`.
+
+    Each `run(steps)` is one `fit` call of one epoch over the next `steps` batches of the loader's
+    endless stream (`fast_math` becomes fit's `amp` and `channels_last`), so a bench can set labkit's
+    loop against a hand-written one on the same model, optimizer and batches. The waiting share is the
+    time fit spent fetching those batches.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
+                 device: torch.device | str = "cpu", loss_fn: Callable[..., torch.Tensor] | None = None,
+                 fast_math: bool = False, warmup_steps: int = 1) -> None:
+        super().__init__(model, optimizer, loader, device, loss_fn, fast_math, warmup_steps=0)
+        self.fast_math = fast_math
+        if warmup_steps:
+            self._train(warmup_steps)
+            self.images = 0
+            self.waited = 0.0
+        synchronize(self.device)
+
+    def _train(self, steps: int) -> None:
+        from labkit.engine import fit
+
+        fit(self.model, _Chunk(self, steps), epochs=1, optimizer=self.optimizer, loss_fn=self.loss_fn,
+            device=self.device, amp=self.fast_math, channels_last=self.fast_math, progress=False)
+
+
+class _Chunk:
+    """The next `steps` batches of a timer's stream, as a one-epoch loader that counts images and waiting."""
+
+    def __init__(self, timer: TrainingTimer, steps: int) -> None:
+        self.timer, self.steps = timer, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator:
+        for _ in range(self.steps):
+            asked = time.perf_counter()
+            images, labels = next(self.timer.stream)
+            self.timer.waited += time.perf_counter() - asked
+            self.timer.images += images.shape[0]
+            yield images, labels
+
+
+class Timer(Protocol):
+    """What `alternate` runs: `TrainingTimer`, `FitTimer`, `LoaderTimer`."""
+
+    rounds: list[Speed]
+
+    def run(self, steps: int) -> None: ...
+
+    @property
+    def speed(self) -> Speed: ...
+
+
+def spread(values: Iterable[float]) -> tuple[float, float, float]:
+    """(min, median, max) of per-round figures, e.g. `[s.images_per_s for s in timer.rounds]`."""
+    values = list(values)
+    if not values:
+        raise ValueError("no values: run some rounds first")
+    return min(values), statistics.median(values), max(values)
+
+
+def alternate(timers: Sequence[Timer], steps: int, rounds: int = 4) -> list[Speed]:
+    """Run every timer for about `steps` steps (or batches) in `rounds` chunks of equal size, the order
+    reversed every other round (A B, B A, A B, ...) so that neither side always goes first; their overall
+    speeds, in the order given (each timer's `rounds` holds the speed of every chunk)."""
     rounds = max(1, min(rounds, steps))
     chunk = max(1, steps // rounds)
-    for _ in range(rounds):
-        for timer in timers:
+    for i in range(rounds):
+        for timer in (timers if i % 2 == 0 else list(reversed(timers))):
             timer.run(chunk)
     return [timer.speed for timer in timers]
 

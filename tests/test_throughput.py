@@ -6,7 +6,16 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.throughput import TrainingTimer, alternate, endless, loader_speed, markdown_table
+from labkit.throughput import (
+    FitTimer,
+    LoaderTimer,
+    TrainingTimer,
+    alternate,
+    endless,
+    loader_speed,
+    markdown_table,
+    spread,
+)
 
 
 class EpochLoader:
@@ -70,6 +79,57 @@ def test_alternate_runs_every_timer_in_rounds_and_keeps_order():
     speeds = alternate(timers, steps=8, rounds=4)
     assert [t.images for t in timers] == [32, 32]
     assert len(speeds) == 2 and all(s.images_per_s > 0 for s in speeds)
+
+
+def test_alternate_reverses_the_order_every_other_round_and_records_each_chunk():
+    calls = []
+
+    class Recorder(LoaderTimer):
+        def __init__(self, name):
+            super().__init__(EpochLoader())
+            self.name = name
+
+        def run(self, batches):
+            calls.append((self.name, batches))
+            super().run(batches)
+
+    a, b = Recorder("a"), Recorder("b")
+    alternate([a, b], steps=9, rounds=3)
+    assert calls == [("a", 3), ("b", 3), ("b", 3), ("a", 3), ("a", 3), ("b", 3)]
+    assert a.images == b.images == 36 and len(a.rounds) == len(b.rounds) == 3
+    low, mid, high = spread(s.images_per_s for s in a.rounds)
+    assert 0 < low <= mid <= high
+
+
+def test_loader_timer_leaves_the_first_batch_untimed_and_checks_its_shape():
+    timer = LoaderTimer(EpochLoader(), expect=(1, 4, 4))
+    assert timer.images == 0  # the first batch was drawn, not counted
+    timer.run(3)
+    assert timer.images == 12 and len(timer.rounds) == 1 and timer.speed.images_per_s > 0
+    with pytest.raises(ValueError, match="expected float batches"):
+        LoaderTimer(EpochLoader(), expect=(3, 32, 32))
+
+
+def test_fit_timer_trains_through_fit_exactly_as_the_plain_loop_does():
+    batches = [(torch.randn(4, 1, 4, 4), torch.randint(0, 3, (4,))) for _ in range(5)]
+    timers = []
+    for kind in (TrainingTimer, FitTimer):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        timers.append(kind(model, torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9), batches,
+                           warmup_steps=1))
+    alternate(timers, steps=6, rounds=3)
+    plain, fitted = timers
+    assert plain.images == fitted.images == 24
+    for a, b in zip(plain.model.parameters(), fitted.model.parameters()):
+        torch.testing.assert_close(a, b)
+    assert len(fitted.rounds) == 3 and all(0 <= r.wait_share <= 1 for r in fitted.rounds)
+
+
+def test_spread_needs_values():
+    assert spread([3.0, 1.0, 2.0]) == (1.0, 2.0, 3.0)
+    with pytest.raises(ValueError, match="no values"):
+        spread([])
 
 
 def test_markdown_table_aligns_figures_right_and_rejects_ragged_rows():
