@@ -6,6 +6,8 @@ The toy lab of docs/ARCHITECTURE.md keeps the cases fast.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import socket
@@ -164,3 +166,77 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(blobs, tmp_path, caps
     resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), resume=last)
     assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored"
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: every write fails with ENOSPC (as the kernel reports it)."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _disk_fills_up(monkeypatch):
+    import labkit.files
+
+    monkeypatch.setattr(labkit.files, "open", lambda path, mode="r": _FullDisk(path, mode.replace("b", "")),
+                        raising=False)
+
+
+def test_a_full_disk_during_a_save_says_so_and_keeps_the_old_checkpoint(blobs, tmp_path, monkeypatch,  # noqa: F811
+                                                                         capsys):
+    out = tmp_path / "run"
+    assert main(["run", "blobs", "--smoke", "--out", str(out), "--epochs", "1"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    _disk_fills_up(monkeypatch)
+    code, err = _code(["run", "blobs", "--resume", str(last), "--epochs", "3"], capsys)
+    assert code == 1 and "labkit: error:" in err and "Traceback" not in err
+    assert "is full" in err and "the previous last.pt is kept unchanged" in err, err
+    assert last.read_bytes() == before, "the old checkpoint is untouched"
+    assert load_checkpoint(last).epoch == 1
+    assert not [p for p in (out / "checkpoints").iterdir() if ".tmp-" in p.name], "no temporary file is left"
+    assert not (out / runner.LOCK_NAME).exists(), "the folder is released"
+
+
+def test_a_full_disk_is_reported_by_every_atomic_writer(tmp_path, monkeypatch):
+    from labkit.files import DiskFullError, write_text_atomic
+
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(DiskFullError, match="nothing was written"):
+        write_text_atomic(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("inner", ["tensorboard", "checkpoints"])
+def test_a_file_where_the_run_writes_a_folder_is_a_clear_error(blobs, tmp_path, capsys, inner):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / inner).write_text("a file, not a folder")
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(out)], capsys)
+    assert code == 1 and "labkit: error:" in err and f"{out / inner} is a file, not a folder" in err, err
+    assert (out / inner).read_text() == "a file, not a folder", "the user's file is left alone"
+
+
+def test_out_under_a_file_is_a_clear_error(blobs, tmp_path, capsys):  # noqa: F811
+    parent = tmp_path / "a-file"
+    parent.write_text("x")
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(parent / "run")], capsys)
+    assert code == 1 and "cannot be created" in err and "Traceback" not in err
+
+
+def test_evaluation_of_a_large_split_shows_progress(capsys):
+    from torch import nn
+
+    from labkit.data.tensor_loader import TensorLoader
+    from labkit.engine import EVAL_BAR_BATCHES, evaluate
+
+    model = nn.Linear(4, 3)
+    big = TensorLoader(torch.randn(64, 4), torch.randint(0, 3, (64,)), batch_size=2)
+    assert len(big) >= EVAL_BAR_BATCHES
+    evaluate(model, big, progress=True, desc="val")
+    shown = capsys.readouterr().err
+    assert f"/{len(big)} [" in shown and "val" in shown, shown  # a bar of the split's batches (cleared at the end)
+    small = TensorLoader(torch.randn(8, 4), torch.randint(0, 3, (8,)), batch_size=4)
+    evaluate(model, small, progress=True)
+    evaluate(model, big)  # the default: no bar (tight loops, notebooks' own calls)
+    assert capsys.readouterr().err == ""
