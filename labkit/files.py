@@ -25,6 +25,22 @@ FILE_MODE = 0o644
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+class WriteError(LabkitError, OSError):
+    """A file labkit cannot write where it was asked to: a folder in its place, a file as its folder, no
+    permission."""
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    if path.is_dir():
+        why = f"{path} is a folder; give a file name inside it (e.g. {path / 'model.pth'})"
+    elif isinstance(err, PermissionError):
+        why = f"no permission to write in {path.parent}"
+    else:
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else f"{err.strerror or err}"
+    return WriteError(f"cannot write {path}: {why}. Choose another path.")
+
+
 class DiskFullError(LabkitError, OSError):
     """A write that failed because the disk (or the user's quota) is full; the old file is kept."""
 
@@ -63,10 +79,16 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     previous `path`, if any, is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise _write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as err:
+        raise (disk_full(path, err) or _write_error(path, err)) from None
+    try:
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -240,3 +240,52 @@ def test_evaluation_of_a_large_split_shows_progress(capsys):
     evaluate(model, small, progress=True)
     evaluate(model, big)  # the default: no bar (tight loops, notebooks' own calls)
     assert capsys.readouterr().err == ""
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lab_name", ["function-fitting", "cifar10", "mnist", "tiny-imagenet", "lm"])
+def test_every_lab_refuses_another_runs_checkpoints_without_overwrite(lab_name, monkeypatch):
+    """`labkit run LAB` passes --overwrite (default off) to the runner, which then refuses a folder holding
+    another run's checkpoints (mnist's own main once replaced them silently)."""
+    from labkit.cli import lab_parser
+    from labkit.lab import get_lab
+
+    seen = {}
+
+    def fake_run(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    lab = get_lab(lab_name)
+    for argv, expected in (([], False), (["--overwrite"], True)):
+        args = lab_parser(lab).parse_args(["--smoke", *argv])
+        seen.clear()
+        with pytest.raises(_Stop):
+            lab.main(lab.config("smoke"), args)
+        assert seen.get("overwrite", True) is expected, (lab_name, argv, seen)
+
+
+def test_resuming_another_labs_checkpoint_names_that_lab(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    assert main(["run", "blobs", "--smoke", "--out", str(out), "--epochs", "1"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    code, err = _code(["run", "function-fitting", "--resume", str(last)], capsys)
+    assert code == 2 and "labkit: error:" in err and "`labkit run blobs --resume" in err, err
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_writing_to_a_folder_or_under_a_file_is_a_clear_error(tmp_path, where):
+    from labkit.files import WriteError, write_bytes_atomic
+
+    if where == "a folder":
+        target, message = tmp_path, "is a folder"
+    else:
+        (tmp_path / "a-file").write_text("x")
+        target, message = tmp_path / "a-file" / "model.pth", "a-file is a file, not a folder"
+    with pytest.raises(WriteError, match=message):
+        write_bytes_atomic(target, b"weights")
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
