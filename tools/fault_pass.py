@@ -248,7 +248,7 @@ def checkpoint_cases(fx: dict[str, Path]) -> list[Case]:
              argv=lambda f: ["run", "mnist", "--resume", str(f / "nope.pt")]),
         Case("checkpoint", "generate from an mnist checkpoint",
              argv=lambda f: ["generate", str(good)]),
-        Case("checkpoint", "resume an lm checkpoint as mnist",
+        Case("checkpoint", "resume an lm checkpoint as mnist",  # refused before anything is written
              argv=lambda f: ["run", "mnist", "--resume", str(fx["good-lm"] / "best.pt"), "--out", str(f / "o")]),
         Case("checkpoint", "export a NaN checkpoint", setup=edited(nan_weights),
              argv=lambda f: ["export", str(f / "bad.pt"), str(f / "x.pth")]),
@@ -433,7 +433,7 @@ def output_cases(fx: dict[str, Path]) -> list[Case]:
              argv=lambda f: ["run", "function-fitting", "--smoke", "--out", str(f / "parent" / "out")]),
         Case("output", "disk full during a save (resume)", setup=good_copy, keep=("out/checkpoints/last.pt",),
              cmd=lambda f: [sys.executable, "-c", full_disk, "run", "mnist", "--resume",
-                            str(f / "out" / "checkpoints" / "last.pt"), "--epochs", "4"]),
+                            str(f / "out" / "checkpoints" / "last.pt"), "--epochs", "4", "--out", str(f / "out")]),
         Case("output", "disk full during a save (new run)",
              cmd=lambda f: [sys.executable, "-c", full_disk, "run", "function-fitting", "--smoke", "--out",
                             str(f / "out")]),
@@ -585,7 +585,7 @@ def _kill_a_resume(fx: dict[str, Path]) -> Callable[[Case, Path], Result]:
         copy_tree(fx["good-mnist"].parent, folder / "out")
         env = base_env(folder.parent.parent)
         cmd = labkit_cmd("run", "mnist", "--resume", str(folder / "out" / "checkpoints" / "last.pt"), "--epochs", "6",
-                         "--checkpoint-minutes", "0.0002")
+                         "--checkpoint-minutes", "0.0002", "--out", str(folder / "out"))  # the copy, not the fixture
         proc = subprocess.Popen(cmd, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         time.sleep(7.0)
