@@ -178,8 +178,15 @@ def evaluate(
     device: str | torch.device | None = None,
     amp: bool = False,
     channels_last: bool = False,
+    progress: bool | None = False,
+    desc: str = "evaluating",
 ) -> dict[str, float]:
-    """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91})."""
+    """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91}).
+
+    `progress`: True shows a batch bar for a split of at least `EVAL_BAR_BATCHES` batches (a large
+    split takes minutes on a CPU); None shows it where a bar can redraw (a notebook or a terminal,
+    `progress_mode`); False (the default, for tight loops) never.
+    """
     device = pick_device(device) if device is not None else model_device(model)
     task = _as_task(task, loss_fn)
     sums = _Sums([metric_from_name(m) for m in metrics])
@@ -187,14 +194,20 @@ def evaluate(
     model.eval()
     task.start(model, False)
     autocast, _ = _autocast(device, amp)
+    n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    show = (progress_mode(None) == "bar") if progress is None else bool(progress) and _is_main()
+    show = show and (n_batches is None or n_batches >= EVAL_BAR_BATCHES)
+    batches = _bar(data, show, desc=desc, unit="batch", total=n_batches, leave=False)
     try:
-        for batch in data:
+        for batch in batches:
             batch = to_device(batch, device, channels_last and device.type == "cuda")
             with autocast:
                 loss, outputs, targets = task(model, batch)
             sums.add(loss.float(), None if outputs is None else outputs.float(), targets)
     finally:
         model.train(was_training)
+        if hasattr(batches, "close"):
+            batches.close()
     if sums.count == 0 and not _distributed():
         raise ValueError("evaluate() got no batches: the data loader is empty (check the split and batch size).")
     return sums.result()
@@ -270,6 +283,9 @@ def progress_mode(progress: bool | None) -> str:
         return "quiet"
     return "bar" if progress is not False and _interactive() else "lines"
 
+
+#: evaluation shows a batch bar (where bars are shown) for splits of at least this many batches
+EVAL_BAR_BATCHES = 10
 
 #: at most about this many epoch lines per fit in "lines" mode (Lab 01 fits run thousands of epochs)
 MAX_EPOCH_LINES = 20
@@ -409,12 +425,13 @@ def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str,
     return {f"train_{k}": v for k, v in sums.result().items()}
 
 
-def evaluate_sets(run: _Run, eval_sets: Mapping[str, Iterable[Batch]]) -> dict[str, float]:
-    """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}."""
+def evaluate_sets(run: _Run, eval_sets: Mapping[str, Iterable[Batch]], show_bar: bool = False) -> dict[str, float]:
+    """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}; `show_bar`:
+    a batch bar for each large split (see `evaluate`)."""
     values: dict[str, float] = {}
     for name, loader in eval_sets.items():
         result = evaluate(run.model, loader, task=run.task, metrics=run.metrics, device=run.device,
-                          amp=run.amp, channels_last=run.channels_last)
+                          amp=run.amp, channels_last=run.channels_last, progress=show_bar, desc=f"{name}")
         values.update({f"{name}_{k}": v for k, v in result.items()})
     return values
 
@@ -555,7 +572,7 @@ def fit(
                     history.diverged = True
                     history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
                     break
-                values.update(evaluate_sets(run, eval_sets))
+                values.update(evaluate_sets(run, eval_sets, shown.batch_bars))
                 step_epoch_scheduler(run, values, monitor)
                 history.append(epoch, lr, time.perf_counter() - started, values)
                 for cb in all_callbacks:

@@ -8,8 +8,10 @@ server shares); on failure the temporary file is removed and `path` is untouched
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -19,22 +21,84 @@ from labkit.errors import LabkitError
 #: files labkit writes are readable by group and others (caches shared on a course server)
 FILE_MODE = 0o644
 
+#: the errno values of a full disk (ENOSPC) or a used-up quota (EDQUOT)
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class WriteError(LabkitError, OSError):
+    """A file labkit cannot write where it was asked to: a folder in its place, a file as its folder, no
+    permission."""
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    if path.is_dir():
+        why = f"{path} is a folder; give a file name inside it (e.g. {path / 'model.pth'})"
+    elif isinstance(err, PermissionError):
+        why = f"no permission to write in {path.parent}"
+    else:
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else f"{err.strerror or err}"
+    return WriteError(f"cannot write {path}: {why}. Choose another path.")
+
+
+class DiskFullError(LabkitError, OSError):
+    """A write that failed because the disk (or the user's quota) is full; the old file is kept."""
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
+
+
+def disk_full(path: str | os.PathLike, err: BaseException) -> DiskFullError | None:
+    """A DiskFullError for `err` when it says the disk or quota is full (None otherwise).
+
+    Also recognises the message of an error that wraps the OSError (e.g. a RuntimeError from torch.save).
+    """
+    text = str(err)
+    if getattr(err, "errno", None) not in _FULL and "No space left on device" not in text \
+            and "Disk quota exceeded" not in text:
+        return None
+    path = Path(path)
+    kept = f" the previous {path.name} is kept unchanged." if path.exists() else ""
+    return DiskFullError(
+        f"the disk holding {path.parent} is full ({_free_space(path.parent)} free): {path.name} could not be "
+        f"written;{kept or ' nothing was written.'} Free some space (e.g. delete old runs or their epoch_NNN.pt "
+        "files), or write to another disk (--out DIR, LABKIT_CACHE), then run again (a run can continue with "
+        "--resume CKPT).")
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """Write `path` through a temporary sibling (`.NAME.tmp-PID`), then fsync and rename it."""
+    """Write `path` through a temporary sibling (`.NAME.tmp-PID`), then fsync and rename it.
+
+    A full disk (or quota) is a `DiskFullError` that says so; the temporary file is removed and the
+    previous `path`, if any, is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise _write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as err:
+        raise (disk_full(path, err) or _write_error(path, err)) from None
+    try:
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        full = disk_full(path, err) if isinstance(err, (OSError, RuntimeError)) else None
+        if full is not None:
+            raise full from err
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -39,7 +39,7 @@ from labkit.checkpoint import (
     load_model_state,
 )
 from labkit.device import describe_device, prepare_model, seed_everything
-from labkit.engine import evaluate, fit
+from labkit.engine import evaluate, fit, progress_mode
 from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, get_lab
@@ -134,7 +134,16 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
 
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
-    out.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoints", "tensorboard"):
+        inner = out / name
+        if inner.exists() and not inner.is_dir():
+            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {name} there. Move or delete "
+                                 "that file, or write the run elsewhere with --out DIR.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent is a file, or not writable
+        raise RunFolderError(f"--out {out}: the folder cannot be created ({err.strerror or err}). Choose a "
+                             "writable folder with --out DIR.") from None
     lock = out / LOCK_NAME
     host = socket.gethostname()
     while True:
@@ -152,6 +161,9 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
                     f"(If no such run exists, delete {lock}.)") from None
             print(f"note: {out} was locked by pid {pid}, which no longer runs; taking the folder over.")
             lock.unlink(missing_ok=True)
+        except OSError as err:  # e.g. a folder the user may not write to
+            raise RunFolderError(f"--out {out}: cannot write there ({err.strerror or err}). Choose a writable "
+                                 "folder with --out DIR.") from None
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
     try:
@@ -413,7 +425,8 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
         for split in lab.final_splits:
             if data.eval.get(split) is not None:
                 final[split] = evaluate(model, data.eval[split], task=task, metrics=lab.metrics,
-                                        device=ctx.device, amp=cfg.amp, channels_last=cfg.channels_last)
+                                        device=ctx.device, amp=cfg.amp, channels_last=cfg.channels_last,
+                                        progress=progress_mode(progress) == "bar", desc=split)
     return Run(lab=lab.name, config=cfg, model=model, history=history, data=data,
                out_dir=out if (write_files or checkpoints) else None, final=final, chosen_epoch=chosen,
                seconds=time.perf_counter() - started, info=dict(data.info))

@@ -6,6 +6,8 @@ The toy lab of docs/ARCHITECTURE.md keeps the cases fast.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import socket
@@ -156,6 +158,7 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(blobs, tmp_path, caps
 
     settings = {"epochs": 2, "points": 2000, "batch_size": 16, "tensorboard": False}
     whole = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "whole"), **settings))
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest was started in the background (`cmd &`)
     with pytest.raises(KeyboardInterrupt, match="resume with --resume"):
         runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), callbacks=[CtrlC()])
     last = tmp_path / "cut" / "checkpoints" / "last.pt"
@@ -163,4 +166,127 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(blobs, tmp_path, caps
     assert not (tmp_path / "cut" / runner.LOCK_NAME).exists(), "the folder is released"
     resumed = runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "cut"), **settings), resume=last)
     assert resumed.history["train_loss"] == pytest.approx(whole.history["train_loss"], rel=1e-5)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is restored"
+    assert signal.getsignal(signal.SIGINT) is before, "the handler is restored"
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: every write fails with ENOSPC (as the kernel reports it)."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _disk_fills_up(monkeypatch):
+    import labkit.files
+
+    monkeypatch.setattr(labkit.files, "open", lambda path, mode="r": _FullDisk(path, mode.replace("b", "")),
+                        raising=False)
+
+
+def test_a_full_disk_during_a_save_says_so_and_keeps_the_old_checkpoint(blobs, tmp_path, monkeypatch,  # noqa: F811
+                                                                         capsys):
+    out = tmp_path / "run"
+    assert main(["run", "blobs", "--smoke", "--out", str(out), "--epochs", "1"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    _disk_fills_up(monkeypatch)
+    code, err = _code(["run", "blobs", "--resume", str(last), "--epochs", "3"], capsys)
+    assert code == 1 and "labkit: error:" in err and "Traceback" not in err
+    assert "is full" in err and "the previous last.pt is kept unchanged" in err, err
+    assert last.read_bytes() == before, "the old checkpoint is untouched"
+    assert load_checkpoint(last).epoch == 1
+    assert not [p for p in (out / "checkpoints").iterdir() if ".tmp-" in p.name], "no temporary file is left"
+    assert not (out / runner.LOCK_NAME).exists(), "the folder is released"
+
+
+def test_a_full_disk_is_reported_by_every_atomic_writer(tmp_path, monkeypatch):
+    from labkit.files import DiskFullError, write_text_atomic
+
+    _disk_fills_up(monkeypatch)
+    with pytest.raises(DiskFullError, match="nothing was written"):
+        write_text_atomic(tmp_path / "metrics.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("inner", ["tensorboard", "checkpoints"])
+def test_a_file_where_the_run_writes_a_folder_is_a_clear_error(blobs, tmp_path, capsys, inner):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / inner).write_text("a file, not a folder")
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(out)], capsys)
+    assert code == 1 and "labkit: error:" in err and f"{out / inner} is a file, not a folder" in err, err
+    assert (out / inner).read_text() == "a file, not a folder", "the user's file is left alone"
+
+
+def test_out_under_a_file_is_a_clear_error(blobs, tmp_path, capsys):  # noqa: F811
+    parent = tmp_path / "a-file"
+    parent.write_text("x")
+    code, err = _code(["run", "blobs", "--smoke", "--out", str(parent / "run")], capsys)
+    assert code == 1 and "cannot be created" in err and "Traceback" not in err
+
+
+def test_evaluation_of_a_large_split_shows_progress(capsys):
+    from torch import nn
+
+    from labkit.data.tensor_loader import TensorLoader
+    from labkit.engine import EVAL_BAR_BATCHES, evaluate
+
+    model = nn.Linear(4, 3)
+    big = TensorLoader(torch.randn(64, 4), torch.randint(0, 3, (64,)), batch_size=2)
+    assert len(big) >= EVAL_BAR_BATCHES
+    evaluate(model, big, progress=True, desc="val")
+    shown = capsys.readouterr().err
+    assert f"/{len(big)} [" in shown and "val" in shown, shown  # a bar of the split's batches (cleared at the end)
+    small = TensorLoader(torch.randn(8, 4), torch.randint(0, 3, (8,)), batch_size=4)
+    evaluate(model, small, progress=True)
+    evaluate(model, big)  # the default: no bar (tight loops, notebooks' own calls)
+    assert capsys.readouterr().err == ""
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lab_name", ["function-fitting", "cifar10", "mnist", "tiny-imagenet", "lm"])
+def test_every_lab_refuses_another_runs_checkpoints_without_overwrite(lab_name, monkeypatch):
+    """`labkit run LAB` passes --overwrite (default off) to the runner, which then refuses a folder holding
+    another run's checkpoints (mnist's own main once replaced them silently)."""
+    from labkit.cli import lab_parser
+    from labkit.lab import get_lab
+
+    seen = {}
+
+    def fake_run(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    lab = get_lab(lab_name)
+    for argv, expected in (([], False), (["--overwrite"], True)):
+        args = lab_parser(lab).parse_args(["--smoke", *argv])
+        seen.clear()
+        with pytest.raises(_Stop):
+            lab.main(lab.config("smoke"), args)
+        assert seen.get("overwrite", True) is expected, (lab_name, argv, seen)
+
+
+def test_resuming_another_labs_checkpoint_names_that_lab(blobs, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    assert main(["run", "blobs", "--smoke", "--out", str(out), "--epochs", "1"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    code, err = _code(["run", "function-fitting", "--resume", str(last)], capsys)
+    assert code == 2 and "labkit: error:" in err and "`labkit run blobs --resume" in err, err
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_writing_to_a_folder_or_under_a_file_is_a_clear_error(tmp_path, where):
+    from labkit.files import WriteError, write_bytes_atomic
+
+    if where == "a folder":
+        target, message = tmp_path, "is a folder"
+    else:
+        (tmp_path / "a-file").write_text("x")
+        target, message = tmp_path / "a-file" / "model.pth", "a-file is a file, not a folder"
+    with pytest.raises(WriteError, match=message):
+        write_bytes_atomic(target, b"weights")
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

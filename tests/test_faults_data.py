@@ -66,3 +66,11 @@ def test_a_link_out_of_the_dataset_is_reported(tiny: Path, tmp_path: Path):
         TinyImageNet(tiny, "train")
     assert any("symbolic links to files outside the dataset folder" in str(w.message) and victim.name in str(w.message)
                for w in caught)
+
+
+def test_a_class_without_train_images_is_reported(tiny: Path):
+    folder = min((tiny / "train").iterdir()) / "images"
+    for image in folder.iterdir():
+        image.unlink()
+    with pytest.warns(UserWarning, match=r"1 of 3 classes have no train images .*the model never sees them"):
+        TinyImageNet(tiny, "train")

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labkit import config
 from labkit.errors import LabkitError
-from labkit.files import FILE_MODE
+from labkit.files import FILE_MODE, disk_full
 
 
 class ImageFileError(LabkitError, ValueError):
@@ -106,8 +106,11 @@ def _atomic_save(obj: dict, path: Path, file_mode: int | None = None) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        full = disk_full(path, err) if isinstance(err, (OSError, RuntimeError)) else None
+        if full is not None:
+            raise full from err
         raise
 
 

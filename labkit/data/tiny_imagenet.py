@@ -149,6 +149,12 @@ def train_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
         samples += [(f"train/{wnid}/images/{name}", index) for name in _image_files(folder)]
     if not samples:
         raise TinyImageNetLayoutError(f"no images found under {train}/<wnid>/images/.")
+    seen = {index for _, index in samples}
+    empty = [wnid for index, wnid in enumerate(wnids) if index not in seen]
+    if empty:
+        warnings.warn(f"{len(empty)} of {len(wnids)} classes have no train images in {train} (e.g. "
+                      f"{train / empty[0] / 'images'} is empty): the model never sees them. Is the dataset fully "
+                      "extracted?", UserWarning, stacklevel=2)
     return samples
 
 

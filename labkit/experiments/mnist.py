@@ -174,7 +174,7 @@ class MNIST(Lab):
 
                 raise UsageError("--compare trains five new runs; it cannot --resume a checkpoint.")
             return compare_main(cfg)
-        run = train(cfg, resume=getattr(args, "resume", None))
+        run = train(cfg, resume=getattr(args, "resume", None), overwrite=getattr(args, "overwrite", False))
         return {**run.summary(), **self.report(run)}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
@@ -292,17 +292,18 @@ def smoke_threads(cfg: Config) -> contextlib.AbstractContextManager:
 def train(cfg: Config, source: mnist_data.MNISTData | None = None, *,
           model: nn.Module | Callable[[], nn.Module] | None = None, task: Any = None, callbacks: Sequence[Any] = (),
           progress: bool | None = None, write_files: bool = True, checkpoints: bool = True,
-          resume: str | Path | None = None) -> runner.Run:
+          resume: str | Path | None = None, overwrite: bool = True) -> runner.Run:
     """One run of `cfg` through `labkit.runner.run`, on `source` (MNIST already loaded, e.g. by a notebook)
     when given, else on `read_mnist(cfg)`.
 
     `model`: a module or a class/function building one after seeding (a student's MyConvNet);
-    `task`: another loss (default the config's label-smoothed cross-entropy); `resume`: a checkpoint.
+    `task`: another loss (default the config's label-smoothed cross-entropy); `resume`: a checkpoint;
+    `overwrite=False` (`labkit run` without --overwrite): refuse a folder holding another run's checkpoints.
     """
     data = lab_data(cfg, source) if source is not None else None
     with smoke_threads(cfg):
         return runner.run(LAB, cfg, data=data, model=model, task=task, callbacks=callbacks, progress=progress,
-                          write_files=write_files, checkpoints=checkpoints, resume=resume)
+                          write_files=write_files, checkpoints=checkpoints, resume=resume, overwrite=overwrite)
 
 
 def with_recipe(cfg: Config, recipe: str, **changes: Any) -> Config:

@@ -329,7 +329,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: LabData | None = No
     data = data if data is not None else load_data(cfg)
     _check_classes(checkpoint, run, data)
     val = data.eval["val"]
-    return evaluate(run.model, val, metrics=METRICS, device=val.device, amp=cfg.amp, channels_last=cfg.channels_last)
+    return evaluate(run.model, val, metrics=METRICS, device=val.device, amp=cfg.amp, channels_last=cfg.channels_last,
+                    progress=None, desc="val")
 
 
 # --- comparing two checkpoints -------------------------------------------------------------------------
