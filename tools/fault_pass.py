@@ -345,10 +345,15 @@ def data_cases(fx: dict[str, Path]) -> list[Case]:
         "train.txt empty": lambda d: (d / "train.txt").write_text(""),
         "test.txt a folder": lambda d: ((d / "test.txt").unlink(), (d / "test.txt").mkdir()),
     }
-    cases += [Case("data", f"lm: {name}", setup=wt_with(change),
-                   argv=lambda f: ["run", "lm", "--smoke", "--data", str(f / "data"), "--epochs", "1",
-                                   "--out", str(f / "out"), "--no-tensorboard"])
-              for name, change in wt_breaks.items()]
+    def broken_data_cases(lab: str, breaks: dict[str, Callable[[Path], None]],
+                          with_change: Callable[[Callable[[Path], None]], Callable[[Path], None]]) -> list[Case]:
+        """One smoke run of `lab` per way of breaking its data folder (copied from the fixture first)."""
+        return [Case("data", f"{lab}: {name}", setup=with_change(change),
+                     argv=lambda f, lab=lab: ["run", lab, "--smoke", "--data", str(f / "data"), "--epochs", "1",
+                                              "--out", str(f / "out"), "--no-tensorboard"])
+                for name, change in breaks.items()]
+
+    cases += broken_data_cases("lm", wt_breaks, wt_with)
 
     def mnist_with(change: Callable[[Path], None]) -> Callable[[Path], None]:
         def setup(folder: Path) -> None:
@@ -367,10 +372,7 @@ def data_cases(fx: dict[str, Path]) -> list[Case]:
         "labels with a wrong magic": lambda r: all_idx(
             r, "train-labels-idx1-ubyte", lambda p: p.write_bytes(b"\x00\x00\x09\x09" + p.read_bytes()[4:])),
     }
-    cases += [Case("data", f"mnist: {name}", setup=mnist_with(change),
-                   argv=lambda f: ["run", "mnist", "--smoke", "--data", str(f / "data"), "--epochs", "1",
-                                   "--out", str(f / "out"), "--no-tensorboard"])
-              for name, change in mnist_breaks.items()]
+    cases += broken_data_cases("mnist", mnist_breaks, mnist_with)
 
     def cifar_with(change: Callable[[Path], None]) -> Callable[[Path], None]:
         def setup(folder: Path) -> None:
