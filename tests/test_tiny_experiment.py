@@ -237,7 +237,7 @@ def test_cli_help_lists_the_config_options(capsys):
                  "--train-per-class", "--val-per-class", "--time-budget", "--schedule", "--at-epochs",
                  "--evaluate", "--resume CKPT", "--size"):
         assert flag in out, flag
-    assert "smoke 8, laptop 16" in out  # the width of each size
+    assert "smoke 8, laptop 8" in out  # the width of each size
     assert "--ablation-epochs" not in out and "--from-checkpoint" not in out and "--milestones" not in out
 
 
