@@ -89,7 +89,7 @@ from labkit.data import cifar
 from labkit.data.cifar import CIFAR10Split
 from labkit.engine import fit
 from labkit.models.cifar_resnet import resnet20
-from labkit.throughput import Speed, TrainingTimer, alternate, endless, markdown_table, synchronize
+from labkit.throughput import Speed, TrainingTimer, alternate, endless, markdown_table, spread_text, synchronize
 
 SHAPE = (3, 32, 32)  # what every pipeline delivers: augmented, normalised float images
 REPO = Path(__file__).resolve().parent.parent
@@ -340,12 +340,6 @@ def in_rounds(timers: Sequence, steps: int, rounds: int) -> list[list[float]]:
     return speeds
 
 
-def spread(values: Sequence[float], digits: int = 0, unit: str = "") -> str:
-    """'min / median / max' of the values."""
-    shown = [f"{v:,.{digits}f}" for v in (min(values), statistics.median(values), max(values))]
-    return " / ".join(shown) + unit
-
-
 # --- the recipe figure --------------------------------------------------------------------------------------------
 
 
@@ -415,11 +409,11 @@ def recipe_table(results: dict[str, list[dict]], target: float) -> tuple[str, fl
     rows = []
     for name, runs in results.items():
         hits = [r["reached"] for r in runs if r["reached"]]
-        rows.append([name, spread([r["accuracy"] for r in runs], 4),
+        rows.append([name, spread_text([r["accuracy"] for r in runs], "{:,.4f}"),
                      f"{len(hits)}/{len(runs)}",
-                     spread([h[0] for h in hits]) if hits else "not reached",
-                     spread([h[1] for h in hits], unit=" s") if hits else "not reached",
-                     spread([r["seconds"] for r in runs], unit=" s")])
+                     spread_text([h[0] for h in hits], "{:,.0f}") if hits else "not reached",
+                     spread_text([h[1] for h in hits], "{:,.0f}", " s") if hits else "not reached",
+                     spread_text([r["seconds"] for r in runs], "{:,.0f}", " s")])
     table = markdown_table(("recipe", "final hold-out accuracy (min / median / max)", f"runs reaching {target:.0%}",
                             f"epochs to {target:.0%}", f"time to {target:.0%}", "time, all epochs"), rows)
     if all(r["reached"] for runs in results.values() for r in runs):
@@ -511,9 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             tooling_ratio = lab_median / stronger
             waits = result["wait"]
             rows = [
-                ["pipeline alone (CPU, no model), batches/s", *(spread(s, 1) for s in result["pipeline"]),
+                ["pipeline alone (CPU, no model), batches/s", *(spread_text(s) for s in result["pipeline"]),
                  *pipe_cells],
-                ["ResNet-20 training (CPU, fp32), images/s", *(spread(s, 1) for s in result["train"]),
+                ["ResNet-20 training (CPU, fp32), images/s", *(spread_text(s) for s in result["train"]),
                  *train_cells],
                 ["  share of time waiting for data", *(f"{w:.1%}" for w in waits), "", ""],
                 [f"  seconds per epoch ({len(train):,} images, median)",
@@ -529,11 +523,12 @@ def main(argv: list[str] | None = None) -> int:
                                                                        for s in cuda["train"][:2])
                 amp_ratio = statistics.median(cuda["train"][3]) / statistics.median(cuda["train"][0])
                 rows.append([f"ResNet-20 training ({name}, fp32 vs fp32), images/s",
-                             *(spread(s) for s in cuda["train"][:3]), *cuda_cells])
+                             *(spread_text(s, "{:,.0f}") for s in cuda["train"][:3]), *cuda_cells])
                 rows.append(["  share of host time waiting for data", *(f"{w:.1%}" for w in cuda["wait"][:3]),
                              "", ""])
                 rows.append([f"labkit AMP + channels_last ({name}) vs reference fp32 — not parity, images/s",
-                             spread(cuda["train"][0]), "", spread(cuda["train"][3]), f"{amp_ratio:.2f}x", ""])
+                             spread_text(cuda["train"][0], "{:,.0f}"), "", spread_text(cuda["train"][3], "{:,.0f}"),
+                             f"{amp_ratio:.2f}x", ""])
                 extra = f" cuda_tooling_ratio={cuda_ratio:.2f} cuda_amp_vs_ref_fp32={amp_ratio:.2f}"
 
             print(f"\n## tooling: ResNet-20, the course's SGD, batch {args.batch}, fp32, same device, same initial "

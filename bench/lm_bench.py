@@ -66,6 +66,7 @@ from labkit.engine import Task, evaluate, fit
 from labkit.experiments import language_model as lab
 from labkit.optim import make_optimizer
 from labkit.text import LMTask
+from labkit.throughput import spread_text
 
 # --------------------------------------------------------------------------- the reference
 
@@ -333,10 +334,6 @@ def tune(train_ids: torch.Tensor, holdout_ids: torch.Tensor, ntokens: int, budge
     return min(scores, key=lambda item: item[1])[0], scores
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):,.1f} / {statistics.median(values):,.1f} / {max(values):,.1f}"
-
-
 def load_data(quick: bool) -> tuple[wikitext.Corpus, str]:
     shared = config.shared_datasets()
     if shared is not None and (shared / "wikitext-2" / "valid.txt").is_file():
@@ -420,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| tooling: the example's model and recipe, tokens/s (median of 4 rounds, {n_tool} batches a side) | "
           f"{ref_tool:,.0f} | {lab_tool:,.0f} | {tooling_ratio:.2f}x |")
     print(f"| recipe: test perplexity after {budget:.0f} s of training, min / median / max over {len(seeds)} seeds | "
-          f"{spread([r['ppl'] for r in runs['reference']])} | {spread([r['ppl'] for r in runs['labkit']])} | "
+          f"{spread_text([r['ppl'] for r in runs['reference']])} | {spread_text([r['ppl'] for r in runs['labkit']])} | "
           f"{recipe_ratio:.2f}x |")
     print(f"| recipe runs: tokens/s (median) | {tps['reference']:,.0f} | {tps['labkit']:,.0f} | "
           f"{tps['labkit'] / tps['reference']:.2f}x |")

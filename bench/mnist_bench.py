@@ -74,7 +74,7 @@ from labkit.device import describe_device, pick_device, seed_everything
 from labkit.engine import SupervisedTask, evaluate, fit
 from labkit.experiments import mnist as lab
 from labkit.tables import markdown_table
-from labkit.throughput import Speed, alternate, endless, synchronize
+from labkit.throughput import Speed, alternate, endless, spread_text, synchronize
 
 
 class Net(nn.Module):
@@ -231,7 +231,7 @@ def tooling(root: Path, source: mnist_data.MNISTData, device: torch.device, step
     for side in sides:
         acc = evaluate(side.model, test, task=NLL, metrics=("accuracy",), device=device)["accuracy"]
         out[side.name] = {"rounds": side.rounds, "images": side.images, "test_accuracy": acc}
-        print(f"  {side.name}: {spread(side.rounds, '{:,.0f}')} images/s over {len(side.rounds)} rounds, "
+        print(f"  {side.name}: {spread_text(side.rounds, '{:,.0f}')} images/s over {len(side.rounds)} rounds, "
               f"test {100 * acc:.2f} % after {side.images + warm:,} images", flush=True)
     return out
 
@@ -348,10 +348,6 @@ def cap(max_epochs: float | None, steps_per_epoch: int) -> int | None:
 
 
 # --------------------------------------------------------------------------- summaries
-
-
-def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
-    return " / ".join(fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
 
 
 def median_time(attempts: Sequence[Attempt]) -> tuple[float, bool]:
@@ -478,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
              f"training images/s, min / median / max of {len(ref['rounds'])} rounds",
              f"test accuracy after {ref['images']:,} timed images"),
             [(f"reference: its loop, torchvision MNIST + DataLoader (ToTensor + Normalize, {args.workers} workers)",
-              spread(ref["rounds"], "{:,.0f}"), f"{100 * ref['test_accuracy']:.2f} %"),
-             ("labkit: `fit` + TensorLoader", spread(ours["rounds"], "{:,.0f}"),
+              spread_text(ref["rounds"], "{:,.0f}"), f"{100 * ref['test_accuracy']:.2f} %"),
+             ("labkit: `fit` + TensorLoader", spread_text(ours["rounds"], "{:,.0f}"),
               f"{100 * ours['test_accuracy']:.2f} %"),
              ("tooling_ratio (labkit / reference, medians)", f"{tooling_ratio:.2f}x", "")]))
         print()

@@ -69,7 +69,7 @@ import torch
 
 from labkit import config
 from labkit.data import tiny_imagenet as tiny
-from labkit.throughput import FitTimer, LoaderTimer, TrainingTimer, alternate, markdown_table, spread
+from labkit.throughput import FitTimer, LoaderTimer, TrainingTimer, alternate, markdown_table, spread_text
 
 #: the label-mapping check: model and recipe, and its limits
 CHECK = {"arch": "resnet10", "width": 32, "epochs": 4, "lr": 0.2, "schedule": "onecycle", "batch_size": 128,
@@ -201,10 +201,6 @@ def _cache_in(folder: Path) -> Iterator[None]:
 
 # --- report -----------------------------------------------------------------------------------------------
 
-def _spread(values: Iterable[float], fmt: str = "{:,.0f}") -> str:
-    return " / ".join(fmt.format(v) for v in spread(values))
-
-
 def _speeds(timer) -> list[float]:
     return [r.images_per_s for r in timer.rounds]
 
@@ -301,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         for split in ("train", "val"):
             ref_t, lab_t = pipes[split]
             what = "augmented train" if split == "train" else "val"
-            rows.append(("tooling", f"pipeline alone, {what} images/s (min / median / max)", _spread(_speeds(ref_t)),
-                         _spread(_speeds(lab_t)), f"{pipe_med[split][1] / pipe_med[split][0]:.1f}x"))
+            rows.append(("tooling", f"pipeline alone, {what} images/s (min / median / max)",
+                         spread_text(_speeds(ref_t), "{:,.0f}"), spread_text(_speeds(lab_t), "{:,.0f}"),
+                         f"{pipe_med[split][1] / pipe_med[split][0]:.1f}x"))
         rows += [
             ("tooling", "ResNet18 training, fp32 CPU, images/s (min / median / max)",
-             _spread(_speeds(timers[0]), "{:,.1f}"), _spread(_speeds(timers[1]), "{:,.1f}"), f"{tooling_ratio:.2f}x"),
+             spread_text(_speeds(timers[0])), spread_text(_speeds(timers[1])), f"{tooling_ratio:.2f}x"),
             ("", "  share of time waiting for data", f"{ref_wait:.1%}", f"{lab_wait:.1%}", ""),
         ]
         del timers
@@ -328,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{recipe_width}, {recipe_epochs} epochs, batch {args.batch}")
             rows += [
                 ("recipe", f"val top-1 %, min / median / max over {len(seeds)} seeds ({size})",
-                 _spread((100 * v for v in top1["reference"]), "{:.2f}"),
-                 _spread((100 * v for v in top1["labkit"]), "{:.2f}"), f"{recipe_ratio}x"),
+                 spread_text((100 * v for v in top1["reference"]), "{:.2f}"),
+                 spread_text((100 * v for v in top1["labkit"]), "{:.2f}"), f"{recipe_ratio}x"),
                 ("", "  val top-5 %, median", f"{100 * statistics.median(r['top5'] for r in runs['reference']):.2f}",
                  f"{100 * statistics.median(r['top5'] for r in runs['labkit']):.2f}", ""),
                 ("", "  seconds per run, median", f"{statistics.median(r['seconds'] for r in runs['reference']):.0f}",

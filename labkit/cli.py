@@ -168,13 +168,10 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
     if args.resume is not None:
         if not args.resume.is_file():
             raise UsageError(f"--resume {args.resume}: no such checkpoint file.")
-        from labkit.checkpoint import load_checkpoint
-
-        saved_lab = load_checkpoint(args.resume).config.get("lab")
-        if isinstance(saved_lab, str) and saved_lab and saved_lab != lab.name:
-            raise UsageError(f"--resume {args.resume} was written by `labkit run {saved_lab}`, not by {lab.name}: "
-                             f"continue it with `labkit run {saved_lab} --resume {args.resume}`.")
-        cfg = runner.config_from_checkpoint(args.resume, **given)
+        try:
+            cfg = runner.config_from_checkpoint(args.resume, lab.name, **given)
+        except runner.ForeignCheckpointError as err:
+            raise UsageError(f"--resume {err}") from None
         if size is not None and size != cfg.size:
             raise UsageError(f"{args.resume} is a {cfg.size}-size run; resume it without --size/--smoke, or "
                              f"start a new {size} run.")

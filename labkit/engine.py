@@ -195,8 +195,8 @@ def evaluate(
     task.start(model, False)
     autocast, _ = _autocast(device, amp)
     n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-    show = (progress_mode(None) == "bar") if progress is None else bool(progress) and _is_main()
-    show = show and (n_batches is None or n_batches >= EVAL_BAR_BATCHES)
+    show = progress_mode(None) == "bar" if progress is None else bool(progress)
+    show = show and _is_main() and (n_batches is None or n_batches >= EVAL_BAR_BATCHES)
     batches = _bar(data, show, desc=desc, unit="batch", total=n_batches, leave=False)
     try:
         for batch in batches:

@@ -470,12 +470,21 @@ def write_json(path: Path, record: Mapping[str, Any]) -> Path:
     return write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
-def config_from_checkpoint(path: str | os.PathLike, **overrides: Any) -> LabConfig:
-    """The config a checkpoint was trained with (its lab's `Config`), with some fields changed."""
+def config_from_checkpoint(path: str | os.PathLike, expected_lab: str | None = None,
+                           **overrides: Any) -> LabConfig:
+    """The config a checkpoint was trained with (its lab's `Config`), with some fields changed;
+    `expected_lab`: refuse (`ForeignCheckpointError`) a checkpoint that another lab wrote."""
     ckpt = load_checkpoint(path)
     lab = _lab_of(ckpt.config, path)
+    if expected_lab is not None and lab.name != expected_lab:
+        raise ForeignCheckpointError(f"{path} was written by `labkit run {lab.name}`, not by {expected_lab}: "
+                                     f"continue it with `labkit run {lab.name} --resume {path}`.")
     cfg = lab.Config.from_dict(ckpt.config)
     return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+class ForeignCheckpointError(LabkitError, ValueError):
+    """A checkpoint given to a lab that did not write it (`labkit run mnist --resume <a cifar10 run>`)."""
 
 
 def _lab_of(saved: Mapping[str, Any], path: str | os.PathLike) -> Lab:

@@ -236,6 +236,11 @@ def spread(values: Iterable[float]) -> tuple[float, float, float]:
     return min(values), statistics.median(values), max(values)
 
 
+def spread_text(values: Iterable[float], fmt: str = "{:,.1f}", unit: str = "") -> str:
+    """'min / median / max' of the values as text, each formatted with `fmt` (a bench table's cell)."""
+    return " / ".join(fmt.format(v) for v in spread(values)) + unit
+
+
 def alternate(timers: Sequence[Timer], steps: int, rounds: int = 4) -> list[Speed]:
     """Run every timer for about `steps` steps (or batches) in `rounds` chunks of equal size, the order
     reversed every other round (A B, B A, A B, ...) so that neither side always goes first; their overall

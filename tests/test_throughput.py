@@ -137,3 +137,10 @@ def test_markdown_table_aligns_figures_right_and_rejects_ragged_rows():
     assert text.splitlines() == ["| measure | reference | labkit |", "| --- | ---: | ---: |", "| speed | 1 | 2 |"]
     with pytest.raises(ValueError, match="2 cells"):
         markdown_table(("a", "b", "c"), [("x", "y")])
+
+
+def test_spread_text_is_min_median_max_formatted():
+    from labkit.throughput import spread_text
+
+    assert spread_text([3.0, 1.0, 2.0, 10.0]) == "1.0 / 2.5 / 10.0"
+    assert spread_text([1234.5, 99.0, 5000.0], "{:,.0f}", " s") == "99 / 1,234 / 5,000 s"

@@ -244,7 +244,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SPLITS = ("train", "test")
 #: images held out of train for evaluation when an image folder has no test split
 HOLDOUT = 5_000
-CACHE_FILE_MODE = 0o644  # group/other-readable, so a shared LABKIT_DATA cache works for a team
 _SHOW = 10  # problem files named in one message
 _FOLDER_LAYOUT = (
     "an image folder: train/<class>/*.jpg|*.png (and optionally test/<class>/...) with exactly "
@@ -469,8 +468,7 @@ def load_cifar10_folder_split(root: str | Path, split: str = "train",
             "labkit never writes into. Fix: set LABKIT_DATA to a folder outside the dataset.")
     relpaths = [rel for rel, _ in samples]
     images = cached_images(root, relpaths, IMAGE_SHAPE[1], name=f"cifar10-folder-{split}",
-                           cache_dir=cache, verbose=verbose, decoder=_decoder(split),
-                           file_mode=CACHE_FILE_MODE)
+                           cache_dir=cache, verbose=verbose, decoder=_decoder(split))
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     return CIFAR10Split(images, labels, CLASSES, name=split, files=tuple(relpaths))
 

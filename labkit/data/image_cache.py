@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labkit import config
 from labkit.errors import LabkitError
-from labkit.files import FILE_MODE, disk_full
+from labkit.files import atomic_write
 
 
 class ImageFileError(LabkitError, ValueError):
@@ -90,42 +89,18 @@ def check_writable(folder: Path) -> None:
             "to a writable copy of the data.")
 
 
-def _atomic_save(obj: dict, path: Path, file_mode: int | None = None) -> None:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
-
-    `file_mode` (e.g. 0o644) is set on the temp file before the rename, so the cache appears
-    with it at once; None keeps mkstemp's owner-only 0o600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        if file_mode is not None:
-            os.fchmod(fd, file_mode)
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        full = disk_full(path, err) if isinstance(err, (OSError, RuntimeError)) else None
-        if full is not None:
-            raise full from err
-        raise
-
-
 def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
                   cache_dir: Path | None = None, verbose: bool = True, *,
-                  decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None,
-                  file_mode: int | None = FILE_MODE) -> torch.Tensor:
+                  decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None) -> torch.Tensor:
     """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
 
     `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
     `labkit.config.cache_dir()`. A cache file that is unreadable or does not match is rebuilt.
     `decoder(root, relpaths)` replaces `decode_all` (resizing, RGB conversion) when given: it
     must return the (N, 3, size, size) uint8 tensor, and whatever it raises leaves no cache
-    behind. `file_mode` sets the cache file's permissions (default 0o644: readable by the group, so
-    one student's cache serves the next on a shared course server).
+    behind. The cache file is written atomically (`labkit.files.atomic_write`: a full disk is a
+    `DiskFullError`) with mode 0o644, readable by the group, so one student's cache serves the next on a
+    shared course server.
     """
     root = Path(root)
     key = cache_key(root, relpaths, size)
@@ -151,7 +126,8 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
         if images.dtype != torch.uint8 or tuple(images.shape) != (len(relpaths), 3, size, size):
             raise ValueError(f"the decoder returned {images.dtype} {tuple(images.shape)}, expected "
                              f"uint8 {(len(relpaths), 3, size, size)}")
-    _atomic_save({"key": key, "images": images}, path, file_mode)
+    with atomic_write(path) as handle:
+        torch.save({"key": key, "images": images}, handle)
     if verbose:
         print(f"decoded {len(relpaths):,} images in {time.perf_counter() - start:.1f} s "
               f"-> cache {path}")
