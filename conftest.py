@@ -8,6 +8,7 @@ matplotlib backend.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,8 @@ _REPO = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )
+# bench/throughput.py (the benches' timers) is imported by the bench tests as `throughput`.
+sys.path.insert(0, str(_REPO / "bench"))
 
 
 @pytest.fixture(autouse=True)

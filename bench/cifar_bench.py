@@ -3,7 +3,7 @@ recipe (Lab 02's `fast` recipe against the course's, hold-out accuracy and time 
 
 Data: the real CIFAR-10 training images of `../shared/datasets/cifar-10-jpeg/train/<class>/*.jpg` (or
 `--data DIR` with that layout), decoded once into labkit's cache; 5,000 of them (500 per class, seed 0,
-`labkit.data.cifar.load_cifar10_train_eval`) are the hold-out, the other 45,000 are trained on, by every
+`labkit.labs.cifar10.data.load_cifar10_train_eval`) are the hold-out, the other 45,000 are trained on, by every
 side. The folder has no test split, so the hold-out is the split every accuracy here is read on. Without
 the shared data (or with `--quick`) a small generated image folder in the same layout is used instead:
 numbers for correctness only.
@@ -13,7 +13,7 @@ numbers for correctness only.
    * course: what the course script does, on this image folder: `torchvision.datasets.ImageFolder` (limited
      to the same 45,000 files) with `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`,
      `Normalize(mean, std)` on PIL images, served by `DataLoader(batch_size=128, shuffle=True,
-     num_workers=2)`, trained by a hand-written loop (`labkit.throughput.TrainingTimer`);
+     num_workers=2)`, trained by a hand-written loop (`throughput.TrainingTimer` (bench/throughput.py));
    * airbench-style: a reference written here after the description of Keller Jordan's airbench
      (github.com/KellerJordan/cifar10-airbench): the images resident on the device as one tensor, padded
      once; at each epoch's start the whole training set is translated by a random shift per image and
@@ -28,7 +28,7 @@ numbers for correctness only.
    Measured: (a) pipeline alone, no model: whole epochs of 45,000 images, timed from `iter()` to the last
    batch, so per-epoch costs (the DataLoader's worker start-up, airbench's whole-set augmentation) count;
    batches/s; (b) end to end: training images/s and the share of the time spent waiting for the next batch.
-   The sides alternate in rounds (`labkit.throughput.alternate`, one round at a time, the order reversed
+   The sides alternate in rounds (`throughput.alternate` (bench/throughput.py), one round at a time, the order reversed
    every other round) with equal samples per round (one epoch each, or the same number of steps); min / median
    / max over the rounds; ratios of medians, > 1 means labkit faster. `tooling_ratio` is labkit's training
    images/s over the stronger peer's.
@@ -36,7 +36,7 @@ numbers for correctness only.
    "labkit AMP + channels_last vs reference fp32" (not a parity figure).
 2. recipe — Lab 02's `course` recipe (the course script: SGD momentum 0.9, wd 5e-4, batch 128, lr 0.1 then
    0.01 after half the epochs) against its `fast` recipe (the same epochs and batch: warm-up + cosine
-   one-cycle to peak lr 0.2, Nesterov, label smoothing 0.1), both through `labkit.experiments.cifar10.train`,
+   one-cycle to peak lr 0.2, Nesterov, label smoothing 0.1), both through `labkit.labs.cifar10.train`,
    `--seeds` seeds each (the order of the two alternates from seed to seed), on the real data. A
    full-size run (ResNet-20, 45,000 images, 10 epochs) costs ~47 min on this CPU, so the bench runs a size
    that fits (`--recipe-size`, default `bench`: ResNet-8, a class-balanced 5,000 of the training images, 5
@@ -83,13 +83,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
+
+from throughput import Speed, TrainingTimer, alternate, endless, markdown_table, spread_text, synchronize
 
 from labkit import config
-from labkit.data import cifar
-from labkit.data.cifar import CIFAR10Split
 from labkit.engine import fit
-from labkit.models.cifar_resnet import resnet20
-from labkit.throughput import Speed, TrainingTimer, alternate, endless, markdown_table, spread_text, synchronize
+from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.data import CIFAR10Split
+from labkit.labs.cifar10.model import resnet20
 
 SHAPE = (3, 32, 32)  # what every pipeline delivers: augmented, normalised float images
 REPO = Path(__file__).resolve().parent.parent
@@ -328,7 +330,7 @@ def labkit_timer(loader: Iterable, device: torch.device, amp: bool = False) -> F
 
 def in_rounds(timers: Sequence, steps: int, rounds: int) -> list[list[float]]:
     """Images/s of every timer in each of `rounds` rounds of `steps` steps (epochs for an EpochTimer),
-    the sides run one after the other by `labkit.throughput.alternate`, the order reversed every other
+    the sides run one after the other by `throughput.alternate` (bench/throughput.py), the order reversed every other
     round."""
     speeds: list[list[float]] = [[] for _ in timers]
     for number in range(rounds):
@@ -355,7 +357,7 @@ def time_to(history, target: float) -> tuple[int, float] | None:
 
 def recipe_runs(folder: Path, size: str, seeds: int, target: float, quick: bool) -> dict[str, list[dict]]:
     """Each recipe `seeds` times (course first for even seeds, fast first for odd), one data copy per seed."""
-    from labkit.experiments import cifar10 as lab
+    from labkit.labs import cifar10 as lab
 
     lab_size, overrides, _, _ = RECIPE_SIZES[size]
     if quick:  # generated data: a tiny network, two epochs, the whole (small) training split

@@ -3,7 +3,7 @@ the table students fill in.
 
 The course asked students to time CPU vs 1 GPU vs 8 GPUs. This bench trains the same model (default:
 torchvision's resnet18 with a 200-way head, the Lab 04 course model) on synthetic 64x64 images through
-the one labkit training loop (`labkit.engine.fit`, via `labkit.throughput.FitTimer`; tensor-resident
+the one labkit training loop (`labkit.engine.fit`, via `throughput.FitTimer` (bench/throughput.py); tensor-resident
 `TensorLoader`; AMP and channels_last on CUDA only, fp32 on the CPU), and reports images/s per round
 (min / median / max over `--rounds` rounds of `--cpu-batches` / `--gpu-batches` batches each; the first
 batches of every setup are untimed warm-up).
@@ -11,7 +11,7 @@ batches of every setup are untimed warm-up).
 Several processes run under `torchrun` with DistributedDataParallel, the way
 `torchrun --standalone --nproc_per_node=N -m labkit run tiny-imagenet` does, and answer the question
 both ways, measured in the same processes with the two setups alternating round by round
-(`labkit.throughput.alternate`):
+(`throughput.alternate` (bench/throughput.py)):
   * global batch kept: a global batch B split over N processes, B/N per process (what the lab's
     `--batch-size` means under torchrun; each process does 1/N of the work of a step);
   * per-device batch kept: B per process, so N*B global (each process does a whole one-process step; the
@@ -23,7 +23,7 @@ Devices that do not exist are `na`.
 
     OMP_NUM_THREADS=1 python bench/devices_bench.py         # full run (2 minutes on a busy 2-core CPU)
     python bench/devices_bench.py --quick                   # seconds: correctness only
-    python bench/devices_bench.py --model labkit.models.resnet:resnet18_64   # any factory
+    python bench/devices_bench.py --model labkit.labs.tiny_imagenet.model:resnet18_64   # any factory
 
 Last line: `RESULT cpu=<img/s> cpu_ddp_global=<img/s or na> cpu_ddp_per_process=<img/s or na> cpu_procs=<N>
 gpu1=<img/s or na> gpus=<img/s or na> gpus_global=<img/s or na>` (medians over the rounds; `gpus` keeps
@@ -44,6 +44,7 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
     sys.path.insert(0, str(_REPO))
+sys.path.insert(0, str(_REPO / "bench"))  # bench/throughput.py
 
 import torch
 from torch import nn
@@ -79,9 +80,10 @@ def synthetic_images(n: int, size: int, classes: int, seed: int = 0):
 def make_timer(args: argparse.Namespace, device: torch.device, batch: int):
     """A `FitTimer` for one setup: the model (seed 0; DDP-wrapped under a process group) and this
     process's shard of synthetic images in batches of `batch`, already warmed up."""
+    from throughput import FitTimer
+
     from labkit import distributed
     from labkit.data.augment import Compose, Normalize, ToFloat
-    from labkit.throughput import FitTimer
 
     world = distributed.world_size()
     cuda = device.type == "cuda"
@@ -118,8 +120,9 @@ def merge(first: dict, second: dict) -> dict:
 
 def worker(args: argparse.Namespace) -> None:
     """One torchrun process: both N-process setups, alternating by rounds; rank 0 prints the result as JSON."""
+    from throughput import alternate
+
     from labkit import distributed
-    from labkit.throughput import alternate
 
     context = distributed.init_distributed(device=args.worker)
     try:

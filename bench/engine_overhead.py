@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from labkit.engine import fit
-from labkit.experiments.function_fitting import course_function, sample
-from labkit.models.mlp import MLP
+from labkit.labs.function_fitting import course_function, sample
+from labkit.labs.function_fitting.model import MLP
 
 
 def bare_loop(epochs: int, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -88,14 +88,15 @@ from typing import Any
 _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
     sys.path.insert(0, str(_REPO))
+sys.path.insert(0, str(_REPO / "bench"))  # bench/throughput.py
 os.environ.setdefault("MPLBACKEND", "Agg")  # the labs' reports draw figures; no display here
 
 import torch
+from throughput import endless, synchronize
 from torch import nn
 
 from labkit.callbacks import Callback
 from labkit.tables import markdown_table
-from labkit.throughput import endless, synchronize
 
 SECTIONS = ("smoke", "resume", "throughput", "ddp")
 RESUME_LABS = ("function-fitting", "mnist")  # an MLP (full batch) and a CNN lab (channels_last, cuDNN)
@@ -317,20 +318,17 @@ def metric_tolerance(name: str, value: float, rel_tol: float = REL_TOL) -> float
 
 
 class LabUnavailable(LookupError):
-    """A built-in lab whose module registers no `Lab` (not ported to the runner yet)."""
+    """A lab name that no package under labkit/labs registers."""
 
 
 def load_lab(name: str) -> Any:
-    """`get_lab(name)`, with a clear error for a built-in lab whose module registers no Lab."""
-    from labkit.lab import LAB_MODULES, LABS, ConfigError, get_lab
+    """`get_lab(name)`, with a clear error for a name no lab package registers."""
+    from labkit.lab import ConfigError, get_lab
 
     try:
         return get_lab(name)
     except ConfigError as err:
-        if name in LAB_MODULES and name not in LABS:
-            raise LabUnavailable(f"{LAB_MODULES[name][0]} registers no Lab named {name!r} (not ported to the "
-                                 "runner yet?)") from err
-        raise
+        raise LabUnavailable(f"no lab package registers a lab named {name!r} ({err})") from err
 
 
 # --- 1. smoke ------------------------------------------------------------------------------------
@@ -688,15 +686,15 @@ def worker_settings(workers: int, batch_bytes: int, shm_free: int | None) -> tup
 
 
 def _cnn_spec(model: str) -> dict[str, Any]:
-    from labkit.data import cifar
-    from labkit.data import tiny_imagenet as tiny
+    from labkit.labs.cifar10 import data as cifar
+    from labkit.labs.tiny_imagenet import data as tiny
 
     if model == "resnet20":
-        from labkit.models.cifar_resnet import resnet20
+        from labkit.labs.cifar10.model import resnet20
 
         return {"size": 32, "classes": 10, "mean": cifar.MEAN, "std": cifar.STD, "build": lambda: resnet20(10),
                 "transform": cifar.train_transform}
-    from labkit.models.resnet import build_model
+    from labkit.labs.tiny_imagenet.model import build_model
 
     return {"size": 64, "classes": 200, "mean": tiny.MEAN, "std": tiny.STD,
             "build": lambda: build_model("resnet18", num_classes=200), "transform": tiny.train_transform}
@@ -767,7 +765,7 @@ class Bench:
     def _lm_data(self) -> dict[str, Any]:
         if "lm" in self._data:
             return self._data["lm"]
-        from labkit.data.wikitext import BpttBatches
+        from labkit.labs.lm.data import BpttBatches
 
         sizes = self.sizes
         columns = sizes.bptt * (max(sizes.warmup, sizes.steps) + 2) + 1
@@ -798,9 +796,9 @@ class Bench:
 
     def _lm_side(self, case: Case) -> Side:
         from labkit.lab import LabConfig
-        from labkit.models.language_model import build_language_model
+        from labkit.labs.lm.model import build_language_model
+        from labkit.labs.lm.text import LMTask
         from labkit.optim import make_optimizer
-        from labkit.text import LMTask
 
         if case.pipeline != "labkit":
             raise ValueError("the LM is measured on labkit's path only")

@@ -57,16 +57,18 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
+
+from throughput import spread_text
 
 from labkit import config
 from labkit.callbacks import Callback
-from labkit.data import wikitext
-from labkit.data.wikitext import BpttBatches
 from labkit.engine import Task, evaluate, fit
-from labkit.experiments import language_model as lab
+from labkit.labs import lm as lab
+from labkit.labs.lm import data as wikitext
+from labkit.labs.lm.data import BpttBatches
+from labkit.labs.lm.text import LMTask
 from labkit.optim import make_optimizer
-from labkit.text import LMTask
-from labkit.throughput import spread_text
 
 # --------------------------------------------------------------------------- the reference
 

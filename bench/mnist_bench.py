@@ -11,7 +11,7 @@ Every side runs on the same device (`--device`, default cpu) in fp32, in this pr
    torchvision's `MNIST` with ToTensor + Normalize((0.1307,), (0.3081,)) in a `DataLoader` (shuffled,
    `--workers` workers, 0 as the example on a CPU) and (b) by `labkit.engine.fit` over the tensor-resident
    `TensorLoader` (uint8 images, normalised batch by batch), both on all 60,000 training images, from the
-   same initial weights, in PyTorch's default memory layout. `labkit.throughput.alternate` runs the sides in
+   same initial weights, in PyTorch's default memory layout. `throughput.alternate` runs the sides in
    `--tool-rounds` rounds of equal numbers of batches; training images/s per round, min/median/max,
    ratio of the medians (labkit / reference). Within these steps StepLR(1, 0.7) would not yet have changed
    the lr (it steps at epoch ends), so neither side has one here. Both models are then tested once on the
@@ -65,16 +65,18 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
+
+from throughput import Speed, alternate, endless, spread_text, synchronize
 
 from labkit import runner
 from labkit.callbacks import Callback, FitState
-from labkit.data import mnist as mnist_data
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import describe_device, pick_device, seed_everything
 from labkit.engine import SupervisedTask, evaluate, fit
-from labkit.experiments import mnist as lab
+from labkit.labs import mnist as lab
+from labkit.labs.mnist import data as mnist_data
 from labkit.tables import markdown_table
-from labkit.throughput import Speed, alternate, endless, spread_text, synchronize
 
 
 class Net(nn.Module):
@@ -124,7 +126,7 @@ NLL = SupervisedTask(nn.NLLLoss())  # both published models end in log_softmax, 
 
 
 class Side:
-    """One side of the tooling figure, for `labkit.throughput.alternate`: `run(steps)` trains that many more
+    """One side of the tooling figure, for `throughput.alternate`: `run(steps)` trains that many more
     batches and records that chunk's training images/s; `speed` is over all chunks."""
 
     def __init__(self, name: str, model: nn.Module, device: torch.device, stream: Iterator) -> None:

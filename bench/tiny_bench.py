@@ -11,13 +11,13 @@ Normalize(ImageNet mean/std)])` served by `DataLoader(batch_size=128, shuffle=Tr
 through `ImageFolder` on a reorganised val folder of symlinks built in a temp dir; a plain training loop.
 labkit: every JPEG decoded once into a uint8 tensor cache (built fresh here, in a temp cache dir, so its
 one-off cost is measured), served by `TensorLoader` with the crop, flip and normalisation done on whole
-batches (`labkit.data.tiny_imagenet.tiny_imagenet_loaders`), trained by `labkit.engine.fit`.
+batches (`labkit.labs.tiny_imagenet.data.tiny_imagenet_loaders`), trained by `labkit.engine.fit`.
 
 Two questions, two figures (> 1 means labkit better, everywhere):
   1. tooling — the same work: torchvision's resnet18 (200 classes), the example's recipe (SGD lr 0.1,
      momentum 0.9, weight decay 1e-4), batch 128, fp32, CPU, through the reference pipeline and loop and
-     through labkit's (`labkit.throughput.TrainingTimer` against `FitTimer`). The sides alternate in rounds
-     (`labkit.throughput.alternate`, the order reversed every other round) with equal numbers of batches;
+     through labkit's (`throughput.TrainingTimer` against `FitTimer`). The sides alternate in rounds
+     (`throughput.alternate`, the order reversed every other round) with equal numbers of batches;
      images/s per round, min/median/max, ratio of medians. The same for the pipeline alone (augmented,
      normalised train batches, no model; val batches too). The reference's DataLoader workers keep
      prefetching (up to 2 batches each) while labkit's rounds run, which favours the reference.
@@ -64,12 +64,13 @@ from pathlib import Path
 _REPO = Path(__file__).resolve().parent.parent
 if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
     sys.path.insert(0, str(_REPO))
+sys.path.insert(0, str(_REPO / "bench"))  # bench/throughput.py
 
 import torch
+from throughput import FitTimer, LoaderTimer, TrainingTimer, alternate, markdown_table, spread_text
 
 from labkit import config
-from labkit.data import tiny_imagenet as tiny
-from labkit.throughput import FitTimer, LoaderTimer, TrainingTimer, alternate, markdown_table, spread_text
+from labkit.labs.tiny_imagenet import data as tiny
 
 #: the label-mapping check: model and recipe, and its limits
 CHECK = {"arch": "resnet10", "width": 32, "epochs": 4, "lr": 0.2, "schedule": "onecycle", "batch_size": 128,
@@ -136,8 +137,8 @@ def recipe_run(side: str, seed: int, train: tuple[torch.Tensor, torch.Tensor], v
     runner on the given uint8 tensors; val top-1/top-5 read once, after the last epoch."""
     from labkit.data.tensor_loader import TensorLoader
     from labkit.engine import evaluate
-    from labkit.experiments import tiny_imagenet as lab
     from labkit.lab import LabData
+    from labkit.labs import tiny_imagenet as lab
 
     overrides = REFERENCE_RECIPE if side == "reference" else {}
     cfg = lab.LAB.config("full", device="cpu", tensorboard=False, seed=seed, epochs=epochs, width=width,
@@ -167,7 +168,7 @@ def recipe_runs(seeds: list[int], **kwargs) -> dict[str, list[dict]]:
 
 def label_mapping_check(root: Path, cache_dir: Path, seconds: float = CHECK_SECONDS) -> dict:
     """Train the lab's check model on `root` within `seconds` (cache build included); val top-1/top-5."""
-    from labkit.experiments import tiny_imagenet as lab
+    from labkit.labs import tiny_imagenet as lab
 
     start = time.perf_counter()
     cfg = lab.LAB.config("full", data=str(root), device="cpu", tensorboard=False, **CHECK)

@@ -14,8 +14,8 @@ import argparse
 import sys
 
 from labkit import config
-from labkit.data import cifar
 from labkit.data.prep_cli import dataset_parser
+from labkit.labs.cifar10 import data as cifar
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from labkit import config
-from labkit.data import mnist
 from labkit.data.prep_cli import dataset_parser
+from labkit.labs.mnist import data as mnist
 
 
 def build_parser() -> argparse.ArgumentParser:

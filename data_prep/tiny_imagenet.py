@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from labkit import config
-from labkit.data.tiny_imagenet import FOLDER, MD5, URL, build_val_imagefolder, resolve_root
+from labkit.labs.tiny_imagenet.data import FOLDER, MD5, URL, build_val_imagefolder, resolve_root
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:

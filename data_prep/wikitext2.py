@@ -16,8 +16,8 @@ import argparse
 import sys
 
 from labkit import config
-from labkit.data import wikitext
 from labkit.data.prep_cli import dataset_parser
+from labkit.labs.lm import data as wikitext
 
 
 def build_parser() -> argparse.ArgumentParser:

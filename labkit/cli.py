@@ -21,12 +21,9 @@ from typing import Any
 
 from labkit.errors import LabkitError
 
-#: extra commands: name -> (module, add-arguments function, main function, help)
+#: the shared commands: name -> (module, add-arguments function, main function, help); a lab adds its
+#: own through its class's `commands` (e.g. Lab 04's `compare`, Lab 05's `generate`)
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "compare": ("labkit.experiments.tiny_imagenet", "add_compare_arguments", "compare_main",
-                "compare two checkpoints' predictions image by image"),
-    "generate": ("labkit.experiments.language_model", "add_generate_arguments", "generate_main",
-                 "generate text from a language-model checkpoint"),
     "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
     "reproduce": ("labkit.results", "add_arguments", "main",
                   "re-create a lab's committed reference run(s) in results/<lab>/<size>/"),
@@ -182,23 +179,26 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
 # --- commands ------------------------------------------------------------------------------------
 
 def run_main(argv: Sequence[str]) -> Any:
-    from labkit.lab import LAB_MODULES, get_lab, lab_names
+    from labkit.lab import discover, get_lab
+    from labkit.runner import command_run
 
     if not argv or argv[0] in ("-h", "--help"):
+        labs = discover()
         top = Parser(prog="labkit run", description="Run one lab from the command line.")
-        top.add_argument("lab", choices=lab_names(), help="; ".join(f"{name}: {LAB_MODULES[name][1]}"
-                                                                  for name in LAB_MODULES))
+        top.add_argument("lab", choices=list(labs), help="; ".join(f"{name}: {lab.title}"
+                                                                  for name, lab in labs.items()))
         top.parse_args(argv)  # prints help or the usage error
         return USAGE_ERROR
     lab = get_lab(argv[0])
     args = lab_parser(lab).parse_args(argv[1:])
-    return lab.main(config_from_args(lab, args), args)
+    return command_run(lab, config_from_args(lab, args), args)
 
 
 def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     """`labkit smoke [LAB ...]`: each lab at smoke size on generated data; figures and a metrics table."""
     from labkit import config
     from labkit.lab import get_lab, lab_names
+    from labkit.runner import smoke_run
     from labkit.tables import markdown_table
 
     parser = Parser(prog="labkit smoke", description="Run every lab (or the named ones) end to end at smoke "
@@ -212,7 +212,7 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     for lab in labs:
         start = time.perf_counter()
         print(f"[smoke] {lab.name} ...", flush=True)
-        metrics = lab.smoke(out / lab.name)
+        metrics = smoke_run(lab, out / lab.name)
         metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
         metrics["seconds"] = round(time.perf_counter() - start, 1)
         rows[lab.name] = metrics
@@ -231,12 +231,25 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     return rows
 
 
+def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
+    """Every extra command: the shared ones and each lab's `commands`, as (add_arguments, main, help)."""
+    from labkit.lab import discover
+
+    def shared(module: str, add_fn: str, main_fn: str, help_text: str) -> tuple[Callable, Callable, str]:
+        return (lambda parser: getattr(importlib.import_module(module), add_fn)(parser),
+                lambda args: getattr(importlib.import_module(module), main_fn)(args), help_text)
+
+    commands = {name: shared(*spec) for name, spec in COMMANDS.items()}
+    for lab in discover().values():
+        commands.update(lab.commands)
+    return commands
+
+
 def command_main(name: str, argv: Sequence[str]) -> Any:
-    module_name, add_fn, main_fn, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
+    add_arguments, command, help_text = all_commands()[name]
     parser = Parser(prog=f"labkit {name}", description=help_text)
-    getattr(module, add_fn)(parser)
-    return getattr(module, main_fn)(parser.parse_args(argv))
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
 
 
 def top_parser() -> Parser:
@@ -244,7 +257,7 @@ def top_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="run one lab from the command line (labkit run LAB --help)", add_help=False)
     sub.add_parser("smoke", help="run every lab end to end at smoke size, on generated data", add_help=False)
-    for name, (*_, help_text) in COMMANDS.items():
+    for name, (*_, help_text) in all_commands().items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
@@ -252,6 +265,8 @@ def top_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"run", "smoke", *COMMANDS}
+    if argv and argv[0] not in commands and not argv[0].startswith("-"):
+        commands |= set(all_commands())  # a lab's own command (imports the labs)
     if not argv or argv[0] not in commands:
         top_parser().parse_args(argv[:1])  # help, or the error naming the commands
         return USAGE_ERROR

@@ -167,3 +167,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued CUDA work, so a clock read after it measures the work itself."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

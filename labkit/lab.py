@@ -253,51 +253,27 @@ class Lab:
     def add_arguments(self, parser: Any) -> None:
         """Command-line options beyond the config's fields (e.g. `--compare`)."""
 
-    def main(self, cfg: LabConfig, args: Any) -> dict[str, Any]:
-        """`labkit run <lab>`: one run of the config, then `report`."""
-        from labkit import runner
-        from labkit.distributed import launched_by_torchrun
-
-        run = runner.run(self, cfg, resume=getattr(args, "resume", None),
-                         overwrite=getattr(args, "overwrite", False))
-        main_process = not launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
-        return {**run.summary(), **((self.report(run) or {}) if main_process else {})}
-
+    #: extra top-level commands of this lab: {"compare": (add_arguments, main, "one line of help")}
+    commands: ClassVar[dict[str, tuple[Any, Any, str]]] = {}
     #: summary keys a reference run records (None: every number of `Run.summary()`)
     reference_keys: ClassVar[tuple[str, ...] | None] = None
 
-    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`;
-        returns {name: the numbers to record}. Default: the default recipe, then `report`."""
-        from labkit import runner
+    # Run-level hooks: None (the default) means the runner's default (`runner.main`, `runner.reference`,
+    # `runner.smoke`: one run of the config, then `report`). A lab returns its own result to replace it.
+    def main(self, cfg: LabConfig, args: Any) -> dict[str, Any] | None:
+        """`labkit run <lab>`."""
+        return None
 
-        name = next(iter(self.recipes))
-        run = runner.run(self, self.config(size, out=str(Path(out_dir) / name)))
-        summary = {**run.summary(), **(self.report(run) or {})}
-        keys = self.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
-        return {name: {k: summary[k] for k in keys if k in summary}}
+    def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]] | None:
+        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`."""
+        return None
 
-    def smoke(self, out_dir: Path) -> dict[str, Any]:
-        """`labkit smoke`: the smoke-size run into `out_dir`, then `report`."""
-        from labkit import runner
-
-        run = runner.run(self, self.config("smoke", out=str(out_dir)))
-        return {**run.summary(), **(self.report(run) or {})}
+    def smoke(self, out_dir: Path) -> dict[str, Any] | None:
+        """`labkit smoke`: the smoke-size run into `out_dir`."""
+        return None
 
 
-#: the built-in labs: command-line name -> (module that registers it, one line of help).
-#: Modules are imported only when their lab is used, so `labkit --help` stays instant.
-LAB_MODULES: dict[str, tuple[str, str]] = {
-    "function-fitting": ("labkit.experiments.function_fitting",
-                         "Lab 01: an MLP learns f(x) = x² + 2 sin x + cos(x−1) − 5"),
-    "cifar10": ("labkit.experiments.cifar10", "Lab 02: ResNet-20 on CIFAR-10, the lr drop"),
-    "mnist": ("labkit.experiments.mnist", "Lab 03: MNIST CNN, optimizers and schedules, early stopping"),
-    "tiny-imagenet": ("labkit.experiments.tiny_imagenet",
-                      "Lab 04: ResNet18 on Tiny-ImageNet: checkpoints, resume, ablations"),
-    "lm": ("labkit.experiments.language_model", "Lab 05: a word-level Transformer language model"),
-}
-
-#: lab name -> Lab instance, filled by `@register` when a lab's module is imported
+#: lab name -> Lab instance, filled by `@register` when a lab's package is imported
 LABS: dict[str, Lab] = {}
 
 
@@ -309,22 +285,35 @@ def register(cls: type[Lab]) -> type[Lab]:
     return cls
 
 
+def discover() -> dict[str, Lab]:
+    """Import every package under `labkit.labs` (each registers its lab), in the order of their titles.
+
+    Nothing lists the labs: a new package `labkit/labs/<lab>/` (or one in a `labkit/labs/` folder on
+    `sys.path`) is a new lab."""
+    import importlib
+    import pkgutil
+
+    import labkit.labs
+
+    for info in pkgutil.iter_modules(labkit.labs.__path__, "labkit.labs."):
+        if info.ispkg:
+            importlib.import_module(info.name)
+    return dict(sorted(LABS.items(), key=lambda item: (item[1].title or item[0], item[0])))
+
+
 def lab_names() -> list[str]:
-    """Every lab: the built-in ones, then any registered elsewhere (e.g. by a test)."""
-    return list(dict.fromkeys([*LAB_MODULES, *LABS]))
+    """Every lab, in the order of their titles (Lab 01, Lab 02, ...)."""
+    return list(discover())
 
 
 def get_lab(name: str | Lab) -> Lab:
-    """The lab called `name`, importing its module on first use (an unknown name lists the labs)."""
+    """The lab called `name` (an unknown name lists the labs)."""
     if isinstance(name, Lab):
         return name
-    if name not in LABS and name in LAB_MODULES:
-        import importlib
-
-        importlib.import_module(LAB_MODULES[name][0])
-    if name not in LABS:
-        raise ConfigError(f"unknown lab {name!r}; the labs are: {', '.join(lab_names())}.")
-    return LABS[name]
+    labs = LABS if name in LABS else discover()
+    if name not in labs:
+        raise ConfigError(f"unknown lab {name!r}; the labs are: {', '.join(labs)}.")
+    return labs[name]
 
 
 def choose_size(explicit: str | None = None) -> tuple[str, str]:

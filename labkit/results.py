@@ -148,11 +148,12 @@ def reproduce(lab_name: str, size: str, argv: Sequence[str] | None = None) -> Pa
     """Run a lab's reference experiment(s) at `size` into `results/<lab>/<size>/` and record them."""
     from labkit.device import describe_device
     from labkit.lab import get_lab
+    from labkit.runner import reference_runs
 
     lab = get_lab(lab_name)
     out = reference_dir(lab.name, size)
     started = time.perf_counter()
-    runs = lab.reference(size, out)
+    runs = reference_runs(lab, size, out)
     seconds = time.perf_counter() - started
     command = list(argv) if argv is not None else ["labkit", "reproduce", lab.name, "--size", size]
     device = describe_device(lab.config(size).device)

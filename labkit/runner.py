@@ -255,6 +255,42 @@ def run(
     return result
 
 
+def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, Any]:
+    """`labkit run <lab>`: the lab's own `main` where it returns a result, else one run of `cfg`, then
+    `report` (on rank 0)."""
+    lab = get_lab(lab)
+    custom = lab.main(cfg, args)
+    if custom is not None:
+        return custom
+    result = run(lab, cfg, resume=getattr(args, "resume", None), overwrite=getattr(args, "overwrite", False))
+    main_process = not dist.launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
+    return {**result.summary(), **((lab.report(result) or {}) if main_process else {})}
+
+
+def reference_runs(lab: str | Lab, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
+    """`labkit reproduce`: the lab's own `reference`, else its first recipe at `size` into
+    `out_dir/<recipe>/`, then `report`; returns {name: the numbers to record}."""
+    lab = get_lab(lab)
+    custom = lab.reference(size, out_dir)
+    if custom is not None:
+        return custom
+    name = next(iter(lab.recipes))
+    result = run(lab, lab.config(size, out=str(Path(out_dir) / name)))
+    summary = {**result.summary(), **(lab.report(result) or {})}
+    keys = lab.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
+    return {name: {k: summary[k] for k in keys if k in summary}}
+
+
+def smoke_run(lab: str | Lab, out_dir: Path) -> dict[str, Any]:
+    """`labkit smoke`: the lab's own `smoke`, else the smoke-size run into `out_dir`, then `report`."""
+    lab = get_lab(lab)
+    custom = lab.smoke(out_dir)
+    if custom is not None:
+        return custom
+    result = run(lab, lab.config("smoke", out=str(out_dir)))
+    return {**result.summary(), **(lab.report(result) or {})}
+
+
 def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
     """Under torchrun: the world size and, per rank, a number summarising its first training batch's
     targets, gathered on every rank, so a run shows that its processes trained on different shards."""
@@ -352,7 +388,7 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     times: list[float] = []
 
     def timed(done: int, _sums: Any) -> bool:
-        from labkit.throughput import synchronize
+        from labkit.device import synchronize
 
         synchronize(device)
         times.append(time.perf_counter())

@@ -35,9 +35,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from labkit.device import describe_device
-from labkit.experiments import function_fitting as lab
 from labkit.lab import choose_size
-from labkit.models.mlp import MLP
+from labkit.labs import function_fitting as lab
+from labkit.labs.function_fitting.model import MLP
 from labkit.results import check_against_reference, show_reference
 from labkit.tables import show_table
 from labkit.widgets import TrainingPanel
@@ -255,7 +255,7 @@ def my_function(x):
 
 
 # %%
-from labkit.check.function_fitting import check_fit, check_my_function
+from labkit.labs.function_fitting.check import check_fit, check_my_function
 
 check_my_function(my_function)
 mine = lab.train_mlp(my_function, epochs=CFG.own_epochs, lr=0.01, optimizer="adam")

@@ -38,11 +38,11 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from labkit.data import cifar
 from labkit.device import describe_device, model_device, pick_device
-from labkit.experiments import cifar10 as lab
 from labkit.lab import choose_size
-from labkit.models.cifar_resnet import resnet20
+from labkit.labs import cifar10 as lab
+from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.model import resnet20
 from labkit.plots import image_grid
 from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
@@ -149,7 +149,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, writer=None, epoch=1):
 
 
 # %%
-from labkit.check.training_loop import check_train_one_epoch
+from labkit.labs.cifar10.training_loop import check_train_one_epoch
 
 check_train_one_epoch(train_one_epoch)
 
@@ -180,7 +180,7 @@ def test(model, loader, device):
 
 
 # %%
-from labkit.check.cifar10 import check_test_loop
+from labkit.labs.cifar10.check import check_test_loop
 
 check_test_loop(test)
 

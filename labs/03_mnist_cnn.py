@@ -41,11 +41,11 @@ from torch import nn
 
 from labkit import runner
 from labkit.device import describe_device, pick_device
-from labkit.experiments import mnist as lab
 from labkit.lab import choose_size
+from labkit.labs import mnist as lab
+from labkit.labs.mnist.model import FastConvNet, count_parameters
+from labkit.labs.mnist.model import MyConvNet as CourseConvNet
 from labkit.metrics import confusion_matrix
-from labkit.models.mnist import FastConvNet, count_parameters
-from labkit.models.mnist import MyConvNet as CourseConvNet
 from labkit.plots import plot_curves, plot_history
 from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
@@ -87,7 +87,7 @@ assert sizes["val"] == round((sizes["train"] + sizes["val"]) / 6)
 # %%
 COURSE_PTH = None  # e.g. Path("~/course/mnist").expanduser(); None: write a sample in the course's format
 if COURSE_PTH is None:
-    from labkit.data.mnist import save_pth
+    from labkit.labs.mnist.data import save_pth
 
     COURSE_PTH = RUNS / "course-pth"
     save_pth(COURSE_PTH, "train", data.train_images[:1000], data.train_labels[:1000])
@@ -422,7 +422,7 @@ def my_accuracy(logits, labels):
 
 
 # %%
-from labkit.check.mnist import check_accuracy_function, check_myconvnet
+from labkit.labs.mnist.check import check_accuracy_function, check_myconvnet
 
 check_accuracy_function(my_accuracy)
 assert abs(my_accuracy(logits, labels) - right_accuracy) < 1e-6  # a float32 mean over 10,000 images is off by ~1e-8

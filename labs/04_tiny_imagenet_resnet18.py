@@ -39,12 +39,12 @@ from torch import nn
 from torchvision.models import resnet18 as torchvision_resnet18
 
 from labkit import config
-from labkit.data import tiny_imagenet as tiny
 from labkit.device import describe_device, pick_device
 from labkit.errors import LabkitError
-from labkit.experiments import tiny_imagenet as lab
 from labkit.lab import choose_size
-from labkit.models.resnet import build_model
+from labkit.labs import tiny_imagenet as lab
+from labkit.labs.tiny_imagenet import data as tiny
+from labkit.labs.tiny_imagenet.model import build_model
 from labkit.plots import new_figure, plot_curves
 from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
@@ -119,7 +119,7 @@ def label_val(root, class_to_idx):
 
 
 # %%
-from labkit.check.tiny_imagenet import check_val_labels
+from labkit.labs.tiny_imagenet.check import check_val_labels
 
 my_val_labels = label_val(root, train_set.class_to_idx)
 check_val_labels(my_val_labels, root)
@@ -154,7 +154,7 @@ assert table.total_params == 11_279_112
 print(f"total parameters with the 200-way head: {table.total_params:,}")
 
 # %% [markdown]
-# Only the head changed: 512·200 + 200 weights instead of 512·1000 + 1000. `labkit.models.resnet`
+# Only the head changed: 512·200 + 200 weights instead of 512·1000 + 1000. `labkit.labs.tiny_imagenet.model`
 # gives the same model as `build_model("resnet18")`, and a **64×64 variant** (`"resnet18-64"`: a 3×3
 # stride-1 stem and no max-pool) whose stages see 64, 32, 16 and 8 pixels — far better at this resolution,
 # at ~15× the compute. `build_model(..., pretrained=True)` (CLI `--pretrained`) starts from torchvision's
@@ -492,7 +492,8 @@ print(f"{train_images * len(history.epoch) / seconds:,.0f} images/s including ev
 # ## Ablations
 #
 # One change at a time from a ResNet-18 baseline: dropout before the head, no batch norm, no lr decay, no
-# residual connections, depth 10 or 34. `labkit.ablation` trains each variant (a config override, through
+# residual connections, depth 10 or 34. `labkit.labs.tiny_imagenet.ablation` trains each
+# variant (a config override, through
 # the same runner), tabulates the val accuracy and overlays the curves. At smoke size this takes seconds
 # and says nothing. At laptop size (`CFG.ablation_epochs` = 4 epochs at width 8 on 50 images per class)
 # the committed reference run measured the table shown after the plot; no full-size ablation run is

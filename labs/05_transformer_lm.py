@@ -43,12 +43,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from labkit.device import describe_device, model_device
-from labkit.experiments import language_model as lab
 from labkit.lab import choose_size
-from labkit.results import check_against_reference, show_reference
-from labkit.summary import layer_table
-from labkit.tables import show_table
-from labkit.text import (
+from labkit.labs import lm as lab
+from labkit.labs.lm.text import (
     attention_receptive_field,
     conv_receptive_field,
     generate,
@@ -60,6 +57,9 @@ from labkit.text import (
     plot_receptive_field,
     plot_word_frequencies,
 )
+from labkit.results import check_against_reference, show_reference
+from labkit.summary import layer_table
+from labkit.tables import show_table
 from labkit.widgets import TrainingPanel
 
 SIZE = None  # "smoke", "laptop" or "full"; None: laptop on a CPU, full on a GPU (or LABKIT_SIZE)
@@ -278,7 +278,7 @@ def next_word_probs(logits, temperature=1.0, top_k=None):
 
 
 # %%
-from labkit.check.language_model import check_next_word_probs
+from labkit.labs.lm.check import check_next_word_probs
 
 check_next_word_probs(next_word_probs)
 

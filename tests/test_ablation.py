@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.ablation import AblationResult, run_ablation
 from labkit.engine import fit
 from labkit.history import History
+from labkit.labs.tiny_imagenet.ablation import AblationResult, run_ablation
 
 EPOCHS = 4
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from labkit.check import CheckFailed
-from labkit.check.training_loop import check_train_one_epoch
+from labkit.labs.cifar10.training_loop import check_train_one_epoch
 
 
 def loop(*, zero_grad=True, train_mode=True, new_optimizer=False, report="weighted", accuracy="top1",

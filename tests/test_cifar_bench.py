@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.data import cifar
 from labkit.history import History
+from labkit.labs.cifar10 import data as cifar
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "cifar_bench.py"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.data import cifar
+from labkit.labs.cifar10 import data as cifar
 
 
 @pytest.fixture

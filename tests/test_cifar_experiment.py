@@ -13,13 +13,13 @@ from torch import nn
 
 from labkit import runner
 from labkit.check import CheckFailed
-from labkit.check.cifar10 import check_test_loop, reference_test
 from labkit.cli import main
-from labkit.data import cifar
-from labkit.data.cifar import CIFAR10Split
 from labkit.engine import predict
-from labkit.experiments import cifar10 as lab
 from labkit.lab import ConfigError
+from labkit.labs import cifar10 as lab
+from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.check import check_test_loop, reference_test
+from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.optim import make_optimizer, make_scheduler, milestone_epochs
 
 

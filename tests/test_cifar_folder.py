@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from labkit import config
-from labkit.data import cifar
+from labkit.labs.cifar10 import data as cifar
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.models.cifar_resnet import (
+from labkit.labs.cifar10.model import (
     BasicBlock,
     PadShortcut,
     cifar_resnet,

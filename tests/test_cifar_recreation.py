@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from labkit.engine import fit
-from labkit.experiments import cifar10 as lab
 from labkit.lab import ConfigError
+from labkit.labs import cifar10 as lab
 
 matplotlib.use("Agg")
 

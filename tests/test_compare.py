@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.compare import (
+from labkit.labs.tiny_imagenet.compare import (
     CSV_COLUMNS,
     compare_predictions,
     plot_disagreements,
@@ -138,8 +138,8 @@ def _linear(seed: int) -> nn.Module:
 
 def test_compare_checkpoints_loads_both_and_lists_disagreements(tmp_path):
     from labkit.checkpoint import save_checkpoint
-    from labkit.compare import compare_checkpoints
     from labkit.data.tensor_loader import TensorLoader
+    from labkit.labs.tiny_imagenet.compare import compare_checkpoints
 
     model_a, model_b = _linear(1), _linear(2)
     path_a = save_checkpoint(tmp_path / "epoch_005.pt", model=model_a, epoch=5)
@@ -167,8 +167,8 @@ def test_compare_checkpoints_loads_both_and_lists_disagreements(tmp_path):
 
 def test_compare_checkpoints_refuses_a_shuffled_loader_and_a_wrong_model(tmp_path):
     from labkit.checkpoint import CheckpointError, save_checkpoint
-    from labkit.compare import compare_checkpoints
     from labkit.data.tensor_loader import TensorLoader
+    from labkit.labs.tiny_imagenet.compare import compare_checkpoints
 
     path = save_checkpoint(tmp_path / "last.pt", model=_linear(1), epoch=1)
     x, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.lab import LAB_MODULES
+from labkit.lab import lab_names
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def _check_two_rank_run(done: subprocess.CompletedProcess, out: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lab", list(LAB_MODULES))
+@pytest.mark.parametrize("lab", lab_names())
 def test_every_lab_trains_under_torchrun_on_two_cpu_processes(lab, tmp_path):
     out = tmp_path / lab
     done = _launch(["--standalone", "--nproc_per_node=2", "-m", "labkit", "run", lab, "--smoke",

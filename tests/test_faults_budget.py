@@ -20,8 +20,8 @@ import torch
 from labkit import runner
 from labkit.callbacks import Callback
 from labkit.checkpoint import load_checkpoint
-from labkit.data.tiny_imagenet import write_synthetic_tiny_imagenet
-from labkit.experiments import tiny_imagenet
+from labkit.labs import tiny_imagenet
+from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
 
 SECONDS_PER_STEP = 1.0
 STEPS_PER_EPOCH = 100  # 200 classes x 4 images / batch 8

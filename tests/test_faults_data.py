@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.data.tiny_imagenet import TinyImageNet, write_synthetic_tiny_imagenet
-from labkit.data.wikitext import read_corpus, write_synthetic_wikitext
 from labkit.errors import LabkitError
+from labkit.labs.lm.data import read_corpus, write_synthetic_wikitext
+from labkit.labs.tiny_imagenet.data import TinyImageNet, write_synthetic_tiny_imagenet
 
 
 @pytest.fixture

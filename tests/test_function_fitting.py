@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labkit.errors import LabkitError
-from labkit.experiments import function_fitting as ff
+from labkit.labs import function_fitting as ff
 
 
 def test_course_function_range_on_the_interval():

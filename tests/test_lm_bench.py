@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from labkit.experiments import language_model as lab
+from labkit.labs import lm as lab
 
 _PATH = Path(__file__).resolve().parent.parent / "bench" / "lm_bench.py"
 

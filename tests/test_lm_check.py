@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from labkit.check import CheckFailed
-from labkit.check.language_model import check_next_word_probs
-from labkit.text import next_word_probs
+from labkit.labs.lm.check import check_next_word_probs
+from labkit.labs.lm.text import next_word_probs
 
 
 def _top_k_mask(logits, top_k):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from labkit.errors import LabkitError
-from labkit.experiments.language_model import LAB
-from labkit.text import layer_cost_table, layer_costs, plot_attention
+from labkit.labs.lm import LAB
+from labkit.labs.lm.text import layer_cost_table, layer_costs, plot_attention
 
 
 def test_layer_costs_follow_table_1_for_the_labs_sizes():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.data import wikitext
-from labkit.data.wikitext import (
+from labkit.labs.lm import data as wikitext
+from labkit.labs.lm.data import (
     EOS,
     BpttBatches,
     MissingSplitError,

@@ -16,9 +16,9 @@ import torch
 from labkit import cli, runner
 from labkit.callbacks import Callback
 from labkit.checkpoint import load_checkpoint, save_checkpoint
-from labkit.data.wikitext import MissingSplitError, write_synthetic_wikitext
-from labkit.experiments import language_model as lab
 from labkit.lab import ConfigError
+from labkit.labs import lm as lab
+from labkit.labs.lm.data import MissingSplitError, write_synthetic_wikitext
 from labkit.optim import make_optimizer, make_scheduler
 
 LAB = lab.LAB

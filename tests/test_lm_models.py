@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.models.language_model import (
+from labkit.labs.lm.model import (
     LSTMLM,
     OutputLayer,
     TransformerLM,

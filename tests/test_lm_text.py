@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.data.wikitext import EOS, BpttBatches, Vocabulary, read_corpus, write_synthetic_wikitext
 from labkit.engine import evaluate, fit
-from labkit.models.language_model import LSTMLM, TransformerLM
-from labkit.text import (
+from labkit.labs.lm.data import EOS, BpttBatches, Vocabulary, read_corpus, write_synthetic_wikitext
+from labkit.labs.lm.model import LSTMLM, TransformerLM
+from labkit.labs.lm.text import (
     LMTask,
     attention_receptive_field,
     conv_receptive_field,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.data.mnist import load_mnist, write_synthetic_mnist
 from labkit.data.tensor_loader import single_thread_on_cpu
-from labkit.experiments import mnist as lab
+from labkit.labs import mnist as lab
+from labkit.labs.mnist.data import load_mnist, write_synthetic_mnist
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "mnist_bench.py"
 KEYS = ("tooling_ratio", "recipe_ratio", "recipe_bound", "peer_ratio", "peer_bound", "acc", "epochs", "reached",

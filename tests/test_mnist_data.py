@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit.data import mnist
+from labkit.labs.mnist import data as mnist
 
 
 @pytest.fixture(scope="module")

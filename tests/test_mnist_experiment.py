@@ -12,8 +12,8 @@ import torch
 from labkit import runner
 from labkit.cli import main as cli_main
 from labkit.errors import LabkitError
-from labkit.experiments import mnist as lab
 from labkit.lab import ConfigError
+from labkit.labs import mnist as lab
 from labkit.metrics import confusion_matrix
 from labkit.optim import make_optimizer
 from tests.helpers import lr_trace
@@ -21,7 +21,7 @@ from tests.helpers import lr_trace
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from labkit.data.mnist import load_mnist, write_synthetic_mnist
+    from labkit.labs.mnist.data import load_mnist, write_synthetic_mnist
 
     return load_mnist(write_synthetic_mnist(tmp_path_factory.mktemp("syn"), n_train=600, n_test=200))
 
@@ -235,7 +235,7 @@ def test_load_data_shards_by_rank_and_fills_info(tmp_path):
 
 
 def test_data_folder_is_honoured_at_every_size_course_pth_files_too(data, tmp_path):
-    from labkit.data.mnist import save_pth
+    from labkit.labs.mnist.data import save_pth
 
     folder = tmp_path / "course"
     save_pth(folder, "train", torch.cat([data.train_images, data.val_images]),

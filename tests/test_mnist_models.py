@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from labkit.check import CheckFailed
-from labkit.check.mnist import check_accuracy_function, check_myconvnet
-from labkit.models.mnist import FastConvNet, MyConvNet, build_model, count_parameters
+from labkit.labs.mnist.check import check_accuracy_function, check_myconvnet
+from labkit.labs.mnist.model import FastConvNet, MyConvNet, build_model, count_parameters
 
 
 def test_myconvnet_builds_without_arguments_and_returns_logits():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.data import mnist
+from labkit.labs.mnist import data as mnist
 
 pytestmark = pytest.mark.shared
 
@@ -39,7 +39,7 @@ def test_laptop_and_full_sizes_load_real_mnist(shared_datasets, monkeypatch):
     if not mnist.idx_available(shared_datasets):
         pytest.skip(f"no MNIST/raw in {shared_datasets}")
     from labkit.distributed import DistributedContext
-    from labkit.experiments import mnist as lab
+    from labkit.labs import mnist as lab
 
     monkeypatch.setenv("LABKIT_SHARED_DATASETS", str(shared_datasets))
     ctx = DistributedContext(0, 1, 0, torch.device("cpu"), None)

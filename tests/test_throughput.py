@@ -1,12 +1,10 @@
-"""labkit.throughput: the measuring pieces every bench shares."""
+"""bench/throughput.py: the measuring pieces every bench shares."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from labkit.throughput import (
+from throughput import (
     FitTimer,
     LoaderTimer,
     TrainingTimer,
@@ -16,6 +14,7 @@ from labkit.throughput import (
     markdown_table,
     spread,
 )
+from torch import nn
 
 
 class EpochLoader:
@@ -140,7 +139,7 @@ def test_markdown_table_aligns_figures_right_and_rejects_ragged_rows():
 
 
 def test_spread_text_is_min_median_max_formatted():
-    from labkit.throughput import spread_text
+    from throughput import spread_text
 
     assert spread_text([3.0, 1.0, 2.0, 10.0]) == "1.0 / 2.5 / 10.0"
     assert spread_text([1234.5, 99.0, 5000.0], "{:,.0f}", " s") == "99 / 1,234 / 5,000 s"

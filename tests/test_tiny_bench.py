@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from labkit.data.tiny_imagenet import write_synthetic_tiny_imagenet
+from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "tiny_bench.py"
 RESULT = (r"RESULT tooling_ratio=([\d.]+) recipe_ratio=(\S+) pipeline_ratio=([\d.]+) val_top1=(\S+) "
@@ -47,7 +47,7 @@ def test_bench_quick_run_prints_both_questions_and_the_result(capsys, monkeypatc
 def test_recipe_sides_alternate_and_differ_only_in_the_recipe(monkeypatch, tmp_path):
     bench = _bench(monkeypatch)
     seen = []
-    from labkit.experiments import tiny_imagenet as lab
+    from labkit.labs import tiny_imagenet as lab
 
     real_train = lab.train
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labkit.check import CheckFailed
-from labkit.check.tiny_imagenet import check_val_labels
-from labkit.data.tiny_imagenet import TinyImageNet, write_synthetic_tiny_imagenet
+from labkit.labs.tiny_imagenet.check import check_val_labels
+from labkit.labs.tiny_imagenet.data import TinyImageNet, write_synthetic_tiny_imagenet
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from labkit.data.image_cache import cached_images
-from labkit.data.tiny_imagenet import (
+from labkit.labs.tiny_imagenet.data import (
     TinyImageNet,
     TinyImageNetLayoutError,
     build_val_imagefolder,
@@ -229,7 +229,8 @@ def test_a_read_only_cache_folder_is_an_error_before_decoding(synthetic, tmp_pat
 
 def test_per_class_subsets_decode_only_what_they_use(synthetic, tmp_path, monkeypatch):
     """--train-per-class / --val-per-class: a quick run over a large copy decodes only its images."""
-    from labkit.data import image_cache, tiny_imagenet
+    from labkit.data import image_cache
+    from labkit.labs.tiny_imagenet import data as tiny_imagenet
 
     decoded: list[int] = []
     real_decode = image_cache.decode_all

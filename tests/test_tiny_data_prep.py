@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from data_prep import tiny_imagenet as prep
-from labkit.data.tiny_imagenet import TinyImageNet, write_synthetic_tiny_imagenet
+from labkit.labs.tiny_imagenet.data import TinyImageNet, write_synthetic_tiny_imagenet
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ import torch
 
 from labkit import runner
 from labkit.checkpoint import CheckpointError, load_checkpoint, write_atomic
-from labkit.data.tiny_imagenet import write_synthetic_tiny_imagenet
 from labkit.engine import predict
 from labkit.errors import LabkitError
-from labkit.experiments import tiny_imagenet as lab
 from labkit.lab import ConfigError
-from labkit.models.resnet import resnet18
+from labkit.labs import tiny_imagenet as lab
+from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
+from labkit.labs.tiny_imagenet.model import resnet18
 from labkit.summary import layer_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -212,7 +212,7 @@ def test_bad_settings_are_refused():
 
 
 def test_a_checkpoints_config_never_fetches_pretrained_weights(monkeypatch):
-    from labkit.models import resnet
+    from labkit.labs.tiny_imagenet import model as resnet
 
     def offline():
         raise resnet.PretrainedWeightsUnavailable("no internet here")
@@ -331,8 +331,8 @@ def test_a_checkpoint_of_other_classes_is_refused_before_comparing():
     from types import SimpleNamespace
 
     from labkit.checkpoint import CheckpointError
-    from labkit.experiments.tiny_imagenet import _check_classes
     from labkit.lab import LabData
+    from labkit.labs.tiny_imagenet import _check_classes
 
     data = LabData(train=None, info={"num_classes": 3, "wnids": ["n01", "n02", "n03"]},
                    source=SimpleNamespace(root="/data/tiny"))

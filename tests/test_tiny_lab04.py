@@ -14,8 +14,8 @@ from torch import nn
 
 from labkit import distributed
 from labkit.errors import LabkitError
-from labkit.experiments import tiny_imagenet as lab
-from labkit.models.resnet import build_model, resnet18
+from labkit.labs import tiny_imagenet as lab
+from labkit.labs.tiny_imagenet.model import build_model, resnet18
 from labkit.tensorboard import show_tensorboard
 
 REPO = Path(__file__).resolve().parent.parent

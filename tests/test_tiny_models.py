@@ -7,7 +7,7 @@ import urllib.error
 import pytest
 import torch
 
-from labkit.models.resnet import (
+from labkit.labs.tiny_imagenet.model import (
     ARCHS,
     ConfigurableResNet,
     PretrainedWeightsUnavailable,

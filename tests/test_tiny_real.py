@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.data.tiny_imagenet import TinyImageNet
+from labkit.labs.tiny_imagenet.data import TinyImageNet
 
 pytestmark = pytest.mark.shared
 

@@ -142,10 +142,10 @@ def metrics(folder: Path, out: str = "out") -> dict[str, Any]:
 
 def prepare(work: Path) -> dict[str, Path]:
     """Generated data sets and one good smoke run of each lab whose checkpoints the cases break."""
-    from labkit.data.cifar import write_synthetic_cifar10
-    from labkit.data.mnist import write_synthetic_mnist
-    from labkit.data.tiny_imagenet import write_synthetic_tiny_imagenet
-    from labkit.data.wikitext import write_synthetic_wikitext
+    from labkit.labs.cifar10.data import write_synthetic_cifar10
+    from labkit.labs.lm.data import write_synthetic_wikitext
+    from labkit.labs.mnist.data import write_synthetic_mnist
+    from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
 
     fx = work / "fixtures"
     paths = {"tiny": write_synthetic_tiny_imagenet(fx / "tiny", n_classes=4, n_train_per_class=6, n_val_per_class=3),

@@ -42,16 +42,16 @@ from labkit import config as labconfig
 from labkit import runner
 from labkit.callbacks import Callback
 from labkit.checkpoint import load_checkpoint
-from labkit.data import wikitext
-from labkit.data.wikitext import BpttBatches, Corpus, Vocabulary
 from labkit.device import describe_device, pick_device
 from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
 from labkit.errors import LabkitError
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
-from labkit.models.language_model import LanguageModel, build_language_model
+from labkit.labs.lm import data as wikitext
+from labkit.labs.lm.data import BpttBatches, Corpus, Vocabulary
+from labkit.labs.lm.model import LanguageModel, build_language_model
+from labkit.labs.lm.text import LMTask, generate, pick_sentence, plot_attention
 from labkit.optim import OPTIMIZERS, SCHEDULES
 from labkit.plots import save_figure
-from labkit.text import LMTask, generate, pick_sentence, plot_attention
 
 SPLIT_CHOICES = (*wikitext.SPLITS, "none")
 
@@ -219,11 +219,11 @@ class LanguageModelLab(Lab):
                             help="download WikiText-2 (checksummed) into --data, else LABKIT_DATA/wikitext-2, "
                                  "when the files the run needs are missing")
 
-    def main(self, cfg: Config, args: Any) -> dict[str, Any]:
+    def main(self, cfg: Config, args: Any) -> None:
         if getattr(args, "download", False):
             download_data(cfg)
         print(f"device: {describe_device(cfg.device)}; {cfg.recipe} recipe, {cfg.size} size")
-        return super().main(cfg, args)
+        # then the runner's default: one run, then report
 
     def report(self, run: runner.Run) -> dict[str, Any]:
         """Perplexity table, a sample (sample.txt) and layer 1's attention (attention.png) in the run folder."""
@@ -439,3 +439,7 @@ def generate_main(args: argparse.Namespace) -> dict[str, Any]:
     print(result.text)
     return {"words": result.words, "notes": result.notes}
 
+
+
+LanguageModelLab.commands = {"generate": (add_generate_arguments, generate_main,
+                                          "generate text from a language-model checkpoint")}

@@ -25,7 +25,7 @@ from torch import nn
 from torchvision import models as tv_models
 
 from labkit.errors import LabkitError
-from labkit.models.init import kaiming_init
+from labkit.models import kaiming_init
 
 #: blocks per stage for each depth (BasicBlock ResNets)
 STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}

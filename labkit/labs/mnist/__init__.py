@@ -25,7 +25,6 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import runner
-from labkit.data import mnist as mnist_data
 from labkit.data.augment import Compose, Normalize, RandomShift
 from labkit.data.tensor_loader import TensorLoader, single_thread_on_cpu
 from labkit.device import model_device, pick_device
@@ -33,7 +32,8 @@ from labkit.distributed import DistributedContext, per_rank_batch_size
 from labkit.engine import SupervisedTask, evaluate, predict
 from labkit.errors import LabkitError
 from labkit.lab import LABS, Lab, LabConfig, LabData, option, register
-from labkit.models.mnist import build_model
+from labkit.labs.mnist import data as mnist_data
+from labkit.labs.mnist.model import build_model
 from labkit.optim import OPTIMIZERS
 from labkit.plots import image_grid, new_figure, plot_curves, save_figure
 from labkit.tables import Table, markdown_table

@@ -20,15 +20,15 @@ from torch import nn
 
 from labkit import config, runner
 from labkit.callbacks import Callback
-from labkit.data import cifar
-from labkit.data.cifar import CIFAR10Split
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import describe_device, model_device, pick_device
 from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
 from labkit.engine import predict
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
+from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.data import CIFAR10Split
+from labkit.labs.cifar10.model import cifar_resnet
 from labkit.metrics import confusion_matrix
-from labkit.models.cifar_resnet import cifar_resnet
 from labkit.optim import SCHEDULES, milestone_epochs
 from labkit.plots import (
     image_grid,

@@ -20,7 +20,7 @@ from labkit.engine import SupervisedTask
 from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, option, register
-from labkit.models.mlp import MLP
+from labkit.labs.function_fitting.model import MLP
 from labkit.plots import new_figure, save_figure, series_colors
 from labkit.tables import Table
 

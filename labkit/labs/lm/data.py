@@ -231,7 +231,7 @@ def _check_files(root: Path, splits: Sequence[str]) -> None:
             raise MissingSplitError(
                 f"no WikiText files in {root} (expected train.txt, valid.txt, test.txt). "
                 "Download them with `python data_prep/wikitext2.py` (or "
-                "labkit.data.wikitext.download_wikitext2()), or point LABKIT_DATA / the root "
+                "labkit.labs.lm.data.download_wikitext2()), or point LABKIT_DATA / the root "
                 "argument at a folder that has them."
             )
         message = f"{names} missing from {root}; it has {', '.join(f'{s}.txt' for s in present)}."

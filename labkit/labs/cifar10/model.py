@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labkit.models.init import kaiming_init
+from labkit.models import kaiming_init
 
 STAGE_CHANNELS = (16, 32, 64)
 

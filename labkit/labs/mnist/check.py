@@ -111,7 +111,7 @@ def check_myconvnet(model_or_class: nn.Module | type, train_steps: int = 8) -> N
 
 
 def _check_learns(model: nn.Module, steps: int) -> None:
-    from labkit.data.mnist import MEAN, STD, synthetic_digits
+    from labkit.labs.mnist.data import MEAN, STD, synthetic_digits
 
     images, labels = synthetic_digits(64, seed=5)
     x = (images.float().div(255).unsqueeze(1) - MEAN) / STD

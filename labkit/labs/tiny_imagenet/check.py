@@ -27,7 +27,7 @@ def _as_mapping(answer: Mapping[str, int] | Sequence[tuple[str, int]]) -> dict[s
 
 def check_val_labels(answer: Mapping[str, int] | Sequence[tuple[str, int]], root: str | Path) -> None:
     """The student's val labels equal the reference: sorted-wnid indices for every annotated image."""
-    from labkit.data.tiny_imagenet import TinyImageNet
+    from labkit.labs.tiny_imagenet.data import TinyImageNet
 
     reference = TinyImageNet(root, "val")
     truth = {Path(path).name: target for path, target in reference.samples}

@@ -1,7 +1,7 @@
 """Checks for Lab 05's "Your turn" exercise: the next-word sampling distribution.
 
 The student writes `next_word_probs(logits, temperature, top_k)`; `check_next_word_probs`
-compares it with labkit's `labkit.text.next_word_probs` on a few cases and names the most
+compares it with labkit's `labkit.labs.lm.text.next_word_probs` on a few cases and names the most
 likely mistake when they differ.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from labkit.check import CheckFailed, passed
-from labkit.text import next_word_probs as reference
+from labkit.labs.lm.text import next_word_probs as reference
 
 ProbsFn = Callable[[torch.Tensor, float, "int | None"], torch.Tensor]
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from labkit.device import synchronize
 from labkit.engine import to_device
 from labkit.tables import markdown_table  # noqa: F401 - moved to labkit.tables, re-exported
 
@@ -31,13 +32,6 @@ def endless(loader: Iterable) -> Iterator:
             loader.set_epoch(epoch)
         yield from loader
         epoch += 1
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued CUDA work, so a clock read after it measures the work itself."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from labkit.checkpoint import unwrap
-from labkit.data.wikitext import EOS, UNK, Corpus, Vocabulary
 from labkit.engine import Task
 from labkit.errors import LabkitError
-from labkit.models.language_model import LanguageModel, State, detach_state
+from labkit.labs.lm.data import EOS, UNK, Corpus, Vocabulary
+from labkit.labs.lm.model import LanguageModel, State, detach_state
 from labkit.plots import new_figure
 from labkit.tables import Table
 

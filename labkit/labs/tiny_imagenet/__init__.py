@@ -6,7 +6,7 @@
     labkit compare runs/tiny-imagenet/checkpoints/epoch_005.pt runs/tiny-imagenet/checkpoints/epoch_010.pt
     torchrun --standalone --nproc_per_node=8 -m labkit run tiny-imagenet --epochs 10
 
-The lab is a config, a model (`labkit.models.resnet`) and the data (`labkit.data.tiny_imagenet`);
+The lab is a config, a model (`labkit.labs.tiny_imagenet.model`) and the data (`labkit.labs.tiny_imagenet.data`);
 `labkit.runner.run` does the training (SGD, the schedule, top-1/top-5 on val each epoch, TensorBoard,
 last/best/epoch_NNN checkpoints, DDP under torchrun). Its own: evaluating a checkpoint, comparing two
 image by image, the ablations.
@@ -27,12 +27,12 @@ from torch import nn
 from labkit import config, runner
 from labkit.callbacks import Callback
 from labkit.checkpoint import CheckpointError
-from labkit.data import tiny_imagenet as tiny
 from labkit.device import pick_device
 from labkit.distributed import DistributedContext, launched_by_torchrun, per_rank_batch_size
 from labkit.engine import evaluate, predict
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
-from labkit.models.resnet import ARCHS, build_model, parse_arch
+from labkit.labs.tiny_imagenet import data as tiny
+from labkit.labs.tiny_imagenet.model import ARCHS, build_model, parse_arch
 
 METRICS = ("accuracy", "top5")
 #: the schedules of this lab (labkit.optim): constant is "no lr decay"
@@ -350,7 +350,7 @@ class Comparison:
 def compare_runs(run_a: runner.Run, run_b: runner.Run, data: LabData, out_dir: str | os.PathLike,
                  max_images: int = 16, labels: tuple[str, str] = ("A", "B")) -> Comparison:
     """Predict val with both models; write `disagreements.csv` and `disagreements.png` to `out_dir`."""
-    from labkit import compare
+    from labkit.labs.tiny_imagenet import compare
 
     source, val = data.source, data.eval["val"]
     predicted = []
@@ -434,8 +434,8 @@ def run_ablations(cfg: Config, data: LabData | None = None,
                   variants: Mapping[str, Mapping[str, Any]] | None = None, *,
                   out_dir: str | os.PathLike | None = None, progress: bool | None = False):
     """Train each variant (`ABLATION_SETS[cfg.ablations]` by default; see `ablation_config`) through the runner with
-    `labkit.ablation.run_ablation`; returns its `AblationResult` (table + curves, written to `out_dir`)."""
-    from labkit.ablation import run_ablation
+    `ablation.run_ablation`; returns its `AblationResult` (table + curves, written to `out_dir`)."""
+    from labkit.labs.tiny_imagenet.ablation import run_ablation
 
     data = data if data is not None else load_data(cfg)
 
@@ -559,3 +559,7 @@ def write_tensorboard_extras(run: runner.Run, data: LabData, log_dir: str | os.P
     finally:
         writer.close()
     return {"tags": tags, "mistakes": len(wrong), "total": len(targets), "log_dir": str(log_dir)}
+
+
+TinyImageNetLab.commands = {"compare": (add_compare_arguments, compare_main,
+                                        "compare two checkpoints' predictions image by image")}
