@@ -4,4 +4,9 @@ Import the pieces from their modules (`labkit.engine.fit`, `labkit.device.pick_d
 or from here for the most used names.
 """
 
+from pkgutil import extend_path
+
 __version__ = "0.1.0"
+# A `labkit/labs/<lab>/` package elsewhere on sys.path adds a lab (see labkit.labs): labkit's path and
+# labkit.labs's path both extend over sys.path.
+__path__ = extend_path(__path__, __name__)

@@ -246,7 +246,7 @@ def test_generate_refuses_a_checkpoint_of_another_lab(tmp_path, capsys):
 
 
 def test_smoke_writes_a_sample(tmp_path):
-    result = LAB.smoke(tmp_path / "smoke")
+    result = runner.smoke_run(LAB, tmp_path / "smoke")
     assert result["test_perplexity"] < 30
     assert (tmp_path / "smoke" / "sample.txt").read_text().startswith("the")
     assert (tmp_path / "smoke" / "curves.png").stat().st_size > 0

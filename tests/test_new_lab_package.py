@@ -34,7 +34,8 @@ def toy_package(tmp_path_factory) -> Path:
 def labkit_cmd(base: Path, *args: str, tmp: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(base), str(ROOT)]),
            "LABKIT_RUNS": str(tmp / "runs"), "LABKIT_DATA": str(tmp / "data")}
-    return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "labkit", *args], check=False, capture_output=True, text=True,
+                          env=env,
                           cwd=tmp, timeout=300)
 
 
