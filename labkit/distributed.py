@@ -39,13 +39,8 @@ class DistributedContext:
     device: torch.device
     backend: str | None  # None when no process group was started (a single process)
 
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main_process(self) -> bool:
-        return self.rank == 0
+    is_distributed = property(lambda self: self.world_size > 1)
+    is_main_process = property(lambda self: self.rank == 0)
 
 
 def launched_by_torchrun() -> bool:
@@ -137,11 +132,8 @@ def session(device: str | torch.device | None = None, backend: str | None = None
 
 @contextlib.contextmanager
 def rank_zero_first() -> Iterator[None]:
-    """Under DDP, rank 0 runs the block (e.g. builds a decode cache) before the other ranks do.
-
-    Rank 0 reaches the barrier even when the block fails, so the others run it too and fail the
-    same way instead of waiting for the process-group timeout. A no-op for a single process.
-    """
+    """Under DDP, rank 0 runs the block (e.g. builds a decode cache) before the other ranks do. Rank 0 reaches
+    the barrier even when the block fails, so the others fail the same way instead of timing out."""
     distributed, main = is_distributed(), is_main_process()
     if distributed and not main:
         barrier()

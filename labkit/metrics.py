@@ -1,9 +1,5 @@
-"""Metrics that accumulate on the device, so the engine syncs with the host once per epoch.
-
-A metric turns a batch's `(outputs, targets)` into a sum over items (a 0-d tensor);
-the engine divides by the item count at the end of the epoch. Perplexity is derived
-from the mean loss instead.
-"""
+"""Metrics that accumulate on the device (a batch's sum over items, a 0-d tensor), so the engine syncs
+with the host once per epoch; perplexity is derived from the mean loss instead."""
 
 from __future__ import annotations
 

@@ -276,8 +276,7 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
         ax.imshow(tiled.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         ax.axis("off")
     else:
-        ncols = min(ncols, n)
-        nrows = math.ceil(n / ncols)
+        ncols, nrows = min(ncols, n), math.ceil(n / min(ncols, n))
         fig = new_figure((cell * ncols, cell * 1.2 * nrows + (0.4 if title else 0)))
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for i, ax in enumerate(axes):

@@ -199,12 +199,10 @@ def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
 def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
     """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
     ipynb_path.parent.mkdir(parents=True, exist_ok=True)
-    jupytext.write(nb, ipynb_path, fmt="ipynb")
-    if not with_py:
-        return [ipynb_path]
-    py_path = ipynb_path.with_suffix(".py")
-    jupytext.write(nb, py_path, fmt="py:percent")
-    return [ipynb_path, py_path]
+    paths = [ipynb_path, ipynb_path.with_suffix(".py")] if with_py else [ipynb_path]
+    for path in paths:
+        jupytext.write(nb, path, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+    return paths
 
 
 def release(labs_dir: Path, out: Path, names: list[str] | None = None,

@@ -76,8 +76,8 @@ class Run:
     last_checkpoint = property(lambda self: self._checkpoint("last.pt"))
 
     def summary(self) -> dict[str, Any]:
-        """The figures a run is judged by: the final train metrics, the best validation value and its
-        epoch, the chosen checkpoint's final-split metrics (e.g. test_accuracy), epochs and seconds."""
+        """The final train metrics, the best validation value and its epoch, the chosen checkpoint's
+        final-split metrics (e.g. test_accuracy), epochs and seconds."""
         h = self.history
         out: dict[str, Any] = {"size": self.config.size, "recipe": self.config.recipe,
                                "epochs_run": h.epoch[-1] if len(h) else 0}
@@ -124,11 +124,10 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
 
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
-    for name in ("checkpoints", "tensorboard"):
-        inner = out / name
+    for inner in (out / "checkpoints", out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
-            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {name} there. Move or delete "
-                                 "that file, or write the run elsewhere with --out DIR.")
+            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
+                                 "delete that file, or write the run elsewhere with --out DIR.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a parent is a file, or not writable
@@ -171,19 +170,14 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
                     f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
                     f"--resume {out / 'checkpoints' / 'last.pt'}, write this one elsewhere with --out DIR, or "
                     "replace it with --overwrite.")
-            for name in RUN_OUTPUTS:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
+            for target in (out / name for name in RUN_OUTPUTS):
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         yield
     finally:
         lock.unlink(missing_ok=True)
 
 
 def checkpoint_config(lab: Lab, cfg: LabConfig, info: Mapping[str, Any]) -> dict[str, Any]:
-    """What checkpoints store: the lab, every config field, and the model-shaping facts."""
     return {"lab": lab.name, **cfg.to_dict(), "model_info": dict(info)}
 
 
@@ -494,7 +488,7 @@ def run_title(lab: Lab, result: Run) -> str:
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
-    """Write JSON atomically (temp file + rename), so a killed run never leaves half a file."""
+    """Written atomically: a killed run never leaves half a file."""
     from labkit.files import write_text_atomic
 
     return write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
