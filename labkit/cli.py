@@ -1,10 +1,7 @@
-"""The `labkit` command: `labkit run <lab>`, `labkit smoke`, and the commands in `COMMANDS`.
+"""The `labkit` command: `labkit run <lab>`, `labkit smoke`, the commands in `COMMANDS` and the labs' own.
 
-`labkit run <lab>` takes one option per field of the lab's config (`labkit.lab`), `--size
-smoke|laptop|full` (`--smoke` for short), `--recipe` where a lab has several, and `--resume CKPT`.
-Options are checked when they are parsed (ranges, choices); every user error, from the options or
-from the data, leaves through `LabkitError` as one `labkit: error: ...` line. Lab modules are
-imported only when their lab is used, so `labkit --help` is instant.
+`labkit run <lab>` takes one option per config field (checked as it is parsed), `--size` (`--smoke`),
+`--recipe` and `--resume CKPT`. Every user error leaves as one `labkit: error: ...` line (a `LabkitError`).
 """
 
 from __future__ import annotations
@@ -197,8 +194,9 @@ def run_main(argv: Sequence[str]) -> Any:
 def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     """`labkit smoke [LAB ...]`: each lab at smoke size on generated data; figures and a metrics table."""
     from labkit import config
+    from labkit.files import write_text_atomic
     from labkit.lab import get_lab, lab_names
-    from labkit.runner import smoke_run
+    from labkit.runner import smoke_run, write_json
     from labkit.tables import markdown_table
 
     parser = Parser(prog="labkit smoke", description="Run every lab (or the named ones) end to end at smoke "
@@ -221,8 +219,6 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
              "runs end to end; they are not results.\n\n"
              + markdown_table(["lab", "metrics"], [[name, ", ".join(f"{k}={v}" for k, v in m.items())]
                                                    for name, m in rows.items()], numeric_from=99))
-    from labkit.files import write_text_atomic
-    from labkit.runner import write_json
 
     write_text_atomic(out / "metrics.md", table + "\n")
     write_json(out / "metrics.json", {"size": "smoke", "data": "generated", "labs": rows})
@@ -275,31 +271,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with running_command():  # every fit shows its epochs (a bar, or a line per epoch in a log)
-            result = _dispatch(command, rest)
-    except UsageError as err:
-        print(f"labkit: error: {err}", file=sys.stderr)
-        return USAGE_ERROR
+            result = (run_main(rest) if command == "run" else smoke_main(rest) if command == "smoke"
+                      else command_main(command, rest))
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
+        from labkit.lab import ConfigError
+
         print(f"labkit: error: {err}", file=sys.stderr)
-        return USAGE_ERROR if isinstance(err, _usage_errors()) else DATA_ERROR
+        return USAGE_ERROR if isinstance(err, (ConfigError, UsageError)) else DATA_ERROR
     except KeyboardInterrupt as err:
         print(f"labkit: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
-
-
-def _dispatch(command: str, rest: list[str]) -> Any:
-    if command == "run":
-        return run_main(rest)
-    if command == "smoke":
-        return smoke_main(rest)
-    return command_main(command, rest)
-
-
-def _usage_errors() -> tuple[type, ...]:
-    from labkit.lab import ConfigError
-
-    return (ConfigError, UsageError)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,5 @@
-"""Run-time settings read from the environment, in one place.
-
-Everything a lab or a test may want to switch without editing code lives here:
-smoke size, where data and runs go, where the shared read-only datasets are,
-and whether progress bars are drawn.
-"""
+"""Run-time settings read from the environment, in one place: smoke size, where data, caches and runs go,
+the shared read-only datasets, and progress display."""
 
 from __future__ import annotations
 
@@ -34,11 +30,8 @@ def data_root() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where derived files (decoded-image caches) go; never inside a dataset folder.
-
-    `LABKIT_CACHE` when set (e.g. a writable folder beside a course server's read-only
-    `LABKIT_DATA`), else `$LABKIT_DATA/cache`.
-    """
+    """Where derived files (decoded-image caches) go, never inside a dataset folder: `LABKIT_CACHE` (e.g. a
+    writable folder beside a course server's read-only `LABKIT_DATA`), else `$LABKIT_DATA/cache`."""
     value = os.environ.get("LABKIT_CACHE", "").strip()
     return Path(value).expanduser() if value else data_root() / "cache"
 
@@ -49,11 +42,8 @@ def runs_dir() -> Path:
 
 
 def shared_datasets() -> Path | None:
-    """The read-only real datasets beside the checkout (`../shared/datasets`), or None.
-
-    `LABKIT_SHARED_DATASETS` overrides the location. Tests and benchmarks that need
-    real data skip cleanly when this returns None.
-    """
+    """The read-only real datasets beside the checkout (`../shared/datasets`; `LABKIT_SHARED_DATASETS`
+    overrides it), or None (tests and benches that need real data then skip)."""
     value = os.environ.get("LABKIT_SHARED_DATASETS")
     candidates = [Path(value)] if value else []
     repo = Path(__file__).resolve().parent.parent
@@ -86,5 +76,4 @@ def running_command() -> Iterator[None]:
 
 
 def terminal_command() -> bool:
-    """True while the `labkit` command runs (see `running_command`)."""
     return _TERMINAL_COMMAND

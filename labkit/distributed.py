@@ -1,23 +1,12 @@
-"""Several processes, one model: DistributedDataParallel set-up for any lab.
-
-Launch a lab on N devices with torchrun, e.g.
+"""Several processes, one model: DistributedDataParallel for any lab, under torchrun.
 
     torchrun --standalone --nproc_per_node=2 -m labkit run tiny-imagenet --epochs 10
 
-Inside, a lab calls `init_distributed()` once (it reads torchrun's `RANK`, `WORLD_SIZE`,
-`LOCAL_RANK` and `MASTER_ADDR/PORT`), wraps its model with `wrap_model`, builds its loaders
-with `tensor_loader` / `distributed_dataloader` (each rank gets its own shard, reshuffled
-every epoch through `set_epoch`), trains with `labkit.engine.fit` (which all-reduces metric
-sums and writes checkpoints, TensorBoard and progress on rank 0 only) and ends with
-`cleanup()`; `with session() as context:` does the first and the last step. Files a lab
-writes itself (figures, CSVs) are written when `is_main_process()`.
-
-Without torchrun everything here degrades to one process: `init_distributed()` starts no
-process group, `wrap_model` only moves the model, `rank()` is 0 and `world_size()` is 1,
-so the same lab code runs unchanged in a notebook.
-
-Batch sizes: DDP averages gradients over ranks, so N ranks of batch `B / N` take the same
-step as one process with batch `B`. `per_rank_batch_size(B)` does that division.
+`session()` joins torchrun's process group (or describes a single process: then `wrap_model` only moves
+the model, `rank()` is 0 and `world_size()` 1, so the same code runs in a notebook); `wrap_model` wraps
+the model in DDP; `tensor_loader` / `distributed_dataloader` give each rank its shard. DDP averages
+gradients over ranks, so N ranks of batch B/N step like one process of batch B (`per_rank_batch_size`).
+Files are written on rank 0 (`is_main_process()`).
 """
 
 from __future__ import annotations
@@ -35,8 +24,6 @@ from torch import nn
 
 from labkit.errors import LabkitError
 
-_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
 
 class DistributedError(LabkitError, RuntimeError):
     """A distributed set-up that cannot work, with a message that says how to fix it."""
@@ -52,17 +39,11 @@ class DistributedContext:
     device: torch.device
     backend: str | None  # None when no process group was started (a single process)
 
-    @property
-    def is_distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main_process(self) -> bool:
-        return self.rank == 0
+    is_distributed = property(lambda self: self.world_size > 1)
+    is_main_process = property(lambda self: self.rank == 0)
 
 
 def launched_by_torchrun() -> bool:
-    """True when torchrun (or `torch.distributed.run`) started this process."""
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
@@ -71,51 +52,33 @@ def _env_int(name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DistributedError(
-            f"environment variable {name}={value!r} is not an integer; launch with "
-            "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`"
-        ) from None
+        raise DistributedError(f"environment variable {name}={value!r} is not an integer; launch with "
+                               "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`") from None
 
 
 def _choose_device(preference: str | torch.device | None, local_rank: int) -> torch.device:
-    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU.
-
-    The preference is resolved by `labkit.device.pick_device` (argument > LABKIT_DEVICE > cuda).
-    """
+    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU."""
     from labkit.device import pick_device
 
     device = pick_device(preference)
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise DistributedError(
-                f"local rank {local_rank} has no GPU: only {count} visible; "
-                f"launch with --nproc_per_node={count} or fewer"
-            )
+            raise DistributedError(f"local rank {local_rank} has no GPU: only {count} visible; "
+                                   f"launch with --nproc_per_node={count} or fewer")
         return torch.device("cuda", local_rank)
     if device.type != "cpu":
-        raise DistributedError(
-            f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not {device.type!r}; "
-            "pass device 'cpu' or set LABKIT_DEVICE=cpu"
-        )
+        raise DistributedError(f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not "
+                               f"{device.type!r}; pass device 'cpu' or set LABKIT_DEVICE=cpu")
     return torch.device("cpu")
 
 
-def default_backend(device: torch.device) -> str:
-    """nccl for CUDA devices, gloo for the CPU."""
-    return "nccl" if device.type == "cuda" else "gloo"
-
-
-def init_distributed(
-    device: str | torch.device | None = None,
-    backend: str | None = None,
-    timeout_s: float = 600.0,
-) -> DistributedContext:
+def init_distributed(device: str | torch.device | None = None, backend: str | None = None,
+                     timeout_s: float = 600.0) -> DistributedContext:
     """Join the process group torchrun set up, or describe a plain single process.
 
-    `device` is a preference ("cuda", "cpu"; default `LABKIT_DEVICE`, else CUDA when present);
-    under torchrun each process takes `cuda:<LOCAL_RANK>` and the backend defaults to nccl,
-    on the CPU to gloo. Calling it again returns the existing context.
+    `device` is a preference (default `LABKIT_DEVICE`, else CUDA when present); under torchrun each
+    process takes `cuda:<LOCAL_RANK>`, with nccl (gloo on the CPU). Calling it again returns the context.
     """
     if not launched_by_torchrun():
         from labkit.device import pick_device
@@ -129,28 +92,20 @@ def init_distributed(
         torch.cuda.set_device(chosen)
     if dist.is_initialized():
         return DistributedContext(rank, world, local, chosen, dist.get_backend())
-    backend = backend or default_backend(chosen)
+    backend = backend or ("nccl" if chosen.type == "cuda" else "gloo")
     if backend == "nccl" and chosen.type != "cuda":
         raise DistributedError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        raise DistributedError(
-            f"{', '.join(missing)} not set; launch with `torchrun --standalone ...`, which sets them"
-        )
-    dist.init_process_group(
-        backend=backend,
-        init_method="env://",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+        raise DistributedError(f"{', '.join(missing)} not set; launch with `torchrun --standalone ...` (it sets them)")
+    dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=timeout_s))
     return DistributedContext(rank, world, local, chosen, backend)
 
 
 @contextlib.contextmanager
-def session(
-    device: str | torch.device | None = None, backend: str | None = None, timeout_s: float = 600.0,
-) -> Iterator[DistributedContext]:
+def session(device: str | torch.device | None = None, backend: str | None = None,
+            timeout_s: float = 600.0) -> Iterator[DistributedContext]:
     """`init_distributed()` on entry and `cleanup()` on exit, even when training raises.
 
     Under torchrun, a collective that waits longer than `timeout_s` for another process (one that
@@ -177,11 +132,8 @@ def session(
 
 @contextlib.contextmanager
 def rank_zero_first() -> Iterator[None]:
-    """Under DDP, rank 0 runs the block (e.g. builds a decode cache) before the other ranks do.
-
-    Rank 0 reaches the barrier even when the block fails, so the others run it too and fail the
-    same way instead of waiting for the process-group timeout. A no-op for a single process.
-    """
+    """Under DDP, rank 0 runs the block (e.g. builds a decode cache) before the other ranks do. Rank 0 reaches
+    the barrier even when the block fails, so the others fail the same way instead of timing out."""
     distributed, main = is_distributed(), is_main_process()
     if distributed and not main:
         barrier()
@@ -193,23 +145,15 @@ def rank_zero_first() -> Iterator[None]:
 
 
 def is_distributed() -> bool:
-    """True inside an initialised process group with more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    """This process's global rank (0 without a process group)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def world_size() -> int:
-    """Number of processes (1 without a process group)."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def local_rank() -> int:
-    """This process's rank on its machine (torchrun's LOCAL_RANK; 0 when absent)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) if launched_by_torchrun() else 0
 
 
 def is_main_process() -> bool:
@@ -218,13 +162,11 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
-    """Wait until every rank gets here (no-op for a single process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
 def cleanup() -> None:
-    """Leave the process group (no-op when none was started)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -243,8 +185,6 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device | str) -> nn.M
 
     PyTorch's SyncBatchNorm trains on GPUs (and XPU/HPU) only: on a CPU it is refused here, before
     training, with what to do instead."""
-    from labkit.errors import LabkitError
-
     device = torch.device(device)
     if device.type in ("cpu", "mps"):
         raise LabkitError(f"--sync-bn: PyTorch's SyncBatchNorm trains on GPUs only, not on {device.type} (its "
@@ -257,24 +197,13 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device | str) -> nn.M
     return converted
 
 
-def wrap_model(
-    model: nn.Module,
-    device: torch.device | str | None = None,
-    sync_batchnorm: bool = False,
-    channels_last: bool = False,
-    **ddp_kwargs: Any,
-) -> nn.Module:
-    """Move `model` to `device` and, under a process group, wrap it in DistributedDataParallel.
-
-    DDP broadcasts rank 0's parameters at construction, so every rank starts identical.
-    `sync_batchnorm=True` converts BatchNorm layers to SyncBatchNorm (statistics over the
-    global batch; otherwise each rank normalises with its own per-rank batch).
-    `channels_last=True` converts the weights before wrapping (on CUDA), so DDP's gradient
-    buckets match the layout `fit(..., channels_last=True)` trains with.
-    """
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in model.parameters()), torch.device("cpu")
-    )
+def wrap_model(model: nn.Module, device: torch.device | str | None = None, sync_batchnorm: bool = False,
+               channels_last: bool = False, **ddp_kwargs: Any) -> nn.Module:
+    """Move `model` to `device` and, under a process group, wrap it in DistributedDataParallel (which
+    broadcasts rank 0's parameters, so every rank starts identical). `channels_last` converts the weights
+    before wrapping (on CUDA), so DDP's gradient buckets match the layout `fit` trains with."""
+    device = torch.device(device) if device is not None else next((p.device for p in model.parameters()),
+                                                                  torch.device("cpu"))
     model = model.to(device)
     if channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -289,69 +218,34 @@ def wrap_model(
     return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside a DDP / DataParallel / torch.compile wrapper (`checkpoint.unwrap`)."""
-    from labkit.checkpoint import unwrap
-
-    return unwrap(model)
-
-
 def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int:
     """Split a global batch evenly over ranks; an uneven split is an error, not a rounding."""
     world = world_size() if world is None else world
     if global_batch_size < world or global_batch_size % world:
-        raise DistributedError(
-            f"global batch size {global_batch_size} does not split evenly over {world} "
-            f"processes; choose a multiple of {world}"
-        )
+        raise DistributedError(f"global batch size {global_batch_size} does not split evenly over {world} "
+                               f"processes; choose a multiple of {world}")
     return global_batch_size // world
 
 
-def shard_kwargs() -> dict[str, int]:
-    """`rank=` and `world_size=` for `labkit.data.tensor_loader.TensorLoader` in this process."""
-    return {"rank": rank(), "world_size": world_size()}
-
-
 def tensor_loader(*tensors: torch.Tensor, **kwargs: Any):
-    """A `TensorLoader` that yields only this rank's shard (the whole data for one process).
-
-    Takes the same arguments as `TensorLoader`; `rank`/`world_size` default to this process's.
-    Give every rank the same `seed` so they agree on the permutation they shard.
-    """
+    """A `TensorLoader` of this rank's shard (`rank`/`world_size` default to this process's). Give every
+    rank the same `seed` so they agree on the permutation they shard."""
     from labkit.data.tensor_loader import TensorLoader
 
-    for key, value in shard_kwargs().items():
-        kwargs.setdefault(key, value)
+    kwargs.setdefault("rank", rank())
+    kwargs.setdefault("world_size", world_size())
     return TensorLoader(*tensors, **kwargs)
 
 
-def distributed_dataloader(
-    dataset: torch.utils.data.Dataset,
-    batch_size: int,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    seed: int = 0,
-    **kwargs: Any,
-) -> torch.utils.data.DataLoader:
-    """A torch `DataLoader`; under a process group it draws through a `DistributedSampler`.
-
-    The engine calls `loader.sampler.set_epoch(epoch)` each epoch, so shuffling differs
-    between epochs but agrees between ranks. Other arguments go to `DataLoader`.
-    """
+def distributed_dataloader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,
+                           drop_last: bool = False, seed: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A torch `DataLoader`; under a process group it draws through a `DistributedSampler` (the engine calls
+    its `set_epoch` each epoch: shuffles differ between epochs, agree between ranks)."""
     if not is_distributed():
         if shuffle:
             kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
-        return torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs
-        )
-    sampler = torch.utils.data.distributed.DistributedSampler(
-        dataset,
-        num_replicas=world_size(),
-        rank=rank(),
-        shuffle=shuffle,
-        seed=seed,
-        drop_last=drop_last,
-    )
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs
-    )
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                           **kwargs)
+    sampler = torch.utils.data.distributed.DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
+                                                              shuffle=shuffle, seed=seed, drop_last=drop_last)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs)

@@ -1,8 +1,5 @@
-"""`History`: what a training run measured, epoch by epoch, as plain lists.
-
-It is what `fit()` returns, what plots draw, and what checkpoints store, so it
-holds only plain Python types.
-"""
+"""`History`: what a run measured, epoch by epoch, as plain lists (what `fit()` returns, plots draw and
+checkpoints store)."""
 
 from __future__ import annotations
 
@@ -30,7 +27,6 @@ class History:
     diverged: bool = False
 
     def append(self, epoch: int, lr: float, seconds: float, values: dict[str, float]) -> None:
-        """Record one finished epoch."""
         self.epoch.append(int(epoch))
         self.lr.append(float(lr))
         self.seconds.append(float(seconds))
@@ -63,7 +59,6 @@ class History:
         return list(self.metrics)
 
     def last(self, key: str) -> float:
-        """The value of `key` at the last recorded epoch."""
         values = self[key]
         if not values:
             raise ValueError(f"History has no epochs yet, so no last {key!r}.")
@@ -84,34 +79,22 @@ class History:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists of floats), so it survives `torch.load(weights_only=True)`."""
-        return {
-            "epoch": list(self.epoch),
-            "lr": list(self.lr),
-            "seconds": list(self.seconds),
-            "metrics": {k: list(v) for k, v in self.metrics.items()},
-            "stop_reason": self.stop_reason,
-            "diverged": self.diverged,
-        }
+        return {"epoch": list(self.epoch), "lr": list(self.lr), "seconds": list(self.seconds),
+                "metrics": {k: list(v) for k, v in self.metrics.items()}, "stop_reason": self.stop_reason,
+                "diverged": self.diverged}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(
-            epoch=[int(e) for e in data.get("epoch", [])],
-            lr=[float(v) for v in data.get("lr", [])],
-            seconds=[float(v) for v in data.get("seconds", [])],
-            metrics={k: [float(x) for x in v] for k, v in data.get("metrics", {}).items()},
-            stop_reason=data.get("stop_reason"),
-            diverged=bool(data.get("diverged", False)),
-        )
+        return cls(epoch=[int(e) for e in data.get("epoch", [])], lr=[float(v) for v in data.get("lr", [])],
+                   seconds=[float(v) for v in data.get("seconds", [])],
+                   metrics={k: [float(x) for x in v] for k, v in data.get("metrics", {}).items()},
+                   stop_reason=data.get("stop_reason"), diverged=bool(data.get("diverged", False)))
 
     def table(self, keys: list[str] | None = None) -> str:
         """A small markdown table of the per-epoch values (for printing in notebooks and CLIs)."""
         keys = keys or self.keys()
         head = "| epoch | " + " | ".join(keys) + " | lr | s |"
         rule = "|" + "---|" * (len(keys) + 3)
-        rows = [
-            f"| {e} | " + " | ".join(f"{self.metrics[k][i]:.4g}" for k in keys)
-            + f" | {self.lr[i]:.3g} | {self.seconds[i]:.1f} |"
-            for i, e in enumerate(self.epoch)
-        ]
+        rows = [f"| {e} | " + " | ".join(f"{self.metrics[k][i]:.4g}" for k in keys)
+                + f" | {self.lr[i]:.3g} | {self.seconds[i]:.1f} |" for i, e in enumerate(self.epoch)]
         return "\n".join([head, rule, *rows])

@@ -1,20 +1,10 @@
-"""One lab shape: a config, a model, data and the lab's own analyses.
+"""One lab shape: a `Lab` subclass registered with `@register`, in its package `labkit/labs/<lab>/`.
 
-A lab is a subclass of `Lab` registered with `@register`:
-
-* `Config`: a frozen dataclass extending `LabConfig` (the shared fields: epochs, lr, batch size,
-  optimizer, schedule, seed, device, output and data folders) with the lab's own fields;
-* `sizes`: the config overrides of each size, as data: `smoke` (seconds on a CPU, generated data:
-  CI and nbval), `laptop` (real data, at most about 15 minutes on a 2-core CPU) and `full` (the
-  course report's experiment; a GPU recommended);
-* `recipes`: named overrides (e.g. `course`, `fast`) of the same config;
-* `load_data(cfg, ctx) -> LabData` and `build_model(cfg, info) -> nn.Module`;
-* optionally `task(cfg)` (how a batch becomes a loss), `report(run)` (the lab's figures after a
-  command-line run) and `add_arguments(parser)` / `main(cfg, args)` for extra command-line modes.
-
-`labkit.runner.run(lab, cfg)` does the rest (seed, data, model, `fit` with checkpoints and
-TensorBoard, the best checkpoint by a validation metric, one test evaluation, `metrics.json`,
-`curves.png`); `labkit run <lab>` builds its options from the config's fields.
+It gives a `Config` (a frozen dataclass extending `LabConfig` with the lab's own fields), `sizes` (the
+overrides of `smoke`: seconds on a CPU, generated data; `laptop`: real data, about 15 minutes on a 2-core
+CPU; `full`: the course's experiment), named `recipes`, `load_data(cfg, ctx) -> LabData` and
+`build_model(cfg, info)`, and optionally `task`, `report`, `add_arguments`/`main` and `commands`.
+`labkit.runner.run(lab, cfg)` does the rest; `labkit run <lab>` builds its options from the config's fields.
 """
 
 from __future__ import annotations
@@ -133,11 +123,8 @@ class LabConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (tuple, list)):
-                for item in value:
-                    check_value(f.name, item, f.metadata)
-            else:
-                check_value(f.name, value, f.metadata)
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                check_value(f.name, item, f.metadata)
 
     def replace(self, **changes: Any) -> LabConfig:
         """A copy with some fields changed (unknown names are an error that lists the fields)."""
@@ -164,7 +151,7 @@ class LabConfig:
 
 
 def config_fields(cls: type[LabConfig]) -> list[tuple[dataclasses.Field, Any]]:
-    """(field, resolved type) of every field of a config class, in order."""
+    """(field, resolved type annotation) of every field of a config class, in order."""
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
@@ -319,15 +306,12 @@ def get_lab(name: str | Lab) -> Lab:
 def choose_size(explicit: str | None = None) -> tuple[str, str]:
     """(size, why): `explicit`, else `LABKIT_SIZE`, else smoke under `LABKIT_SMOKE=1`, else full on a
     GPU and laptop on a CPU."""
-    if explicit:
-        if explicit not in SIZES:
-            raise ConfigError(f"size must be one of {', '.join(SIZES)}, not {explicit!r}.")
-        return explicit, "chosen in the notebook"
     env = os.environ.get("LABKIT_SIZE", "").strip()
-    if env:
-        if env not in SIZES:
-            raise ConfigError(f"LABKIT_SIZE must be one of {', '.join(SIZES)}, not {env!r}.")
-        return env, f"LABKIT_SIZE={env}"
+    for given, what, why in ((explicit, "size", "chosen in the notebook"), (env, "LABKIT_SIZE", f"LABKIT_SIZE={env}")):
+        if given:
+            if given not in SIZES:
+                raise ConfigError(f"{what} must be one of {', '.join(SIZES)}, not {given!r}.")
+            return given, why
     from labkit import config
 
     if config.is_smoke():

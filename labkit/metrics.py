@@ -1,9 +1,5 @@
-"""Metrics that accumulate on the device, so the engine syncs with the host once per epoch.
-
-A metric turns a batch's `(outputs, targets)` into a sum over items (a 0-d tensor);
-the engine divides by the item count at the end of the epoch. Perplexity is derived
-from the mean loss instead.
-"""
+"""Metrics that accumulate on the device (a batch's sum over items, a 0-d tensor), so the engine syncs
+with the host once per epoch; perplexity is derived from the mean loss instead."""
 
 from __future__ import annotations
 
@@ -13,10 +9,9 @@ import torch
 
 
 class Metric:
-    """Base class: `name` is the History key suffix (`val_<name>`)."""
+    """`name` is the History key suffix (`val_<name>`); a `from_loss` metric is derived from the mean loss."""
 
     name: str = "metric"
-    #: derived metrics are computed from the mean loss, not from outputs
     from_loss: bool = False
 
     def batch_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -27,7 +22,8 @@ class Metric:
 
 
 class TopK(Metric):
-    """Fraction of items whose target is among the k largest outputs (k=1: accuracy)."""
+    """Fraction of items whose target is among the k largest outputs (k=1: accuracy, the argmax; never a
+    sampled label)."""
 
     def __init__(self, k: int = 1, name: str | None = None) -> None:
         self.k = k
@@ -39,13 +35,6 @@ class TopK(Metric):
         k = min(self.k, outputs.shape[-1])
         top = outputs.topk(k, dim=-1).indices
         return (top == targets.unsqueeze(-1)).any(dim=-1).sum()
-
-
-class Accuracy(TopK):
-    """Top-1 accuracy: argmax of the logits equals the target (never a sampled label)."""
-
-    def __init__(self) -> None:
-        super().__init__(1, "accuracy")
 
 
 class Perplexity(Metric):
@@ -72,7 +61,7 @@ def metric_from_name(name: str | Metric) -> Metric:
         return name
     key = name.lower()
     if key in ("accuracy", "acc", "top1"):
-        return Accuracy()
+        return TopK(1)
     if key.startswith("top") and key[3:].isdigit():
         return TopK(int(key[3:]))
     if key in ("perplexity", "ppl"):

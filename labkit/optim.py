@@ -1,6 +1,6 @@
 """The one place for optimizers and learning-rate schedules.
 
-Every lab builds its optimizer and scheduler from its config (`labkit.lab.LabConfig`):
+Every lab builds its optimizer and scheduler from its config (a `labkit.lab.LabConfig`):
 
     optimizer = make_optimizer(cfg, model)
     scheduler, interval = make_scheduler(cfg, optimizer, steps_per_epoch)   # interval: "epoch" | "step"
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,30 +40,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "nadam")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "warmup", "warmup_cosine", "onecycle", "plateau")
 #: schedules shaped by the planned run length (resuming them for another length would bend them)
 LENGTH_SHAPED = ("cosine", "warmup_cosine", "onecycle")
-
-
-class OptimSettings(Protocol):
-    """The config fields read here (every `LabConfig` has them)."""
-
-    epochs: int
-    lr: float
-    optimizer: str
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    decay_matrices_only: bool
-    schedule: str
-    step_size: int | None
-    gamma: float
-    milestones: tuple[int, ...] | None
-    warmup_steps: int
-    warmup_epochs: float
-    final_lr_fraction: float
-    pct_start: float
-    div_factor: float
-    final_div_factor: float
-    cycle_momentum: bool
-    patience_lr: int
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, matrices_only: bool = True) -> list[dict[str, Any]]:
@@ -94,7 +70,7 @@ def _fused(cls: type[torch.optim.Optimizer], groups: Iterable[dict[str, Any]], *
         return cls(groups, **kwargs)
 
 
-def make_optimizer(cfg: OptimSettings, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     """The config's optimizer over `model`'s trainable parameters."""
     groups = parameter_groups(model, cfg.weight_decay, cfg.decay_matrices_only)
     name = cfg.optimizer
@@ -110,7 +86,7 @@ def make_optimizer(cfg: OptimSettings, model: nn.Module) -> torch.optim.Optimize
     raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
 
 
-def warmup_steps(cfg: OptimSettings, steps_per_epoch: int) -> int:
+def warmup_steps(cfg: Any, steps_per_epoch: int) -> int:
     """Optimizer steps of linear warm-up: `warmup_steps + round(warmup_epochs x steps_per_epoch)`."""
     return int(cfg.warmup_steps) + round(cfg.warmup_epochs * steps_per_epoch)
 
@@ -129,13 +105,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def linear_warmup(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: lr/warmup, 2 lr/warmup, ... up to lr, then constant."""
-    warmup = max(1, warmup)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-
-
-def make_scheduler(cfg: OptimSettings, optimizer: torch.optim.Optimizer,
+def make_scheduler(cfg: Any, optimizer: torch.optim.Optimizer,
                    steps_per_epoch: int) -> tuple[Any, str]:
     """(scheduler or None, "epoch" | "step") for the config's schedule (see the module docstring)."""
     name, epochs = cfg.schedule, max(int(cfg.epochs), 1)
@@ -152,7 +122,8 @@ def make_scheduler(cfg: OptimSettings, optimizer: torch.optim.Optimizer,
         return sched.CosineAnnealingLR(optimizer, T_max=epochs), "epoch"
     total = max(epochs * steps_per_epoch, 1)
     if name == "warmup":
-        return linear_warmup(optimizer, warmup_steps(cfg, steps_per_epoch)), "step"
+        warmup = max(1, warmup_steps(cfg, steps_per_epoch))  # lr/warmup, 2 lr/warmup, ... lr, then constant
+        return sched.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup)), "step"
     if name == "warmup_cosine":
         return warmup_cosine(optimizer, warmup_steps(cfg, steps_per_epoch), total, cfg.final_lr_fraction), "step"
     if name == "onecycle":
@@ -164,12 +135,3 @@ def make_scheduler(cfg: OptimSettings, optimizer: torch.optim.Optimizer,
     raise ValueError(f"unknown schedule {name!r}: use one of {', '.join(SCHEDULES)}.")
 
 
-def milestone_epochs(cfg: OptimSettings) -> list[int]:
-    """Epochs after which a step/multistep schedule lowers the lr (for marking them on plots)."""
-    epochs = int(cfg.epochs)
-    if cfg.schedule == "multistep":
-        return [m for m in (cfg.milestones or [max(1, epochs // 2)]) if m < epochs]
-    if cfg.schedule == "step":
-        size = cfg.step_size or max(1, math.ceil(epochs / 3))
-        return list(range(size, epochs, size))
-    return []

@@ -1,13 +1,7 @@
-"""Training curves: a live plot for notebooks and static figures saved as PNG.
+"""Training curves and figures: static plots saved as PNG, and a live plot redrawn in place in a notebook.
 
-Figures are made with matplotlib's object API (no pyplot state), rendered to PNG
-and shown in one output area that is redrawn in place, at most every
-`every_seconds`, so a 50,000-epoch run is not slowed by drawing.
-
-What a run leaves in the notebook is plain output (a PNG and a text line, through
-IPython display handles, replaced in place on the next run): it is saved in the
-.ipynb and shown by any viewer, with or without a kernel, where a widget shows
-"Error displaying widget: model not found".
+What a run leaves in a notebook is plain output (a PNG and a text line through IPython display handles,
+replaced in place by the next run), so any viewer shows it without a kernel, unlike a widget.
 """
 
 from __future__ import annotations
@@ -36,21 +30,12 @@ def metric_groups(history: History, keys: Sequence[str] | None = None) -> dict[s
     return groups
 
 
-def plot_history(
-    history: History,
-    keys: Sequence[str] | None = None,
-    path: str | os.PathLike | None = None,
-    title: str | None = None,
-    mark_epochs: Sequence[float] = (),
-    mark_label: str = "",
-    log_loss: bool | None = None,
-    figure: Figure | None = None,
-    split_labels: Mapping[str, str] | None = None,
-) -> Figure:
+def plot_history(history: History, keys: Sequence[str] | None = None, path: str | os.PathLike | None = None,
+                 title: str | None = None, mark_epochs: Sequence[float] = (), mark_label: str = "",
+                 log_loss: bool | None = None, figure: Figure | None = None,
+                 split_labels: Mapping[str, str] | None = None) -> Figure:
     """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`.
-
-    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}.
-    """
+    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}."""
     groups = metric_groups(history, keys)
     fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
@@ -79,13 +64,8 @@ def plot_history(
     return fig
 
 
-def plot_curves(
-    histories: Mapping[str, History],
-    key: str,
-    path: str | os.PathLike | None = None,
-    title: str | None = None,
-    ax: Any = None,
-) -> Figure:
+def plot_curves(histories: Mapping[str, History], key: str, path: str | os.PathLike | None = None,
+                title: str | None = None, ax: Any = None) -> Figure:
     """Overlay one metric (e.g. 'val_accuracy') of several runs, for comparisons and ablations."""
     fig = ax.figure if ax is not None else new_figure((6, 3.6))
     ax = ax or fig.subplots()
@@ -137,11 +117,9 @@ def final_metrics(result: Any) -> str:
 
 
 class DisplaySlot:
-    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle).
-
-    The first `show` must run while the cell runs (later ones may come from a widget callback: the
-    front end routes them to the cell by their display id). Outside a kernel it does nothing.
-    """
+    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle). The
+    first `show` must run while the cell runs (later ones may come from a widget callback: the front end
+    routes them by display id). Outside a kernel it does nothing."""
 
     def __init__(self) -> None:
         self._handle: Any = None
@@ -162,7 +140,6 @@ class DisplaySlot:
             self._handle.update(obj, raw=raw)
 
     def show_text(self, text: str) -> None:
-        """A plain text line (text/plain only, so every viewer shows it as it is)."""
         self.show({"text/plain": text}, raw=True)
 
     def show_png(self, png: bytes) -> None:
@@ -271,12 +248,8 @@ def series_colors(n: int) -> list[Any]:
 
 def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: str = "",
                path: str | os.PathLike | None = None, cell: float = 1.2, empty: str = "nothing to show") -> Figure:
-    """Images (N, H, W) grey or (N, 3, H, W) colour, uint8 or float, in a grid with a caption under each.
-
-    Captions need one axes per image, which `torchvision.utils.make_grid` (one tiled image) cannot
-    give; without captions the images are tiled with make_grid. An empty set shows `empty` in a
-    figure of normal size instead of a blank area.
-    """
+    """Images (N, H, W) grey or (N, 3, H, W) colour, uint8 or float, in a grid with a caption under each
+    (one axes per image); without captions tiled by `torchvision.utils.make_grid`. An empty set shows `empty`."""
     import torch
 
     images = torch.as_tensor(images).detach().cpu()
@@ -286,8 +259,7 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
         ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=11)
-        if title:
-            ax.set_title(title)
+        ax.set_title(title)
         if path is not None:
             save_figure(fig, path)
         return fig
@@ -304,8 +276,7 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
         ax.imshow(tiled.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         ax.axis("off")
     else:
-        ncols = min(ncols, n)
-        nrows = math.ceil(n / ncols)
+        ncols, nrows = min(ncols, n), math.ceil(n / min(ncols, n))
         fig = new_figure((cell * ncols, cell * 1.2 * nrows + (0.4 if title else 0)))
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for i, ax in enumerate(axes):

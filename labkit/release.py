@@ -1,21 +1,13 @@
 """`labkit release`: write the student edition of the labs from the instructor sources.
 
-The instructor sources are `labs/NN_name.py` (jupytext percent format, paired with
-`labs/NN_name.ipynb`). An exercise is a cell tagged `exercise` whose solution sits
-between `### BEGIN SOLUTION` and `### END SOLUTION` lines, the markers nbgrader
-uses. The student edition replaces each solution region by
-`raise NotImplementedError("your code here")` at the marker's indentation (a
-markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell
-identical. Both editions carry nbgrader cell metadata: code exercise cells are
-"autograded answer" cells and the check cell after each exercise is an
-"autograder tests" cell worth one point; a written answer (a markdown cell tagged
-`exercise`, its model answer between the markers) is a "manually graded answer"
-worth `ANSWER_POINTS` (2) points. A course that uses nbgrader can put the
-instructor edition (`--nbgrader-source`) in its `source/` folder as is.
-
-A question the lab asks in prose (a markdown sentence ending in "?") is followed by
-its answer cell: `questions_without_answers(nb)` lists those that are not, and the
-editions test requires none.
+The sources are `labs/NN_name.py` (jupytext percent, paired with `labs/NN_name.ipynb`). An exercise is a
+cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` / `### END SOLUTION`
+lines; the student edition replaces each region by `raise NotImplementedError("your code here")` at the
+marker's indentation (a markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell.
+Both editions carry nbgrader metadata: code exercises are "autograded answer" cells, the check cell after
+each one an "autograder tests" cell worth a point, a written answer (a markdown exercise) a "manually
+graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition for nbgrader's
+`source/` folder.
 """
 
 from __future__ import annotations
@@ -65,8 +57,7 @@ class Lab:
 
 
 def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
-    """The labs under `labs_dir` (`*.py` percent sources), optionally only those whose name starts with one of
-    `names`."""
+    """The labs under `labs_dir` (`*.py` percent sources), or those whose name starts with one of `names`."""
     if not labs_dir.is_dir():
         raise ReleaseError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
     labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]
@@ -74,9 +65,8 @@ def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
         chosen = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
         unknown = [n for n in names if not any(lab.name.startswith(n) for lab in labs)]
         if unknown:
-            raise ReleaseError(
-                f"No lab matches {', '.join(unknown)}; available: {', '.join(lab.name for lab in labs)}."
-            )
+            available = ", ".join(lab.name for lab in labs)
+            raise ReleaseError(f"No lab matches {', '.join(unknown)}; available: {available}.")
         labs = chosen
     if not labs:
         raise ReleaseError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
@@ -89,9 +79,7 @@ def read_lab(lab: Lab) -> NotebookNode:
     if lab.notebook.exists():
         nb = combine_inputs_with_outputs(nb, jupytext.read(lab.notebook), fmt="py:percent")
     # Without a kernelspec JupyterLab asks students to pick a kernel; the .py source carries none.
-    nb.metadata.setdefault(
-        "kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"}
-    )
+    nb.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     jupytext_meta = nb.metadata.get("jupytext", {})
     if jupytext_meta.get("main_language") == nb.metadata["kernelspec"].get("language"):
         jupytext_meta.pop("main_language")  # implied by the kernelspec, as in the paired .ipynb
@@ -120,10 +108,8 @@ def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> 
         marker = line.strip()
         if marker == BEGIN_SOLUTION:
             if begin_line is not None:
-                raise ReleaseError(
-                    f"{where}, line {number}: {BEGIN_SOLUTION} inside the solution opened on line "
-                    f"{begin_line}; close it with {END_SOLUTION} first."
-                )
+                raise ReleaseError(f"{where}, line {number}: {BEGIN_SOLUTION} inside the solution opened on line "
+                                   f"{begin_line}; close it with {END_SOLUTION} first.")
             begin_line = number
             indent = line[: len(line) - len(line.lstrip())]
             out.extend(indent + stub_line for stub_line in stub.splitlines())
@@ -139,26 +125,14 @@ def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> 
 
 
 def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
-    meta = {
-        "grade": grade,
-        "grade_id": grade_id,
-        "locked": locked,
-        "schema_version": NBGRADER_SCHEMA_VERSION,
-        "solution": solution,
-        "task": False,
-    }
-    if points is not None:
-        meta["points"] = points
-    return meta
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA_VERSION,
+            "solution": solution, "task": False}
+    return meta if points is None else {**meta, "points": points}
 
 
 def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    """A copy of the instructor notebook with nbgrader metadata on exercise and check cells.
-
-    Checks the convention: solution markers only in cells tagged `exercise`, and every
-    exercise cell has a solution region. nbgrader metadata already present in the
-    source (e.g. an explicit `grade_id` or `points`) wins over the defaults.
-    """
+    """A copy of the instructor notebook with nbgrader metadata on exercise and check cells; markers outside
+    `exercise` cells, or an exercise without them, are refused. Metadata in the source wins over the defaults."""
     nb = copy.deepcopy(nb)
     exercise_count = 0
     awaiting_check = False
@@ -168,10 +142,8 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
             if cell.cell_type not in ("code", "markdown"):
                 raise ReleaseError(f"{where}: only code and markdown cells can be exercises.")
             if not has_markers(cell.source):
-                raise ReleaseError(
-                    f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
-                    "lines: put the solution between them (or remove the tag)."
-                )
+                raise ReleaseError(f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
+                                   "lines: put the solution between them (or remove the tag).")
             strip_solutions(cell.source, where=where)  # validates the markers
             exercise_count += 1
             if cell.cell_type == "markdown":  # a written answer: graded by hand, with points
@@ -184,11 +156,9 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
             cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
             awaiting_check = cell.cell_type == "code"
         elif has_markers(cell.source):
-            raise ReleaseError(
-                f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
-                f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is removed "
-                "from the student edition."
-            )
+            raise ReleaseError(f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
+                               f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
+                               "removed from the student edition.")
         elif awaiting_check and is_check(cell):
             default = _nbgrader(f"{lab_name}-check-{exercise_count}", solution=False, grade=True,
                                 locked=True, points=1)
@@ -199,57 +169,6 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     if duplicates:
         raise ReleaseError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
     return nb
-
-
-_QUESTION = re.compile(r"\?(\*\*|\*|_)?(\s|$)")
-
-
-def asks_question(cell: NotebookNode) -> bool:
-    """A markdown cell (not an answer) with a sentence ending in '?' outside code spans and math."""
-    if cell.cell_type != "markdown" or is_exercise(cell):
-        return False
-    text = re.sub(r"`[^`]*`|\$[^$]*\$", "", cell.source)
-    return bool(_QUESTION.search(text))
-
-
-def questions_without_answers(nb: NotebookNode) -> list[int]:
-    """1-based indices of markdown cells asking a question that no answer cell follows.
-
-    The answer may come right after the question, or after the code cells the question is about
-    (an answer cell before the next markdown cell counts).
-    """
-    missing = []
-    for index, cell in enumerate(nb.cells):
-        if not asks_question(cell):
-            continue
-        answered = False
-        for later in nb.cells[index + 1:]:
-            if is_exercise(later) and later.cell_type == "markdown":
-                answered = True
-                break
-            if later.cell_type == "markdown":
-                break
-        if not answered:
-            missing.append(index + 1)
-    return missing
-
-
-def solution_texts(nb: NotebookNode) -> list[str]:
-    """Every solution region of every exercise cell (markers excluded), for leak checks."""
-    texts = []
-    for cell in nb.cells:
-        if not is_exercise(cell):
-            continue
-        inside, lines = False, []
-        for line in cell.source.splitlines():
-            if line.strip() == BEGIN_SOLUTION:
-                inside, lines = True, []
-            elif line.strip() == END_SOLUTION:
-                inside = False
-                texts.append("\n".join(lines))
-            elif inside:
-                lines.append(line)
-    return texts
 
 
 def clear_outputs(nb: NotebookNode) -> NotebookNode:
@@ -280,12 +199,10 @@ def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
 def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
     """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
     ipynb_path.parent.mkdir(parents=True, exist_ok=True)
-    jupytext.write(nb, ipynb_path, fmt="ipynb")
-    if not with_py:
-        return [ipynb_path]
-    py_path = ipynb_path.with_suffix(".py")
-    jupytext.write(nb, py_path, fmt="py:percent")
-    return [ipynb_path, py_path]
+    paths = [ipynb_path, ipynb_path.with_suffix(".py")] if with_py else [ipynb_path]
+    for path in paths:
+        jupytext.write(nb, path, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+    return paths
 
 
 def release(labs_dir: Path, out: Path, names: list[str] | None = None,

@@ -1,11 +1,8 @@
 """Committed reference runs: what a student should expect to see, measured, with its provenance.
 
-`labkit reproduce <lab> --size laptop` runs the lab's reference experiment(s) into
-`results/<lab>/<size>/` — each run's `metrics.json` and figures, and `reference.json` with the
-exact command, device, wall time, torch version, labkit commit and date. The notebooks show those
-files beside the student's own run (`show_reference`) and say when a run is far off
-(`check_against_reference`); the README's results table is generated from them (`readme_table`),
-and a test keeps the two in step.
+`labkit reproduce <lab> --size laptop` runs the lab's reference experiment(s) into `results/<lab>/<size>/`
+and records `reference.json` (command, device, wall time, versions, commit, date). Notebooks show it beside
+the student's run (`show_reference`, `check_against_reference`); the README's table is generated from it.
 """
 
 from __future__ import annotations
@@ -37,19 +34,18 @@ def reference_dir(lab: str, size: str) -> Path:
 
 
 def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                              timeout=10, check=False).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10, check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent, timeout=10, check=False)
+        commit, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    commit = out.stdout.strip() or "unknown"
-    return commit + ("+changes" if dirty.stdout.strip() else "")
+    return (commit or "unknown") + ("+changes" if dirty else "")
 
 
 def provenance(command: Sequence[str], seconds: float, device: str) -> dict[str, Any]:
-    """Where and how a reference run was made."""
     import torch
 
     return {"command": " ".join(command), "device": device, "wall_seconds": round(seconds, 1),
@@ -58,7 +54,7 @@ def provenance(command: Sequence[str], seconds: float, device: str) -> dict[str,
 
 
 def _load() -> float | None:
-    """The machine's 1-minute load average when the run ended (a busy machine's wall times are longer)."""
+    """The 1-minute load average when the run ended (a busy machine's wall times are longer)."""
     try:
         return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
@@ -68,9 +64,7 @@ def _load() -> float | None:
 def load_reference(lab: str, size: str) -> dict[str, Any] | None:
     """`reference.json` of a lab and size (None when no reference run is committed)."""
     path = reference_dir(lab, size) / "reference.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def reference_label(ref: Mapping[str, Any]) -> str:
@@ -125,9 +119,7 @@ def check_against_reference(lab: str, size: str, run: str, key: str, value: floa
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # --- writing references -------------------------------------------------------------------------
@@ -205,19 +197,13 @@ def readme_section(root: Path | None = None) -> str:
     return f"{README_BEGIN}\n{readme_table(root)}\n{README_END}"
 
 
-def update_readme(readme: Path) -> bool:
-    """Replace the README's generated table; True when it changed."""
-    text = readme.read_text()
-    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
-    new = text[:start] + readme_section() + text[end:]
-    if new != text:
-        readme.write_text(new)
-    return new != text
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # --readme: replace the README's generated table
     if "--readme" in sys.argv:
-        changed = update_readme(Path(__file__).resolve().parent.parent / "README.md")
-        print("README results table " + ("updated" if changed else "already up to date"))
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        text = readme.read_text()
+        start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+        new = text[:start] + readme_section() + text[end:]
+        readme.write_text(new)
+        print("README results table " + ("updated" if new != text else "already up to date"))
     else:
         print(readme_table())

@@ -68,19 +68,16 @@ class Run:
     def checkpoint_dir(self) -> Path | None:
         return self.out_dir / "checkpoints" if self.out_dir is not None else None
 
-    @property
-    def best_checkpoint(self) -> Path | None:
-        path = self.checkpoint_dir / "best.pt" if self.checkpoint_dir is not None else None
+    def _checkpoint(self, name: str) -> Path | None:
+        path = self.checkpoint_dir / name if self.checkpoint_dir is not None else None
         return path if path is not None and path.is_file() else None
 
-    @property
-    def last_checkpoint(self) -> Path | None:
-        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir is not None else None
-        return path if path is not None and path.is_file() else None
+    best_checkpoint = property(lambda self: self._checkpoint("best.pt"))
+    last_checkpoint = property(lambda self: self._checkpoint("last.pt"))
 
     def summary(self) -> dict[str, Any]:
-        """The figures a run is judged by: the final train metrics, the best validation value and its
-        epoch, the chosen checkpoint's final-split metrics (e.g. test_accuracy), epochs and seconds."""
+        """The final train metrics, the best validation value and its epoch, the chosen checkpoint's
+        final-split metrics (e.g. test_accuracy), epochs and seconds."""
         h = self.history
         out: dict[str, Any] = {"size": self.config.size, "recipe": self.config.recipe,
                                "epochs_run": h.epoch[-1] if len(h) else 0}
@@ -117,13 +114,6 @@ LOCK_NAME = ".labkit-run.lock"
 RUN_OUTPUTS = ("checkpoints", "tensorboard", "metrics.json", "curves.png")
 
 
-def _lock_owner(lock: Path) -> dict[str, Any]:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 @contextlib.contextmanager
 def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
                  overwrite: bool = True) -> Iterator[None]:
@@ -134,11 +124,10 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
 
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
-    for name in ("checkpoints", "tensorboard"):
-        inner = out / name
+    for inner in (out / "checkpoints", out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
-            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {name} there. Move or delete "
-                                 "that file, or write the run elsewhere with --out DIR.")
+            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
+                                 "delete that file, or write the run elsewhere with --out DIR.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a parent is a file, or not writable
@@ -151,7 +140,10 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
-            owner = _lock_owner(lock)
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                owner = {}
             pid = owner.get("pid")
             stale = owner.get("host") == host and isinstance(pid, int) and not process_alive(pid)
             if not stale:
@@ -178,19 +170,14 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
                     f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
                     f"--resume {out / 'checkpoints' / 'last.pt'}, write this one elsewhere with --out DIR, or "
                     "replace it with --overwrite.")
-            for name in RUN_OUTPUTS:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
+            for target in (out / name for name in RUN_OUTPUTS):
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         yield
     finally:
         lock.unlink(missing_ok=True)
 
 
 def checkpoint_config(lab: Lab, cfg: LabConfig, info: Mapping[str, Any]) -> dict[str, Any]:
-    """What checkpoints store: the lab, every config field, and the model-shaping facts."""
     return {"lab": lab.name, **cfg.to_dict(), "model_info": dict(info)}
 
 
@@ -255,40 +242,41 @@ def run(
     return result
 
 
-def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, Any]:
-    """`labkit run <lab>`: the lab's own `main` where it returns a result, else one run of `cfg`, then
-    `report` (on rank 0)."""
-    lab = get_lab(lab)
-    custom = lab.main(cfg, args)
-    if custom is not None:
-        return custom
-    result = run(lab, cfg, resume=getattr(args, "resume", None), overwrite=getattr(args, "overwrite", False))
+# The commands' default runs; a lab whose `main`/`reference`/`smoke` hook returns a result replaces them.
+
+def _run_and_report(lab: Lab, cfg: LabConfig, **kwargs: Any) -> dict[str, Any]:
+    """One run of `cfg`, then the lab's `report` (on rank 0): its summary and the report's numbers."""
+    result = run(lab, cfg, **kwargs)
     main_process = not dist.launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
     return {**result.summary(), **((lab.report(result) or {}) if main_process else {})}
 
 
+def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, Any]:
+    """`labkit run <lab>`."""
+    lab = get_lab(lab)
+    custom = lab.main(cfg, args)
+    return custom if custom is not None else _run_and_report(
+        lab, cfg, resume=getattr(args, "resume", None), overwrite=getattr(args, "overwrite", False))
+
+
 def reference_runs(lab: str | Lab, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-    """`labkit reproduce`: the lab's own `reference`, else its first recipe at `size` into
-    `out_dir/<recipe>/`, then `report`; returns {name: the numbers to record}."""
+    """`labkit reproduce`: by default the first recipe at `size` into `out_dir/<recipe>/`; returns
+    {name: the numbers to record}."""
     lab = get_lab(lab)
     custom = lab.reference(size, out_dir)
     if custom is not None:
         return custom
     name = next(iter(lab.recipes))
-    result = run(lab, lab.config(size, out=str(Path(out_dir) / name)))
-    summary = {**result.summary(), **(lab.report(result) or {})}
+    summary = _run_and_report(lab, lab.config(size, out=str(Path(out_dir) / name)))
     keys = lab.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
     return {name: {k: summary[k] for k in keys if k in summary}}
 
 
 def smoke_run(lab: str | Lab, out_dir: Path) -> dict[str, Any]:
-    """`labkit smoke`: the lab's own `smoke`, else the smoke-size run into `out_dir`, then `report`."""
+    """`labkit smoke`: by default the smoke-size run into `out_dir`."""
     lab = get_lab(lab)
     custom = lab.smoke(out_dir)
-    if custom is not None:
-        return custom
-    result = run(lab, lab.config("smoke", out=str(out_dir)))
-    return {**result.summary(), **(lab.report(result) or {})}
+    return custom if custom is not None else _run_and_report(lab, lab.config("smoke", out=str(out_dir)))
 
 
 def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
@@ -500,7 +488,7 @@ def run_title(lab: Lab, result: Run) -> str:
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
-    """Write JSON atomically (temp file + rename), so a killed run never leaves half a file."""
+    """Written atomically: a killed run never leaves half a file."""
     from labkit.files import write_text_atomic
 
     return write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
@@ -510,12 +498,10 @@ def config_from_checkpoint(path: str | os.PathLike, expected_lab: str | None = N
                            **overrides: Any) -> LabConfig:
     """The config a checkpoint was trained with (its lab's `Config`), with some fields changed;
     `expected_lab`: refuse (`ForeignCheckpointError`) a checkpoint that another lab wrote."""
-    ckpt = load_checkpoint(path)
-    lab = _lab_of(ckpt.config, path)
+    lab, cfg = _saved_config(load_checkpoint(path).config, path)
     if expected_lab is not None and lab.name != expected_lab:
         raise ForeignCheckpointError(f"{path} was written by `labkit run {lab.name}`, not by {expected_lab}: "
                                      f"continue it with `labkit run {lab.name} --resume {path}`.")
-    cfg = lab.Config.from_dict(ckpt.config)
     return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -523,19 +509,20 @@ class ForeignCheckpointError(LabkitError, ValueError):
     """A checkpoint given to a lab that did not write it (`labkit run mnist --resume <a cifar10 run>`)."""
 
 
-def _lab_of(saved: Mapping[str, Any], path: str | os.PathLike) -> Lab:
+def _saved_config(saved: Mapping[str, Any], path: str | os.PathLike) -> tuple[Lab, LabConfig]:
+    """The lab that wrote a checkpoint and the config it saved."""
     name = saved.get("lab")
     if not isinstance(name, str) or not name:
         raise CheckpointError(f"{path} does not say which lab wrote it (no 'lab' in its config): it was not "
                               "written by `labkit run`, so its model cannot be rebuilt from it.")
-    return get_lab(name)
+    lab = get_lab(name)
+    return lab, lab.Config.from_dict(saved)
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu") -> Run:
     """Rebuild any lab's model from a checkpoint's own config and weights, reading the file once."""
     ckpt = load_checkpoint(path, map_location="cpu")
-    lab = _lab_of(ckpt.config, path)
-    cfg = lab.Config.from_dict(ckpt.config)
+    lab, cfg = _saved_config(ckpt.config, path)
     info = dict(ckpt.config.get("model_info") or {})
     model = lab.build_model(cfg, info)
     load_model_state(model, ckpt.payload["model"], source=f"checkpoint {path}", saved_class=ckpt.model_class)
@@ -546,11 +533,8 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
 
 
 def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write a checkpoint's model weights as a plain `state_dict` file (the course's hand-in format).
-
-    `model.load_state_dict(torch.load(out, weights_only=True))` reads it into a fresh model of the
-    same class, with no labkit needed (e.g. `MyConvNet()` for Lab 03's `hw7_<id>_<name>.pth`).
-    """
+    """Write a checkpoint's model weights as a plain `state_dict` file (the course's hand-in format), which
+    `model.load_state_dict(torch.load(out, weights_only=True))` reads with no labkit needed."""
     from labkit.files import atomic_write
 
     ckpt = load_checkpoint(checkpoint, map_location="cpu")

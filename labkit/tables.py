@@ -1,9 +1,4 @@
-"""Tables of results: Markdown text that a notebook shows as a rendered table and a terminal prints.
-
-`markdown_table(header, rows)` builds the text (the benches print it, the READMEs quote it);
-`Table` holds one and renders itself in Jupyter (`_repr_markdown_`) while `print()` gives the text;
-`show_table(...)` shows either, or any Markdown string, the right way for where it runs.
-"""
+"""Markdown tables: rendered in a notebook, printed as text in a terminal (the benches and READMEs quote them)."""
 
 from __future__ import annotations
 
@@ -19,10 +14,7 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> str:
-    """A markdown table; columns from `numeric_from` on are right-aligned (figures).
-
-    Cells are written with `str()`; a row with another number of cells than the header is refused.
-    """
+    """Columns from `numeric_from` on are right-aligned (figures); a row of the wrong length is refused."""
     header = [_cell(h) for h in header]
     align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -35,7 +27,7 @@ def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric
 
 
 class Table:
-    """A markdown table: rendered when it is a notebook cell's value, its text under `print()`/`str()`."""
+    """A markdown table: rendered when it is a notebook cell's value, its text under `print()`, `str()`, `repr()`."""
 
     def __init__(self, header: Sequence[Any], rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> None:
         self.header = list(header)
@@ -45,26 +37,15 @@ class Table:
     def _repr_markdown_(self) -> str:
         return self.markdown
 
-    def __str__(self) -> str:
-        return self.markdown
-
-    def __repr__(self) -> str:  # a terminal REPL shows the table itself, too
-        return self.markdown
+    __str__ = __repr__ = _repr_markdown_
 
 
 def show_table(table: str | Table | Any) -> None:
-    """Show a table: rendered (IPython Markdown) in a Jupyter notebook, printed as text elsewhere.
-
-    `table` is Markdown text, a `Table`, or any object with `_repr_markdown_()` (else its `str()`).
-    """
+    """Show Markdown text, a `Table` or anything with `_repr_markdown_()` (else its `str()`): rendered in a
+    notebook, printed elsewhere."""
     from labkit.plots import in_notebook
 
-    if isinstance(table, str):
-        text = table
-    elif hasattr(table, "_repr_markdown_"):
-        text = table._repr_markdown_()
-    else:
-        text = str(table)
+    text = table if isinstance(table, str) else getattr(table, "_repr_markdown_", table.__str__)()
     if in_notebook():
         from IPython.display import Markdown, display
 

@@ -1,18 +1,10 @@
 """One reusable training panel: an epochs slider, a log-scale learning-rate slider and a Train button.
 
-`TrainingPanel(train_fn, ...).show()` displays the panel and trains the default
-configuration once, synchronously, so a notebook run headless (nbval, `labkit
-smoke`) still trains and any error surfaces in that cell. Later clicks on Train
-retrain with the slider values; their errors are shown in the panel (a widget
-callback cannot raise into a cell).
-
-Widgets live only as long as their kernel: a saved notebook reopened later (or
-rendered on a site) shows "Error displaying widget: model not found" in their
-place. So under the panel, each run also leaves plain outputs, the last plot as a
-PNG and a text line with the result, replaced in place by the next run (one copy
-per panel), which are saved with the notebook and shown without a kernel. The
-live plot inside the panel is shown only while a run trains (the PNG under it is
-emptied meanwhile), so a live notebook shows the plot once, not twice.
+`show()` trains the default configuration once, in its cell (so a headless run trains and raises there);
+a click retrains with the slider values and shows its errors in the panel. A widget shows "Error
+displaying widget" in a notebook reopened without its kernel, so each run also leaves plain outputs under
+the panel (the plot as PNG and a result line, replaced by the next run); the live plot in the panel is
+shown only while a run trains, so the plot appears once.
 """
 
 from __future__ import annotations
@@ -30,16 +22,10 @@ TrainFn = Callable[[int, float, LivePlot], Any]
 
 
 class TrainingPanel:
-    """Sliders for epochs and learning rate plus a Train button around `train_fn`.
+    """Sliders for epochs and learning rate plus a Train button around `train_fn(epochs, lr, plot)`.
 
-    Args:
-        train_fn: called as `train_fn(epochs, lr, plot)`; give `plot` to `fit(callbacks=[plot])`.
-        epochs: default epochs.
-        epoch_choices: values the epochs slider offers (a list, e.g. [100, 1000, 10000, 50000]),
-            or a (min, max, step) triple for a linear slider.
-        lr: default learning rate.
-        lr_range: (low, high) of the log slider, default 1e-4 ... 1.
-        title: shown above the sliders.
+    `epoch_choices`: the values the epochs slider offers (e.g. [100, 1000, 10000]), or a (min, max, step)
+    triple for a linear slider; `lr_range`: the (low, high) of the log slider.
     """
 
     def __init__(self, train_fn: TrainFn, *, epochs: int, lr: float,
@@ -116,14 +102,11 @@ class TrainingPanel:
             self._leave_static_copy(drawn=self.plot.draws > draws)
 
     def _show_live_plot(self) -> None:
-        """While a run trains, the live widget plot is the one copy: the plain one (the last run's) is emptied."""
         self.image.layout.display = None
         if in_notebook() and self._static_plot.shown:
             self._static_plot.show_text("")
 
     def _leave_static_copy(self, drawn: bool = True) -> None:
-        """Show the run's plot (PNG) and result line as plain outputs, replacing the last run's, and hide the
-        live widget plot, so the plot appears once (and also in a notebook reopened without its kernel)."""
         self.image.layout.display = "none"
         if not in_notebook():
             return
@@ -146,7 +129,6 @@ class TrainingPanel:
                 traceback.print_exc()
 
     def show(self, train_now: bool = True) -> TrainingPanel:
-        """Display the panel; by default train the default configuration once (headless runs rely on it)."""
         from IPython.display import display
 
         display(self.widget)

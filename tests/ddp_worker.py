@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from labkit import distributed
-from labkit.checkpoint import CheckpointPolicy
+from labkit.checkpoint import CheckpointPolicy, unwrap
 from labkit.engine import fit
 
 FEATURES, CLASSES, TRAIN, VAL = 6, 3, 48, 20
@@ -71,7 +71,7 @@ def train(out_dir: Path, global_batch: int, epochs: int, loader_kind: str, progr
     )
     sampler = getattr(train_loader, "sampler", None)
     return {
-        "params": {k: v.detach().cpu().clone() for k, v in distributed.unwrap_model(model).state_dict().items()},
+        "params": {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()},
         "history": history.to_dict(),
         "sampler_epoch": getattr(sampler, "epoch", -1),
         "world_size": context.world_size,

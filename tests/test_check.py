@@ -6,18 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.check import (
-    CheckFailed,
-    check_class_indices,
-    check_close,
+from labkit.check import CheckFailed
+from labkit.labs.function_fitting.check import check_close, check_function
+from labkit.labs.mnist.check import (
     check_dtype,
-    check_function,
     check_in_range,
     check_logits,
     check_loss_decreasing,
     check_model_output,
     check_shape,
 )
+from labkit.labs.tiny_imagenet.check import check_class_indices
 
 
 def test_check_failed_is_an_assertion_error():

@@ -15,12 +15,13 @@ from labkit import runner
 from labkit.check import CheckFailed
 from labkit.cli import main
 from labkit.engine import predict
-from labkit.lab import ConfigError
+from labkit.lab import ConfigError, LabConfig
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.analysis import milestone_epochs
 from labkit.labs.cifar10.check import check_test_loop, reference_test
 from labkit.labs.cifar10.data import CIFAR10Split
-from labkit.optim import make_optimizer, make_scheduler, milestone_epochs
+from labkit.optim import make_optimizer, make_scheduler
 
 
 def epoch_lrs(cfg, steps: int = 391) -> list[float]:
@@ -384,3 +385,9 @@ def test_check_compares_on_the_labs_model():
 
 def test_check_on_the_labs_own_model_and_split(smoke_run):
     check_test_loop(solution, smoke_run.model, smoke_run.data.eval["test"], "cpu")
+
+
+def test_milestone_epochs_for_plots():
+    assert milestone_epochs(LabConfig(epochs=10, schedule="multistep")) == [5]
+    assert milestone_epochs(LabConfig(epochs=9, schedule="step", step_size=3)) == [3, 6]
+    assert milestone_epochs(LabConfig(epochs=9, schedule="cosine")) == []

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from labkit import distributed
+from labkit.checkpoint import unwrap
 from labkit.history import History
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,7 +133,7 @@ def test_single_process_fallbacks():
     assert (context.rank, context.world_size, context.backend) == (0, 1, None)
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap_model(model, "cpu") is model
-    assert distributed.unwrap_model(model) is model
+    assert unwrap(model) is model
     distributed.barrier()
     distributed.cleanup()
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}

@@ -205,7 +205,7 @@ def f(x):
     ### END SOLUTION
 
 # %%
-from labkit.check import check_function
+from labkit.labs.function_fitting.check import check_function
 check_function(f, lambda t: t**2, x, what="f")
 
 # %% tags=["exercise"]
@@ -214,7 +214,7 @@ total = float(f(x).sum())
 ### END SOLUTION
 
 # %%
-from labkit.check import check_close
+from labkit.labs.function_fitting.check import check_close
 check_close(total, float((x**2).sum()), what="total")
 
 # %% [markdown] tags=["exercise"]

@@ -226,12 +226,6 @@ def test_optimizers_and_weight_decay_groups():
     assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.9
 
 
-def test_milestone_epochs_for_plots():
-    assert optim.milestone_epochs(LabConfig(epochs=10, schedule="multistep")) == [5]
-    assert optim.milestone_epochs(LabConfig(epochs=9, schedule="step", step_size=3)) == [3, 6]
-    assert optim.milestone_epochs(LabConfig(epochs=9, schedule="cosine")) == []
-
-
 def test_choose_size(monkeypatch):
     monkeypatch.delenv("LABKIT_SIZE", raising=False)
     assert labmod.choose_size("laptop")[0] == "laptop"

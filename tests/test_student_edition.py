@@ -14,14 +14,65 @@ import pytest
 
 from labkit.release import (
     ANSWER_STUB,
+    BEGIN_SOLUTION,
+    END_SOLUTION,
     Lab,
     find_labs,
     is_exercise,
-    questions_without_answers,
     read_lab,
-    solution_texts,
     student_edition,
 )
+
+_QUESTION = re.compile(r"\?(\*\*|\*|_)?(\s|$)")
+
+
+def asks_question(cell) -> bool:
+    """A markdown cell (not an answer) with a sentence ending in '?' outside code spans and math."""
+    if cell.cell_type != "markdown" or is_exercise(cell):
+        return False
+    text = re.sub(r"`[^`]*`|\$[^$]*\$", "", cell.source)
+    return bool(_QUESTION.search(text))
+
+
+def questions_without_answers(nb) -> list[int]:
+    """1-based indices of markdown cells asking a question that no answer cell follows.
+
+    The answer may come right after the question, or after the code cells the question is about
+    (an answer cell before the next markdown cell counts).
+    """
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        if not asks_question(cell):
+            continue
+        answered = False
+        for later in nb.cells[index + 1:]:
+            if is_exercise(later) and later.cell_type == "markdown":
+                answered = True
+                break
+            if later.cell_type == "markdown":
+                break
+        if not answered:
+            missing.append(index + 1)
+    return missing
+
+
+def solution_texts(nb) -> list[str]:
+    """Every solution region of every exercise cell (markers excluded), for leak checks."""
+    texts = []
+    for cell in nb.cells:
+        if not is_exercise(cell):
+            continue
+        inside, lines = False, []
+        for line in cell.source.splitlines():
+            if line.strip() == BEGIN_SOLUTION:
+                inside, lines = True, []
+            elif line.strip() == END_SOLUTION:
+                inside = False
+                texts.append("\n".join(lines))
+            elif inside:
+                lines.append(line)
+    return texts
+
 
 LABS = find_labs(Path(__file__).resolve().parent.parent / "labs")
 

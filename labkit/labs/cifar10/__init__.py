@@ -26,10 +26,11 @@ from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_
 from labkit.engine import predict
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
 from labkit.labs.cifar10 import data as cifar
+from labkit.labs.cifar10.analysis import milestone_epochs
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.labs.cifar10.model import cifar_resnet
 from labkit.metrics import confusion_matrix
-from labkit.optim import SCHEDULES, milestone_epochs
+from labkit.optim import SCHEDULES
 from labkit.plots import (
     image_grid,
     integer_epochs,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from labkit.check import CheckFailed, check_class_indices, passed
+from labkit.check import CheckFailed, fail, passed, require
 
 
 def _as_mapping(answer: Mapping[str, int] | Sequence[tuple[str, int]]) -> dict[str, object]:
@@ -61,3 +61,25 @@ def check_val_labels(answer: Mapping[str, int] | Sequence[tuple[str, int]], root
             "order each image is scored against a different class and val accuracy stays at chance.")
     check_class_indices(labels, wnids, reference.class_to_idx, what="val labels")
     passed(f"all {len(files):,} val images are labelled with the training set's class indices")
+
+
+def check_class_indices(labels: Sequence[int], names: Sequence[str],
+                        reference: dict[str, int], what: str = "labels", hint: str | None = None) -> None:
+    """Class indices agree with a reference mapping (e.g. train's sorted wnids)."""
+    require(labels, what, hint)
+    labels = [int(v) for v in labels]
+    if len(labels) != len(names):
+        raise fail(f"{what}: {len(labels)} labels for {len(names)} items; give exactly one label per item.", hint)
+    unknown = sorted({n for n in names if n not in reference})
+    if unknown:
+        raise fail(f"{what}: {len(unknown)} class name(s) are not in the training classes "
+                   f"(e.g. {unknown[0]!r}); read the class of each item from the right column/folder.", hint)
+    wrong = [(n, got, reference[n]) for n, got in zip(names, labels) if reference[n] != got]
+    if wrong:
+        name, got, want = wrong[0]
+        raise fail(
+            f"{len(wrong)} of {len(labels)} {what} use a different class index than the training set "
+            f"(e.g. {name!r}: {got}, training uses {want}). Build the mapping once, from the sorted "
+            "class ids, and use it for both splits; otherwise accuracy stays at chance.", hint,
+        )
+    passed(f"{what} use the training set's class indices")
