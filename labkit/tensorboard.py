@@ -1,4 +1,4 @@
-"""TensorBoard logging behind one option: `fit(..., tensorboard="runs/x/tb")`.
+"""TensorBoard logging as a callback: `fit(..., callbacks=[TensorBoardLogger("runs/x/tb", hparams=cfg)])`.
 
 Scalars are grouped so train/val/test of one metric share a chart (`loss/train`,
 `loss/val`), the learning rate is logged, and hparams are written at the end.
@@ -55,7 +55,8 @@ def _hparam_value(value: Any) -> int | float | str | bool | None:
 
 
 class TensorBoardLogger(Callback):
-    """Log each epoch's History values and lr; write hparams with the final metrics at the end."""
+    """Log each epoch's History values and lr; write hparams with the final metrics at the end; given
+    `graph_input`, the model graph. Only rank 0 writes (other processes of a DDP run do nothing)."""
 
     def __init__(self, log_dir: str | os.PathLike, hparams: Mapping[str, Any] | None = None,
                  graph_input: Any = None) -> None:
@@ -65,6 +66,8 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
+        if not state.is_main:
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
@@ -76,6 +79,8 @@ class TensorBoardLogger(Callback):
             add_graph_or_summary(self.writer, unwrap(state.model), self.graph_input)
 
     def on_epoch_end(self, state: FitState) -> None:
+        if self.writer is None:
+            return
         history, epoch = state.history, state.epoch
         for key in history.keys():  # noqa: SIM118 - History iterates epochs, not keys
             value = history[key][-1]
