@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from labkit import config as _config
+from labkit import distributed
 from labkit.history import History, metric_mode
 
 
@@ -59,17 +60,14 @@ class Callback:
 
     order = 0
 
-    def on_fit_start(self, state: FitState) -> None:
-        pass
+    def on_fit_start(self, state: FitState) -> None: ...
 
     def on_step_end(self, state: FitState) -> None:
         """After every optimizer step (only callbacks that override it are called per step)."""
 
-    def on_epoch_end(self, state: FitState) -> None:
-        pass
+    def on_epoch_end(self, state: FitState) -> None: ...
 
-    def on_fit_end(self, state: FitState) -> None:
-        pass
+    def on_fit_end(self, state: FitState) -> None: ...
 
 
 def overriding(callbacks: list[Callback], hook: str) -> list[Callback]:
@@ -107,8 +105,7 @@ class EarlyStopping(Callback):
         if key not in state.history:
             raise KeyError(f"EarlyStopping monitors {key!r} but the run records {state.history.keys()}: "
                            "pass eval_data to fit() or monitor a train metric.")
-        waited = self.epochs_without_improvement(state.history, key)
-        if waited >= self.patience:
+        if (waited := self.epochs_without_improvement(state.history, key)) >= self.patience:
             best_epoch, best_value = state.history.best(key, self.mode)
             state.stop, state.stop_reason = True, (
                 f"early stopping at epoch {state.epoch} of {state.epochs}: no {key} improvement for "
@@ -154,8 +151,7 @@ class StopOnSignal(Callback):
     order = 20  # its on_fit_end raises: after every other callback has finished
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
+        self.requested, self._previous = False, {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         import signal
@@ -179,9 +175,8 @@ class StopOnSignal(Callback):
     def on_fit_end(self, state: FitState) -> None:
         import signal
 
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
+        while self._previous:
+            signal.signal(*self._previous.popitem())
         if self.requested and state.stop:
             raise KeyboardInterrupt(state.history.stop_reason)
 
@@ -190,11 +185,6 @@ class StopOnSignal(Callback):
 
 #: at most about this many epoch lines per fit in "lines" mode (Lab 01 fits run thousands of epochs)
 MAX_EPOCH_LINES = 20
-
-
-def _is_main() -> bool:
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _interactive() -> bool:
@@ -212,7 +202,7 @@ def progress_mode(progress: bool | None) -> str:
     """How a fit shows its epochs: "bar" (a notebook or a terminal), "lines" (a line per epoch where a bar
     cannot redraw: a log file, a pipe, CI) or "quiet" (progress off, or not rank 0). None follows
     `LABKIT_PROGRESS`; False is quiet except under the `labkit` command (lines)."""
-    if not _is_main():
+    if not distributed.is_main_process():
         return "quiet"
     enabled = _config.progress_enabled()
     wanted = enabled if progress is None else progress
@@ -284,8 +274,7 @@ class Progress(Callback):
         last = history.epoch[-1] if len(history) else self.start
         stopped = bool(history.stop_reason and (history.diverged or last < self.epochs))
         reason = ("⚠ " if history.diverged else "") + (history.stop_reason or "")
-        if self.bar is not None:
-            bar = self.bar
+        if (bar := self.bar) is not None:
             bar.n = max(last - self.start, 0)  # the epochs that ran, whatever the bar last drew
             if stopped:
                 bar.set_description_str(reason, refresh=False)
@@ -295,7 +284,7 @@ class Progress(Callback):
             if stopped and not history.diverged and pbar is not None:
                 # tqdm's notebook bar turns red ('danger') when it closes short of its total
                 pbar.bar_style = "success" if "early stopping" in reason else "warning"
-        elif stopped and _is_main():  # only rank 0 speaks under DDP
+        elif stopped and distributed.is_main_process():  # only rank 0 speaks under DDP
             self._print(reason)
 
     def _print(self, line: str) -> None:

@@ -64,9 +64,7 @@ def to_plain(value: Any) -> Any:
         return value.item()
     if hasattr(value, "tolist"):  # numpy arrays
         return value.tolist()
-    if isinstance(value, torch.device | torch.dtype):
-        return str(value)
-    return repr(value)
+    return str(value) if isinstance(value, torch.device | torch.dtype) else repr(value)
 
 
 @dataclass
@@ -83,36 +81,20 @@ class Checkpoint:
     partial: dict[str, Any] | None = None
 
 
-def build_payload(
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: Any = None,
-    epoch: int = 0,
-    history: History | None = None,
-    config: Mapping[str, Any] | None = None,
-    partial: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The checkpoint dictionary (plain types and tensors only).
-
-    `epoch` is the last *finished* epoch; `partial` marks a checkpoint written inside the next one
-    (its steps done and running sums), so a resume continues from that very step.
-    """
+def build_payload(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                  scaler: Any = None, epoch: int = 0, history: History | None = None,
+                  config: Mapping[str, Any] | None = None, partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dictionary (plain types and tensors only). `epoch` is the last *finished* epoch;
+    `partial` marks a checkpoint written inside the next one (its steps done and running sums), so a
+    resume continues from that very step."""
     inner = unwrap(model)
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "model_class": type(inner).__name__,
-        "model": inner.state_dict(),
+        "format": FORMAT, "version": VERSION, "model_class": type(inner).__name__, "model": inner.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": to_plain(scheduler.state_dict()) if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "epoch": int(epoch),
-        "history": (history or History()).to_dict(),
-        "rng": rng_state(),
-        "config": to_plain(dict(config or {})),
-        "partial": to_plain(dict(partial)) if partial is not None else None,
+        "epoch": int(epoch), "history": (history or History()).to_dict(), "rng": rng_state(),
+        "config": to_plain(dict(config or {})), "partial": to_plain(dict(partial)) if partial is not None else None,
         "torch_version": str(torch.__version__),
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

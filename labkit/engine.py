@@ -19,9 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit.callbacks import Callback, FitState, Progress, _bar, _is_main, overriding, progress_mode
+from labkit.callbacks import Callback, FitState, Progress, _bar, overriding, progress_mode
 from labkit.checkpoint import load_checkpoint
 from labkit.device import amp_dtype, model_device, pick_device, prepare_model
+from labkit.distributed import is_distributed as _distributed
+from labkit.distributed import is_main_process as _is_main
 from labkit.history import History
 from labkit.metrics import Metric, metric_from_name
 
@@ -65,25 +67,16 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -
     return batch
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
     """The autocast context for this device (AMP is used on CUDA only) and its dtype."""
     dtype = amp_dtype(device, amp)
-    if dtype is None:
-        return contextlib.nullcontext(), None
-    return torch.autocast("cuda", dtype=dtype), dtype
+    return (contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)), dtype
 
 
 class _Sums:
-    """Per-epoch loss and metric sums, kept on the device until the epoch ends.
-
-    Each step only appends the detached batch loss (and each metric's batch sum) to a list;
-    the epoch end combines them in one op and syncs once. For a full-batch epoch that is
-    no extra tensor op at all, which keeps fit() within a few percent of a bare loop.
-    """
+    """Per-epoch loss and metric sums, kept on the device until the epoch ends: each step appends the
+    detached batch loss (and each metric's batch sum) to a list; the epoch end combines them in one op and
+    syncs once. A full-batch epoch thus costs no extra tensor op (fit() stays close to a bare loop)."""
 
     def __init__(self, metrics: Sequence[Metric]) -> None:
         self.metrics = [m for m in metrics if not m.from_loss]
@@ -112,11 +105,8 @@ class _Sums:
             loss_sum = losses.sum() * self.sizes[0]
         else:
             loss_sum = losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
-        parts = [loss_sum]
-        for scores in self.scores:
-            parts.append(torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()))
-        parts.append(loss_sum.new_tensor(float(self.count)))
-        return torch.stack(parts)
+        parts = [torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()) for scores in self.scores]
+        return torch.stack([loss_sum, *parts, loss_sum.new_tensor(float(self.count))])
 
     def partial(self) -> list[float]:
         """This process's host totals so far (for a mid-epoch checkpoint; one sync)."""
@@ -140,9 +130,7 @@ class _Sums:
             if self.offset is not None:
                 *host, count = [a + b for a, b in zip([*host, count], self.offset)]
         n = max(count, 1.0)
-        out = {"loss": host[0] / n}
-        for value, metric in zip(host[1:], self.metrics):
-            out[metric.name] = value / n
+        out = {"loss": host[0] / n, **{metric.name: value / n for value, metric in zip(host[1:], self.metrics)}}
         for metric in self.derived:
             out[metric.name] = metric.derive(out["loss"])
         return out
@@ -150,9 +138,8 @@ class _Sums:
 
 def _collective_device() -> torch.device:
     """Tensors for all_reduce must live where the backend works: CUDA for nccl, CPU for gloo."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    nccl = torch.distributed.get_backend() == "nccl"
+    return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
 
 def _as_task(task: Task | None, loss_fn: nn.Module | None) -> Task:
@@ -166,19 +153,10 @@ EVAL_BAR_BATCHES = 10
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Iterable[Batch],
-    *,
-    task: Task | None = None,
-    loss_fn: nn.Module | None = None,
-    metrics: Sequence[str | Metric] = ("accuracy",),
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool | None = False,
-    desc: str = "evaluating",
-) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = None, loss_fn: nn.Module | None = None,
+             metrics: Sequence[str | Metric] = ("accuracy",), device: str | torch.device | None = None,
+             amp: bool = False, channels_last: bool = False, progress: bool | None = False,
+             desc: str = "evaluating") -> dict[str, float]:
     """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91}).
 
     `progress`: True shows a batch bar for a split of at least `EVAL_BAR_BATCHES` batches (a large
@@ -214,10 +192,8 @@ def evaluate(
 @torch.no_grad()
 def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.device | None = None,
             amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU.
-
-    The model is evaluated in eval mode and put back in the mode it was in.
-    """
+    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval
+    mode; the model is put back in the mode it was in)."""
     device = pick_device(device) if device is not None else model_device(model)
     autocast, _ = _autocast(device, amp)
     outputs, targets = [], []
@@ -243,18 +219,10 @@ def _set_epoch(data: Any, epoch: int) -> None:
             return
 
 
-def _eval_sets(eval_data: Any) -> dict[str, Iterable[Batch]]:
-    if eval_data is None:
-        return {}
-    return dict(eval_data) if isinstance(eval_data, Mapping) else {"val": eval_data}
-
-
 def divergence_message(epoch: int, loss: float, lr: float) -> str:
-    return (
-        f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate "
-        f"{lr:g}. The steps overshoot the minimum and grow each epoch. Lower the learning rate "
-        f"(try {lr / 10:g}), or clip gradients with grad_clip=1.0."
-    )
+    return (f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate {lr:g}. The "
+            f"steps overshoot the minimum and grow each epoch. Lower the learning rate (try {lr / 10:g}), or clip "
+            "gradients with grad_clip=1.0.")
 
 
 class Trainer:
@@ -376,7 +344,7 @@ def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer
       `history.stop_reason` naming the learning rate; nothing is raised.
     """
     trainer = Trainer(model, optimizer, task=_as_task(task, loss_fn), metrics=metrics, scheduler=scheduler, **step)
-    eval_sets = _eval_sets(eval_data)
+    eval_sets = dict(eval_data) if isinstance(eval_data, Mapping) else {} if eval_data is None else {"val": eval_data}
     monitor = trainer.monitor or ("val_loss" if "val" in eval_sets else f"{next(iter(eval_sets), 'train')}_loss")
     history, start, partial = History(), 0, None
     if resume_from is not None:
@@ -448,12 +416,9 @@ def _after_step(state: FitState, hooks: list[Callback]) -> Callable[[int, _Sums]
         state.step, state.sums = steps, sums
         for cb in hooks:
             cb.on_step_end(state)
-        if not distributed:
-            return state.stop
-        if steps % STOP_CHECK_EVERY:
-            return False
-        state.stop = _agree_to_stop(state.stop)
-        return state.stop
+        if distributed and steps % STOP_CHECK_EVERY == 0:
+            state.stop = _agree_to_stop(state.stop)
+        return state.stop and (not distributed or steps % STOP_CHECK_EVERY == 0)
 
     return after_step
 

@@ -46,14 +46,6 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
         model.train(was_training)
 
 
-def _hparam_value(value: Any) -> int | float | str | bool | None:
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if value is None:
-        return None
-    return str(value)
-
-
 class TensorBoardLogger(Callback):
     """Log each epoch's History values and lr; write hparams with the final metrics at the end; given
     `graph_input`, the model graph. Only rank 0 writes (other processes of a DDP run do nothing)."""
@@ -93,7 +85,8 @@ class TensorBoardLogger(Callback):
             return
         history = state.history
         if self.hparams and len(history):
-            params = {k: v for k, v in ((k, _hparam_value(v)) for k, v in self.hparams.items()) if v is not None}
+            params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                      for k, v in self.hparams.items() if v is not None}
             final = {f"hparam/{k}": history[k][-1] for k in history.keys()}  # noqa: SIM118
             self.writer.add_hparams(params, final, run_name=".")
         self.writer.close()
@@ -108,9 +101,8 @@ def headless_reason() -> str | None:
         return "LABKIT_HEADLESS is set"
     if not in_notebook():
         return "not in a notebook"
-    if os.environ.get("LABKIT_SMOKE") == "1":
-        return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)"
-    return None
+    return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)" if os.environ.get("LABKIT_SMOKE") == "1" \
+        else None
 
 
 def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import callbacks, cli, config
+from labkit import callbacks, cli, config, distributed
 from labkit.callbacks import EarlyStopping, Progress
 from labkit.engine import fit
 from labkit.lab import lab_names
@@ -72,7 +72,7 @@ def test_quiet_mode_still_says_why_a_run_stopped_once(capsys):
 
 def test_other_ranks_print_nothing_not_even_the_stop_reason(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROGRESS", "1")
-    monkeypatch.setattr(callbacks, "_is_main", lambda: False)  # as on rank 1 under DDP
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)  # as on rank 1 under DDP
     history = _early_stopping_fit()
     assert history.stop_reason.startswith(REASON)
     assert capsys.readouterr().out == ""
