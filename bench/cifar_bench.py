@@ -88,6 +88,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 from throughput import Speed, TrainingTimer, alternate, endless, markdown_table, spread_text, synchronize
 
 from labkit import config
+from labkit.callbacks import Progress
 from labkit.engine import fit
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10.data import CIFAR10Split
@@ -295,7 +296,7 @@ class FitTimer:
     def _fit(self, steps: int) -> _Chunk:
         chunk = _Chunk(self.stream, steps)
         fit(self.model, chunk, epochs=1, optimizer=self.optimizer, loss_fn=nn.CrossEntropyLoss(),
-            device=self.device, amp=self.amp, channels_last=self.amp, progress=False)
+            device=self.device, amp=self.amp, channels_last=self.amp, callbacks=[Progress(False)])
         return chunk
 
     def run(self, steps: int) -> None:

@@ -23,6 +23,7 @@ import time
 import torch
 from torch import nn
 
+from labkit.callbacks import Progress
 from labkit.engine import fit
 from labkit.labs.function_fitting import course_function, sample
 from labkit.labs.function_fitting.model import MLP
@@ -50,7 +51,7 @@ def labkit_fit(epochs: int, x: torch.Tensor, y: torch.Tensor) -> float:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     start = time.perf_counter()
     history = fit(model, [(x, y)], epochs=epochs, optimizer=optimizer, loss_fn=nn.MSELoss(), device="cpu",
-                  progress=False)
+                  callbacks=[Progress(False)])
     elapsed = time.perf_counter() - start
     assert len(history) == epochs and not history.diverged
     return elapsed

@@ -95,7 +95,7 @@ import torch
 from throughput import endless, synchronize
 from torch import nn
 
-from labkit.callbacks import Callback
+from labkit.callbacks import Callback, Progress
 from labkit.tables import markdown_table
 
 SECTIONS = ("smoke", "resume", "throughput", "ddp")
@@ -561,7 +561,7 @@ class StepLimit(Callback):
     def on_step_end(self, state: Any) -> None:
         self.done = state.step
         if state.step >= self.steps:
-            state.stop_now = True
+            state.stop = True
 
 
 class Side:
@@ -612,7 +612,7 @@ class LabkitSide(Side):
         limit = StepLimit(steps)
         fit(self.model, self.loader, epochs=1, optimizer=self.optimizer, task=self.task, device=self.device,
             amp=self.case.amp, channels_last=self.case.channels_last, grad_clip=self.grad_clip,
-            callbacks=[limit], progress=False)
+            callbacks=[limit, Progress(False)])
         if limit.done != steps:
             raise RuntimeError(f"fit ran {limit.done} steps, not {steps}")
 

@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 from throughput import spread_text
 
 from labkit import config
-from labkit.callbacks import Callback
+from labkit.callbacks import Callback, Progress
 from labkit.engine import Task, evaluate, fit
 from labkit.labs import lm as lab
 from labkit.labs.lm import data as wikitext
@@ -231,7 +231,7 @@ def train_labkit(ids: torch.Tensor, ntokens: int, budget_s: float, cfg: lab.Conf
     start = time.perf_counter()
     history = fit(model, train, epochs=10_000, optimizer=optimizer, task=LMTask(), metrics=("perplexity",),
                   scheduler=scheduler, scheduler_interval="step", device="cpu", grad_clip=cfg.grad_clip,
-                  callbacks=[budget], progress=False)
+                  callbacks=[budget, Progress(False)])
     seconds = time.perf_counter() - start
     return {"model": model, "seconds": seconds, "tokens": train.tokens, "batches": train.count,
             "epochs": train.count / len(train.batches), "batch": cfg.batch_size, "history": history}
@@ -299,7 +299,7 @@ def tooling(ids: torch.Tensor, ntokens: int, batches: int, rounds: int, seed: in
                         p.data.add_(p.grad, alpha=-5.0)
             else:
                 fit(side["model"], chunk_batches, epochs=1, optimizer=side["optimizer"], task=task,
-                    device="cpu", grad_clip=0.25, progress=False)
+                    device="cpu", grad_clip=0.25, callbacks=[Progress(False)])
             side["speeds"].append(tokens / (time.perf_counter() - start))
     return {name: side["speeds"] for name, side in sides.items()}
 

@@ -70,7 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 from throughput import Speed, alternate, endless, spread_text, synchronize
 
 from labkit import runner
-from labkit.callbacks import Callback, FitState
+from labkit.callbacks import Callback, FitState, Progress
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import describe_device, pick_device, seed_everything
 from labkit.engine import SupervisedTask, evaluate, fit
@@ -193,7 +193,7 @@ class LabkitFit(Side):
     def train(self, steps: int) -> int:
         chunk = Batches(self.stream, steps)
         fit(self.model, chunk, epochs=1, optimizer=self.optimizer, task=NLL, device=self.device, amp=False,
-            channels_last=False, progress=False)
+            channels_last=False, callbacks=[Progress(False)])
         return chunk.images
 
 
@@ -293,7 +293,7 @@ class TimeToTarget(Callback):
         epochs = self.steps / self.steps_per_epoch
         self.attempt.points.append((self.trained, epochs, acc))
         if acc >= self.attempt.target or (capped and self.steps != self.planned):  # not at fit's own end
-            state.stop_now = True
+            state.stop = True
             state.stop_reason = "target reached" if acc >= self.attempt.target else "epoch cap"
         synchronize(self.device)
         self.started = time.perf_counter()
@@ -341,7 +341,7 @@ def run_fit_recipe(recipe: str, source: mnist_data.MNISTData, test: TensorLoader
                          planned=run_epochs * steps)
     fit(model, train, epochs=run_epochs,
         optimizer=optimizer, task=NLL, scheduler=scheduler, scheduler_interval=interval, device=device,
-        amp=False, channels_last=channels_last, callbacks=[clock], progress=False)
+        amp=False, channels_last=channels_last, callbacks=[clock, Progress(False)])
     return attempt
 
 

@@ -187,10 +187,11 @@ class FitTimer(TrainingTimer):
         synchronize(self.device)
 
     def _train(self, steps: int) -> None:
+        from labkit.callbacks import Progress
         from labkit.engine import fit
 
         fit(self.model, _Chunk(self, steps), epochs=1, optimizer=self.optimizer, loss_fn=self.loss_fn,
-            device=self.device, amp=self.fast_math, channels_last=self.fast_math, progress=False)
+            device=self.device, amp=self.fast_math, channels_last=self.fast_math, callbacks=[Progress(False)])
 
 
 class _Chunk:

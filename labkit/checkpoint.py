@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import math
 import os
 import pickle
 import time
@@ -63,9 +64,7 @@ def to_plain(value: Any) -> Any:
         return value.item()
     if hasattr(value, "tolist"):  # numpy arrays
         return value.tolist()
-    if isinstance(value, torch.device | torch.dtype):
-        return str(value)
-    return repr(value)
+    return str(value) if isinstance(value, torch.device | torch.dtype) else repr(value)
 
 
 @dataclass
@@ -82,36 +81,20 @@ class Checkpoint:
     partial: dict[str, Any] | None = None
 
 
-def build_payload(
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: Any = None,
-    epoch: int = 0,
-    history: History | None = None,
-    config: Mapping[str, Any] | None = None,
-    partial: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The checkpoint dictionary (plain types and tensors only).
-
-    `epoch` is the last *finished* epoch; `partial` marks a checkpoint written inside the next one
-    (its steps done and running sums), so a resume continues from that very step.
-    """
+def build_payload(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                  scaler: Any = None, epoch: int = 0, history: History | None = None,
+                  config: Mapping[str, Any] | None = None, partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dictionary (plain types and tensors only). `epoch` is the last *finished* epoch;
+    `partial` marks a checkpoint written inside the next one (its steps done and running sums), so a
+    resume continues from that very step."""
     inner = unwrap(model)
     return {
-        "format": FORMAT,
-        "version": VERSION,
-        "model_class": type(inner).__name__,
-        "model": inner.state_dict(),
+        "format": FORMAT, "version": VERSION, "model_class": type(inner).__name__, "model": inner.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": to_plain(scheduler.state_dict()) if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "epoch": int(epoch),
-        "history": (history or History()).to_dict(),
-        "rng": rng_state(),
-        "config": to_plain(dict(config or {})),
-        "partial": to_plain(dict(partial)) if partial is not None else None,
+        "epoch": int(epoch), "history": (history or History()).to_dict(), "rng": rng_state(),
+        "config": to_plain(dict(config or {})), "partial": to_plain(dict(partial)) if partial is not None else None,
         "torch_version": str(torch.__version__),
         "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -314,9 +297,11 @@ def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any]
 
 @dataclass
 class CheckpointPolicy(Callback):
-    """Which checkpoints a run keeps, in `directory`:
+    """Which checkpoints a run keeps, in `directory` (rank 0 writes them; `config` is stored in each):
 
-    * `last.pt` every `every` epochs (0: never),
+    * `last.pt` every `every` epochs (0: never) and at the run's end, also inside an epoch every
+      `every_steps` optimizer steps or `every_seconds` (None: only at epoch ends), and where the run
+      stopped inside an epoch (a time budget, Ctrl-C: fit's stop reason then says how to resume),
     * `epoch_NNN.pt` at each epoch in `at_epochs` (e.g. (5, 10) to compare them later),
     * `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise).
     """
@@ -327,73 +312,58 @@ class CheckpointPolicy(Callback):
     best: bool = True
     monitor: str | None = None
     mode: str | None = None
-    #: also write last.pt inside epochs, every this many optimizer steps / seconds (None: only at ends)
     every_steps: int | None = None
     every_seconds: float | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
         return Path(self.directory)
 
     def on_fit_start(self, state: FitState) -> None:
-        self._last_saved = state.epoch
-        self._last_time = time.perf_counter()
+        self._last_saved, self._last_time = state.epoch, time.perf_counter()
 
     def on_step_end(self, state: FitState) -> None:
-        """A mid-epoch last.pt every `every_steps` steps or `every_seconds` (only when configured)."""
         if getattr(self, "_last_time", None) is None:  # used without on_fit_start: count from the first step
             self._last_time = time.perf_counter()
-        due = (self.every_steps and state.step % self.every_steps == 0) or (
-            self.every_seconds and time.perf_counter() - self._last_time >= self.every_seconds)
-        if due:
+        if (self.every_steps and state.step % self.every_steps == 0) or (
+                self.every_seconds and time.perf_counter() - self._last_time >= self.every_seconds):
             self.save_mid_epoch(state)
 
     def save_mid_epoch(self, state: FitState) -> Path | None:
         """Write last.pt at the current step of the current epoch (exact resume); its path (rank 0)."""
-        partial = {"epoch": state.epoch, "steps": state.step,
-                   "sums": state.sums.partial() if state.sums is not None else [],
-                   "lr": state.epoch_lr, "seconds": state.epoch_seconds()}
+        partial = {"epoch": state.epoch, "steps": state.step, "lr": state.epoch_lr, "seconds": state.epoch_seconds(),
+                   "sums": state.sums.partial() if state.sums is not None else []}
         self._last_time = time.perf_counter()
-        if not state.is_main:
-            return None
-        payload = build_payload(
-            model=state.model, optimizer=state.optimizer, scheduler=state.scheduler, scaler=state.scaler,
-            epoch=state.epoch - 1, history=state.history, config=state.config, partial=partial)
-        return write_atomic(payload, self.path / "last.pt")
-
-    def on_fit_end(self, state: FitState) -> None:
-        """`last.pt` also at the run's end when `every` skipped it (e.g. every=500 of 2,000 epochs)."""
-        h = state.history
-        finished = len(h) and h.epoch[-1] == state.epoch and not h.diverged  # not mid-epoch, not NaN
-        if state.is_main and self.every and finished and getattr(self, "_last_saved", 0) < state.epoch:
-            self._save(state, [self.path / "last.pt"])
+        return self._save(state, ["last.pt"], epoch=state.epoch - 1, partial=partial) if state.is_main else None
 
     def on_epoch_end(self, state: FitState) -> None:
-        if not state.is_main:
-            return
-        epoch = state.epoch
-        targets: list[Path] = []
-        if self.every and epoch % self.every == 0:
-            targets.append(self.path / "last.pt")
-        if epoch in set(self.at_epochs):
-            targets.append(self.path / f"epoch_{epoch:03d}.pt")
-        if self.best:
-            key = self.monitor or state.monitor
-            try:
-                best_epoch, _ = state.history.best(key, self.mode or metric_mode(key))
-            except (KeyError, ValueError):
-                best_epoch = -1
-            if best_epoch == epoch:
-                targets.append(self.path / "best.pt")
-        if targets:
-            self._save(state, targets)
+        epoch, key = state.epoch, self.monitor or state.monitor
+        names = ["last.pt"] if self.every and epoch % self.every == 0 else []
+        names += [f"epoch_{epoch:03d}.pt"] if epoch in set(self.at_epochs) else []
+        if self.best and key in state.history and any(map(math.isfinite, state.history[key])):
+            names += ["best.pt"] if state.history.best(key, self.mode or metric_mode(key))[0] == epoch else []
+        if names and state.is_main:
+            self._save(state, names)
 
-    def _save(self, state: FitState, targets: list[Path]) -> None:
-        if self.path / "last.pt" in targets:
+    def on_fit_end(self, state: FitState) -> None:
+        """A mid-epoch last.pt where the run stopped inside an epoch; else `last.pt` at the run's end when
+        `every` skipped it (e.g. every=500 of 2,000 epochs)."""
+        h = state.history
+        if state.stopped_mid_epoch:
+            path = self.save_mid_epoch(state)
+            if path is not None:
+                h.stop_reason = f"{h.stop_reason}; resume with --resume {path}"
+        elif state.is_main and self.every and len(h) and h.epoch[-1] == state.epoch and not h.diverged \
+                and getattr(self, "_last_saved", 0) < state.epoch:
+            self._save(state, ["last.pt"])
+
+    def _save(self, state: FitState, names: list[str], epoch: int | None = None, partial: Any = None) -> Path:
+        if "last.pt" in names and partial is None:
             self._last_saved = state.epoch
-        payload = build_payload(
-            model=state.model, optimizer=state.optimizer, scheduler=state.scheduler,
-            scaler=state.scaler, epoch=state.epoch, history=state.history, config=state.config,
-        )
-        for target in targets:
-            write_atomic(payload, target)
+        payload = build_payload(model=state.model, optimizer=state.optimizer, scheduler=state.scheduler,
+                                scaler=state.scaler, epoch=state.epoch if epoch is None else epoch,
+                                history=state.history, config=self.config, partial=partial)
+        for name in names:
+            write_atomic(payload, self.path / name)
+        return self.path / names[-1]

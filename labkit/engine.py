@@ -1,10 +1,10 @@
 """The one training loop every lab uses: `fit()` and `evaluate()`.
 
-A `Task` turns one batch into `(loss, outputs, targets)`; everything else —
-devices, AMP, channels_last, gradient clipping, schedulers, metrics, early
-stopping, checkpoints, resume, TensorBoard, progress bars, distributed
-all-reduce — is handled here once. Losses and metric sums stay on the device
-and the host syncs once per epoch, so tiny steps cost almost nothing extra.
+A `Task` turns one batch into `(loss, outputs, targets)`; a `Trainer` runs the steps (devices, AMP,
+channels_last, gradient clipping, schedulers, metrics, distributed all-reduce); `fit` is the epoch
+loop — train, evaluate, schedule, callbacks — and everything else (progress, early stopping,
+checkpoints, TensorBoard, time budgets, signals) is a callback. Losses and metric sums stay on the
+device and the host syncs once per epoch, so tiny steps cost almost nothing extra.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from labkit import config as _config
-from labkit.callbacks import Callback, EarlyStopping, FitState
-from labkit.checkpoint import CheckpointPolicy, load_checkpoint
+from labkit.callbacks import Callback, FitState, Progress, _bar, overriding, progress_mode
+from labkit.checkpoint import load_checkpoint
 from labkit.device import amp_dtype, model_device, pick_device, prepare_model
+from labkit.distributed import is_distributed as _distributed
+from labkit.distributed import is_main_process as _is_main
 from labkit.history import History
 from labkit.metrics import Metric, metric_from_name
 
@@ -67,29 +67,16 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -
     return batch
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _is_main() -> bool:
-    return not _distributed() or torch.distributed.get_rank() == 0
-
-
 def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
     """The autocast context for this device (AMP is used on CUDA only) and its dtype."""
     dtype = amp_dtype(device, amp)
-    if dtype is None:
-        return contextlib.nullcontext(), None
-    return torch.autocast("cuda", dtype=dtype), dtype
+    return (contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)), dtype
 
 
 class _Sums:
-    """Per-epoch loss and metric sums, kept on the device until the epoch ends.
-
-    Each step only appends the detached batch loss (and each metric's batch sum) to a list;
-    the epoch end combines them in one op and syncs once. For a full-batch epoch that is
-    no extra tensor op at all, which keeps fit() within a few percent of a bare loop.
-    """
+    """Per-epoch loss and metric sums, kept on the device until the epoch ends: each step appends the
+    detached batch loss (and each metric's batch sum) to a list; the epoch end combines them in one op and
+    syncs once. A full-batch epoch thus costs no extra tensor op (fit() stays close to a bare loop)."""
 
     def __init__(self, metrics: Sequence[Metric]) -> None:
         self.metrics = [m for m in metrics if not m.from_loss]
@@ -118,11 +105,8 @@ class _Sums:
             loss_sum = losses.sum() * self.sizes[0]
         else:
             loss_sum = losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
-        parts = [loss_sum]
-        for scores in self.scores:
-            parts.append(torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()))
-        parts.append(loss_sum.new_tensor(float(self.count)))
-        return torch.stack(parts)
+        parts = [torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()) for scores in self.scores]
+        return torch.stack([loss_sum, *parts, loss_sum.new_tensor(float(self.count))])
 
     def partial(self) -> list[float]:
         """This process's host totals so far (for a mid-epoch checkpoint; one sync)."""
@@ -146,9 +130,7 @@ class _Sums:
             if self.offset is not None:
                 *host, count = [a + b for a, b in zip([*host, count], self.offset)]
         n = max(count, 1.0)
-        out = {"loss": host[0] / n}
-        for value, metric in zip(host[1:], self.metrics):
-            out[metric.name] = value / n
+        out = {"loss": host[0] / n, **{metric.name: value / n for value, metric in zip(host[1:], self.metrics)}}
         for metric in self.derived:
             out[metric.name] = metric.derive(out["loss"])
         return out
@@ -156,9 +138,8 @@ class _Sums:
 
 def _collective_device() -> torch.device:
     """Tensors for all_reduce must live where the backend works: CUDA for nccl, CPU for gloo."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    nccl = torch.distributed.get_backend() == "nccl"
+    return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
 
 def _as_task(task: Task | None, loss_fn: nn.Module | None) -> Task:
@@ -167,20 +148,15 @@ def _as_task(task: Task | None, loss_fn: nn.Module | None) -> Task:
     return task if task is not None else SupervisedTask(loss_fn)
 
 
+#: evaluation (and a training epoch) shows a batch bar, where bars are shown, from this many batches
+EVAL_BAR_BATCHES = 10
+
+
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Iterable[Batch],
-    *,
-    task: Task | None = None,
-    loss_fn: nn.Module | None = None,
-    metrics: Sequence[str | Metric] = ("accuracy",),
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    progress: bool | None = False,
-    desc: str = "evaluating",
-) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = None, loss_fn: nn.Module | None = None,
+             metrics: Sequence[str | Metric] = ("accuracy",), device: str | torch.device | None = None,
+             amp: bool = False, channels_last: bool = False, progress: bool | None = False,
+             desc: str = "evaluating") -> dict[str, float]:
     """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91}).
 
     `progress`: True shows a batch bar for a split of at least `EVAL_BAR_BATCHES` batches (a large
@@ -216,10 +192,8 @@ def evaluate(
 @torch.no_grad()
 def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.device | None = None,
             amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU.
-
-    The model is evaluated in eval mode and put back in the mode it was in.
-    """
+    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval
+    mode; the model is put back in the mode it was in)."""
     device = pick_device(device) if device is not None else model_device(model)
     autocast, _ = _autocast(device, amp)
     outputs, targets = [], []
@@ -245,412 +219,210 @@ def _set_epoch(data: Any, epoch: int) -> None:
             return
 
 
-def _eval_sets(eval_data: Any) -> dict[str, Iterable[Batch]]:
-    if eval_data is None:
-        return {}
-    if isinstance(eval_data, Mapping):
-        return dict(eval_data)
-    return {"val": eval_data}
-
-
-def _current_lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
-def _progress(enabled: bool | None) -> bool:
-    return (_config.progress_enabled() if enabled is None else enabled) and _is_main()
-
-
-def _interactive() -> bool:
-    """Where a tqdm bar redraws in place: a Jupyter front end (tqdm.auto's widget) or a terminal."""
-    import sys
-
-    from tqdm.auto import tqdm as auto
-
-    if any(cls.__module__ == "tqdm.notebook" for cls in auto.__mro__):  # tqdm.auto chose the widget
-        return True
-    stream = sys.stderr
-    return bool(getattr(stream, "isatty", None) and stream.isatty())
-
-
-def progress_mode(progress: bool | None) -> str:
-    """How a fit shows its epochs: "bar" (a notebook or a terminal), "lines" (a line per epoch where a bar
-    cannot redraw: a log file, a pipe, CI) or "quiet" (progress off, or not rank 0)."""
-    if not _is_main():
-        return "quiet"
-    wanted = _progress(progress) or (progress is False and _config.terminal_command() and _config.progress_enabled())
-    if not wanted:
-        return "quiet"
-    return "bar" if progress is not False and _interactive() else "lines"
-
-
-#: evaluation shows a batch bar (where bars are shown) for splits of at least this many batches
-EVAL_BAR_BATCHES = 10
-
-#: at most about this many epoch lines per fit in "lines" mode (Lab 01 fits run thousands of epochs)
-MAX_EPOCH_LINES = 20
-
-
-class EpochProgress:
-    """The epochs of one fit as the user sees them: a bar, a line per epoch, or nothing.
-
-    A run that stops early (early stopping, divergence, a time budget, Ctrl-C) says why exactly once:
-    a bar ends at the epochs that ran with the reason as its description (in a notebook it is not
-    left red, except for a diverged run); lines and quiet mode print the reason as one line.
-    """
-
-    def __init__(self, mode: str, start_epoch: int, epochs: int,
-                 split_labels: Mapping[str, str] | None = None) -> None:
-        self.mode, self.start_epoch, self.epochs = mode, start_epoch, epochs
-        # "test" -> "hold-out" when the split named test is held out of train (the part before " (")
-        self.names = {split: label.split(" (")[0] for split, label in (split_labels or {}).items()
-                      if split != "train" and label}
-        self.total = max(epochs - start_epoch, 0)
-        self.every = max(1, math.ceil(self.total / MAX_EPOCH_LINES))
-        self.bar = _bar(None, True, desc="epochs", unit="epoch", total=self.total) if mode == "bar" else None
-        self.lines: list[str] = []  # what "lines" mode printed (for tests and callers)
-
-    @property
-    def batch_bars(self) -> bool:
-        return self.mode == "bar"
-
-    def epoch_done(self, epoch: int, values: Mapping[str, float], monitor: str, seconds: float) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix({k.replace("train_", "").replace("_", " "): f"{v:.4g}"
-                                  for k, v in values.items() if k in ("train_loss", monitor)}, refresh=False)
-            self.bar.update(1)
-        elif self.mode == "lines":
-            done = epoch - self.start_epoch
-            if done == 1 or epoch == self.epochs or done % self.every == 0:
-                shown = " · ".join(f"{self.label(k)} {v:.4g}" for k, v in values.items())
-                self._print(f"epoch {epoch}/{self.epochs}: {shown} ({seconds:.1f} s)")
-
-    def label(self, key: str) -> str:
-        """'test_accuracy' -> 'hold-out accuracy' where the test split is a hold-out; else 'test accuracy'."""
-        split, _, rest = key.partition("_")
-        return f"{self.names.get(split, split)} {rest.replace('_', ' ')}".strip()
-
-    def close(self, history: History) -> None:
-        last = history.epoch[-1] if len(history) else self.start_epoch
-        stopped = bool(history.stop_reason and (history.diverged or last < self.epochs))
-        reason = ("⚠ " if history.diverged else "") + (history.stop_reason or "")
-        if self.bar is not None:
-            bar = self.bar
-            bar.n = max(last - self.start_epoch, 0)  # the epochs that ran, whatever the bar last drew
-            if stopped:
-                bar.set_description_str(reason, refresh=False)
-            bar.refresh()
-            bar.close()
-            pbar = getattr(getattr(bar, "container", None), "children", [None, None])[1]
-            if stopped and not history.diverged and pbar is not None:
-                # tqdm's notebook bar turns red ('danger') when it closes short of its total
-                pbar.bar_style = "success" if "early stopping" in reason else "warning"
-        elif stopped and _is_main():  # only rank 0 speaks under DDP
-            self._print(reason)
-
-    def _print(self, line: str) -> None:
-        self.lines.append(line)
-        print(line, flush=True)
-
-
 def divergence_message(epoch: int, loss: float, lr: float) -> str:
-    return (
-        f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate "
-        f"{lr:g}. The steps overshoot the minimum and grow each epoch. Lower the learning rate "
-        f"(try {lr / 10:g}), or clip gradients with grad_clip=1.0."
-    )
+    return (f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate {lr:g}. The "
+            f"steps overshoot the minimum and grow each epoch. Lower the learning rate (try {lr / 10:g}), or clip "
+            "gradients with grad_clip=1.0.")
 
 
-@dataclass
-class _Run:
-    """What the steps of one `fit()` share: the model, the optimiser and how to step them."""
+class Trainer:
+    """How the steps of one fit run: the model, optimizer, task, device, AMP, channels_last, clipping and
+    the scheduler. `fit` builds one; use it alone to time a few steps (`train_one_epoch(after_step=...)`).
 
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    task: Task
-    device: torch.device
-    metrics: list[Metric]
-    scaler: torch.amp.GradScaler
-    autocast: Any
-    channels_last: bool
-    grad_clip: float | None
-    scheduler: Any
-    scheduler_interval: str
-    amp: bool
-
-
-def train_one_epoch(run: _Run, data: Iterable[Batch], show_bar: bool, desc: str, *,
-                    sums: _Sums | None = None, skip: int = 0,
-                    after_step: Callable[[int, _Sums], bool] | None = None) -> dict[str, float] | None:
-    """One pass over `data`: forward, loss, backward, (clip,) step, per-step scheduler; mean loss/metrics.
-
-    One step path: the GradScaler is disabled (a pass-through) except for fp16 autocast.
-    `skip` batches are drawn and dropped first (a mid-epoch resume: the loader's order and
-    augmentation are those of the epoch); `after_step(steps_done, sums)` runs after each step and
-    returns True to stop the epoch there (None is then returned: the epoch did not finish).
+    * `scheduler_interval`: "epoch" (step after each epoch) or "step" (after each optimizer step);
+      a ReduceLROnPlateau scheduler is stepped with the `monitor`ed value.
+    * `amp` / `channels_last`: used on CUDA only (bf16 autocast where supported, else fp16 + GradScaler).
     """
-    model, optimizer, scaler = run.model, run.optimizer, run.scaler
-    if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
-        model.train()
-    run.task.start(model, True)
-    sums = sums if sums is not None else _Sums(run.metrics)
-    n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-    batches = _bar(data, show_bar, desc=desc, unit="batch", total=n_batches, leave=False)
-    step_scheduler = run.scheduler is not None and run.scheduler_interval == "step"
-    steps = 0
-    for batch in batches:
-        steps += 1
-        if steps <= skip:
-            continue
-        batch = to_device(batch, run.device, run.channels_last)
-        with run.autocast:
-            loss, outputs, targets = run.task(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if run.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if step_scheduler:
-            run.scheduler.step()
-        sums.add(loss, outputs, targets)
-        if after_step is not None and after_step(steps, sums):
-            if hasattr(batches, "close"):
-                batches.close()
-            return None
-    if sums.count == 0 and sums.offset is None:
-        raise ValueError("The training loader yielded no batches: check the split and batch size "
-                         "(drop_last with a batch larger than the dataset gives none).")
-    return {f"train_{k}": v for k, v in sums.result().items()}
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, task: Task | None = None,
+                 metrics: Sequence[str | Metric] = (), scheduler: Any = None, scheduler_interval: str = "epoch",
+                 device: str | torch.device | None = None, amp: bool = False, channels_last: bool = False,
+                 grad_clip: float | None = None, monitor: str | None = None) -> None:
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler_interval == "step":
+            raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
+        self.model, self.optimizer, self.task = model, optimizer, task if task is not None else SupervisedTask()
+        self.metrics = [metric_from_name(m) for m in metrics]
+        self.scheduler, self.scheduler_interval, self.monitor = scheduler, scheduler_interval, monitor
+        self.device = pick_device(device)
+        self.amp, self.grad_clip = amp, grad_clip
+        self.channels_last = channels_last and self.device.type == "cuda"
+        prepare_model(model, self.device, self.channels_last)
+        self.autocast, dtype = _autocast(self.device, amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # fp16 only
+
+    def train_one_epoch(self, data: Iterable[Batch], *, bar: bool = False, desc: str = "training",
+                        sums: _Sums | None = None, skip: int = 0,
+                        after_step: Callable[[int, _Sums], bool] | None = None) -> dict[str, float] | None:
+        """One pass over `data`: forward, loss, backward, (clip,) step, per-step scheduler; mean loss/metrics.
+
+        One step path: the GradScaler is disabled (a pass-through) except for fp16 autocast.
+        `skip` batches are drawn and dropped first (a mid-epoch resume: the loader's order and
+        augmentation are those of the epoch); `after_step(steps_done, sums)` runs after each step and
+        returns True to stop the epoch there (None is then returned: the epoch did not finish).
+        """
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
+            model.train()
+        self.task.start(model, True)
+        sums = sums if sums is not None else _Sums(self.metrics)
+        n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+        batches = _bar(data, bar and (n_batches is None or n_batches >= EVAL_BAR_BATCHES), desc=desc,
+                       unit="batch", total=n_batches, leave=False)
+        step_scheduler = self.scheduler is not None and self.scheduler_interval == "step"
+        steps = 0
+        for batch in batches:
+            steps += 1
+            if steps <= skip:
+                continue
+            batch = to_device(batch, self.device, self.channels_last)
+            with self.autocast:
+                loss, outputs, targets = self.task(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if self.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if step_scheduler:
+                self.scheduler.step()
+            sums.add(loss, outputs, targets)
+            if after_step is not None and after_step(steps, sums):
+                if hasattr(batches, "close"):
+                    batches.close()
+                return None
+        if sums.count == 0 and sums.offset is None:
+            raise ValueError("The training loader yielded no batches: check the split and batch size "
+                             "(drop_last with a batch larger than the dataset gives none).")
+        return {f"train_{k}": v for k, v in sums.result().items()}
+
+    def evaluate(self, eval_sets: Mapping[str, Iterable[Batch]], bar: bool = False) -> dict[str, float]:
+        """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}; `bar`:
+        a batch bar for each large split (see `evaluate`)."""
+        values: dict[str, float] = {}
+        for name, loader in eval_sets.items():
+            result = evaluate(self.model, loader, task=self.task, metrics=self.metrics, device=self.device,
+                              amp=self.amp, channels_last=self.channels_last, progress=bar, desc=name)
+            values.update({f"{name}_{k}": v for k, v in result.items()})
+        return values
+
+    def step_scheduler(self, values: Mapping[str, float], monitor: str) -> None:
+        """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
+        if self.scheduler is None or self.scheduler_interval != "epoch":
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if monitor not in values:
+                raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
+            self.scheduler.step(values[monitor])
+        else:
+            self.scheduler.step()
 
 
-def evaluate_sets(run: _Run, eval_sets: Mapping[str, Iterable[Batch]], show_bar: bool = False) -> dict[str, float]:
-    """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}; `show_bar`:
-    a batch bar for each large split (see `evaluate`)."""
-    values: dict[str, float] = {}
-    for name, loader in eval_sets.items():
-        result = evaluate(run.model, loader, task=run.task, metrics=run.metrics, device=run.device,
-                          amp=run.amp, channels_last=run.channels_last, progress=show_bar, desc=f"{name}")
-        values.update({f"{name}_{k}": v for k, v in result.items()})
-    return values
+#: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce, so
+#: about 1/16 of a small step's host sync), always at the same step numbers, so they stop together
+STOP_CHECK_EVERY = 16
 
 
-def step_epoch_scheduler(run: _Run, values: Mapping[str, float], monitor: str) -> None:
-    """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
-    if run.scheduler is None or run.scheduler_interval != "epoch":
-        return
-    if isinstance(run.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        if monitor not in values:
-            raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
-        run.scheduler.step(values[monitor])
-    else:
-        run.scheduler.step()
-
-
-def _default_monitor(eval_sets: Mapping[str, Any]) -> str:
-    if "val" in eval_sets:
-        return "val_loss"
-    return f"{next(iter(eval_sets))}_loss" if eval_sets else "train_loss"
-
-
-def fit(
-    model: nn.Module,
-    train_data: Iterable[Batch],
-    *,
-    epochs: int,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module | None = None,
-    task: Task | None = None,
-    eval_data: Iterable[Batch] | Mapping[str, Iterable[Batch]] | None = None,
-    metrics: Sequence[str | Metric] = (),
-    scheduler: Any = None,
-    scheduler_interval: str = "epoch",
-    device: str | torch.device | None = None,
-    grad_clip: float | None = None,
-    amp: bool = False,
-    channels_last: bool = False,
-    early_stopping: EarlyStopping | None = None,
-    checkpoints: CheckpointPolicy | None = None,
-    callbacks: Sequence[Callback] = (),
-    tensorboard: str | os.PathLike | None = None,
-    graph_input: Any = None,
-    resume_from: str | os.PathLike | None = None,
-    monitor: str | None = None,
-    progress: bool | None = None,
-    config: Mapping[str, Any] | None = None,
-    hparams: Mapping[str, Any] | None = None,
-    split_labels: Mapping[str, str] | None = None,
-) -> History:
+def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer: torch.optim.Optimizer,
+        loss_fn: nn.Module | None = None, task: Task | None = None,
+        eval_data: Iterable[Batch] | Mapping[str, Iterable[Batch]] | None = None, metrics: Sequence[str | Metric] = (),
+        scheduler: Any = None, callbacks: Sequence[Callback] = (), resume_from: str | os.PathLike | None = None,
+        **step: Any) -> History:
     """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
 
-    * `eval_data`: a loader (recorded as `val_*`) or a mapping such as {"val": ..., "test": ...},
-      evaluated after every epoch with the same `metrics`.
-    * `scheduler_interval`: "epoch" (step after each epoch) or "step" (after each optimizer step);
-      a ReduceLROnPlateau scheduler is stepped with the monitored value.
-    * `monitor`: the metric for ReduceLROnPlateau, best checkpoints and early stopping
-      (default `val_loss`, or `train_loss` without eval data).
-    * `amp` / `channels_last`: used on CUDA only (bf16 autocast where supported, else fp16 + GradScaler).
-    * `tensorboard`: a log folder for scalars, `hparams` (default `config`) and, given `graph_input`,
-      the model graph.
-    * `resume_from`: a checkpoint path; restores model, optimizer, scheduler, History and RNG states,
-      then continues until `epochs` — the result equals an uninterrupted run.
-    * A non-finite training loss stops the run with `history.diverged = True` and a message in
-      `history.stop_reason` naming the learning rate; nothing is raised.
-    * `progress`: None follows `LABKIT_PROGRESS` (on by default); the epochs show as a bar in a notebook
-      or a terminal, else as a line per epoch (`progress_mode`, `EpochProgress`); False shows nothing
-      (except under the `labkit` command: lines). A run that stops early says why once.
-    * `split_labels`: what the evaluation splits are, e.g. {"test": "hold-out (5,000 of train)"}: the
-      epoch lines then say "hold-out accuracy" instead of "test accuracy".
-    """
-    if scheduler_interval not in ("epoch", "step"):
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler_interval == "step":
-        raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
-    device = pick_device(device)
-    use_channels_last = channels_last and device.type == "cuda"
-    prepare_model(model, device, use_channels_last)
-    autocast, amp_dtype = _autocast(device, amp)
-    run = _Run(model=model, optimizer=optimizer, task=_as_task(task, loss_fn), device=device,
-               metrics=[metric_from_name(m) for m in metrics],
-               scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),  # fp16 only
-               autocast=autocast, channels_last=use_channels_last, grad_clip=grad_clip,
-               scheduler=scheduler, scheduler_interval=scheduler_interval, amp=amp)
-    eval_sets = _eval_sets(eval_data)
-    monitor = monitor or _default_monitor(eval_sets)
-
-    history, start_epoch, partial = History(), 0, None
+    `eval_data`: a loader (recorded as `val_*`) or a mapping {"val": ..., "test": ...}, evaluated after every
+    epoch. `step`: the `Trainer`'s options (`device`, `scheduler_interval`, `grad_clip`, `amp`, `channels_last`,
+    `monitor`). `callbacks`: see `labkit.callbacks`, `CheckpointPolicy`, `TensorBoardLogger`, `LivePlot`; a
+    `Progress()` is added unless one is given (`Progress(False)`: quiet). `resume_from`: a checkpoint; the
+    result equals an uninterrupted run. A non-finite training loss stops the run with `history.diverged`
+    and a `stop_reason` naming the learning rate; nothing is raised."""
+    trainer = Trainer(model, optimizer, task=_as_task(task, loss_fn), metrics=metrics, scheduler=scheduler, **step)
+    eval_sets = dict(eval_data) if isinstance(eval_data, Mapping) else {} if eval_data is None else {"val": eval_data}
+    monitor = trainer.monitor or ("val_loss" if "val" in eval_sets else f"{next(iter(eval_sets), 'train')}_loss")
+    history, start, partial = History(), 0, None
     if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=run.scaler,
-                               map_location=device, restore_rng=True)
-        history, start_epoch, partial = ckpt.history, ckpt.epoch, ckpt.partial
-
-    all_callbacks: list[Callback] = list(callbacks)
-    if tensorboard is not None and _is_main():
-        from labkit.tensorboard import TensorBoardLogger
-
-        all_callbacks.append(TensorBoardLogger(tensorboard, hparams=dict(hparams or config or {}),
-                                               graph_input=graph_input if resume_from is None else None))
-    all_callbacks += [cb for cb in (checkpoints, early_stopping) if cb is not None]
-    state = FitState(model=model, optimizer=optimizer, scheduler=scheduler, history=history,
-                     epoch=start_epoch, epochs=epochs, monitor=monitor, config=dict(config or {}),
-                     device=device, is_main=_is_main(), scaler=run.scaler)
-    for cb in all_callbacks:
+        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler=trainer.scaler,
+                               map_location=trainer.device, restore_rng=True)
+        history, start, partial = ckpt.history, ckpt.epoch, ckpt.partial
+    callbacks = sorted([*callbacks, *(() if any(isinstance(c, Progress) for c in callbacks) else (Progress(),))],
+                       key=lambda cb: cb.order)
+    state = FitState(model=model, optimizer=optimizer, scheduler=scheduler, history=history, epoch=start,
+                     epochs=epochs, monitor=monitor, is_main=_is_main(), scaler=trainer.scaler)
+    for cb in overriding(callbacks, "on_fit_start"):
         cb.on_fit_start(state)
-    step_hooks = [cb for cb in all_callbacks if type(cb).on_step_end is not Callback.on_step_end]
-
-    def after_step(steps: int, sums: _Sums) -> bool:
-        state.step, state.sums = steps, sums
-        for cb in step_hooks:
-            cb.on_step_end(state)
-        if _INTERRUPT.requested:
-            state.stop_now, state.interrupted = True, True
-        return _agree_to_stop(state.stop_now)
-
-    model.train()
-    shown = EpochProgress(progress_mode(progress), start_epoch, epochs, split_labels)
-    n_batches = len(train_data) if hasattr(train_data, "__len__") else None  # type: ignore[arg-type]
+    after_step = _after_step(state, overriding(callbacks, "on_step_end"))
+    epoch_hooks = overriding(callbacks, "on_epoch_end")
+    bars, n_batches = any(getattr(cb, "batch_bars", False) for cb in callbacks), getattr(train_data, "__len__", None)
     try:
-        with _catch_interrupts():
-            for epoch in range(start_epoch + 1, epochs + 1):
-                state.epoch, state.step = epoch, 0
-                started = time.perf_counter()
-                lr = _current_lr(optimizer)
-                _set_epoch(train_data, epoch)
-                sums, skip = _Sums(run.metrics), 0
-                if partial is not None and int(partial.get("epoch", -1)) == epoch:  # a mid-epoch resume
-                    skip, sums.offset = int(partial["steps"]), [float(v) for v in partial["sums"]]
-                    lr, started = float(partial["lr"]), started - float(partial.get("seconds", 0.0))
-                state.epoch_lr, state.epoch_started = lr, started
-                values = train_one_epoch(run, train_data, shown.batch_bars and (n_batches is None or n_batches >= 10),
-                                         f"epoch {epoch}", sums=sums, skip=skip, after_step=after_step)
-                if values is None:  # stopped inside the epoch: a time budget or Ctrl-C/SIGTERM
-                    _stopped_mid_epoch(state, checkpoints, n_batches)
-                    break
-                if not math.isfinite(values["train_loss"]):
-                    history.append(epoch, lr, time.perf_counter() - started, values)
-                    history.diverged = True
-                    history.stop_reason = divergence_message(epoch, values["train_loss"], lr)
-                    break
-                values.update(evaluate_sets(run, eval_sets, shown.batch_bars))
-                step_epoch_scheduler(run, values, monitor)
-                history.append(epoch, lr, time.perf_counter() - started, values)
-                for cb in all_callbacks:
-                    cb.on_epoch_end(state)
-                shown.epoch_done(epoch, values, monitor, history.seconds[-1])
-                if state.stop:
-                    break
+        for epoch in range(start + 1, epochs + 1):
+            state.epoch, state.step, state.epoch_lr = epoch, 0, float(optimizer.param_groups[0]["lr"])
+            state.epoch_started = time.perf_counter()
+            _set_epoch(train_data, epoch)
+            sums, skip = _resume_point(state, partial, trainer.metrics)
+            values = trainer.train_one_epoch(train_data, bar=bars, desc=f"epoch {epoch}", sums=sums, skip=skip,
+                                             after_step=after_step)
+            if values is None:  # stopped inside the epoch: a time budget, a signal, a callback
+                of = f" of {n_batches()}" if n_batches else ""
+                history.stop_reason = f"{state.stop_reason or 'stopped'} at epoch {epoch}, step {state.step}{of}"
+                break
+            if not math.isfinite(values["train_loss"]):
+                history.append(epoch, state.epoch_lr, state.epoch_seconds(), values)
+                history.diverged = True
+                history.stop_reason = divergence_message(epoch, values["train_loss"], state.epoch_lr)
+                break
+            values.update(trainer.evaluate(eval_sets, bars))
+            trainer.step_scheduler(values, monitor)
+            history.append(epoch, state.epoch_lr, state.epoch_seconds(), values)
+            for cb in epoch_hooks:
+                cb.on_epoch_end(state)
+            if _agree_to_stop(state.stop):
+                state.stop, history.stop_reason = True, state.stop_reason or history.stop_reason
+                break
     finally:
-        shown.close(history)
-        for cb in all_callbacks:
+        for cb in overriding(callbacks, "on_fit_end"):
             cb.on_fit_end(state)
-    if state.interrupted:
-        raise KeyboardInterrupt(history.stop_reason)
     return history
 
 
-def _stopped_mid_epoch(state: FitState, checkpoints: CheckpointPolicy | None, n_batches: int | None) -> None:
-    """Record why the epoch stopped, write a mid-epoch checkpoint and say how to resume."""
-    of = f" of {n_batches}" if n_batches else ""
-    where = f"epoch {state.epoch}, step {state.step}{of}"
-    reason = state.stop_reason or ("interrupted (Ctrl-C or SIGTERM)" if state.interrupted else "stopped")
-    path = checkpoints.save_mid_epoch(state) if checkpoints is not None else None
-    resume = f"; resume with --resume {path}" if path is not None else ""
-    state.history.stop_reason = f"{reason} at {where}{resume}"
+def _resume_point(state: FitState, partial: Mapping[str, Any] | None, metrics: list[Metric]) -> tuple[_Sums, int]:
+    """The epoch's running sums and the batches to skip: none, or a mid-epoch checkpoint's position."""
+    sums = _Sums(metrics)
+    if partial is None or int(partial.get("epoch", -1)) != state.epoch:
+        return sums, 0
+    sums.offset = [float(v) for v in partial["sums"]]
+    state.epoch_lr, state.epoch_started = float(partial["lr"]), state.epoch_started - float(partial.get("seconds", 0))
+    return sums, int(partial["steps"])
 
 
-class _Interrupts:
-    """Ctrl-C and SIGTERM during fit(): the first asks the loop to stop after the current step (it then
-    writes a mid-epoch checkpoint); a second Ctrl-C stops at once, as usual."""
+def _after_step(state: FitState, hooks: list[Callback]) -> Callable[[int, _Sums], bool] | None:
+    """The per-step call of the callbacks overriding on_step_end (None in one process without any).
 
-    def __init__(self) -> None:
-        self.requested = False
+    One process stops at the step a callback sets `state.stop`. Under DDP the processes agree every
+    `STOP_CHECK_EVERY` steps (the same step numbers on every rank), so a stop asked for on one rank (its
+    clock, its signal) lands on the same step everywhere, at one host sync per `STOP_CHECK_EVERY` steps.
+    """
+    distributed = _distributed()
+    if not hooks and not distributed:
+        return None
 
-    def handler(self, signum: int, frame: Any) -> None:
-        import signal
+    def after_step(steps: int, sums: _Sums) -> bool:
+        state.step, state.sums = steps, sums
+        for cb in hooks:
+            cb.on_step_end(state)
+        if distributed and steps % STOP_CHECK_EVERY == 0:
+            state.stop = _agree_to_stop(state.stop)
+        return state.stop and (not distributed or steps % STOP_CHECK_EVERY == 0)
 
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-_INTERRUPT = _Interrupts()
-
-
-@contextlib.contextmanager
-def _catch_interrupts() -> Any:
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _INTERRUPT.requested = False
-    for sig in previous:
-        signal.signal(sig, _INTERRUPT.handler)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _INTERRUPT.requested = False
+    return after_step
 
 
 def _agree_to_stop(stop: bool) -> bool:
     """Under DDP every rank must stop at the same step: any rank's stop is everyone's (one tiny
-    all-reduce per step); a single process decides alone."""
+    all-reduce); a single process decides alone."""
     if not _distributed():
         return stop
     flag = torch.tensor([1.0 if stop else 0.0], device=_collective_device())
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return bool(flag.item())
-
-
-def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    """A tqdm.auto bar (a widget in Jupyter, text in a terminal) or the bare iterable."""
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, disable=False, mininterval=0.5, dynamic_ncols=True, **kwargs)

@@ -30,7 +30,7 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import distributed as dist
-from labkit.callbacks import Callback, EarlyStopping, TimeBudget
+from labkit.callbacks import Callback, EarlyStopping, Progress, StopOnSignal, TimeBudget, progress_mode
 from labkit.checkpoint import (
     CheckpointError,
     CheckpointPolicy,
@@ -39,11 +39,12 @@ from labkit.checkpoint import (
     load_model_state,
 )
 from labkit.device import describe_device, prepare_model, seed_everything
-from labkit.engine import evaluate, fit, progress_mode
+from labkit.engine import evaluate, fit
 from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, get_lab
 from labkit.optim import make_optimizer, make_scheduler
+from labkit.tensorboard import TensorBoardLogger
 
 
 @dataclass
@@ -360,31 +361,23 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     itself is untouched (its RNG state is restored)."""
     import copy
 
-    from labkit.device import rng_state, set_rng_state
-    from labkit.engine import _Run, train_one_epoch
+    from labkit.device import rng_state, set_rng_state, synchronize
+    from labkit.engine import Trainer
 
     saved = rng_state()
     probe = copy.deepcopy(model).to(device)
-    optimizer = make_optimizer(cfg, probe)
-    from labkit.engine import _autocast
-
-    autocast, dtype = _autocast(device, cfg.amp)
-    run_state = _Run(model=probe, optimizer=optimizer, task=task if task is not None else lab.task(cfg),
-                     device=device, metrics=[], scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
-                     autocast=autocast, channels_last=cfg.channels_last and device.type == "cuda",
-                     grad_clip=cfg.grad_clip, scheduler=None, scheduler_interval="epoch", amp=cfg.amp)
+    trainer = Trainer(probe, make_optimizer(cfg, probe), task=task if task is not None else lab.task(cfg),
+                      device=device, amp=cfg.amp, channels_last=cfg.channels_last, grad_clip=cfg.grad_clip)
     times: list[float] = []
 
     def timed(done: int, _sums: Any) -> bool:
-        from labkit.device import synchronize
-
         synchronize(device)
         times.append(time.perf_counter())
         return done >= steps + 1
 
     try:
         start = time.perf_counter()
-        train_one_epoch(run_state, data.train, False, "estimate", after_step=timed)
+        trainer.train_one_epoch(data.train, desc="estimate", after_step=timed)
     finally:
         set_rng_state(saved)
     if hasattr(data.train, "set_epoch"):
@@ -411,6 +404,20 @@ def guard_long_run(est: Estimate, ctx: Any) -> None:
             "or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
 
 
+def run_callbacks(lab: Lab, cfg: LabConfig, data: LabData, out: Path, monitor: str | None, resume: Any,
+                  progress: bool | None, policy: CheckpointPolicy | None, tensorboard: bool) -> list[Callback]:
+    """What a lab run's fit does besides training: progress (naming held-out splits), Ctrl-C/SIGTERM,
+    checkpoints, early stopping on the validation monitor, the time budget and TensorBoard."""
+    graph = lab.graph_input(cfg, data) if cfg.tensorboard and tensorboard and resume is None else None
+    found: list[Callback | None] = [
+        TimeBudget(cfg.time_budget) if cfg.time_budget is not None else None,
+        TensorBoardLogger(out / "tensorboard", hparams=cfg.to_dict(), graph_input=graph)
+        if cfg.tensorboard and tensorboard else None,
+        policy, EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
+        Progress(progress, split_labels=data.split_names), StopOnSignal()]
+    return [cb for cb in found if cb is not None]
+
+
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
            callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
@@ -423,22 +430,16 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
     monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
     policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
                                best=monitor is not None, monitor=monitor,
-                               every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None)
+                               every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None,
+                               config=checkpoint_config(lab, cfg, data.info))
               if checkpoints else None)
-    if cfg.time_budget is not None:
-        callbacks = [*callbacks, TimeBudget(cfg.time_budget)]
-    tensorboard = out / "tensorboard" if cfg.tensorboard and write_files and checkpoints else None
     started = time.perf_counter()
-    history = fit(
-        trained, data.train, epochs=cfg.epochs, optimizer=optimizer, task=task, eval_data=evals,
-        metrics=lab.metrics, scheduler=scheduler, scheduler_interval=interval, device=ctx.device,
-        grad_clip=cfg.grad_clip, amp=cfg.amp, channels_last=cfg.channels_last,
-        early_stopping=EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
-        checkpoints=policy, callbacks=callbacks, tensorboard=tensorboard,
-        graph_input=lab.graph_input(cfg, data) if tensorboard is not None else None,
-        resume_from=resume, monitor=monitor, progress=progress,
-        config=checkpoint_config(lab, cfg, data.info), hparams=cfg.to_dict(), split_labels=data.split_names,
-    )
+    history = fit(trained, data.train, epochs=cfg.epochs, optimizer=optimizer, task=task, eval_data=evals,
+                  metrics=lab.metrics, scheduler=scheduler, scheduler_interval=interval, device=ctx.device,
+                  grad_clip=cfg.grad_clip, amp=cfg.amp, channels_last=cfg.channels_last, monitor=monitor,
+                  callbacks=[*callbacks, *run_callbacks(lab, cfg, data, out, monitor, resume, progress, policy,
+                                                        tensorboard=write_files and checkpoints)],
+                  resume_from=resume)
     chosen = history.epoch[-1] if len(history) else 0
     best = out / "checkpoints" / "best.pt"
     dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one

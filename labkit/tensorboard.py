@@ -1,4 +1,4 @@
-"""TensorBoard logging behind one option: `fit(..., tensorboard="runs/x/tb")`.
+"""TensorBoard logging as a callback: `fit(..., callbacks=[TensorBoardLogger("runs/x/tb", hparams=cfg)])`.
 
 Scalars are grouped so train/val/test of one metric share a chart (`loss/train`,
 `loss/val`), the learning rate is logged, and hparams are written at the end.
@@ -46,16 +46,9 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
         model.train(was_training)
 
 
-def _hparam_value(value: Any) -> int | float | str | bool | None:
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if value is None:
-        return None
-    return str(value)
-
-
 class TensorBoardLogger(Callback):
-    """Log each epoch's History values and lr; write hparams with the final metrics at the end."""
+    """Log each epoch's History values and lr; write hparams with the final metrics at the end; given
+    `graph_input`, the model graph. Only rank 0 writes (other processes of a DDP run do nothing)."""
 
     def __init__(self, log_dir: str | os.PathLike, hparams: Mapping[str, Any] | None = None,
                  graph_input: Any = None) -> None:
@@ -65,6 +58,8 @@ class TensorBoardLogger(Callback):
         self.writer: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
+        if not state.is_main:
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
@@ -76,6 +71,8 @@ class TensorBoardLogger(Callback):
             add_graph_or_summary(self.writer, unwrap(state.model), self.graph_input)
 
     def on_epoch_end(self, state: FitState) -> None:
+        if self.writer is None:
+            return
         history, epoch = state.history, state.epoch
         for key in history.keys():  # noqa: SIM118 - History iterates epochs, not keys
             value = history[key][-1]
@@ -88,7 +85,8 @@ class TensorBoardLogger(Callback):
             return
         history = state.history
         if self.hparams and len(history):
-            params = {k: v for k, v in ((k, _hparam_value(v)) for k, v in self.hparams.items()) if v is not None}
+            params = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                      for k, v in self.hparams.items() if v is not None}
             final = {f"hparam/{k}": history[k][-1] for k in history.keys()}  # noqa: SIM118
             self.writer.add_hparams(params, final, run_name=".")
         self.writer.close()
@@ -103,9 +101,8 @@ def headless_reason() -> str | None:
         return "LABKIT_HEADLESS is set"
     if not in_notebook():
         return "not in a notebook"
-    if os.environ.get("LABKIT_SMOKE") == "1":
-        return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)"
-    return None
+    return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)" if os.environ.get("LABKIT_SMOKE") == "1" \
+        else None
 
 
 def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:

@@ -19,8 +19,10 @@ import torch
 from torch import nn
 
 from labkit import distributed
+from labkit.callbacks import Callback, Progress, TimeBudget
 from labkit.checkpoint import CheckpointPolicy, unwrap
 from labkit.engine import fit
+from labkit.tensorboard import TensorBoardLogger
 
 FEATURES, CLASSES, TRAIN, VAL = 6, 3, 48, 20
 
@@ -65,9 +67,8 @@ def train(out_dir: Path, global_batch: int, epochs: int, loader_kind: str, progr
         eval_data=val_loader,
         metrics=("accuracy",),
         device=context.device,
-        checkpoints=CheckpointPolicy(out_dir / f"ckpt_{loader_kind}_rank{rank}"),
-        tensorboard=out_dir / f"tb_{loader_kind}_rank{rank}",
-        progress=progress,
+        callbacks=[CheckpointPolicy(out_dir / f"ckpt_{loader_kind}_rank{rank}"),
+                   TensorBoardLogger(out_dir / f"tb_{loader_kind}_rank{rank}"), Progress(progress)],
     )
     sampler = getattr(train_loader, "sampler", None)
     return {
@@ -93,12 +94,85 @@ def run_rank(out_dir: Path, global_batch: int, epochs: int) -> None:
     torch.save(results, out_dir / f"result_rank{rank}.pt")
 
 
+class StopOnOneRank(Callback):
+    """Asks to stop at (`epoch`, `step`) on rank `rank` only; records where the fit ended."""
+
+    def __init__(self, rank: int, epoch: int, step: int) -> None:
+        self.rank, self.epoch, self.step = rank, epoch, step
+        self.ended_at: tuple[int, int] = (0, 0)
+
+    def on_step_end(self, state) -> None:
+        if torch.distributed.get_rank() == self.rank and (state.epoch, state.step) == (self.epoch, self.step):
+            state.stop, state.stop_reason = True, f"rank {self.rank} asked to stop"
+
+    def on_fit_end(self, state) -> None:
+        self.ended_at = (state.epoch, state.step)
+
+
+class FakeClock(Callback):
+    """time.perf_counter as a clock that advances `per_step` seconds per optimizer step (runs first)."""
+
+    order = -1
+
+    def __init__(self, per_step: float) -> None:
+        self.now, self.per_step = 1e6, per_step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_step_end(self, state) -> None:
+        self.now += self.per_step
+
+
+def stop_runs(out_dir: Path) -> dict:
+    """Two mid-epoch stops asked for on one rank only (a callback; a time budget on a rank whose fake clock
+    runs): where each rank ended, how many stop agreements (MAX all-reduces) it took, and its parameters."""
+    import time
+
+    from labkit import engine
+
+    context = distributed.init_distributed(device="cpu")
+    rank, agreements, real_all_reduce = context.rank, [], torch.distributed.all_reduce
+
+    def counting_all_reduce(tensor, op=torch.distributed.ReduceOp.SUM, **kwargs):
+        if op == torch.distributed.ReduceOp.MAX:
+            agreements.append(tensor.numel())
+        return real_all_reduce(tensor, op=op, **kwargs)
+
+    torch.distributed.all_reduce = counting_all_reduce
+    (x, y), _ = synthetic_data()
+    results = {"every": engine.STOP_CHECK_EVERY, "steps_per_epoch": TRAIN // 2}
+    for name in ("callback", "budget"):
+        agreements.clear()
+        model = distributed.wrap_model(build_model(), context.device)
+        loader = distributed.tensor_loader(x, y, batch_size=1, shuffle=True, seed=3)  # 24 steps per epoch
+        clock = FakeClock(1.0 if rank == 0 else 0.0)
+        watch = StopOnOneRank(1, epoch=2, step=5)
+        extra = [watch] if name == "callback" else [clock, TimeBudget(10), watch]
+        real_clock, time.perf_counter = time.perf_counter, clock if name == "budget" else time.perf_counter
+        try:
+            history = fit(model, loader, epochs=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+                          loss_fn=nn.CrossEntropyLoss(), device=context.device,
+                          callbacks=[*extra, CheckpointPolicy(out_dir / f"stop_{name}"), Progress(False)])
+        finally:
+            time.perf_counter = real_clock
+        params = distributed.unwrap_model(model).state_dict()
+        results[name] = {"ended_at": watch.ended_at, "agreements": len(agreements), "epochs": history.epoch,
+                         "stop_reason": history.stop_reason, "params": {k: v.clone() for k, v in params.items()}}
+    distributed.cleanup()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--global-batch", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--stops", action="store_true", help="run `stop_runs` instead")
     args = parser.parse_args()
+    if args.stops:
+        torch.save(stop_runs(args.out_dir), args.out_dir / f"stops_rank{os.environ['RANK']}.pt")
+        return
     run_rank(args.out_dir, args.global_batch, args.epochs)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from labkit.callbacks import Progress
 from labkit.engine import fit
 from labkit.history import History
 from labkit.labs.tiny_imagenet.ablation import AblationResult, run_ablation
@@ -32,7 +33,7 @@ def train_variant(name: str, settings: dict) -> History:
     train, val = _data()
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.get("lr", 0.5))
     return fit(model, train, epochs=EPOCHS, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(),
-               eval_data=val, metrics=("accuracy",), device="cpu", progress=False)  # fmt: skip
+               eval_data=val, metrics=("accuracy",), device="cpu", callbacks=[Progress(False)])  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,7 @@ def test_ddp_prefix_is_stripped(tmp_path):
 
 
 def test_policy_writes_last_best_and_chosen_epochs(tmp_path):
+    from labkit.callbacks import Progress
     from labkit.checkpoint import CheckpointPolicy
     from labkit.engine import fit
     from tests.helpers import loaders
@@ -114,8 +115,8 @@ def test_policy_writes_last_best_and_chosen_epochs(tmp_path):
     train, val = loaders()
     model = classifier()
     history = fit(model, train, epochs=4, optimizer=torch.optim.SGD(model.parameters(), lr=0.05), eval_data=val,
-                  metrics=("accuracy",), checkpoints=CheckpointPolicy(tmp_path, at_epochs=(2, 3),
-                                                                      monitor="val_accuracy"), progress=False)
+                  metrics=("accuracy",),
+                  callbacks=[CheckpointPolicy(tmp_path, at_epochs=(2, 3), monitor="val_accuracy"), Progress(False)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch_002.pt", "epoch_003.pt", "last.pt"]
     best_epoch, _ = history.best("val_accuracy")
     assert load_checkpoint(tmp_path / "best.pt").epoch == best_epoch

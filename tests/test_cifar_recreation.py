@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from labkit.callbacks import Progress
 from labkit.engine import fit
 from labkit.lab import ConfigError
 from labkit.labs import cifar10 as lab
@@ -46,12 +47,12 @@ def test_the_probe_trains_as_a_loop_that_really_recreates_the_optimizer():
     probed = copy.deepcopy(model)
     probe = lab.OptimizerProbe(recreate_lr=0.01)
     fit(probed, batches, epochs=3, optimizer=_sgd(probed, 0.1), loss_fn=nn.CrossEntropyLoss(), device="cpu",
-        callbacks=[probe], progress=False)
+        callbacks=[probe, Progress(False)])
     assert torch.allclose(_weights(probed), _weights(by_hand), atol=1e-6)
     # and it differs from one optimizer kept for the three epochs
     kept = copy.deepcopy(model)
     fit(kept, batches, epochs=3, optimizer=_sgd(kept, 0.1), loss_fn=nn.CrossEntropyLoss(), device="cpu",
-        progress=False)
+        callbacks=[Progress(False)])
     assert not torch.allclose(_weights(kept), _weights(by_hand), atol=1e-4)
     trace = probe.trace
     assert trace.epoch == [1, 2, 3] and trace.lr == pytest.approx([0.1, 0.01, 0.01])
@@ -62,7 +63,7 @@ def test_one_optimizer_carries_its_momentum_into_the_next_epoch():
     model, batches = _problem()
     probe = lab.OptimizerProbe()
     fit(model, batches, epochs=3, optimizer=_sgd(model, 0.1), loss_fn=nn.CrossEntropyLoss(), device="cpu",
-        callbacks=[probe], progress=False)
+        callbacks=[probe, Progress(False)])
     trace = probe.trace
     assert trace.momentum_start[0] == 0.0
     assert trace.momentum_start[1:] == pytest.approx(trace.momentum_end[:-1]) and min(trace.momentum_end) > 0

@@ -75,7 +75,7 @@ def test_a_time_budget_counts_from_the_fit_start(clock):
     state = _state()
     budget.on_fit_start(state)
     budget.on_step_end(state)
-    assert not state.stop_now
+    assert not state.stop
     clock.now += 3601
     budget.on_step_end(state)
-    assert state.stop_now and "time budget of 3600 s" in state.stop_reason
+    assert state.stop and "time budget of 3600 s" in state.stop_reason

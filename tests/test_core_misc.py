@@ -85,13 +85,14 @@ def test_plot_history_and_live_plot_write_pngs(tmp_path):
 
     image = FakeImage()
     live = LivePlot(image=image, every_seconds=0.0, path=tmp_path / "live.png")
+    from labkit.callbacks import Progress
     from labkit.engine import fit
     from tests.helpers import classifier, loaders
 
     train, val = loaders()
     model = classifier()
     fit(model, train, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), eval_data=val,
-        callbacks=[live], progress=False)
+        callbacks=[live, Progress(False)])
     assert image.value.startswith(b"\x89PNG") and live.draws >= 2 and (tmp_path / "live.png").exists()
 
 
@@ -128,6 +129,7 @@ def test_training_panel_trains_default_once_and_surfaces_errors():
 def test_tensorboard_logs_scalars_hparams_and_graph(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from labkit.callbacks import Progress
     from labkit.engine import fit
     from labkit.tensorboard import TensorBoardLogger
     from tests.helpers import classifier, loaders
@@ -136,7 +138,7 @@ def test_tensorboard_logs_scalars_hparams_and_graph(tmp_path, capsys):
     model = classifier()
     logger = TensorBoardLogger(tmp_path / "tb", hparams={"lr": 0.1, "note": None}, graph_input=torch.zeros(2, 8))
     fit(model, train, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), eval_data=val,
-        metrics=("accuracy",), callbacks=[logger], progress=False)
+        metrics=("accuracy",), callbacks=[logger, Progress(False)])
     assert "TensorBoard logs:" in capsys.readouterr().out
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     tags = events.Tags()["scalars"]

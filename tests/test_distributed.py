@@ -126,6 +126,50 @@ def test_rank_zero_checkpoint_loads_into_a_plain_model(ddp_run):
         assert torch.equal(value, results[0]["tensor"]["params"][name])
 
 
+@pytest.fixture(scope="module")
+def ddp_stops(tmp_path_factory) -> tuple[Path, dict[int, dict]]:
+    """tests/ddp_worker.py --stops under torchrun: mid-epoch stops asked for on one rank only."""
+    out = tmp_path_factory.mktemp("ddp_stops")
+    env = dict(os.environ, PYTHONPATH=str(REPO), LABKIT_DEVICE="cpu", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "ddp_worker.py"), str(out), "--stops"]
+    done = subprocess.run(command, check=False, cwd=out, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"torchrun failed:\n{done.stderr[-4000:]}"
+    return out, {r: torch.load(out / f"stops_rank{r}.pt", weights_only=True) for r in (0, 1)}
+
+
+def test_ranks_agree_to_stop_every_few_steps_not_every_step(ddp_stops):
+    """Stop agreement is one MAX all-reduce every STOP_CHECK_EVERY steps (and one per epoch end), not per step."""
+    _, results = ddp_stops
+    every, per_epoch = results[0]["every"], results[0]["steps_per_epoch"]
+    assert every > 1 and per_epoch > every
+    for rank in (0, 1):
+        run = results[rank]["callback"]  # asked to stop at epoch 2, step 5: ended at epoch 2, step `every`
+        steps = per_epoch + every
+        assert run["agreements"] == 1 + 1 + 1, run["agreements"]  # epoch 1: step 16 and its end; epoch 2: step 16
+        assert run["agreements"] < steps / 10
+
+
+def test_a_stop_asked_on_one_rank_lands_on_the_same_step_on_both(ddp_stops):
+    out, results = ddp_stops
+    every = results[0]["every"]
+    for name, where, reason in (("callback", (2, every), "rank 1 asked to stop"),
+                                ("budget", (1, every), f"time budget of 10 s reached ({every} s)")):
+        a, b = results[0][name], results[1][name]
+        assert tuple(a["ended_at"]) == tuple(b["ended_at"]) == where, (name, a["ended_at"], b["ended_at"])
+        assert a["epochs"] == b["epochs"] == list(range(1, where[0]))
+        for key in a["params"]:  # the same steps on both ranks: DDP kept them identical
+            assert torch.equal(a["params"][key], b["params"][key]), (name, key)
+        asked, other = (b, a) if name == "callback" else (a, b)
+        assert asked["stop_reason"].startswith(f"{reason} at epoch {where[0]}, step {every} of "), asked["stop_reason"]
+        assert other["stop_reason"].startswith(f"stopped at epoch {where[0]}, step {every} of ")
+        from labkit.checkpoint import load_checkpoint
+
+        partial = load_checkpoint(out / f"stop_{name}" / "last.pt").partial  # rank 0's mid-epoch checkpoint
+        assert (partial["epoch"], partial["steps"]) == where
+        assert "resume with --resume" in a["stop_reason"]
+
+
 def test_single_process_fallbacks():
     assert not distributed.is_distributed()
     assert (distributed.rank(), distributed.world_size(), distributed.is_main_process()) == (0, 1, True)

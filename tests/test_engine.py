@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.callbacks import Callback, EarlyStopping
+from labkit.callbacks import Callback, EarlyStopping, Progress
 from labkit.checkpoint import CheckpointPolicy
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import seed_everything
@@ -23,7 +23,7 @@ def test_fit_learns_and_records_history():
     model = classifier()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     history = fit(model, train, epochs=5, optimizer=opt, eval_data=val, metrics=("accuracy", "top2"),
-                  progress=False)
+                  callbacks=[Progress(False)])
     assert history.epoch == [1, 2, 3, 4, 5]
     assert set(history.keys()) == {"train_loss", "train_accuracy", "train_top2", "val_loss",
                                    "val_accuracy", "val_top2"}
@@ -49,7 +49,7 @@ def test_eval_data_mapping_records_every_split():
     train, val = loaders()
     model = classifier()
     history = fit(model, train, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                  eval_data={"val": val, "test": val}, metrics=("accuracy",), progress=False)
+                  eval_data={"val": val, "test": val}, metrics=("accuracy",), callbacks=[Progress(False)])
     assert history["val_accuracy"] == history["test_accuracy"]
 
 
@@ -58,7 +58,7 @@ def test_epoch_scheduler_changes_lr_after_each_epoch():
     model = classifier()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2], gamma=0.1)
-    history = fit(model, train, epochs=4, optimizer=opt, scheduler=sched, progress=False)
+    history = fit(model, train, epochs=4, optimizer=opt, scheduler=sched, callbacks=[Progress(False)])
     assert history.lr == pytest.approx([0.1, 0.1, 0.01, 0.01])
 
 
@@ -67,7 +67,7 @@ def test_step_scheduler_steps_per_batch():
     model = classifier()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (step + 1))
-    fit(model, train, epochs=2, optimizer=opt, scheduler=sched, scheduler_interval="step", progress=False)
+    fit(model, train, epochs=2, optimizer=opt, scheduler=sched, scheduler_interval="step", callbacks=[Progress(False)])
     assert sched.last_epoch == 12
 
 
@@ -76,7 +76,7 @@ def test_plateau_scheduler_gets_monitored_value():
     model = classifier()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)  # almost no progress -> plateau every epoch
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.25, patience=0, threshold=0.5)
-    history = fit(model, train, epochs=3, optimizer=opt, eval_data=val, scheduler=sched, progress=False)
+    history = fit(model, train, epochs=3, optimizer=opt, eval_data=val, scheduler=sched, callbacks=[Progress(False)])
     assert history.lr[-1] < history.lr[0]
 
 
@@ -84,7 +84,7 @@ def test_divergence_stops_with_message_not_exception():
     x = torch.linspace(-4, 4, 100).unsqueeze(1)
     model = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 1))
     history = fit(model, [(x, 10 * x**2)], epochs=500, optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-                  loss_fn=nn.MSELoss(), progress=False)
+                  loss_fn=nn.MSELoss(), callbacks=[Progress(False)])
     assert history.diverged
     assert len(history) < 500
     assert not math.isfinite(history["train_loss"][-1])
@@ -96,7 +96,7 @@ def test_early_stopping_stops_and_says_why():
     model = classifier()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing improves after epoch 1
     history = fit(model, train, epochs=20, optimizer=opt, eval_data=val,
-                  early_stopping=EarlyStopping(patience=2), progress=False)
+                  callbacks=[EarlyStopping(patience=2), Progress(False)])
     assert len(history) == 3
     assert "early stopping at epoch 3" in history.stop_reason
 
@@ -119,7 +119,7 @@ def test_grad_clip_bounds_the_update():
     model = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(model.weight)
     fit(model, [(x, -x * 100)], epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-        loss_fn=nn.MSELoss(), grad_clip=0.5, progress=False)
+        loss_fn=nn.MSELoss(), grad_clip=0.5, callbacks=[Progress(False)])
     assert model.weight.abs().item() == pytest.approx(0.5, rel=1e-4)
 
 
@@ -139,8 +139,8 @@ def test_callbacks_are_called_and_can_stop():
 
     train, _ = loaders()
     model = classifier()
-    fit(model, train, epochs=5, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), callbacks=[Stopper()],
-        progress=False)
+    fit(model, train, epochs=5, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        callbacks=[Stopper(), Progress(False)])
     assert calls == ["start", 1, 2, "end"]
 
 
@@ -161,7 +161,7 @@ def test_custom_task_is_used():
     task = DoubledInputs()
     model = classifier()
     fit(model, train, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), task=task, eval_data=val,
-        progress=False)
+        callbacks=[Progress(False)])
     assert task.starts == 4  # two training epochs + two evaluations
 
 
@@ -169,7 +169,7 @@ def test_empty_loader_is_a_clear_error():
     model = classifier()
     empty = TensorLoader(torch.zeros(10, 8), torch.zeros(10, dtype=torch.long), batch_size=32, drop_last=True)
     with pytest.raises(ValueError, match="no batches"):
-        fit(model, empty, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), progress=False)
+        fit(model, empty, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), callbacks=[Progress(False)])
 
 
 def test_unknown_metric_and_bad_interval_are_clear_errors():
@@ -187,8 +187,8 @@ def _run(tmp_path, epochs, resume_from=None, seed=0):
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
     history = fit(model, train, epochs=epochs, optimizer=opt, scheduler=sched, eval_data=val,
-                  metrics=("accuracy",), checkpoints=CheckpointPolicy(tmp_path / "ckpt"),
-                  resume_from=resume_from, progress=False)
+                  metrics=("accuracy",), callbacks=[CheckpointPolicy(tmp_path / "ckpt"), Progress(False)],
+                  resume_from=resume_from)
     return model, opt, history
 
 

@@ -111,7 +111,7 @@ def test_checkpoint_minutes_write_mid_epoch_checkpoints_on_the_fake_clock(tiny_2
                 if not seen or seen[-1] != steps:
                     seen.append(steps)
             if state.step == 65:
-                state.stop_now, state.stop_reason = True, "enough"
+                state.stop, state.stop_reason = True, "enough"
 
     runner.run(tiny_imagenet.LAB, _config(tiny_200, tmp_path / "run", checkpoint_minutes=0.5, epochs=1), data=data,
                callbacks=[StepTakesOneSecond(clock), Watch()], estimate=False)

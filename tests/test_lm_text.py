@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from labkit.callbacks import Progress
 from labkit.engine import evaluate, fit
 from labkit.labs.lm.data import EOS, BpttBatches, Vocabulary, read_corpus, write_synthetic_wikitext
 from labkit.labs.lm.model import LSTMLM, TransformerLM
@@ -38,7 +39,7 @@ def test_loss_falls_on_a_tiny_corpus(corpus, kind):
     before = evaluate(model, val, task=LMTask(), metrics=("perplexity",), device="cpu")
     history = fit(model, train, epochs=3, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
                   task=LMTask(), eval_data=val, metrics=("perplexity",), grad_clip=1.0, device="cpu",
-                  progress=False)
+                  callbacks=[Progress(False)])
     # untrained: about uniform over the vocabulary; trained: far below it
     assert before["perplexity"] > 0.6 * vocab
     assert history["val_perplexity"][-1] < 0.5 * before["perplexity"]

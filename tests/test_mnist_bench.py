@@ -122,11 +122,11 @@ def test_the_clock_tests_at_the_same_points_of_every_epoch(bench, root):
     clock = bench.TimeToTarget(attempt, lab.loader(source, "test", 100, "cpu"), steps_per_epoch=5, evals_per_epoch=2,
                                max_steps=None, device=torch.device("cpu"), channels_last=False)
     state = argparse.Namespace(model=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), step=0,
-                               stop_now=False, stop_reason="")
+                               stop=False, stop_reason="")
     clock.on_fit_start(state)
     for _epoch in range(2):
         for step in range(1, 6):  # an odd number of steps per epoch
             state.step = step
             clock.on_step_end(state)
     assert [p[1] for p in attempt.points] == [0.6, 1.0, 1.6, 2.0]
-    assert not state.stop_now
+    assert not state.stop

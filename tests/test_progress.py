@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import cli, config, engine
-from labkit.callbacks import EarlyStopping
+from labkit import callbacks, cli, config, distributed
+from labkit.callbacks import EarlyStopping, Progress
 from labkit.engine import fit
 from labkit.lab import lab_names
 
@@ -34,7 +34,7 @@ def _early_stopping_fit(progress=None, epochs=8):
     model = nn.Linear(3, 2)
     return fit(model, train, epochs=epochs, optimizer=torch.optim.SGD(model.parameters(), lr=1e-5),
                eval_data=val, metrics=("accuracy",), monitor="val_accuracy",
-               early_stopping=EarlyStopping(patience=2), progress=progress, device="cpu")
+               callbacks=[EarlyStopping(patience=2), Progress(progress)], device="cpu")
 
 
 def test_lines_mode_prints_each_epoch_and_the_stop_reason_once(monkeypatch, capsys):
@@ -51,10 +51,10 @@ def test_lines_mode_prints_each_epoch_and_the_stop_reason_once(monkeypatch, caps
 
 def test_a_bar_closed_early_shows_the_epochs_that_ran_and_the_reason(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROGRESS", "1")
-    monkeypatch.setattr(engine, "_interactive", lambda: True)  # as in a terminal
+    monkeypatch.setattr(callbacks, "_interactive", lambda: True)  # as in a terminal
     closed = []
-    close = engine.EpochProgress.close
-    monkeypatch.setattr(engine.EpochProgress, "close", lambda self, h: (closed.append(self), close(self, h)))
+    close = Progress.on_fit_end
+    monkeypatch.setattr(Progress, "on_fit_end", lambda self, state: (closed.append(self), close(self, state)))
     _early_stopping_fit()
     captured = capsys.readouterr()
     bar = closed[0].bar
@@ -72,7 +72,7 @@ def test_quiet_mode_still_says_why_a_run_stopped_once(capsys):
 
 def test_other_ranks_print_nothing_not_even_the_stop_reason(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROGRESS", "1")
-    monkeypatch.setattr(engine, "_is_main", lambda: False)  # as on rank 1 under DDP
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)  # as on rank 1 under DDP
     history = _early_stopping_fit()
     assert history.stop_reason.startswith(REASON)
     assert capsys.readouterr().out == ""
@@ -86,17 +86,17 @@ def test_long_fits_print_at_most_about_twenty_epoch_lines(monkeypatch, capsys):
         device="cpu")
     epochs = [int(line.split("/")[0].split()[1]) for line in capsys.readouterr().out.splitlines()
               if line.startswith("epoch ")]
-    assert epochs[0] == 1 and epochs[-1] == 95 and len(epochs) <= engine.MAX_EPOCH_LINES + 2
+    assert epochs[0] == 1 and epochs[-1] == 95 and len(epochs) <= callbacks.MAX_EPOCH_LINES + 2
     assert epochs == sorted(set(epochs))
 
 
 def test_the_labkit_command_shows_epochs_of_fits_that_asked_for_no_bars(monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_PROGRESS", "1")
-    assert engine.progress_mode(False) == "quiet"
+    assert callbacks.progress_mode(False) == "quiet"
     with config.running_command():
-        assert engine.progress_mode(False) == "lines"
+        assert callbacks.progress_mode(False) == "lines"
         monkeypatch.setenv("LABKIT_PROGRESS", "0")  # the user's off switch still wins
-        assert engine.progress_mode(False) == "quiet" and engine.progress_mode(None) == "quiet"
+        assert callbacks.progress_mode(False) == "quiet" and callbacks.progress_mode(None) == "quiet"
     assert not config.terminal_command()
 
 
@@ -151,8 +151,9 @@ def test_epoch_lines_name_a_held_out_split_by_what_it_is(monkeypatch, capsys):
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
     model = nn.Linear(3, 2)
     fit(model, [(x, y)], epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        eval_data={"test": [(x, y)]}, metrics=("accuracy",), device="cpu", progress=True,
-        split_labels={"train": "a class-balanced 5,000 of train", "test": "hold-out (5,000 of train)"})
+        eval_data={"test": [(x, y)]}, metrics=("accuracy",), device="cpu",
+        callbacks=[Progress(True, split_labels={"train": "a class-balanced 5,000 of train",
+                                                "test": "hold-out (5,000 of train)"})])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch 1/1"))
     assert "hold-out accuracy" in line and "hold-out loss" in line and "train loss" in line
     assert "test accuracy" not in line

@@ -81,11 +81,12 @@ def _sgd(model: nn.Module) -> torch.optim.SGD:
 
 def _reference(model: _Probe, batches: list) -> tuple[torch.Tensor, float, float, list[float], list[float]]:
     """labkit's loop for one epoch: (weights after, mean loss, accuracy, batch losses, batch top-5)."""
+    from labkit.callbacks import Progress
     from labkit.engine import fit
 
     ref = copy.deepcopy(model)
     history = fit(ref, batches, epochs=1, optimizer=_sgd(ref), loss_fn=nn.CrossEntropyLoss(),
-                  metrics=("accuracy",), device="cpu", progress=False)
+                  metrics=("accuracy",), device="cpu", callbacks=[Progress(False)])
     # the per-batch losses and top-5 of the same trajectory, for the diagnoses below
     again = copy.deepcopy(model)
     opt = _sgd(again)
