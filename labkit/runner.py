@@ -480,7 +480,8 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
 
 
 def write_outputs(lab: Lab, result: Run) -> None:
-    """`metrics.json` (summary, config, device, versions, history) and `curves.png` in the run folder."""
+    """`metrics.json` (summary, config, device, versions, history) and `curves.png` in the run folder; the
+    final splits' metrics as TensorBoard scalars (e.g. `perplexity/test`)."""
     from labkit.plots import plot_history, save_figure
 
     out = result.out_dir
@@ -495,6 +496,13 @@ def write_outputs(lab: Lab, result: Run) -> None:
               "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
               "history": result.history.to_dict()}
     write_json(out / "metrics.json", record)
+    if result.config.tensorboard and result.final and len(result.history) and (out / "tensorboard").is_dir():
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:  # the chosen checkpoint's final splits
+            for split, metrics in result.final.items():
+                for key, value in metrics.items():
+                    writer.add_scalar(f"{key}/{split}", value, result.history.epoch[-1])
     if len(result.history):
         keys = [k for k in (lab.curve_keys or result.history.keys()) if k in result.history]
         labels = result.data.split_names if result.data is not None else None
