@@ -36,7 +36,7 @@ numbers for correctness only.
    "labkit AMP + channels_last vs reference fp32" (not a parity figure).
 2. recipe — Lab 02's `course` recipe (the course script: SGD momentum 0.9, wd 5e-4, batch 128, lr 0.1 then
    0.01 after half the epochs) against its `fast` recipe (the same epochs and batch: warm-up + cosine
-   one-cycle to peak lr 0.2, Nesterov, label smoothing 0.1), both through `labkit.labs.cifar10.train`,
+   one-cycle to peak lr 0.2, Nesterov, label smoothing 0.1), both through `labkit.runner.run`,
    `--seeds` seeds each (the order of the two alternates from seed to seed), on the real data. A
    full-size run (ResNet-20, 45,000 images, 10 epochs) costs ~47 min on this CPU, so the bench runs a size
    that fits (`--recipe-size`, default `bench`: ResNet-8, a class-balanced 5,000 of the training images, 5
@@ -358,6 +358,7 @@ def time_to(history, target: float) -> tuple[int, float] | None:
 
 def recipe_runs(folder: Path, size: str, seeds: int, target: float, quick: bool) -> dict[str, list[dict]]:
     """Each recipe `seeds` times (course first for even seeds, fast first for odd), one data copy per seed."""
+    from labkit import runner
     from labkit.labs import cifar10 as lab
 
     lab_size, overrides, _, _ = RECIPE_SIZES[size]
@@ -368,9 +369,10 @@ def recipe_runs(folder: Path, size: str, seeds: int, target: float, quick: bool)
         order = ["course", "fast"] if seed % 2 == 0 else ["fast", "course"]
         configs = {name: lab.LAB.config(lab_size, name, data=str(folder), seed=seed, **overrides)
                    for name in order}
-        data = lab.load(configs[order[0]])
+        data = runner.load_data(lab.LAB, configs[order[0]])
         for name in order:
-            run = lab.train(configs[name], data, progress=False)
+            run = runner.run(lab.LAB, configs[name], data=data, progress=False, write_files=False,
+                             checkpoints=False)
             reached = time_to(run.history, target)
             results[name].append({"seed": seed, "accuracy": float(run.history["test_accuracy"][-1]),
                                   "epochs": len(run.history), "seconds": run.history.total_seconds,

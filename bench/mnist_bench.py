@@ -303,7 +303,7 @@ def run_labkit(source: mnist_data.MNISTData, test: TensorLoader, args: argparse.
                device: torch.device, quick: bool) -> Attempt:
     """Lab 03's default recipe at full size through `labkit.runner.run` (no files, no per-epoch val pass)."""
     cfg = lab.LAB.config("full", seed=seed, device=str(device), **({"epochs": 1} if quick else {}))
-    data = lab.lab_data(cfg, source)
+    data = lab.lab_data(cfg, source, device)
     attempt = Attempt("labkit", seed, args.target)
     steps = len(data.train)
     clock = TimeToTarget(attempt, test, steps, args.evals_per_epoch, cap(args.max_epochs, steps), device,

@@ -135,6 +135,7 @@ def recipe_run(side: str, seed: int, train: tuple[torch.Tensor, torch.Tensor], v
                classes: int, epochs: int, width: int, batch_size: int = 128) -> dict:
     """One run of a side's recipe ("labkit": Lab 04's default; "reference": the example's) through the lab's
     runner on the given uint8 tensors; val top-1/top-5 read once, after the last epoch."""
+    from labkit import runner
     from labkit.data.tensor_loader import TensorLoader
     from labkit.engine import evaluate
     from labkit.lab import LabData
@@ -146,7 +147,8 @@ def recipe_run(side: str, seed: int, train: tuple[torch.Tensor, torch.Tensor], v
     loader = TensorLoader(*train, batch_size=batch_size, shuffle=True, seed=seed, transform=tiny.train_transform())
     data = LabData(train=loader, info={"num_classes": classes}, description=f"first {classes} classes")
     start = time.perf_counter()
-    run = lab.train(cfg, data, progress=False, write_files=False, checkpoints=False, epoch_splits=(), estimate=False)
+    run = runner.run(lab.LAB, cfg, data=data, progress=False, write_files=False, checkpoints=False, epoch_splits=(),
+                     estimate=False)
     seconds = time.perf_counter() - start
     val_loader = TensorLoader(*val, batch_size=256, transform=tiny.eval_transform())
     result = evaluate(run.model, val_loader, metrics=("accuracy", "top5"), device="cpu")
@@ -168,15 +170,16 @@ def recipe_runs(seeds: list[int], **kwargs) -> dict[str, list[dict]]:
 
 def label_mapping_check(root: Path, cache_dir: Path, seconds: float = CHECK_SECONDS) -> dict:
     """Train the lab's check model on `root` within `seconds` (cache build included); val top-1/top-5."""
+    from labkit import runner
     from labkit.labs import tiny_imagenet as lab
 
     start = time.perf_counter()
     cfg = lab.LAB.config("full", data=str(root), device="cpu", tensorboard=False, **CHECK)
     with _cache_in(cache_dir):
-        data = lab.load_data(cfg)
+        data = runner.load_data(lab.LAB, cfg)
     prepared = time.perf_counter() - start
-    run = lab.train(cfg.replace(time_budget=max(seconds - prepared - 5.0, 1.0)), data, progress=False,
-                    write_files=False, checkpoints=False)
+    run = runner.run(lab.LAB, cfg.replace(time_budget=max(seconds - prepared - 5.0, 1.0)), data=data, progress=False,
+                     write_files=False, checkpoints=False)
     history = run.history
     return {"val_top5": history.last("val_top5"), "val_accuracy": history.last("val_accuracy"),
             "train_top5": history.last("train_top5"), "epochs": history.epoch[-1],

@@ -1,6 +1,7 @@
 """Device choice, seeding and RNG state: the one place that knows about hardware.
 
-`pick_device()` is what every lab calls; `rng_state()`/`set_rng_state()` capture all
+`pick_device()` resolves a run's device once (the runner's distributed session calls it, and
+passes the device down); `rng_state()`/`set_rng_state()` capture all
 random-number generators as plain types, so checkpoints load with `weights_only=True`.
 """
 
@@ -83,15 +84,19 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False) -> torch.nn.Module:
-    """Move `model` to `device` (in place, and returned); channels_last weights on CUDA only.
+def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False,
+                  compile: bool = False) -> torch.nn.Module:
+    """Move `model` to `device` (in place, and returned); channels_last weights and `compile` on CUDA only.
 
-    channels_last is the engine's rule: it pays on CUDA tensor cores; on a CPU the labs keep the
-    default layout, so their measured CPU figures stay those of plain PyTorch.
+    Both pay on CUDA (tensor cores, fused kernels); on a CPU the labs keep the plain model, so their
+    measured CPU figures stay those of plain PyTorch. `model.compile()` works in place: state_dict keys
+    (and checkpoints) stay those of the plain model.
     """
     model.to(device)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+    if compile and device.type == "cuda":
+        model.compile()
     return model
 
 
@@ -104,7 +109,7 @@ def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
 
 def describe_device(device: str | torch.device | None = None) -> str:
     """A one-line description for notebook headers, e.g. 'cuda:0 (NVIDIA H100, 80 GB) · torch 2.4'."""
-    device = pick_device(device)
+    device = device if isinstance(device, torch.device) else pick_device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)

@@ -38,6 +38,7 @@ from labkit.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
+from labkit.data.tensor_loader import single_thread_on_cpu
 from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
 from labkit.errors import LabkitError
@@ -207,6 +208,7 @@ def run(
     * `resume`: a checkpoint to continue from (its schedule must be planned for `cfg.epochs`).
     * `epoch_splits`: the splits evaluated after every epoch (default the lab's).
     * `write_files=False`: no metrics.json/curves.png; `checkpoints=False`: no checkpoints either.
+    * A smoke-size run on the CPU uses one thread (its ops are tiny: a second thread only waits).
     * The output folder is locked for the run (a second run into it stops with an error); one that
       holds another run's checkpoints is replaced when `overwrite` (a notebook re-running its cell),
       else refused (`labkit run` without `--overwrite`).
@@ -221,7 +223,8 @@ def run(
     out = default_out_dir(lab, cfg)
     with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
         writes = (write_files or checkpoints) and ctx.is_main_process
-        with claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext():
+        with (claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext(),
+              single_thread_on_cpu(ctx.device) if cfg.size == "smoke" else contextlib.nullcontext()):
             seed_everything(cfg.seed)
             if data is None:
                 with dist.rank_zero_first():  # one process builds the decode caches
@@ -230,7 +233,8 @@ def run(
                 model = lab.build_model(cfg, data.info)
             elif not isinstance(model, nn.Module):
                 model = model()
-            prepare_model(model, ctx.device, cfg.channels_last)  # before DDP wraps it (its gradient buckets)
+            # before DDP wraps it (its gradient buckets); torch.compile'd on CUDA where the config asks
+            prepare_model(model, ctx.device, cfg.channels_last, compile=getattr(cfg, "compile", False))
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             shards = shard_fingerprints(data, ctx)
             if estimate if estimate is not None else cfg.size != "smoke":
@@ -241,6 +245,13 @@ def run(
             if write_files and ctx.is_main_process:
                 write_outputs(lab, result)
     return result
+
+
+def load_data(lab: str | Lab, cfg: LabConfig) -> LabData:
+    """The config's data in this process, on the device a run of `cfg` uses (decided once, here): a
+    notebook loads it once and passes it to every `run(..., data=...)`."""
+    lab = get_lab(lab)
+    return lab.load_data(cfg, dist.init_distributed(cfg.device))
 
 
 # The commands' default runs; a lab whose `main`/`reference`/`smoke` hook returns a result replaces them.
@@ -458,7 +469,8 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
 
 
 def write_outputs(lab: Lab, result: Run) -> None:
-    """`metrics.json` (summary, config, device, versions, history) and `curves.png` in the run folder."""
+    """`metrics.json` (summary, config, device, versions, history) and `curves.png` in the run folder; the
+    final splits' metrics as TensorBoard scalars (e.g. `perplexity/test`)."""
     from labkit.plots import plot_history, save_figure
 
     out = result.out_dir
@@ -473,6 +485,13 @@ def write_outputs(lab: Lab, result: Run) -> None:
               "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
               "history": result.history.to_dict()}
     write_json(out / "metrics.json", record)
+    if result.config.tensorboard and result.final and len(result.history) and (out / "tensorboard").is_dir():
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:  # the chosen checkpoint's final splits
+            for split, metrics in result.final.items():
+                for key, value in metrics.items():
+                    writer.add_scalar(f"{key}/{split}", value, result.history.epoch[-1])
     if len(result.history):
         keys = [k for k in (lab.curve_keys or result.history.keys()) if k in result.history]
         labels = result.data.split_names if result.data is not None else None

@@ -34,6 +34,7 @@
 import matplotlib.pyplot as plt
 import torch
 
+from labkit import runner
 from labkit.device import describe_device
 from labkit.lab import choose_size
 from labkit.labs import function_fitting as lab
@@ -50,7 +51,7 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 # %% [markdown]
 # ## The target and the model
 #
-# `lab.train_mlp` samples $f$, builds `MLP(1, (64, 64), 1)` — two hidden layers of 64 `tanh` units and a
+# `runner.run(lab.LAB, CFG)` samples $f$, builds `MLP(1, (64, 64), 1)` — two hidden layers of 64 `tanh` units and a
 # **linear output layer** — and trains it with plain SGD on the mean squared error. On $[-4, 4]$ the
 # target spans about −6.1 (near $x = -1$) to 12.8 (at $x = -4$): half of the 200 training targets are
 # below zero, so a network that fits $f$ already outputs negative numbers.
@@ -79,7 +80,8 @@ assert y.min() < -6 and 12.7 < y.max() < 12.9
 
 # %%
 def train_from_panel(epochs, lr, plot):
-    return lab.train_mlp(epochs=epochs, lr=lr, callbacks=[plot]).history
+    return runner.run(lab.LAB, CFG.replace(epochs=epochs, lr=lr), callbacks=[plot], write_files=False,
+                      checkpoints=False).history
 
 
 panel = TrainingPanel(train_from_panel, epochs=CFG.epochs, lr=CFG.lr,
@@ -258,7 +260,9 @@ def my_function(x):
 from labkit.labs.function_fitting.check import check_fit, check_my_function
 
 check_my_function(my_function)
-mine = lab.train_mlp(my_function, epochs=CFG.own_epochs, lr=0.01, optimizer="adam")
+own = CFG.replace(epochs=CFG.own_epochs, lr=0.01, optimizer="adam")
+run = runner.run(lab.LAB, own, data=lab.points(own, my_function), write_files=False, checkpoints=False)
+mine = lab.fit_result(run, my_function)
 lab.plot_fits({0.01: mine}, "lr", title="your function (Adam, lr 0.01)", note=lab.size_note(SIZE))
 plt.show()
 check_fit(mine.mse, float(mine.target.max() - mine.target.min()))

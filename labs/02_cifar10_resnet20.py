@@ -38,7 +38,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from labkit.device import describe_device, model_device, pick_device
+from labkit import runner
+from labkit.device import describe_device, model_device
 from labkit.lab import choose_size
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
@@ -58,7 +59,7 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY} · ResNet-{CFG.depth}
 # %% [markdown]
 # ## A look at the data
 #
-# `lab.load` reads CIFAR-10 into `(N, 3, 32, 32)` uint8 tensors from either layout it finds (under
+# `runner.load_data` reads CIFAR-10 into `(N, 3, 32, 32)` uint8 tensors from either layout it finds (under
 # `$LABKIT_DATA`, else the course's shared copy): the five training pickles and the test pickle of
 # `cifar-10-batches-py/` (`download=True` fetches the 163 MB archive and checks its md5), or an image
 # folder `train/<class>/*.jpg` (and `test/<class>/` if there is one). A copy **without a test split**
@@ -67,7 +68,7 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY} · ResNet-{CFG.depth}
 # not test, in every figure and table below; with the official pickles it is the real test set.
 
 # %%
-DATA = lab.load(CFG.replace(download=True))  # download: fetch the official pickles if no copy is found
+DATA = runner.load_data(lab.LAB, CFG.replace(download=True))  # download: fetch the official pickles if no copy is found
 train_set, eval_set = DATA.source.train, DATA.source.eval
 EVAL = DATA.split_label("test")  # "test", or "hold-out (5,000 of train)" for a copy without a test split
 print(DATA.description)
@@ -190,7 +191,7 @@ check_test_loop(test)
 
 # %%
 torch.manual_seed(CFG.seed)
-device = pick_device(CFG.device)
+device = DATA.train.device  # where the data were loaded: the run's device, decided once
 mine = lab.LAB.build_model(CFG, DATA.info).to(device)
 optimizer = torch.optim.SGD(mine.parameters(), lr=CFG.lr, momentum=CFG.momentum, weight_decay=CFG.weight_decay)
 for epoch in range(1, 2):
@@ -204,7 +205,7 @@ assert torch.isfinite(torch.tensor(train_loss)) and 0.0 <= train_accuracy <= 1.0
 # %% [markdown]
 # ## From your loop to `fit()`
 #
-# `labkit.engine.fit` (called by `lab.train` through `labkit.runner.run`) does what your two functions do —
+# `labkit.engine.fit` (called by `labkit.runner.run`) does what your two functions do —
 # `model.train()`, then per batch zero_grad, forward, loss, backward, step; the epoch's loss and accuracy
 # weighted by batch size over all examples; after each epoch an evaluation in `model.eval()` under
 # `torch.no_grad()` — with the optimizer created once by the runner (`labkit.optim.make_optimizer`) and its
@@ -228,7 +229,8 @@ PROBE = lab.OptimizerProbe()  # records the lr and SGD's momentum buffer of ever
 
 def train_course(epochs, lr, plot):
     plot.title = f"course recipe, ResNet-{CFG.depth} — {NOTE} ('test' is the {EVAL} split, monitoring only)"
-    return lab.train(CFG.replace(epochs=epochs, lr=lr), DATA, callbacks=[plot, PROBE])
+    return runner.run(lab.LAB, CFG.replace(epochs=epochs, lr=lr), data=DATA, callbacks=[plot, PROBE],
+                      write_files=False, checkpoints=False)
 
 
 panel = TrainingPanel(train_course, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(2, 30, 1),
@@ -416,7 +418,8 @@ assert max(recreation.traces[lab.RECREATED].momentum_start) == 0.0
 # `labkit run cifar10 --recipe course` and `labkit run cifar10 --recipe fast`.
 
 # %%
-fast = lab.train(lab.LAB.config(SIZE, "fast", epochs=course.config.epochs), DATA)
+fast = runner.run(lab.LAB, lab.LAB.config(SIZE, "fast", epochs=course.config.epochs), data=DATA,
+                  write_files=False, checkpoints=False)
 runs = {f"course (lr {course.config.lr:g} → {course.config.lr * course.config.gamma:g})": course,
         "fast (one-cycle)": fast}
 lab.plot_recipes(runs)

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from labkit import runner
-from labkit.device import describe_device, pick_device
+from labkit.device import describe_device
 from labkit.lab import choose_size
 from labkit.labs import mnist as lab
 from labkit.labs.mnist.model import FastConvNet, count_parameters
@@ -61,14 +61,15 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 # %% [markdown]
 # ## 1. The data
 #
-# MNIST has 60,000 training and 10,000 test images of 28 × 28 grey pixels. `lab.read_mnist(CFG)` reads
+# MNIST has 60,000 training and 10,000 test images of 28 × 28 grey pixels. `runner.load_data(lab.LAB, CFG)` reads
 # torchvision's files (`MNIST/raw/*-ubyte`) or the course's tensor files (`train_data.pth`, ...) from
 # `CFG.data` (default: `LABKIT_DATA`, else the shared copy) and splits the 60,000 training images into
 # **50,000 train and 10,000 validation** images with a seeded permutation. (At smoke size it writes a
 # tiny synthetic MNIST in the same file format instead.)
 
 # %%
-data = lab.read_mnist(CFG)
+DATA = runner.load_data(lab.LAB, CFG)  # read once, on the device the runs use; every run below reuses it
+data = DATA.source  # the MNIST splits as uint8 tensors
 print(data)
 sizes = data.sizes()
 if SIZE != "smoke":
@@ -165,7 +166,7 @@ print(f"parameters: MyConvNet {count_parameters(CourseConvNet()):,}, FastConvNet
 
 # %%
 def train_from_panel(epochs, lr, plot):
-    return lab.train(CFG.replace(epochs=epochs, lr=lr, out=str(RUNS / "panel")), data, callbacks=[plot])
+    return runner.run(lab.LAB, CFG.replace(epochs=epochs, lr=lr, out=str(RUNS / "panel")), data=DATA, callbacks=[plot])
 
 
 panel = TrainingPanel(train_from_panel, epochs=CFG.epochs, lr=CFG.lr,
@@ -229,7 +230,7 @@ check_against_reference("mnist", SIZE, "default", "test_accuracy", trained.final
 print(f"{CFG.compare_epochs} epochs each, batches of {CFG.compare_batch}, on "
       f"{CFG.compare_images or sizes['train']:,} training and {CFG.compare_val_images or sizes['val']:,} "
       "validation images")
-compared = lab.compare(CFG.replace(out=str(RUNS)), data, write_files=False)
+compared = lab.compare(CFG.replace(out=str(RUNS)), DATA, write_files=False)
 lab.plot_comparison(compared, SIZE)
 plt.show()
 show_table(lab.comparison_table(compared))
@@ -302,7 +303,7 @@ show_reference("mnist", "laptop" if SIZE == "full" else SIZE, figures=("compare.
 # %%
 stopping = lab.with_recipe(CFG, "adam-constant", epochs=CFG.early_stopping_epochs,
                            patience=CFG.early_stopping_patience, out=str(RUNS / "early-stopping"))
-long_run = lab.train(stopping, data)
+long_run = runner.run(lab.LAB, stopping, data=DATA)
 best_epoch, best_val = long_run.history.best("val_accuracy")
 print(long_run.history.stop_reason or f"ran all {len(long_run.history)} epochs")
 plot_history(long_run.history, ["val_loss", "val_accuracy"], mark_epochs=[best_epoch], mark_label="best",
@@ -310,7 +311,7 @@ plot_history(long_run.history, ["val_loss", "val_accuracy"], mark_epochs=[best_e
 plt.show()
 
 # %%
-reloaded = runner.load_run(long_run.best_checkpoint, pick_device(CFG.device))  # from the file alone
+reloaded = runner.load_run(long_run.best_checkpoint, DATA.train.device)  # from the file alone
 reloaded_val = lab.accuracy(reloaded.model, data, split="val")
 best_test = long_run.final["test"]["accuracy"]
 print(f"best epoch {best_epoch}: val {100 * best_val:.2f} % (reloaded: {100 * reloaded_val:.2f} %); "
@@ -377,7 +378,7 @@ plt.show()
 # seed, same epochs (plain cross-entropy for both):
 
 # %%
-mistake = lab.softmax_mistake(CFG.replace(epochs=CFG.mistake_epochs, out=str(RUNS)), data)
+mistake = lab.softmax_mistake(CFG.replace(epochs=CFG.mistake_epochs, out=str(RUNS)), DATA)
 show_table(lab.mistakes_table(mistake))
 plot_curves(lab.histories(mistake), "train_loss", title=f"train loss{lab.size_note(SIZE)}")
 plt.show()
@@ -464,7 +465,8 @@ check_myconvnet(MyConvNet)
 
 # %%
 mine_cfg = lab.myconvnet_config(CFG, RUNS / "myconvnet")
-mine = lab.train(mine_cfg, data.head(train=CFG.myconvnet_images), model=MyConvNet)
+mine_data = lab.lab_data(mine_cfg, data.head(train=CFG.myconvnet_images), DATA.train.device)  # its batch size
+mine = runner.run(lab.LAB, mine_cfg, data=mine_data, model=MyConvNet)
 print(f"your MyConvNet: best val {100 * mine.history.best('val_accuracy')[1]:.2f} % at epoch {mine.chosen_epoch}, "
       f"test {100 * mine.final['test']['accuracy']:.2f} % (evaluated once, for that epoch)")
 assert mine.final["test"]["accuracy"] > (0.2 if SIZE == "smoke" else 0.95)

@@ -38,8 +38,8 @@ from IPython.display import display
 from torch import nn
 from torchvision.models import resnet18 as torchvision_resnet18
 
-from labkit import config
-from labkit.device import describe_device, pick_device
+from labkit import config, runner
+from labkit.device import describe_device
 from labkit.errors import LabkitError
 from labkit.lab import choose_size
 from labkit.labs import tiny_imagenet as lab
@@ -54,11 +54,10 @@ from labkit.widgets import TrainingPanel
 SIZE = None  # "smoke", "laptop" or "full"; None: laptop on a CPU, full on a GPU (or LABKIT_SIZE)
 SIZE, WHY = choose_size(SIZE)
 CFG = lab.LAB.config(SIZE)
-device = pick_device(CFG.device)
 root = lab.find_root(CFG)
 # smoke runs (tests) write into a temporary folder, the others under runs/lab04 ($LABKIT_RUNS)
 runs = Path(tempfile.mkdtemp(prefix="lab04-")) if SIZE == "smoke" else config.runs_dir() / "lab04"
-print(describe_device(device), f"· {SIZE} size: {WHY} · {CFG.arch}, width {CFG.width}, {CFG.epochs} epochs")
+print(describe_device(CFG.device), f"· {SIZE} size: {WHY} · {CFG.arch}, width {CFG.width}, {CFG.epochs} epochs")
 print("data:", root, "(generated)" if SIZE == "smoke" else "")
 
 # %% [markdown]
@@ -211,7 +210,7 @@ print(f"ImageFolder val: {len(if_val)} images, labels agree with yours")
 # measures both paths.
 
 # %%
-data = lab.load_data(CFG)
+data = runner.load_data(lab.LAB, CFG)
 print(data.description)
 images, labels = next(iter(data.train))
 print("a training batch:", tuple(images.shape), images.dtype, "· labels", labels[:8].tolist())
@@ -233,7 +232,7 @@ first, second = CFG.at_epochs
 
 
 def train(epochs, lr, plot):
-    return lab.train(CFG.replace(epochs=epochs, lr=lr, out=str(runs / "main")), data, callbacks=[plot])
+    return runner.run(lab.LAB, CFG.replace(epochs=epochs, lr=lr, out=str(runs / "main")), data=data, callbacks=[plot])
 
 
 panel = TrainingPanel(train, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(1, 40, 1), lr_range=(1e-3, 1.0),
@@ -457,7 +456,8 @@ assert comparison.csv.is_file()
 # %%
 train_images = len(data.train.tensors[0])
 seconds = sum(history.seconds)
-print(f"{train_images * len(history.epoch) / seconds:,.0f} images/s including evaluation on {describe_device(device)}")
+print(f"{train_images * len(history.epoch) / seconds:,.0f} images/s including evaluation on "
+      f"{describe_device(data.train.device)}")
 
 # %% [markdown]
 # **Question.** Why did 8 GPUs give the course report only 1.2× the speed of one? Use the global versus

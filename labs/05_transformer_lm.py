@@ -42,6 +42,7 @@
 import matplotlib.pyplot as plt
 import torch
 
+from labkit import runner
 from labkit.device import describe_device, model_device
 from labkit.lab import choose_size
 from labkit.labs import lm as lab
@@ -73,11 +74,12 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 # Each file has one paragraph per line, tokens separated by spaces. As in the PyTorch example, a line is
 # split on spaces and `<eos>` (end of sentence) is appended, so the model also learns where paragraphs
 # end. The vocabulary collects every word of the files; words are numbered by how often they occur in the
-# training text (the adaptive softmax needs the frequent words first). `lab.load` reads the files the
-# size uses (downloading them first where they are missing) and cuts them into batches.
+# training text (the adaptive softmax needs the frequent words first). `runner.load_data` reads the files
+# the size uses (`lab.download_data` fetches them first where they are missing) and cuts them into batches.
 
 # %%
-data = lab.load(CFG, download=True)
+lab.download_data(CFG)  # WikiText-2 (checksummed) when the files this size reads are missing
+data = runner.load_data(lab.LAB, CFG)
 corpus, vocab = data.source.corpus, data.source.vocab
 print("data:", data.description)
 for role in data.source.streams:
@@ -220,7 +222,7 @@ assert costs["self-attention"]["weights"] == 4 * CFG.emsize**2  # independent of
 
 # %%
 def train(epochs, lr, plot):
-    return lab.train(CFG.replace(epochs=epochs, lr=lr), data=data, callbacks=[plot])
+    return runner.run(lab.LAB, CFG.replace(epochs=epochs, lr=lr), data=data, callbacks=[plot])
 
 
 panel = TrainingPanel(train, epochs=CFG.epochs, lr=CFG.lr, epoch_choices=(1, 20, 1), lr_range=(1e-4, 3e-2),

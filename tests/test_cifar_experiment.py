@@ -107,7 +107,7 @@ def test_impossible_settings_are_refused(changes, words):
 
 def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
-    data = lab.load(lab.LAB.config("smoke"))
+    data = runner.load_data(lab.LAB, lab.LAB.config("smoke"))
     assert (tmp_path / "synthetic" / "cifar-10-batches-py" / "data_batch_1").is_file()
     assert not (tmp_path / "cifar-10-batches-py").exists()
     assert "generated" in data.description and "synthetic" in data.description
@@ -120,21 +120,21 @@ def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path, monkeypat
 
 def test_data_folder_is_read_at_every_size_and_names_the_hold_out(tmp_path):
     root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=12, seed=1)
-    data = lab.load(lab.LAB.config("smoke", data=str(root), holdout=30))
+    data = runner.load_data(lab.LAB, lab.LAB.config("smoke", data=str(root), holdout=30))
     assert data.split_label("test") == "hold-out (30 of train)"
     assert len(data.source.eval) == 30 and len(data.source.train) == 90
     assert "image folder" in data.description and "generated" not in data.description
     assert not (tmp_path / "labkit").exists()
-    subset = lab.load(lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=50))
+    subset = runner.load_data(lab.LAB, lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=50))
     assert torch.bincount(subset.source.train.labels, minlength=10).tolist() == [5] * 10
     assert "class-balanced subset of 90" in subset.description
     with pytest.raises(ConfigError, match="--train-subset"):
-        lab.load(lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=89))
+        runner.load_data(lab.LAB, lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=89))
 
 
 def test_a_test_split_is_used_as_it_is(tmp_path):
     root = cifar.write_synthetic_cifar10_folder(tmp_path / "jpeg", n_per_class=6, test_per_class=2)
-    data = lab.load(lab.LAB.config("full", data=str(root)))
+    data = runner.load_data(lab.LAB, lab.LAB.config("full", data=str(root)))
     assert data.split_label("test") == "test" and len(data.source.eval) == 20 and len(data.source.train) == 60
 
 
@@ -152,12 +152,12 @@ def test_sharded_loaders_split_the_global_batch(tmp_path):
 
 def test_full_size_without_data_says_how_to_get_it(tmp_path, capsys):
     with pytest.raises(cifar.CIFAR10Error, match="cifar-10-batches-py.*train/<class>"):
-        lab.load(lab.LAB.config("full", data=str(tmp_path)))
+        runner.load_data(lab.LAB, lab.LAB.config("full", data=str(tmp_path)))
     incomplete = tmp_path / "cifar-10-batches-py"
     incomplete.mkdir()
     (incomplete / "data_batch_1").write_bytes(b"")
     with pytest.raises(cifar.CIFAR10Error, match="missing data_batch_2, .*, test_batch, batches.meta"):
-        lab.load(lab.LAB.config("full", data=str(tmp_path)))
+        runner.load_data(lab.LAB, lab.LAB.config("full", data=str(tmp_path)))
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["run", "cifar10", "--data", str(empty)]) == 1  # a message, not a traceback
@@ -170,7 +170,7 @@ def test_laptop_size_reads_the_real_image_folder(shared_datasets, tmp_path, monk
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("LABKIT_SHARED_DATASETS", str(shared_datasets))
     assert lab.default_root() == shared_datasets
-    data = lab.load(lab.LAB.config("laptop"))
+    data = runner.load_data(lab.LAB, lab.LAB.config("laptop"))
     assert data.split_label("test") == "hold-out (5,000 of train)"
     assert len(data.source.eval) == 5000 and len(data.source.train) == 5_000
     assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [500] * 10
@@ -187,7 +187,7 @@ def smoke_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABKIT_DATA", str(out / "data"))
         cfg = lab.LAB.config("smoke", out=str(out / "run"), tensorboard=False)
-        return lab.train(cfg, files=True)
+        return runner.run(lab.LAB, cfg)
 
 
 def test_smoke_training_learns_and_drops_the_lr_halfway(smoke_run):
@@ -224,8 +224,8 @@ def test_load_run_rebuilds_the_model_from_the_checkpoint(smoke_run):
 
 def test_resume_equals_an_uninterrupted_run(smoke_run, tmp_path):
     cfg = smoke_run.config.replace(out=str(tmp_path / "resumed"))
-    resumed = lab.train(cfg, data=smoke_run.data, files=True,
-                        resume=smoke_run.checkpoint_dir / "epoch_002.pt")
+    resumed = runner.run(lab.LAB, cfg, data=smoke_run.data,
+                         resume=smoke_run.checkpoint_dir / "epoch_002.pt")
     assert resumed.history.epoch == [1, 2, 3, 4] and resumed.history.lr == smoke_run.history.lr
     assert resumed.history["train_loss"] == pytest.approx(smoke_run.history["train_loss"], rel=1e-5)
     assert resumed.history["test_accuracy"] == pytest.approx(smoke_run.history["test_accuracy"])

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from labkit.callbacks import Progress
+from labkit import runner
 from labkit.engine import fit
 from labkit.lab import ConfigError
 from labkit.labs import cifar10 as lab
@@ -86,7 +87,7 @@ def recreation(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABKIT_DATA", str(out / "data"))
         cfg = lab.LAB.config("smoke", tensorboard=False)
-        return lab.optimizer_recreation(cfg, lab.load(cfg), progress=False)
+        return lab.optimizer_recreation(cfg, runner.load_data(lab.LAB, cfg), progress=False)
 
 
 def test_the_course_recipe_against_the_recreated_optimizer_at_smoke_size(recreation, tmp_path):
@@ -113,7 +114,7 @@ def test_the_course_recipe_against_the_recreated_optimizer_at_smoke_size(recreat
 
 def test_recreation_needs_the_course_recipe():
     with pytest.raises(ConfigError, match="course recipe"):
-        lab.train_recreated(lab.LAB.config("smoke", "fast"))
+        lab.optimizer_recreation(lab.LAB.config("smoke", "fast"))
 
 
 def test_most_confused_lists_the_largest_mistakes_first():

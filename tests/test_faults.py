@@ -266,7 +266,7 @@ def test_every_lab_refuses_another_runs_checkpoints_without_overwrite(lab_name, 
         args = lab_parser(lab).parse_args(["--smoke", *argv])
         seen.clear()
         with pytest.raises(_Stop):
-            runner.command_run(lab, lab.config("smoke"), args)
+            runner.command_run(lab, lab.config("smoke"), args)  # what `labkit run LAB` calls
         assert seen.get("overwrite", True) is expected, (lab_name, argv, seen)
 
 

@@ -62,7 +62,7 @@ def test_a_60_second_budget_stops_inside_the_first_epoch_and_resume_is_exact(tin
     monkeypatch.setattr(time, "perf_counter", clock)
     cache = tmp_path / "cache"
     monkeypatch.setenv("LABKIT_CACHE", str(cache))
-    data = tiny_imagenet.load_data(_config(tiny_200, tmp_path / "x"))
+    data = runner.load_data(tiny_imagenet.LAB, _config(tiny_200, tmp_path / "x"))
     assert data.info["num_classes"] == 200 and len(data.train) == STEPS_PER_EPOCH
     assert tuple(data.train.tensors[0].shape[1:]) == (3, 64, 64)
 
@@ -100,7 +100,7 @@ def test_checkpoint_minutes_write_mid_epoch_checkpoints_on_the_fake_clock(tiny_2
     clock = FakeClock(0.0)
     monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
-    data = tiny_imagenet.load_data(_config(tiny_200, tmp_path / "x"))
+    data = runner.load_data(tiny_imagenet.LAB, _config(tiny_200, tmp_path / "x"))
     seen = []
 
     class Watch(Callback):

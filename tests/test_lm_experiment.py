@@ -37,7 +37,7 @@ class _StopAfterFirstEpoch(Callback):
 def test_train_writes_perplexities_checkpoints_and_a_tensorboard_graph(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    run = lab.train(_cfg(tmp_path, "run"))
+    run = runner.run(LAB, _cfg(tmp_path, "run"))
     h, vocab = run.history, lab.vocabulary(run)
     assert h.epoch == [1, 2] and "val_perplexity" in h and "train_perplexity" in h
     assert h["val_perplexity"][-1] < len(vocab) / 2  # learned far beyond uniform guessing
@@ -60,11 +60,11 @@ def test_train_writes_perplexities_checkpoints_and_a_tensorboard_graph(tmp_path)
 
 
 def test_resume_continues_exactly(tmp_path):
-    whole = lab.train(_cfg(tmp_path, "whole", tensorboard=False))
+    whole = runner.run(LAB, _cfg(tmp_path, "whole", tensorboard=False))
     cfg = _cfg(tmp_path, "parts", tensorboard=False)
-    first = lab.train(cfg, callbacks=[_StopAfterFirstEpoch()])
+    first = runner.run(LAB, cfg, callbacks=[_StopAfterFirstEpoch()])
     assert first.history.epoch == [1]
-    resumed = lab.train(cfg, resume=first.checkpoint_dir / "last.pt")
+    resumed = runner.run(LAB, cfg, resume=first.checkpoint_dir / "last.pt")
     assert resumed.history.epoch == [1, 2]
     assert resumed.history["val_perplexity"] == pytest.approx(whole.history["val_perplexity"], rel=1e-5)
     assert resumed.history.lr == pytest.approx(whole.history.lr)
@@ -73,7 +73,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_load_run_rebuilds_the_model_and_vocabulary_from_the_checkpoint_alone(tmp_path):
-    run = lab.train(_cfg(tmp_path, "trained", tensorboard=False))
+    run = runner.run(LAB, _cfg(tmp_path, "trained", tensorboard=False))
     again = runner.load_run(run.best_checkpoint)
     assert again.lab == "lm" and again.chosen_epoch == run.chosen_epoch
     assert lab.vocabulary(again).to_list() == lab.vocabulary(run).to_list()
@@ -203,10 +203,10 @@ def test_training_on_valid_when_train_is_missing(tmp_path):
     root = write_synthetic_wikitext(tmp_path / "wt")
     (root / "train.txt").unlink()
     with pytest.raises(MissingSplitError, match="--train-split valid"):
-        lab.train(LAB.config("smoke", data=str(root), out=str(tmp_path / "a")))
+        runner.run(LAB, LAB.config("smoke", data=str(root), out=str(tmp_path / "a")))
     cfg = LAB.config("smoke", data=str(root), out=str(tmp_path / "b"), epochs=1, train_split="valid",
                      val_split="none", test_split="test", tensorboard=False)
-    run = lab.train(cfg)
+    run = runner.run(LAB, cfg)
     assert "val_perplexity" not in run.history and run.final["test"]["perplexity"] > 1
 
 
@@ -246,7 +246,7 @@ def test_generate_refuses_a_checkpoint_of_another_lab(tmp_path, capsys):
 
 
 def test_smoke_writes_a_sample(tmp_path):
-    result = runner.smoke_run(LAB, tmp_path / "smoke")
+    result = runner.smoke_run(LAB, tmp_path / "smoke")  # the runner's default: one smoke run, then report
     assert result["test_perplexity"] < 30
     assert (tmp_path / "smoke" / "sample.txt").read_text().startswith("the")
     assert (tmp_path / "smoke" / "curves.png").stat().st_size > 0
@@ -281,7 +281,7 @@ def test_laptop_size_trains_on_the_shared_copy(shared_datasets, tmp_path):
         pytest.skip("no WikiText-2 in the shared datasets")
     cfg = LAB.config("laptop", out=str(tmp_path / "laptop"), epochs=1, max_train_tokens=4000, emsize=16, nhid=16,
                      tensorboard=False)
-    run = lab.train(cfg)
+    run = runner.run(LAB, cfg)
     data = run.data
     assert str(shared_datasets / "wikitext-2") in data.description and "not comparable" in data.description
     assert data.split_names["train"] == "valid.txt, first 90%, cut to its first 4,000 tokens"

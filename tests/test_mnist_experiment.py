@@ -29,7 +29,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     cfg = lab.LAB.config("smoke", out=str(tmp_path_factory.mktemp("trained")), tensorboard=False)
-    return lab.train(cfg, data, progress=False)
+    return runner.run(lab.LAB, cfg, data=lab.lab_data(cfg, data), progress=False)
 
 
 def test_default_recipe_learns_synthetic_digits(trained):
@@ -95,7 +95,7 @@ def test_schedules_shape_the_learning_rate():
 def test_comparison_runs_share_model_epochs_and_seed_and_never_see_test(data, tmp_path):
     labels = ("Adam, constant", "SGD, lr 0.05, Nesterov momentum 0.9")
     cfg = lab.LAB.config("smoke", compare_epochs=2, out=str(tmp_path))
-    runs = lab.compare(cfg, data, labels, progress=False, write_files=False)
+    runs = lab.compare(cfg, lab.lab_data(cfg, data), labels, progress=False, write_files=False)
     assert list(runs) == list(labels) and all(len(r.history) == 2 for r in runs.values())
     assert [r.config.recipe for r in runs.values()] == ["adam-constant", "sgd-momentum"]
     assert {(r.config.seed, r.config.epochs, r.config.batch_size, r.config.model) for r in runs.values()} == {
@@ -107,7 +107,7 @@ def test_comparison_runs_share_model_epochs_and_seed_and_never_see_test(data, tm
     assert lab.chosen_setup(runs) in labels
     assert (tmp_path / "compare" / "sgd-momentum" / "checkpoints" / "best.pt").is_file()
     with pytest.raises(LabkitError, match="unknown comparison"):
-        lab.compare(cfg, data, ["Adam, typo"])
+        lab.compare(cfg, lab.lab_data(cfg, data), ["Adam, typo"])
 
 
 def test_comparison_step_schedule_decays_visibly_and_sgd_runs_diagnose_the_students_settings():
@@ -125,7 +125,7 @@ def test_comparison_step_schedule_decays_visibly_and_sgd_runs_diagnose_the_stude
 def test_early_stopping_keeps_and_reloads_the_best_epoch(data, tmp_path):
     cfg = lab.with_recipe(lab.LAB.config("smoke", out=str(tmp_path), tensorboard=False), "adam-constant",
                           epochs=12, patience=2)
-    run = lab.train(cfg, data, progress=False)
+    run = runner.run(lab.LAB, cfg, data=lab.lab_data(cfg, data), progress=False)
     h = run.history
     best_epoch, best_val = h.best("val_accuracy")
     assert len(h) < 12 and "early stopping" in h.stop_reason
@@ -148,7 +148,8 @@ def test_sampling_a_label_scores_below_argmax_and_varies(trained, data):
 
 
 def test_softmax_before_cross_entropy_is_stuck_above_its_floor(data, tmp_path):
-    runs = lab.softmax_mistake(lab.LAB.config("smoke", epochs=2, out=str(tmp_path)), data, progress=False)
+    cfg = lab.LAB.config("smoke", epochs=2, out=str(tmp_path))
+    runs = lab.softmax_mistake(cfg, lab.lab_data(cfg, data), progress=False)
     right, wrong = (run.history for run in runs.values())
     floor = math.log(1 + 9 / math.e)
     assert min(wrong["train_loss"]) > floor > right.last("train_loss")
@@ -208,8 +209,8 @@ def test_degenerate_smoke_figures_render_sanely(data, tmp_path):
 
 def test_comparison_figure_has_integer_epochs_and_one_colour_per_run(data, tmp_path):
     cfg = lab.LAB.config("smoke", compare_epochs=2, out=str(tmp_path))
-    runs = lab.compare(cfg, data, ("Adam + StepLR", "SGD, lr 3e-4, momentum 0.9"), progress=False,
-                       write_files=False)
+    runs = lab.compare(cfg, lab.lab_data(cfg, data), ("Adam + StepLR", "SGD, lr 3e-4, momentum 0.9"),
+                       progress=False, write_files=False)
     fig = lab.plot_comparison(runs, "smoke", path=tmp_path / "compare.png")
     for ax in fig.axes:
         assert all(float(t) == int(float(t)) for t in ax.get_xticks()) and "smoke size" in ax.get_title()
@@ -244,8 +245,8 @@ def test_data_folder_is_honoured_at_every_size_course_pth_files_too(data, tmp_pa
     for size in ("smoke", "full"):
         loaded = lab.read_mnist(lab.LAB.config(size, data=str(folder)))
         assert loaded.sizes() == {"train": 500, "val": 100, "test": 200} and "(.pth)" in loaded.source
-    run = lab.train(lab.LAB.config("smoke", data=str(folder), epochs=1, out=str(tmp_path / "run"),
-                                   tensorboard=False), progress=False)
+    run = runner.run(lab.LAB, lab.LAB.config("smoke", data=str(folder), epochs=1, out=str(tmp_path / "run"),
+                                             tensorboard=False), progress=False)
     assert "generated" not in run.data.description and ".pth" in run.data.description
 
 
@@ -284,7 +285,8 @@ def test_cli_run_smoke_writes_checkpoint_and_metrics(tmp_path, capsys):
 
 
 def test_load_run_rebuilds_the_model_with_the_same_predictions(tmp_path, data):
-    run = lab.train(lab.LAB.config("smoke", epochs=2, width=8, out=str(tmp_path), tensorboard=False), progress=False)
+    run = runner.run(lab.LAB, lab.LAB.config("smoke", epochs=2, width=8, out=str(tmp_path), tensorboard=False),
+                     progress=False)
     again = runner.load_run(run.best_checkpoint)
     assert again.lab == "mnist" and again.config == run.config and again.chosen_epoch == run.chosen_epoch
     assert isinstance(again.model, type(run.model)) and again.model.width == 8
@@ -327,7 +329,7 @@ def test_cli_without_data_exits_with_the_fix(tmp_path, capsys):
 
 
 def test_smoke_entry_point(tmp_path):
-    metrics = lab.LAB.smoke(tmp_path)
+    metrics = runner.smoke_run(lab.LAB, tmp_path)  # the runner's default: Lab 03 has no smoke of its own
     assert metrics["test_accuracy"] > 0.8 and (tmp_path / "curves.png").is_file()
     assert metrics["size"] == "smoke" and metrics["best_val_accuracy"] > 0.8
 

@@ -47,16 +47,16 @@ def test_bench_quick_run_prints_both_questions_and_the_result(capsys, monkeypatc
 def test_recipe_sides_alternate_and_differ_only_in_the_recipe(monkeypatch, tmp_path):
     bench = _bench(monkeypatch)
     seen = []
-    from labkit.labs import tiny_imagenet as lab
+    from labkit import runner
 
-    real_train = lab.train
+    real_run = runner.run
 
-    def train(cfg, data, **options):
+    def run(lab, cfg, **options):
         seen.append(cfg)
         assert options["epoch_splits"] == () and not options["write_files"]  # val is not read while training
-        return real_train(cfg, data, **options)
+        return real_run(lab, cfg, **options)
 
-    monkeypatch.setattr(lab, "train", train)
+    monkeypatch.setattr(runner, "run", run)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (24, 3, 64, 64), dtype=torch.uint8, generator=g)
     labels = torch.arange(24) % 4

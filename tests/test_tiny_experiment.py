@@ -42,12 +42,12 @@ def cfg(root, tmp_path_factory):
 def data(cfg, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABKIT_DATA", str(tmp_path_factory.mktemp("tiny_cache")))
-        yield lab.load_data(cfg)
+        yield runner.load_data(lab.LAB, cfg)
 
 
 @pytest.fixture(scope="module")
 def run(cfg, data):
-    return lab.train(cfg, data, progress=False)
+    return runner.run(lab.LAB, cfg, data=data, progress=False)
 
 
 def test_training_learns_and_writes_checkpoints_and_tensorboard(run, data):
@@ -77,7 +77,7 @@ def test_training_learns_and_writes_checkpoints_and_tensorboard(run, data):
 
 
 def test_resume_trains_further_and_continues_exactly(run, cfg, data, tmp_path):
-    resumed = lab.train(cfg.replace(out=str(tmp_path), tensorboard=False), data,
+    resumed = runner.run(lab.LAB, cfg.replace(out=str(tmp_path), tensorboard=False), data=data,
                         resume=run.checkpoint_dir / "epoch_001.pt", progress=False)
     assert resumed.history.epoch == [1, 2, 3]  # epoch 1 from the checkpoint, epochs 2 and 3 trained again
     for key in ("train_loss", "val_loss", "val_accuracy"):
@@ -153,7 +153,8 @@ def test_course_layer_table_matches_the_course():
 
 
 def test_time_budget_stops_early_with_a_checkpoint_to_resume(cfg, data, tmp_path):
-    run = lab.train(cfg.replace(width=4, epochs=50, time_budget=1e-3, out=str(tmp_path)), data, progress=False)
+    run = runner.run(lab.LAB, cfg.replace(width=4, epochs=50, time_budget=1e-3, out=str(tmp_path)), data=data,
+                     progress=False)
     assert len(run.history) < 50 and "time budget" in run.history.stop_reason
     assert "resume with --resume" in run.history.stop_reason and run.last_checkpoint is not None
 
@@ -358,8 +359,8 @@ def test_resume_plan_trains_further_from_an_earlier_epoch(run, data, tmp_path):
 
 
 def test_resume_plan_extends_a_step_schedule_past_its_end(cfg, data, tmp_path):
-    short = lab.train(cfg.replace(schedule="step", epochs=2, at_epochs=(), out=str(tmp_path / "a")), data,
-                      progress=False)
+    short = runner.run(lab.LAB, cfg.replace(schedule="step", epochs=2, at_epochs=(), out=str(tmp_path / "a")),
+                       data=data, progress=False)
     plan, longer = lab.resume_further(short, data, tmp_path / "b", extra=2, progress=False)
     assert (plan.checkpoint.name, plan.done, plan.epochs) == ("last.pt", 2, 4)
     assert longer.history.epoch == [1, 2, 3, 4]

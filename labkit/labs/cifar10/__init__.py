@@ -21,8 +21,8 @@ from torch import nn
 from labkit import config, runner
 from labkit.callbacks import Callback
 from labkit.data.tensor_loader import TensorLoader
-from labkit.device import describe_device, model_device, pick_device
-from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
+from labkit.device import describe_device, model_device
+from labkit.distributed import per_rank_batch_size
 from labkit.engine import predict
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
 from labkit.labs.cifar10 import data as cifar
@@ -136,11 +136,6 @@ class Cifar10(Lab):
     def build_model(self, cfg: Config, info: Mapping[str, Any]) -> nn.Module:
         return cifar_resnet(cfg.depth, int(info.get("num_classes", len(cifar.CLASSES))))
 
-    def main(self, cfg: Config, args: Any) -> dict[str, Any]:
-        run = train(cfg, resume=getattr(args, "resume", None), files=True, overwrite=getattr(args, "overwrite", False))
-        rank_zero = not launched_by_torchrun() or os.environ.get("RANK") == "0"  # the process group is gone
-        return {**run.summary(), **(self.report(run) if rank_zero else {})}
-
     def report(self, run: runner.Run) -> dict[str, Any]:
         """curves.png with the lr drop and the split's name, per-class accuracy, some mistakes, a table."""
         out, label, split = run.out_dir, run.data.split_label("test"), run.data.source.eval
@@ -166,20 +161,19 @@ class Cifar10(Lab):
         into `out_dir/<name>/`; plus `optimizer_recreation.png`/`.json` and `recipes.png`."""
         out_dir = Path(out_dir)
         cfg = self.config(size, "course", out=str(out_dir / "course"))
-        data = load(cfg)
+        data = runner.load_data(self, cfg)
         probe = OptimizerProbe()
-        course = train(cfg, data, callbacks=[probe], files=True)
+        course = runner.run(self, cfg, data=data, callbacks=[probe])
         self.report(course)
         numbers = {"course": reference_numbers(course)}
         if size != "full":
-            recreated = train_recreated(cfg.replace(out=str(out_dir / "recreated")), data, files=True)
-            result = Recreation({CORRECT: course, RECREATED: recreated[0]},
-                                {CORRECT: probe.trace, RECREATED: recreated[1]})
+            result = optimizer_recreation(cfg, data, correct=(course, probe), out=str(out_dir / "recreated"),
+                                          write_files=True, checkpoints=True)
             plot_recreation(result, out_dir / "optimizer_recreation.png")
             runner.write_json(out_dir / "optimizer_recreation.json", result.to_dict())
-            numbers["recreated"] = reference_numbers(recreated[0])
+            numbers["recreated"] = reference_numbers(result.runs[RECREATED])
         if os.environ.get("LABKIT_REFERENCE_FAST", "1") != "0":  # 0: skip the fast recipe (a busy machine)
-            fast = train(self.config(size, "fast", out=str(out_dir / "fast")), data, files=True)
+            fast = runner.run(self, self.config(size, "fast", out=str(out_dir / "fast")), data=data)
             self.report(fast)
             plot_recipes({"course": course, "fast": fast}, out_dir / "recipes.png")
             numbers["fast"] = reference_numbers(fast)
@@ -188,8 +182,7 @@ class Cifar10(Lab):
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """Both recipes at smoke size on generated data; the course curves and the recipes comparison."""
         out_dir = Path(out_dir)
-        runs = {name: train(self.config("smoke", name, out=str(out_dir / name)), files=True)
-                for name in self.recipes}
+        runs = {name: runner.run(self, self.config("smoke", name, out=str(out_dir / name))) for name in self.recipes}
         plot_course_curves(runs["course"], out_dir / "course_curves.png")
         plot_recipes(runs, out_dir / "recipes.png")
         return {f"{name}_test_accuracy": run.final["test"]["accuracy"] for name, run in runs.items()}
@@ -253,11 +246,6 @@ def balanced_subset(split: CIFAR10Split, n: int) -> CIFAR10Split:
                         tuple(split.files[i] for i in chosen.tolist()) if split.files else ())
 
 
-def load(cfg: Config) -> LabData:
-    """The config's data in this (single) process, for notebooks: `train(cfg, data)` reuses it."""
-    return LAB.load_data(cfg, init_distributed(cfg.device))
-
-
 # --- training ----------------------------------------------------------------------------------------------
 
 def keep_epochs(cfg: LabConfig) -> tuple[int, ...]:
@@ -268,24 +256,6 @@ def keep_epochs(cfg: LabConfig) -> tuple[int, ...]:
 def lr_drops(cfg: LabConfig) -> list[float]:
     """Where the lr drops fall on an epoch axis (5.5: between epochs 5 and 6); none for one-cycle."""
     return [m + 0.5 for m in milestone_epochs(cfg)]
-
-
-def train(cfg: Config, data: LabData | None = None, *, callbacks: Sequence[Callback] = (),
-          progress: bool | None = None, files: bool = False, resume: str | Path | None = None,
-          overwrite: bool = True) -> runner.Run:
-    """One run of the config through `labkit.runner.run` (torch.compile'd on CUDA with `cfg.compile`).
-
-    `files=False` (notebooks) writes nothing; `files=True` (the command line) writes checkpoints, TensorBoard
-    logs, metrics.json and curves.png under `cfg.out` (default runs/cifar10[-<recipe>]).
-    """
-    build = None
-    if cfg.compile and pick_device(cfg.device).type == "cuda":
-        def build() -> nn.Module:
-            model = LAB.build_model(cfg, data.info if data is not None else {})
-            model.compile()  # in place: state_dict keys (and checkpoints) stay those of the plain model
-            return model
-    return runner.run(LAB, cfg, data=data, model=build, callbacks=callbacks, progress=progress, resume=resume,
-                      write_files=files, checkpoints=files, overwrite=overwrite)
 
 
 # --- the optimizer re-created every epoch (the course report's bug), in numbers -----------------------------
@@ -312,13 +282,9 @@ def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
 
 class OptimizerProbe(Callback):
     """Records an `OptimizerTrace` of a run; with `recreate_lr`, then does at the end of every epoch exactly
-    what creating a new optimizer for the next epoch does (as the course report's loop did).
-
-    A new `torch.optim.SGD(model.parameters(), lr=recreate_lr, momentum=..., weight_decay=...)` is the old one
-    with its state emptied (no momentum buffers) and its lr set: so the probe empties `optimizer.state` and
-    sets the lr in place (the engine keeps training with the same object; a test checks that the weights are
-    those of a loop that really re-creates it). A scheduler attached to the first optimizer does nothing to
-    the new ones, so a run with `recreate_lr` uses the constant schedule.
+    what creating a new optimizer for the next epoch does (as the course report's loop did): a new SGD is the
+    old one with its state emptied and its lr set, so the probe does that in place (a test checks the weights
+    against a loop that really re-creates it). A run with `recreate_lr` uses the constant schedule.
     """
 
     def __init__(self, recreate_lr: float | None = None) -> None:
@@ -357,31 +323,27 @@ class Recreation:
                 for name, t in self.traces.items()}
 
 
-def train_recreated(cfg: Config, data: LabData | None = None, *, recreate_lr: float | None = None,
-                    progress: bool | None = None, files: bool = False) -> tuple[runner.Run, OptimizerTrace]:
-    """The config trained as the course report's loop did: a new optimizer every epoch, at `cfg.lr` for the
-    first epoch and `recreate_lr` (default lr × gamma: 0.01 for the course) from the second on, each new one
-    starting with no momentum. The config's own schedule is not used (it would drive the first optimizer only)."""
-    if cfg.schedule == "onecycle":
-        raise ConfigError("train_recreated re-creates the course recipe's optimizer; a one-cycle schedule "
-                          "steps every batch and is not what the course report's loop did: use the course recipe.")
-    probe = OptimizerProbe(cfg.lr * cfg.gamma if recreate_lr is None else recreate_lr)
-    run = train(cfg.replace(schedule="constant"), data, callbacks=[probe], progress=progress, files=files)
-    return run, probe.trace
-
-
 def optimizer_recreation(cfg: Config, data: LabData | None = None, *,
-                         correct: tuple[runner.Run, OptimizerProbe] | None = None,
-                         progress: bool | None = None) -> Recreation:
+                         correct: tuple[runner.Run, OptimizerProbe] | None = None, recreate_lr: float | None = None,
+                         out: str | None = None, **options: Any) -> Recreation:
     """The course recipe trained correctly (optimizer created once: lr 0.1 then 0.01 at the milestone, the
-    momentum kept) and with the optimizer re-created every epoch, on the same data and seed.
-    `correct`: a course run already trained with an `OptimizerProbe` among its callbacks (saves one run)."""
+    momentum kept) and as the course report's loop did (a new optimizer every epoch, at `cfg.lr` for the first
+    and `recreate_lr`, default lr x gamma, from the second on, each starting with no momentum; the config's
+    schedule is not used: it would drive the first optimizer only), on the same data and seed, both through
+    `runner.run` (`options`: its progress, write_files, checkpoints; no files by default). `correct`: a course
+    run already trained with an `OptimizerProbe` among its callbacks; `out`: the re-created run's folder."""
+    if cfg.schedule == "onecycle":
+        raise ConfigError("the optimizer re-creation re-creates the course recipe's optimizer; a one-cycle schedule "
+                          "steps every batch and is not what the course report's loop did: use the course recipe.")
+    options = {"write_files": False, "checkpoints": False, **options}
     if correct is None:
         probe = OptimizerProbe()
-        correct = (train(cfg, data, callbacks=[probe], progress=progress), probe)
+        correct = (runner.run(LAB, cfg, data=data, callbacks=[probe], **options), probe)
     run, probe = correct
-    recreated, trace = train_recreated(run.config, data if data is not None else run.data, progress=progress)
-    return Recreation({CORRECT: run, RECREATED: recreated}, {CORRECT: probe.trace, RECREATED: trace})
+    recreating = OptimizerProbe(cfg.lr * cfg.gamma if recreate_lr is None else recreate_lr)
+    recreated = runner.run(LAB, run.config.replace(schedule="constant", **({"out": out} if out else {})),
+                           data=data if data is not None else run.data, callbacks=[recreating], **options)
+    return Recreation({CORRECT: run, RECREATED: recreated}, {CORRECT: probe.trace, RECREATED: recreating.trace})
 
 
 def plot_recreation(result: Recreation, path: str | Path | None = None) -> Figure:

@@ -14,8 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from labkit import runner
-from labkit.callbacks import Callback
-from labkit.device import model_device, pick_device
+from labkit.device import model_device
 from labkit.engine import SupervisedTask
 from labkit.errors import LabkitError
 from labkit.history import History
@@ -111,10 +110,10 @@ class FunctionFitting(Lab):
         return super().config(size, recipe, **overrides)
 
     def load_data(self, cfg: Config, ctx: Any) -> LabData:
-        x, y = sample(FUNCTIONS[cfg.function], cfg.points, INTERVAL, cfg.noise, cfg.seed, ctx.device)
+        data = points(cfg, device=ctx.device)
         # under torchrun each process takes every world_size-th point; DDP averages the gradients
-        x, y = x[ctx.rank::ctx.world_size], y[ctx.rank::ctx.world_size]
-        return LabData(train=[(x, y)], description=f"{cfg.points} points of the {cfg.function} function")
+        data.train = [tuple(t[ctx.rank::ctx.world_size] for t in data.train[0])]
+        return data
 
     def build_model(self, cfg: Config, info: Any) -> nn.Module:
         return MLP(1, cfg.hidden, 1)
@@ -203,29 +202,28 @@ def fit_result(run: Any, fn: Function) -> FitResult:
                      fn(grid).cpu())
 
 
-def train_mlp(fn: Function = course_function, *, epochs: int = 1000, lr: float = 0.005, optimizer: str = "sgd",
-              hidden: Sequence[int] = (64, 64), n: int = 200, noise: float = 0.0, seed: int = 0,
-              callbacks: Sequence[Callback] = (), device: str | torch.device | None = None,
-              progress: bool | None = None) -> FitResult:
-    """Fit an MLP to `fn` (any tensor function, a student's too) with full-batch steps, through the runner.
+def points(cfg: Config, fn: Function | None = None, device: torch.device | None = None) -> LabData:
+    """The config's training points of `fn` (default the config's function; any tensor function, a student's
+    too), on `device` (default the CPU; the engine moves a batch to the run's device)."""
+    fn = FUNCTIONS[cfg.function] if fn is None else fn
+    x, y = sample(fn, cfg.points, INTERVAL, cfg.noise, cfg.seed, device)
+    return LabData(train=[(x, y)], description=f"{cfg.points} points of {getattr(fn, '__name__', 'f')}")
 
-    The device is the CPU unless `device` or `LABKIT_DEVICE` says otherwise: for 200 points a GPU's
-    launch overhead costs more than it saves.
-    """
-    cfg = LAB.config("full", epochs=epochs, lr=lr, optimizer=optimizer, hidden=tuple(hidden), points=n,
-                     noise=noise, seed=seed, device=str(device) if device is not None else None)
-    x, y = sample(fn, n, INTERVAL, noise, seed, pick_device(cfg.device))
-    data = LabData(train=[(x, y)], description=f"{n} points of {getattr(fn, '__name__', 'f')}")
-    run = runner.run(LAB, cfg, data=data, callbacks=callbacks, progress=progress, write_files=False,
-                     checkpoints=False)
+
+def _fit(fn: Function, progress: bool | None = None, **settings: Any) -> FitResult:
+    """One MLP fitted to `fn` through `runner.run` (no files), with config `settings`: the sweeps and tests
+    below train many tiny MLPs, each on a function that need not be one of the config's."""
+    cfg = LAB.config("full", **settings)
+    run = runner.run(LAB, cfg, data=points(cfg, fn), progress=progress, write_files=False, checkpoints=False)
     return fit_result(run, fn)
 
 
-def sweep(values: Sequence[float], vary: str, fn: Function = course_function, **kwargs: Any) -> dict[float, FitResult]:
-    """Train once per value of `vary` ('epochs' or 'lr'), everything else fixed (same seed)."""
+def sweep(values: Sequence[float], vary: str, fn: Function = course_function,
+          **settings: Any) -> dict[float, FitResult]:
+    """Train once per value of `vary` ('epochs' or 'lr'), the other config `settings` fixed (same seed)."""
     if vary not in ("epochs", "lr"):
         raise ValueError(f"vary must be 'epochs' or 'lr', not {vary!r}.")
-    return {v: train_mlp(fn, **{**kwargs, vary: int(v) if vary == "epochs" else float(v)}) for v in values}
+    return {v: _fit(fn, **{**settings, vary: int(v) if vary == "epochs" else float(v)}) for v in values}
 
 
 def results_table(results: dict[float, FitResult], vary: str) -> Table:
@@ -261,7 +259,7 @@ def negative_target_test(epochs: int = 2000, lr: float = 0.005, optimizer: str =
     if epochs < 1:
         raise LabkitError(f"negative_target_test needs at least 1 epoch, got {epochs}.")
     targets = NEGATIVE_TARGETS if targets is None else targets
-    return {name: train_mlp(fn, epochs=epochs, lr=lr, optimizer=optimizer, seed=seed, progress=False)
+    return {name: _fit(fn, progress=False, epochs=epochs, lr=lr, optimizer=optimizer, seed=seed)
             for name, fn in targets.items()}
 
 
@@ -357,6 +355,6 @@ def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path:
 def overfit_demo(n_points: int = 12, noise: float = 1.0, epochs: int = 5000, seed: int = 0,
                  hidden: Sequence[int] = (128, 128)) -> dict[str, float]:
     """A big MLP trained long on few noisy points: training error falls below the noise, true error rises."""
-    result = train_mlp(course_function, epochs=epochs, lr=0.01, optimizer="adam", hidden=hidden, n=n_points,
-                       noise=noise, seed=seed)
+    result = _fit(course_function, epochs=epochs, lr=0.01, optimizer="adam", hidden=tuple(hidden), points=n_points,
+                  noise=noise, seed=seed)
     return {"train_mse": result.history.last("train_loss"), "true_mse": result.mse, "noise_variance": noise**2}

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,10 +39,9 @@ import torch
 
 from labkit import config as labconfig
 from labkit import runner
-from labkit.callbacks import Callback
 from labkit.checkpoint import load_checkpoint
 from labkit.device import describe_device, pick_device
-from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
+from labkit.distributed import launched_by_torchrun, per_rank_batch_size
 from labkit.errors import LabkitError
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
 from labkit.labs.lm import data as wikitext
@@ -254,7 +252,6 @@ class LanguageModelLab(Lab):
                 ids = vocab.encode(sentence)[0].to(next(lm.parameters()).device)
                 save_figure(plot_attention(lm.attention_maps(ids)[0], sentence, title="layer 1"),
                             run.out_dir / "attention.png")
-        log_final(run)
         best = run.best_checkpoint or run.last_checkpoint
         if best is not None:
             print(f"checkpoints: {run.checkpoint_dir}/  (labkit generate {best} --words 50)")
@@ -368,40 +365,9 @@ def vocabulary(run: runner.Run) -> Vocabulary:
 # --------------------------------------------------------------------------- notebook-facing
 
 
-def load(cfg: Config, download: bool = False) -> LabData:
-    """The config's data in this process, on its device (the notebook loads it once for every run).
-
-    `download=True` first fetches the WikiText-2 files the config needs when they are missing.
-    """
-    if download:
-        download_data(cfg)
-    return LAB.load_data(cfg, init_distributed(cfg.device))
-
-
-def train(cfg: Config, data: LabData | None = None, callbacks: Sequence[Callback] = (),
-          resume: str | Path | None = None, progress: bool | None = None) -> runner.Run:
-    """One run of the config through `labkit.runner.run` (checkpoints, TensorBoard, best-by-validation,
-    one test); the test perplexity is also logged to TensorBoard."""
-    run = runner.run(LAB, cfg, data=data, callbacks=callbacks, resume=resume, progress=progress)
-    log_final(run)
-    return run
-
-
 def rank_zero() -> bool:
     """False in a torchrun process of rank > 0 (after `runner.run` has closed the process group)."""
     return not launched_by_torchrun() or os.environ.get("RANK") == "0"
-
-
-def log_final(run: runner.Run) -> None:
-    """The chosen checkpoint's test loss and perplexity as TensorBoard scalars (`perplexity/test`)."""
-    if (not rank_zero() or not run.config.tensorboard or run.out_dir is None or "test" not in run.final
-            or not len(run.history)):
-        return
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(log_dir=str(run.out_dir / "tensorboard")) as writer:
-        for key, value in run.final["test"].items():
-            writer.add_scalar(f"{key}/test", value, run.history.epoch[-1])
 
 
 # --------------------------------------------------------------------------- labkit generate

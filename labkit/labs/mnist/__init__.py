@@ -11,10 +11,9 @@ for the chosen checkpoint.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +25,8 @@ from torch import nn
 from labkit import config as _config
 from labkit import runner
 from labkit.data.augment import Compose, Normalize, RandomShift
-from labkit.data.tensor_loader import TensorLoader, single_thread_on_cpu
-from labkit.device import model_device, pick_device
+from labkit.data.tensor_loader import TensorLoader
+from labkit.device import model_device
 from labkit.distributed import DistributedContext, per_rank_batch_size
 from labkit.engine import SupervisedTask, evaluate, predict
 from labkit.errors import LabkitError
@@ -167,19 +166,14 @@ class MNIST(Lab):
                                  "NAdam + StepLR, three SGD settings) for --epochs epochs at the size's comparison "
                                  "images and batch; writes OUT/compare.md and OUT/compare.png")
 
-    def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-        if getattr(args, "compare", False):
-            if getattr(args, "resume", None) is not None:
-                from labkit.cli import UsageError
+    def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any] | None:
+        if not getattr(args, "compare", False):
+            return None  # the runner's default: one run, then report
+        if getattr(args, "resume", None) is not None:
+            from labkit.cli import UsageError
 
-                raise UsageError("--compare trains five new runs; it cannot --resume a checkpoint.")
-            return compare_main(cfg)
-        run = train(cfg, resume=getattr(args, "resume", None), overwrite=getattr(args, "overwrite", False))
-        return {**run.summary(), **self.report(run)}
-
-    def smoke(self, out_dir: Path) -> dict[str, Any]:
-        run = train(self.config("smoke", out=str(out_dir)), progress=False)
-        return {**run.summary(), **self.report(run)}
+            raise UsageError("--compare trains five new runs; it cannot --resume a checkpoint.")
+        return compare_main(cfg)
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
         """`labkit reproduce mnist`: the default recipe (FastConvNet, section 3) and the optimizer x schedule
@@ -189,7 +183,7 @@ class MNIST(Lab):
         its committed reference is the laptop size's."""
         out = Path(out_dir)
         cfg = self.config(size, out=str(out / "default"))
-        source = read_mnist(cfg)
+        data = runner.load_data(self, cfg)
         keys = ("best_val_accuracy", "best_epoch", "test_accuracy", "train_loss", "train_accuracy", "epochs_run",
                 "seconds")
 
@@ -197,15 +191,15 @@ class MNIST(Lab):
             summary = run.summary()
             return {k: summary[k] for k in (*keys, *extra) if k in summary}
 
-        records = {"default": numbers(train(cfg, source))}
+        records = {"default": numbers(runner.run(self, cfg, data=data))}
         if size == "full":
             return records
-        runs = compare(cfg.replace(out=str(out)), source)
+        runs = compare(cfg.replace(out=str(out)), data)
         best = chosen_setup(runs)
         for label, run in runs.items():
             records[f"compare: {label}"] = {**numbers(run), "last_lr": lr_at_epochs(run)[-1]}
         records[f"compare: {best}"]["chosen"] = True
-        records[f"compare: {best}"]["test_accuracy"] = accuracy(runs[best].model, source, "test")
+        records[f"compare: {best}"]["test_accuracy"] = accuracy(runs[best].model, data.source, "test")
         plot_comparison(runs, size, path=out / "compare.png")
         return records
 
@@ -253,13 +247,15 @@ def loader(source: mnist_data.MNISTData, split: str, batch_size: int = 2000, dev
     """A tensor-resident loader of one split: uint8 (N, 1, 28, 28) on `device`, normalised batch by batch."""
     images, labels = source.split(split)
     kwargs.setdefault("transform", transform())
-    return TensorLoader(images.unsqueeze(1), labels, batch_size=batch_size, device=pick_device(device), **kwargs)
+    return TensorLoader(images.unsqueeze(1), labels, batch_size=batch_size, device=device, **kwargs)
 
 
-def lab_data(cfg: Config, source: mnist_data.MNISTData, ctx: DistributedContext | None = None) -> LabData:
-    """The runner's loaders of `source` on `ctx.device` (default: one process, the config's device): train
-    shuffled and shifted, with batch = global batch / world size; every split sharded by rank."""
-    ctx = ctx or DistributedContext(0, 1, 0, pick_device(cfg.device), None)
+def lab_data(cfg: Config, source: mnist_data.MNISTData,
+             ctx: DistributedContext | torch.device | None = None) -> LabData:
+    """The runner's loaders of `source` for `cfg` on `ctx.device` (or on a device, in one process; default the
+    CPU): train shuffled and shifted, with batch = global batch / world size; every split sharded by rank."""
+    if not isinstance(ctx, DistributedContext):
+        ctx = DistributedContext(0, 1, 0, torch.device(ctx or "cpu"), None)
     shard = {"rank": ctx.rank, "world_size": ctx.world_size, "device": ctx.device}
     sizes = source.sizes()
     batch = min(per_rank_batch_size(cfg.batch_size, ctx.world_size), max(1, sizes["train"] // ctx.world_size))
@@ -281,30 +277,7 @@ def runs_folder(size: str) -> Path:
     return Path(tempfile.mkdtemp(prefix="labkit-mnist-smoke-")) if size == "smoke" else _config.runs_dir() / "mnist-lab"
 
 
-# --- training through the runner ------------------------------------------------------------------
-
-def smoke_threads(cfg: Config) -> contextlib.AbstractContextManager:
-    """One CPU thread for smoke-size runs: their ops are tiny, so a second thread gains nothing, while on a
-    busy CI machine every parallel op waits for a descheduled helper thread (measured 10-30x slower)."""
-    return single_thread_on_cpu(pick_device(cfg.device)) if cfg.size == "smoke" else contextlib.nullcontext()
-
-
-def train(cfg: Config, source: mnist_data.MNISTData | None = None, *,
-          model: nn.Module | Callable[[], nn.Module] | None = None, task: Any = None, callbacks: Sequence[Any] = (),
-          progress: bool | None = None, write_files: bool = True, checkpoints: bool = True,
-          resume: str | Path | None = None, overwrite: bool = True) -> runner.Run:
-    """One run of `cfg` through `labkit.runner.run`, on `source` (MNIST already loaded, e.g. by a notebook)
-    when given, else on `read_mnist(cfg)`.
-
-    `model`: a module or a class/function building one after seeding (a student's MyConvNet);
-    `task`: another loss (default the config's label-smoothed cross-entropy); `resume`: a checkpoint;
-    `overwrite=False` (`labkit run` without --overwrite): refuse a folder holding another run's checkpoints.
-    """
-    data = lab_data(cfg, source) if source is not None else None
-    with smoke_threads(cfg):
-        return runner.run(LAB, cfg, data=data, model=model, task=task, callbacks=callbacks, progress=progress,
-                          write_files=write_files, checkpoints=checkpoints, resume=resume, overwrite=overwrite)
-
+# --- the notebook's experiments, each run through `labkit.runner.run` ----------------------------------
 
 def with_recipe(cfg: Config, recipe: str, **changes: Any) -> Config:
     """`cfg` with a named recipe's overrides (and `changes`) on top; its other settings are kept."""
@@ -324,21 +297,24 @@ def compare_config(cfg: Config, label: str, out: str | Path | None = None) -> Co
                        COMPARISONS[label], **({"out": str(out)} if out is not None else {}))
 
 
-def compare(cfg: Config, source: mnist_data.MNISTData | None = None, labels: Sequence[str] = tuple(COMPARISONS), *,
+def compare(cfg: Config, data: LabData | None = None, labels: Sequence[str] = tuple(COMPARISONS), *,
             progress: bool | None = None, write_files: bool = True) -> dict[str, runner.Run]:
     """One run per comparison (`compare_config`): same model, data, epochs and seed for all; each into
     OUT/compare/<recipe>. The runs see only the train and validation images (the first `compare_images`
-    and `compare_val_images`): the test split is looked at once, for the set-up chosen on validation
-    (`chosen_setup`)."""
+    and `compare_val_images` of `data`, default `runner.load_data`): the test split is looked at once, for
+    the set-up chosen on validation (`chosen_setup`)."""
     unknown = [label for label in labels if label not in COMPARISONS]
     if unknown:
         raise LabkitError(f"unknown comparison {unknown[0]!r}: choose from {', '.join(COMPARISONS)}.")
-    source = source if source is not None else read_mnist(cfg)
-    seen = source.head(train=cfg.compare_images, val=cfg.compare_val_images, test=0)
+    data = data if data is not None else runner.load_data(LAB, cfg)
+    seen = data.source.head(train=cfg.compare_images, val=cfg.compare_val_images, test=0)
     out = runner.default_out_dir(LAB, cfg)
-    return {label: train(compare_config(cfg, label, out / "compare" / COMPARISONS[label]), seen,
-                         progress=progress, write_files=write_files)
-            for label in labels}
+    runs = {}
+    for label in labels:
+        run_cfg = compare_config(cfg, label, out / "compare" / COMPARISONS[label])
+        runs[label] = runner.run(LAB, run_cfg, data=lab_data(run_cfg, seen, data.train.device), progress=progress,
+                                 write_files=write_files)
+    return runs
 
 
 def chosen_setup(runs: Mapping[str, runner.Run]) -> str:
@@ -382,12 +358,12 @@ def compare_main(cfg: Config) -> dict[str, float]:
     from labkit.files import write_text_atomic
 
     cfg = cfg.replace(compare_epochs=cfg.epochs)
-    source = read_mnist(cfg)
-    runs = compare(cfg, source)
+    data = runner.load_data(LAB, cfg)
+    runs = compare(cfg, data)
     table = comparison_table(runs)
     print(table)
     best = chosen_setup(runs)
-    test = accuracy(runs[best].model, source, "test")
+    test = accuracy(runs[best].model, data.source, "test")
     line = f"chosen on validation: {best}; its test accuracy {100 * test:.2f} % (evaluated once)"
     print(line)
     out = runner.default_out_dir(LAB, cfg)
@@ -465,18 +441,18 @@ class SoftmaxOutput(nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
-def softmax_mistake(cfg: Config, source: mnist_data.MNISTData | None = None, *,
+def softmax_mistake(cfg: Config, data: LabData | None = None, *,
                     progress: bool | None = None) -> dict[str, runner.Run]:
-    """Train the same model twice (same seed): logits into CrossEntropyLoss, and softmax into it.
-
-    Both use plain cross-entropy (no label smoothing), so the only difference is the softmax.
+    """Train the same model twice (same seed, `data` loaded for `cfg`): logits into CrossEntropyLoss, and
+    softmax into it. Both use plain cross-entropy (no label smoothing), so the only difference is the softmax.
     """
     cfg = cfg.replace(label_smoothing=0.0)
     out = runner.default_out_dir(LAB, cfg) / "softmax-mistake"
-    plain = SupervisedTask(nn.CrossEntropyLoss())
-    right = train(cfg.replace(out=str(out / "logits")), source, task=plain, progress=progress, write_files=False)
-    wrong = train(cfg.replace(out=str(out / "softmax")), source, task=plain, progress=progress, write_files=False,
-                  model=lambda: SoftmaxOutput(LAB.build_model(cfg, {})))
+    options = {"data": data, "task": SupervisedTask(nn.CrossEntropyLoss()), "progress": progress,
+               "write_files": False}
+    right = runner.run(LAB, cfg.replace(out=str(out / "logits")), **options)
+    wrong = runner.run(LAB, cfg.replace(out=str(out / "softmax")), **options,
+                       model=lambda: SoftmaxOutput(LAB.build_model(cfg, {})))
     return {"logits -> CrossEntropyLoss (right)": right, "softmax -> CrossEntropyLoss (mistake)": wrong}
 
 

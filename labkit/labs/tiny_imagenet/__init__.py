@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,10 +25,8 @@ import torch
 from torch import nn
 
 from labkit import config, runner
-from labkit.callbacks import Callback
 from labkit.checkpoint import CheckpointError
-from labkit.device import pick_device
-from labkit.distributed import DistributedContext, launched_by_torchrun, per_rank_batch_size
+from labkit.distributed import per_rank_batch_size
 from labkit.engine import evaluate, predict
 from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
 from labkit.labs.tiny_imagenet import data as tiny
@@ -195,8 +193,8 @@ class TinyImageNetLab(Lab):
         last epoch and its training speed beside the summary), then every ablation variant
         (`ablations="all"`: the course's seven and plain-34) into `out_dir/ablation/`."""
         cfg = self.config(size, out=str(Path(out_dir) / "default"))
-        data = load_data(cfg)
-        run = train(cfg, data)
+        data = runner.load_data(self, cfg)
+        run = runner.run(self, cfg, data=data)
         summary = {**run.summary(), **self.report(run)}
         record = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         history = run.history
@@ -217,25 +215,23 @@ class TinyImageNetLab(Lab):
         parser.add_argument("--evaluate", action="store_true",
                             help="only evaluate the --resume checkpoint on val (no training)")
 
-    def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-        if getattr(args, "evaluate", False):
-            if args.resume is None:
-                from labkit.cli import UsageError
+    def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any] | None:
+        if not getattr(args, "evaluate", False):
+            return None  # the runner's default: one run, then report
+        if args.resume is None:
+            from labkit.cli import UsageError
 
-                raise UsageError("--evaluate needs the checkpoint to evaluate: --resume CKPT --evaluate")
-            result = evaluate_checkpoint(args.resume, cfg=cfg)
-            print(f"{args.resume}: val loss {result['loss']:.4f}, top-1 {100 * result['accuracy']:.2f} %, "
-                  f"top-5 {100 * result['top5']:.2f} %")
-            return {"checkpoint": str(args.resume), **{f"val_{k}": v for k, v in result.items()}}
-        run = train(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
-        extra = self.report(run) if _rank_zero() else {}
-        return {**run.summary(), **extra}
+            raise UsageError("--evaluate needs the checkpoint to evaluate: --resume CKPT --evaluate")
+        result = evaluate_checkpoint(args.resume, cfg=cfg)
+        print(f"{args.resume}: val loss {result['loss']:.4f}, top-1 {100 * result['accuracy']:.2f} %, "
+              f"top-5 {100 * result['top5']:.2f} %")
+        return {"checkpoint": str(args.resume), **{f"val_{k}": v for k, v in result.items()}}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
         """Train at smoke size with checkpoints, evaluate best.pt, compare epochs 1 and 2."""
         cfg = self.config("smoke", out=str(out_dir), tensorboard=False)
-        data = load_data(cfg)
-        run = train(cfg, data, progress=False)
+        data = runner.load_data(self, cfg)
+        run = runner.run(self, cfg, data=data, progress=False)
         evaluated = evaluate_checkpoint(run.best_checkpoint, data)
         ckpts = run.checkpoint_dir
         compared = compare_checkpoints(ckpts / "epoch_001.pt", ckpts / "epoch_002.pt", data, Path(out_dir) / "compare")
@@ -244,11 +240,6 @@ class TinyImageNetLab(Lab):
 
 
 LAB = TinyImageNetLab()
-
-
-def _rank_zero() -> bool:
-    """True in a single process and on torchrun's rank 0 (after the runner has left the process group)."""
-    return not launched_by_torchrun() or os.environ.get("RANK") == "0"
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -273,23 +264,6 @@ def find_root(cfg: Config) -> Path:
     if not own.exists() and shared is not None and (shared / tiny.FOLDER / "wnids.txt").is_file():
         return shared / tiny.FOLDER
     return tiny.resolve_root(own)
-
-
-def load_data(cfg: Config) -> LabData:
-    """The lab's data in this (single) process, e.g. in a notebook: `LAB.load_data` on `cfg.device`."""
-    return LAB.load_data(cfg, DistributedContext(0, 1, 0, pick_device(cfg.device), None))
-
-
-# --- training --------------------------------------------------------------------------------------
-
-def train(cfg: Config, data: LabData | None = None, *, callbacks: Sequence[Callback] = (),
-          resume: str | os.PathLike | None = None, progress: bool | None = None, **options: Any) -> runner.Run:
-    """One run of `cfg` through the runner (`options`: its write_files, checkpoints, overwrite, estimate).
-
-    `data`: already loaded data (a notebook reuses it); `resume`: a checkpoint to continue from
-    (the run trains on from its epoch to `cfg.epochs`).
-    """
-    return runner.run(LAB, cfg, data=data, callbacks=callbacks, resume=resume, progress=progress, **options)
 
 
 def load_tiny_run(checkpoint: str | os.PathLike, device: str | torch.device | None = "cpu") -> runner.Run:
@@ -323,12 +297,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: LabData | None = No
     The model comes from the checkpoint alone; the data are `data`, else those of `cfg`, else those
     of the checkpoint's own config.
     """
-    device = data.eval["val"].device if data is not None else pick_device(cfg.device if cfg is not None else None)
-    run = load_tiny_run(checkpoint, device)
+    run = load_tiny_run(checkpoint)
     cfg = cfg or run.config
-    data = data if data is not None else load_data(cfg)
+    data = data if data is not None else runner.load_data(LAB, cfg)  # the device is decided there, once
     _check_classes(checkpoint, run, data)
     val = data.eval["val"]
+    run.model.to(val.device)
     return evaluate(run.model, val, metrics=METRICS, device=val.device, amp=cfg.amp, channels_last=cfg.channels_last,
                     progress=None, desc="val")
 
@@ -399,7 +373,7 @@ def compare_main(args: argparse.Namespace) -> dict[str, Any]:
     given = {"data": str(args.data) if args.data else None, "val_per_class": args.val_per_class, "device": args.device}
     cfg = run_a.config.replace(**{k: v for k, v in given.items() if v is not None})
     try:
-        data = load_data(cfg)
+        data = runner.load_data(LAB, cfg)
     except tiny.TinyImageNetNotFoundError as err:
         if cfg.data is not None:
             raise
@@ -437,11 +411,11 @@ def run_ablations(cfg: Config, data: LabData | None = None,
     `ablation.run_ablation`; returns its `AblationResult` (table + curves, written to `out_dir`)."""
     from labkit.labs.tiny_imagenet.ablation import run_ablation
 
-    data = data if data is not None else load_data(cfg)
+    data = data if data is not None else runner.load_data(LAB, cfg)
 
     def run_one(name: str, settings: dict[str, Any]):
         variant = ablation_config(cfg, settings)
-        return train(variant, data, progress=progress, write_files=False, checkpoints=False).history
+        return runner.run(LAB, variant, data=data, progress=progress, write_files=False, checkpoints=False).history
 
     return run_ablation(variants if variants is not None else ABLATION_SETS[cfg.ablations], run_one, metric="accuracy",
                         curve_keys=("val_accuracy", "train_accuracy", "val_top5"), out_dir=out_dir)
@@ -511,7 +485,7 @@ def resume_further(run: runner.Run, data: LabData, out: str | os.PathLike, extra
     """Resume `run` per `resume_plan` into `out`: trains epochs done+1 .. done+k and returns both."""
     plan = resume_plan(run, extra)
     cfg = run.config.replace(out=str(out), epochs=plan.epochs, tensorboard=False)
-    return plan, train(cfg, data, resume=plan.checkpoint, **options)
+    return plan, runner.run(LAB, cfg, data=data, resume=plan.checkpoint, **options)
 
 
 # --- TensorBoard: mistakes and precision-recall curves ------------------------------------------------------

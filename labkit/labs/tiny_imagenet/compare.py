@@ -187,12 +187,11 @@ def compare_checkpoints(
     `build_model()` returns an untrained model of the checkpoints' architecture; weights are
     loaded with `labkit.checkpoint.load_checkpoint`. `image_ids` (paths, file names) label
     the rows; by default rows are labelled by index. Returns the disagreements (or every
-    image with `only_disagreements=False`); save them with `save_rows_csv`.
+    image with `only_disagreements=False`); save them with `save_rows_csv`. `device`: default the loader's
+    (the CPU for a loader that does not say).
     """
     if device is None:
-        from labkit.device import pick_device
-
-        device = pick_device()
+        device = getattr(loader, "device", None) or torch.device("cpu")
     results = []
     for path in (ckpt_a, ckpt_b):
         model = load_weights(path, build_model).to(device)
