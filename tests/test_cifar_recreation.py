@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.callbacks import Progress
 from labkit import runner
+from labkit.callbacks import Progress
 from labkit.engine import fit
 from labkit.lab import ConfigError
 from labkit.labs import cifar10 as lab
