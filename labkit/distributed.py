@@ -33,13 +33,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, SetupError
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-class DistributedError(LabkitError, RuntimeError):
-    """A distributed set-up that cannot work, with a message that says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ def _env_int(name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DistributedError(
+        raise SetupError(
             f"environment variable {name}={value!r} is not an integer; launch with "
             "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`"
         ) from None
@@ -88,13 +84,13 @@ def _choose_device(preference: str | torch.device | None, local_rank: int) -> to
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise DistributedError(
+            raise SetupError(
                 f"local rank {local_rank} has no GPU: only {count} visible; "
                 f"launch with --nproc_per_node={count} or fewer"
             )
         return torch.device("cuda", local_rank)
     if device.type != "cpu":
-        raise DistributedError(
+        raise SetupError(
             f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not {device.type!r}; "
             "pass device 'cpu' or set LABKIT_DEVICE=cpu"
         )
@@ -123,7 +119,7 @@ def init_distributed(
         return DistributedContext(0, 1, 0, pick_device(device), None)
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world:
-        raise DistributedError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        raise SetupError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
     chosen = _choose_device(device, local)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
@@ -131,10 +127,10 @@ def init_distributed(
         return DistributedContext(rank, world, local, chosen, dist.get_backend())
     backend = backend or default_backend(chosen)
     if backend == "nccl" and chosen.type != "cuda":
-        raise DistributedError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
+        raise SetupError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        raise DistributedError(
+        raise SetupError(
             f"{', '.join(missing)} not set; launch with `torchrun --standalone ...`, which sets them"
         )
     dist.init_process_group(
@@ -154,7 +150,7 @@ def session(
     """`init_distributed()` on entry and `cleanup()` on exit, even when training raises.
 
     Under torchrun, a collective that waits longer than `timeout_s` for another process (one that
-    was stopped, killed or hangs) ends this process with a `DistributedError` that says so and what
+    was stopped, killed or hangs) ends this process with a `SetupError` that says so and what
     to do, instead of a backend traceback.
     """
     context = init_distributed(device, backend, timeout_s=timeout_s)
@@ -165,7 +161,7 @@ def session(
     except RuntimeError as err:
         if not context.is_distributed or isinstance(err, LabkitError):
             raise
-        raise DistributedError(
+        raise SetupError(
             f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply "
             f"within {timeout_s:g} s: it was stopped, killed or is stuck): {str(err).splitlines()[0][:200]}. "
             "Every process of a torchrun job must keep running. Restart the job, continuing from the last "
@@ -300,7 +296,7 @@ def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int
     """Split a global batch evenly over ranks; an uneven split is an error, not a rounding."""
     world = world_size() if world is None else world
     if global_batch_size < world or global_batch_size % world:
-        raise DistributedError(
+        raise SetupError(
             f"global batch size {global_batch_size} does not split evenly over {world} "
             f"processes; choose a multiple of {world}"
         )

@@ -24,7 +24,8 @@ from labkit.data.tensor_loader import TensorLoader
 from labkit.device import describe_device, model_device, pick_device
 from labkit.distributed import init_distributed, launched_by_torchrun, per_rank_batch_size
 from labkit.engine import predict
-from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
+from labkit.errors import DataError, UsageError
+from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.labs.cifar10.model import cifar_resnet
@@ -65,9 +66,9 @@ class Config(LabConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if (self.depth - 2) % 6:
-            raise ConfigError(f"--depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110), got {self.depth}.")
+            raise UsageError(f"--depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110), got {self.depth}.")
         if self.patience:
-            raise ConfigError("--patience must stay 0: Lab 02 has no validation split to stop on (its per-epoch "
+            raise UsageError("--patience must stay 0: Lab 02 has no validation split to stop on (its per-epoch "
                               "split is the test or hold-out split, for monitoring only).")
 
 
@@ -210,7 +211,7 @@ class CifarData:
 def _holds_cifar(root: Path | None) -> bool:
     try:
         return root is not None and bool(cifar.detect_cifar10_layout(root))
-    except cifar.CIFAR10LayoutError:
+    except DataError:
         return False
 
 
@@ -234,9 +235,9 @@ def read_splits(cfg: Config, verbose: bool = True) -> tuple[CIFAR10Split, CIFAR1
     try:
         train, held = cifar.load_cifar10_train_eval(root, download=cfg.download, holdout=cfg.holdout, seed=0,
                                                     verbose=verbose)
-    except cifar.CIFAR10LayoutError as err:
-        raise cifar.CIFAR10LayoutError(f"{err} From the command line: `labkit run cifar10 --data DIR`, or "
-                                       "`labkit run cifar10 --download`.") from err
+    except DataError as err:
+        raise DataError(f"{err} From the command line: `labkit run cifar10 --data DIR`, or "
+                        "`labkit run cifar10 --download`.") from err
     layout, folder = cifar.detect_cifar10_layout(root)
     return train, held, f"{'pickles' if layout == 'pickles' else 'image folder'} {folder}"
 
@@ -245,8 +246,8 @@ def balanced_subset(split: CIFAR10Split, n: int) -> CIFAR10Split:
     """`n` images of `split`, the same number of each class (fixed seed), in their original order."""
     try:
         _, chosen = cifar.holdout_indices(split.labels, n, seed=0)
-    except cifar.CIFAR10HoldoutError as err:
-        raise ConfigError(f"--train-subset {n} is not possible for these {len(split):,} images: {err}") from err
+    except DataError as err:
+        raise UsageError(f"--train-subset {n} is not possible for these {len(split):,} images: {err}") from err
     return CIFAR10Split(split.images[chosen], split.labels[chosen], split.classes, split.name,
                         f"a class-balanced {n:,} of {split.description}",
                         tuple(split.files[i] for i in chosen.tolist()) if split.files else ())
@@ -362,8 +363,8 @@ def train_recreated(cfg: Config, data: LabData | None = None, *, recreate_lr: fl
     first epoch and `recreate_lr` (default lr × gamma: 0.01 for the course) from the second on, each new one
     starting with no momentum. The config's own schedule is not used (it would drive the first optimizer only)."""
     if cfg.schedule == "onecycle":
-        raise ConfigError("train_recreated re-creates the course recipe's optimizer; a one-cycle schedule "
-                          "steps every batch and is not what the course report's loop did: use the course recipe.")
+        raise UsageError("train_recreated re-creates the course recipe's optimizer; a one-cycle schedule "
+                         "steps every batch and is not what the course report's loop did: use the course recipe.")
     probe = OptimizerProbe(cfg.lr * cfg.gamma if recreate_lr is None else recreate_lr)
     run = train(cfg.replace(schedule="constant"), data, callbacks=[probe], progress=progress, files=files)
     return run, probe.trace

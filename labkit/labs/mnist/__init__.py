@@ -170,7 +170,7 @@ class MNIST(Lab):
     def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "compare", False):
             if getattr(args, "resume", None) is not None:
-                from labkit.cli import UsageError
+                from labkit.errors import UsageError
 
                 raise UsageError("--compare trains five new runs; it cannot --resume a checkpoint.")
             return compare_main(cfg)
