@@ -163,6 +163,9 @@ def test_download_checks_the_archive_and_falls_back_to_single_files(tmp_path, mo
         folder = wikitext.download_wikitext2(tmp_path / "b")
         assert read_corpus(folder).num_tokens("test") == read_corpus(source).num_tokens("test")
         assert not list(folder.glob(".*"))  # no partial downloads left behind
+        (folder / "train.txt").write_text(" damaged\n")
+        wikitext.download_wikitext2(folder, force=True)  # force: downloaded again, not kept
+        assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
 
         # nothing reachable: a clear error that says what to do
         monkeypatch.setattr(wikitext, "FILE_URL", url + "nothing/{split}.txt")

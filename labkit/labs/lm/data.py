@@ -420,6 +420,8 @@ def download_wikitext2(
         except (DataError, OSError, zipfile.BadZipFile) as archive_error:
             print(f"[wikitext] archive download failed ({archive_error}); trying single files")
             for split in todo:
+                if force:  # a file without a published checksum would otherwise be kept as it is
+                    _split_path(folder, split).unlink(missing_ok=True)
                 fetch(FILE_URL.format(split=split), folder, f"{split}.txt", sha256=FILE_SHA256.get(split),
                       hint=f"No internet here? Copy train.txt, valid.txt and test.txt of WikiText-2 into {folder} "
                            f"(the archive {ARCHIVE_URLS[0]} holds them as wikitext-2/wiki.*.tokens).")
