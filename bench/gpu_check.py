@@ -323,11 +323,12 @@ class LabUnavailable(LookupError):
 
 def load_lab(name: str) -> Any:
     """`get_lab(name)`, with a clear error for a name no lab package registers."""
-    from labkit.lab import ConfigError, get_lab
+    from labkit.errors import UsageError
+    from labkit.lab import get_lab
 
     try:
         return get_lab(name)
-    except ConfigError as err:
+    except UsageError as err:
         raise LabUnavailable(f"no lab package registers a lab named {name!r} ({err})") from err
 
 

@@ -15,6 +15,7 @@ import sys
 
 from labkit import config
 from labkit.data.prep_cli import dataset_parser
+from labkit.errors import DataError
 from labkit.labs.cifar10 import data as cifar
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CIFAR-10 is in {folder}")
     try:
         train, test = cifar.load_cifar10_splits(root)
-    except cifar.CIFAR10Error as err:
+    except DataError as err:
         print(err, file=sys.stderr)
         return 1
     counts = train.labels.bincount(minlength=10).tolist()

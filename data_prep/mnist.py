@@ -1,4 +1,4 @@
-"""Prepare MNIST for Lab 03: download it with torchvision and write the course's .pth tensor files.
+"""Prepare MNIST for Lab 03: download the IDX archives and write the course's .pth tensor files.
 
     python data_prep/mnist.py                    # into $LABKIT_DATA (default ~/.cache/labkit)
     python data_prep/mnist.py --root ~/data      # somewhere else
@@ -6,8 +6,9 @@
     python data_prep/mnist.py --synthetic        # tiny learnable stand-in, same layout, no network
 
 The result is torchvision's `<root>/MNIST/raw/*-ubyte` (downloaded md5-checked from torchvision's
-mirrors) plus `train_data.pth`, `train_labels.pth`, `test_data.pth`, `test_labels.pth` (uint8 images
-(N, 28, 28), int64 labels (N,)). labkit reads either form; the script ends by loading both.
+mirrors by `labkit.labs.mnist.data.download_mnist`) plus `train_data.pth`, `train_labels.pth`,
+`test_data.pth`, `test_labels.pth` (uint8 images (N, 28, 28), int64 labels (N,)). labkit reads either
+form; the script ends by loading both.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from labkit import config
 from labkit.data.prep_cli import dataset_parser
+from labkit.errors import LabkitError
 from labkit.labs.mnist import data as mnist
 
 
@@ -26,14 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pth", type=Path, default=None,
                         help="folder for the course's .pth tensor files (default: <root>/MNIST)")
     return parser
-
-
-def download_with_torchvision(root: Path) -> None:
-    """torchvision's own download: md5-checked archives from its mirror list, unpacked into MNIST/raw."""
-    from torchvision.datasets import MNIST
-
-    for train in (True, False):
-        MNIST(root=str(root), train=train, download=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             mnist.write_synthetic_mnist(root, args.n_train, args.n_test, args.seed)
             print(f"wrote synthetic MNIST to {mnist.raw_folder(root)}")
         else:
-            download_with_torchvision(root)
+            mnist.download_mnist(root)
             print(f"MNIST is in {mnist.raw_folder(root)}")
         for split in ("train", "test"):
             images, labels = mnist.load_idx_split(root, split)
@@ -54,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(str(p) for p in paths))
         from_idx = mnist.load_mnist(root, source="idx")
         from_pth = mnist.load_mnist(pth_folder, source="pth")
-    except (mnist.MNISTNotFoundError, mnist.MNISTFormatError, RuntimeError) as err:
+    except LabkitError as err:
         print(err, file=sys.stderr)
         return 1
     assert from_idx.sizes() == from_pth.sizes()

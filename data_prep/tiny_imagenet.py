@@ -14,72 +14,22 @@ dataset, so a read-only dataset works, and running the script again is harmless.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import shutil
 import sys
-import tempfile
-import urllib.request
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from labkit import config
+from labkit.files import fetch
 from labkit.labs.tiny_imagenet.data import FOLDER, MD5, URL, build_val_imagefolder, resolve_root
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, target: Path, md5: str | None) -> Path:
-    """Download `url` to `target` (via a temp file) unless a file with the right md5 is there."""
-    if target.exists() and (md5 is None or md5sum(target) == md5):
-        print(f"{target} already downloaded")
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {url} -> {target}")
-    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as tmp:
-        partial = Path(tmp.name)
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                shutil.copyfileobj(response, tmp)
-        except OSError as err:
-            partial.unlink(missing_ok=True)
-            raise RuntimeError(f"could not download {url}: {err}. Check the internet connection, or "
-                               f"download the file by hand and put it at {target}.") from err
-    if md5 is not None and (got := md5sum(partial)) != md5:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"checksum mismatch for {url}: md5 {got}, expected {md5}. The download is "
-                           "corrupted or incomplete; run the script again.")
-    partial.replace(target)
-    return target
-
-
-def extract(archive: Path, dest: Path) -> Path:
-    """Extract the zip into `dest`, refusing members that would land outside it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            pure = PurePosixPath(member)
-            if pure.is_absolute() or ".." in pure.parts or ":" in member:
-                raise RuntimeError(f"{archive} contains {member!r}, which points outside {dest}; not extracting.")
-        print(f"extracting {archive} -> {dest}")
-        zf.extractall(dest)
-    return dest / FOLDER
-
-
 def prepare(dest: Path, url: str = URL, md5: str | None = MD5) -> Path:
-    """Download and extract once; later calls find the extracted folder and do nothing."""
+    """Download (md5-checked) and extract once (`labkit.files.fetch`); later calls find the folder and do nothing."""
     if (dest / FOLDER / "wnids.txt").is_file():
         print(f"{dest / FOLDER} is ready")
         return dest / FOLDER
-    archive = download(url, dest / f"{FOLDER}.zip", md5)
-    folder = extract(archive, dest)
-    archive.unlink()
-    return folder
+    print(f"downloading {url} -> {dest}")
+    fetch(url, dest, f"{FOLDER}.zip", md5=md5, extract=True)
+    return dest / FOLDER
 
 
 def main(argv: list[str] | None = None) -> int:

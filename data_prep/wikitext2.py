@@ -17,6 +17,7 @@ import sys
 
 from labkit import config
 from labkit.data.prep_cli import dataset_parser
+from labkit.errors import LabkitError
 from labkit.labs.lm import data as wikitext
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             wikitext.download_wikitext2(folder, force=args.force)
             print(f"WikiText-2 is in {folder}")
         corpus = wikitext.read_corpus(folder)
-    except (wikitext.WikiTextError, OSError) as err:
+    except (LabkitError, OSError) as err:
         print(err, file=sys.stderr)
         return 1
     for split, ids in corpus.splits.items():

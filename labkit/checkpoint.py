@@ -25,16 +25,12 @@ import torch
 
 from labkit.callbacks import Callback, FitState
 from labkit.device import rng_state, set_rng_state
-from labkit.errors import LabkitError
+from labkit.errors import CheckpointError
 from labkit.files import atomic_write
 from labkit.history import History, metric_mode
 
 FORMAT = "labkit.checkpoint"
 VERSION = 1
-
-
-class CheckpointError(LabkitError, RuntimeError):
-    """A checkpoint cannot be used; the message says why and what to do."""
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

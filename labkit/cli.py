@@ -16,7 +16,7 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, UsageError
 
 #: the shared commands: name -> (module, add-arguments function, main function, help); a lab adds its
 #: own through its class's `commands` (e.g. Lab 04's `compare`, Lab 05's `generate`)
@@ -29,10 +29,6 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 USAGE_ERROR, DATA_ERROR = 2, 1
-
-
-class UsageError(LabkitError, ValueError):
-    """A command line that cannot work (exit code 2)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,7 +53,7 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 
 def _converter(name: str, kind: type, meta: dict[str, Any], is_tuple: bool) -> Callable[[str], Any]:
-    from labkit.lab import ConfigError, check_value
+    from labkit.lab import check_value
 
     def one(text: str) -> Any:
         try:
@@ -67,7 +63,7 @@ def _converter(name: str, kind: type, meta: dict[str, Any], is_tuple: bool) -> C
                                              f"got {text!r}") from None
         try:
             check_value(name, value, meta)
-        except ConfigError as err:
+        except UsageError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
         return value
 
@@ -164,7 +160,7 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
             raise UsageError(f"--resume {args.resume}: no such checkpoint file.")
         try:
             cfg = runner.config_from_checkpoint(args.resume, lab.name, **given)
-        except runner.ForeignCheckpointError as err:
+        except UsageError as err:
             raise UsageError(f"--resume {err}") from None
         if size is not None and size != cfg.size:
             raise UsageError(f"{args.resume} is a {cfg.size}-size run; resume it without --size/--smoke, or "
@@ -274,10 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = (run_main(rest) if command == "run" else smoke_main(rest) if command == "smoke"
                       else command_main(command, rest))
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do
-        from labkit.lab import ConfigError
-
         print(f"labkit: error: {err}", file=sys.stderr)
-        return USAGE_ERROR if isinstance(err, (ConfigError, UsageError)) else DATA_ERROR
+        return USAGE_ERROR if isinstance(err, UsageError) else DATA_ERROR
     except KeyboardInterrupt as err:
         print(f"labkit: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130

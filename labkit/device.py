@@ -15,13 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from labkit.errors import LabkitError
+from labkit.errors import SetupError
 
 _KNOWN = ("cuda", "mps", "cpu")
-
-
-class DeviceError(LabkitError, ValueError):
-    """A requested device that does not exist here, or is not one labkit knows."""
 
 
 def available_devices() -> list[str]:
@@ -53,22 +49,22 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
         try:
             device = torch.device(preference)
         except RuntimeError as err:
-            raise DeviceError(f"{source} {str(preference)!r} is not a device: use one of {', '.join(_KNOWN)} "
-                              f"(e.g. cuda:1). {here}") from err
+            raise SetupError(f"{source} {str(preference)!r} is not a device: use one of {', '.join(_KNOWN)} "
+                             f"(e.g. cuda:1). {here}") from err
         if device.type not in _KNOWN:
-            raise DeviceError(f"{source} {str(device)!r} is not a device labkit trains on: use one of "
-                              f"{', '.join(_KNOWN)}. {here}")
+            raise SetupError(f"{source} {str(device)!r} is not a device labkit trains on: use one of "
+                             f"{', '.join(_KNOWN)}. {here}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise DeviceError(
+            raise SetupError(
                 f"{source} {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU-only PyTorch "
                 f"build). {here} Use --device cpu, or unset LABKIT_DEVICE."
             )
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
+            raise SetupError(
                 f"{source} {str(device)!r}: only {torch.cuda.device_count()} GPU(s) exist. {here}"
             )
         if device.type == "mps" and not _mps_available():
-            raise DeviceError(f"{source} 'mps': Apple's MPS backend is not available here. {here}")
+            raise SetupError(f"{source} 'mps': Apple's MPS backend is not available here. {here}")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -22,11 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from labkit.errors import LabkitError
-
-
-class DistributedError(LabkitError, RuntimeError):
-    """A distributed set-up that cannot work, with a message that says how to fix it."""
+from labkit.errors import LabkitError, SetupError
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ def _env_int(name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise DistributedError(f"environment variable {name}={value!r} is not an integer; launch with "
+        raise SetupError(f"environment variable {name}={value!r} is not an integer; launch with "
                                "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`") from None
 
 
@@ -64,11 +60,11 @@ def _choose_device(preference: str | torch.device | None, local_rank: int) -> to
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise DistributedError(f"local rank {local_rank} has no GPU: only {count} visible; "
+            raise SetupError(f"local rank {local_rank} has no GPU: only {count} visible; "
                                    f"launch with --nproc_per_node={count} or fewer")
         return torch.device("cuda", local_rank)
     if device.type != "cpu":
-        raise DistributedError(f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not "
+        raise SetupError(f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not "
                                f"{device.type!r}; pass device 'cpu' or set LABKIT_DEVICE=cpu")
     return torch.device("cpu")
 
@@ -86,7 +82,7 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
         return DistributedContext(0, 1, 0, pick_device(device), None)
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world:
-        raise DistributedError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        raise SetupError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
     chosen = _choose_device(device, local)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
@@ -94,10 +90,10 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
         return DistributedContext(rank, world, local, chosen, dist.get_backend())
     backend = backend or ("nccl" if chosen.type == "cuda" else "gloo")
     if backend == "nccl" and chosen.type != "cuda":
-        raise DistributedError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
+        raise SetupError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
     missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        raise DistributedError(f"{', '.join(missing)} not set; launch with `torchrun --standalone ...` (it sets them)")
+        raise SetupError(f"{', '.join(missing)} not set; launch with `torchrun --standalone ...` (it sets them)")
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=timeout_s))
     return DistributedContext(rank, world, local, chosen, backend)
@@ -109,7 +105,7 @@ def session(device: str | torch.device | None = None, backend: str | None = None
     """`init_distributed()` on entry and `cleanup()` on exit, even when training raises.
 
     Under torchrun, a collective that waits longer than `timeout_s` for another process (one that
-    was stopped, killed or hangs) ends this process with a `DistributedError` that says so and what
+    was stopped, killed or hangs) ends this process with a `SetupError` that says so and what
     to do, instead of a backend traceback.
     """
     context = init_distributed(device, backend, timeout_s=timeout_s)
@@ -120,7 +116,7 @@ def session(device: str | torch.device | None = None, backend: str | None = None
     except RuntimeError as err:
         if not context.is_distributed or isinstance(err, LabkitError):
             raise
-        raise DistributedError(
+        raise SetupError(
             f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply "
             f"within {timeout_s:g} s: it was stopped, killed or is stuck): {str(err).splitlines()[0][:200]}. "
             "Every process of a torchrun job must keep running. Restart the job, continuing from the last "
@@ -222,7 +218,7 @@ def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int
     """Split a global batch evenly over ranks; an uneven split is an error, not a rounding."""
     world = world_size() if world is None else world
     if global_batch_size < world or global_batch_size % world:
-        raise DistributedError(f"global batch size {global_batch_size} does not split evenly over {world} "
+        raise SetupError(f"global batch size {global_batch_size} does not split evenly over {world} "
                                f"processes; choose a multiple of {world}")
     return global_batch_size // world
 

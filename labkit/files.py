@@ -1,8 +1,9 @@
-"""Files written so that a kill never leaves half of one, and file digests: one place for both.
+"""Files written so that a kill never leaves half of one, file digests, and downloads: one place for all three.
 
 `atomic_write(path)` yields a binary handle on a temporary file in the same folder; on success the
 file is flushed, fsynced and renamed over `path` (readable by the group, like any file a course
-server shares); on failure the temporary file is removed and `path` is untouched.
+server shares); on failure the temporary file is removed and `path` is untouched. `fetch(urls, folder, ...)`
+downloads a file (torchvision's `download_url`), checks its md5 or SHA-256 (`file_digest`) and unpacks it.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ import errno
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
+import tarfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 from typing import IO
 
-from labkit.errors import LabkitError
+from labkit.errors import DataError, WriteError
 
 #: files labkit writes are readable by group and others (caches shared on a course server)
 FILE_MODE = 0o644
 
 #: the errno values of a full disk (ENOSPC) or a used-up quota (EDQUOT)
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class WriteError(LabkitError, OSError):
-    """A file labkit cannot write where it was asked to: a folder in its place, a file as its folder, no
-    permission."""
 
 
 def _write_error(path: Path, err: OSError) -> WriteError:
@@ -41,10 +39,6 @@ def _write_error(path: Path, err: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {why}. Choose another path.")
 
 
-class DiskFullError(LabkitError, OSError):
-    """A write that failed because the disk (or the user's quota) is full; the old file is kept."""
-
-
 def _free_space(folder: Path) -> str:
     try:
         free = shutil.disk_usage(folder).free
@@ -53,8 +47,8 @@ def _free_space(folder: Path) -> str:
     return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
 
 
-def disk_full(path: str | os.PathLike, err: BaseException) -> DiskFullError | None:
-    """A DiskFullError for `err` when it says the disk or quota is full (None otherwise).
+def disk_full(path: str | os.PathLike, err: BaseException) -> WriteError | None:
+    """A WriteError for `err` when it says the disk or quota is full (None otherwise).
 
     Also recognises the message of an error that wraps the OSError (e.g. a RuntimeError from torch.save).
     """
@@ -64,7 +58,7 @@ def disk_full(path: str | os.PathLike, err: BaseException) -> DiskFullError | No
         return None
     path = Path(path)
     kept = f" the previous {path.name} is kept unchanged." if path.exists() else ""
-    return DiskFullError(
+    return WriteError(
         f"the disk holding {path.parent} is full ({_free_space(path.parent)} free): {path.name} could not be "
         f"written;{kept or ' nothing was written.'} Free some space (e.g. delete old runs or their epoch_NNN.pt "
         "files), or write to another disk (--out DIR, LABKIT_CACHE), then run again (a run can continue with "
@@ -75,7 +69,7 @@ def disk_full(path: str | os.PathLike, err: BaseException) -> DiskFullError | No
 def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """Write `path` through a temporary sibling (`.NAME.tmp-PID`), then fsync and rename it.
 
-    A full disk (or quota) is a `DiskFullError` that says so; the temporary file is removed and the
+    A full disk (or quota) is a `WriteError` that says so; the temporary file is removed and the
     previous `path`, if any, is left as it was.
     """
     path = Path(path)
@@ -123,12 +117,64 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
-    """The hex digest of a file (`md5`, `sha256`, ...), read in 1 MiB chunks."""
-    hasher = hashlib.new(algorithm)
+    """The hex digest of a file (`md5`, `sha256`, ...), read in 1 MiB chunks: labkit's one file checksum."""
+    hasher = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             hasher.update(block)
     return hasher.hexdigest()
+
+
+def fetch(urls: str | Sequence[str], folder: str | os.PathLike, filename: str | None = None, *,
+          md5: str | None = None, sha256: str | None = None, extract: bool = False, hint: str = "") -> Path:
+    """`folder/filename` downloaded from the first of `urls` that serves it with the given checksum (md5 or
+    SHA-256); a copy already there that matches is kept. With `extract`, the archive (zip, tar, .gz) is
+    unpacked into `folder` and deleted, and `folder` is returned. Every failure is one `DataError` that lists
+    each address tried and why, then says how to get the file by hand (`hint` adds a sentence)."""
+    from torchvision.datasets.utils import download_url, extract_archive
+
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    folder = Path(folder).expanduser()
+    target = folder / (filename or urls[0].rstrip("/").rsplit("/", 1)[-1])
+    algorithm, expected = ("md5", md5) if md5 else ("sha256", sha256)
+    if not (target.is_file() and (expected is None or file_digest(target, algorithm) == expected)):
+        folder.mkdir(parents=True, exist_ok=True)
+        partial, errors = folder / f".{target.name}.tmp-{os.getpid()}", []
+        for url in urls:
+            try:
+                download_url(url, str(folder), partial.name)
+                if (got := expected and file_digest(partial, algorithm)) == expected:
+                    os.replace(partial, target)
+                    break
+                errors.append(f"  {url}: checksum mismatch: {algorithm} {got}, expected {expected}")
+            except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors
+                errors.append(f"  {url}: {err}")
+            finally:
+                partial.unlink(missing_ok=True)
+        else:
+            raise DataError(f"could not download {target.name}:\n" + "\n".join(errors) + "\nCheck the internet "
+                            f"connection (or proxy), or download the file by hand and put it at {target}, then "
+                            f"run again.{' ' + hint if hint else ''}")
+    if not extract:
+        return target
+    outside = [m for m in _archive_members(target) if PurePosixPath(m).is_absolute() or ".." in PurePosixPath(m).parts]
+    if outside:
+        raise DataError(f"{target} contains {outside[0]!r}, which points outside {folder}; not extracting.")
+    try:
+        extract_archive(str(target), str(folder), remove_finished=True)
+    except (OSError, EOFError, RuntimeError, zipfile.BadZipFile, tarfile.TarError) as err:
+        raise DataError(f"could not unpack {target} ({err}): the file is damaged; delete it and run again.") from err
+    return folder
+
+
+def _archive_members(archive: Path) -> list[str]:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            return zf.namelist()
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            return tf.getnames()
+    return []
 
 
 def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
@@ -161,10 +207,6 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-class TextEncodingError(LabkitError, ValueError):
-    """A text file that is not UTF-8 (WikiText, Tiny-ImageNet's annotation files)."""
-
-
 def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
     """A UTF-8 text file's contents, or an error naming the file, the line and what to do.
 
@@ -174,14 +216,14 @@ def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
     path = Path(path)
     data = path.read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise TextEncodingError(
+        raise DataError(
             f"{path} ({what}) is UTF-16 text (it starts with a UTF-16 byte-order mark); labkit reads UTF-8. "
             f"Fix: convert it, e.g. `iconv -f UTF-16 -t UTF-8 {path.name} > fixed.txt`, or use the original file.")
     try:
         return data.decode("utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
-        raise TextEncodingError(
+        raise DataError(
             f"{path}:{line} ({what}) is not UTF-8: byte {data[err.start]:#04x} at line {line} cannot be decoded. "
             "Was the file saved in another encoding (e.g. Latin-1)? Fix: convert it to UTF-8 (`iconv -f LATIN1 "
             f"-t UTF-8`), or use the original file.") from None

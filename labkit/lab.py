@@ -20,14 +20,10 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from labkit.errors import LabkitError
+from labkit.errors import UsageError
 from labkit.optim import OPTIMIZERS, SCHEDULES
 
 SIZES = ("smoke", "laptop", "full")
-
-
-class ConfigError(LabkitError, ValueError):
-    """A setting outside what the lab accepts; the message names the option and the fix."""
 
 
 def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -45,24 +41,24 @@ def option(default: Any, help: str, *, min: float | None = None, max: float | No
 
 
 def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
-    """Raise ConfigError if `value` is outside the field's range or choices."""
+    """Raise UsageError if `value` is outside the field's range or choices."""
     flag = "--" + name.replace("_", "-")
     if value is None:
         return
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}.")
+        raise UsageError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if not math.isfinite(value):
-        raise ConfigError(f"{flag} must be a finite number, not {value!r}.")
+        raise UsageError(f"{flag} must be a finite number, not {value!r}.")
     low, high, above = meta.get("min"), meta.get("max"), meta.get("gt")
     if above is not None and not value > above:
-        raise ConfigError(f"{flag} must be greater than {above:g}, got {value!r}.")
+        raise UsageError(f"{flag} must be greater than {above:g}, got {value!r}.")
     if low is not None and value < low:
-        raise ConfigError(f"{flag} must be at least {low:g}, got {value!r}.")
+        raise UsageError(f"{flag} must be at least {low:g}, got {value!r}.")
     if high is not None and value > high:
-        raise ConfigError(f"{flag} must be at most {high:g}, got {value!r}.")
+        raise UsageError(f"{flag} must be at most {high:g}, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -130,8 +126,8 @@ class LabConfig:
         """A copy with some fields changed (unknown names are an error that lists the fields)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ConfigError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; its fields: "
-                              f"{', '.join(f.name for f in dataclasses.fields(self))}.")
+            raise UsageError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; its fields: "
+                             f"{', '.join(f.name for f in dataclasses.fields(self))}.")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,10 +196,10 @@ class Lab:
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
         """The config of a size and recipe, with keyword overrides (None values are ignored)."""
         if size not in SIZES:
-            raise ConfigError(f"--size must be one of {', '.join(SIZES)}, not {size!r}.")
+            raise UsageError(f"--size must be one of {', '.join(SIZES)}, not {size!r}.")
         recipe = recipe or next(iter(self.recipes))
         if recipe not in self.recipes:
-            raise ConfigError(f"{self.name} has no recipe {recipe!r}; its recipes: {', '.join(self.recipes)}.")
+            raise UsageError(f"{self.name} has no recipe {recipe!r}; its recipes: {', '.join(self.recipes)}.")
         sized = dict(self.sizes.get(size, {}))
         per_recipe = sized.pop("recipes", {}).get(recipe, {})
         values = {**self.recipes[recipe], **sized, **per_recipe,
@@ -211,8 +207,8 @@ class Lab:
         fields = {f.name for f in dataclasses.fields(self.Config)}
         unknown = set(values) - fields
         if unknown:
-            raise ConfigError(f"{self.name} has no setting {', '.join(sorted(unknown))}; its settings: "
-                              f"{', '.join(sorted(fields))}.")
+            raise UsageError(f"{self.name} has no setting {', '.join(sorted(unknown))}; its settings: "
+                             f"{', '.join(sorted(fields))}.")
         return self.Config(**values)
 
     # --- what each lab provides -------------------------------------------------------------------
@@ -299,7 +295,7 @@ def get_lab(name: str | Lab) -> Lab:
         return name
     labs = LABS if name in LABS else discover()
     if name not in labs:
-        raise ConfigError(f"unknown lab {name!r}; the labs are: {', '.join(labs)}.")
+        raise UsageError(f"unknown lab {name!r}; the labs are: {', '.join(labs)}.")
     return labs[name]
 
 
@@ -310,7 +306,7 @@ def choose_size(explicit: str | None = None) -> tuple[str, str]:
     for given, what, why in ((explicit, "size", "chosen in the notebook"), (env, "LABKIT_SIZE", f"LABKIT_SIZE={env}")):
         if given:
             if given not in SIZES:
-                raise ConfigError(f"{what} must be one of {', '.join(SIZES)}, not {given!r}.")
+                raise UsageError(f"{what} must be one of {', '.join(SIZES)}, not {given!r}.")
             return given, why
     from labkit import config
 

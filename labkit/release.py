@@ -22,7 +22,7 @@ import jupytext
 from jupytext.combine import combine_inputs_with_outputs
 from nbformat import NotebookNode
 
-from labkit.errors import LabkitError
+from labkit.errors import UsageError
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -35,10 +35,6 @@ ANSWER_POINTS = 2
 
 #: a code cell that calls a `labkit.check` helper (`check_shape(...)`, `labkit.check.x(...)`)
 _CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
-
-
-class ReleaseError(LabkitError, ValueError):
-    """An instructor source breaks the exercise convention; the message says where and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -59,17 +55,17 @@ class Lab:
 def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
     """The labs under `labs_dir` (`*.py` percent sources), or those whose name starts with one of `names`."""
     if not labs_dir.is_dir():
-        raise ReleaseError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
+        raise UsageError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
     labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]
     if names:
         chosen = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
         unknown = [n for n in names if not any(lab.name.startswith(n) for lab in labs)]
         if unknown:
             available = ", ".join(lab.name for lab in labs)
-            raise ReleaseError(f"No lab matches {', '.join(unknown)}; available: {available}.")
+            raise UsageError(f"No lab matches {', '.join(unknown)}; available: {available}.")
         labs = chosen
     if not labs:
-        raise ReleaseError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
+        raise UsageError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
     return labs
 
 
@@ -108,19 +104,19 @@ def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> 
         marker = line.strip()
         if marker == BEGIN_SOLUTION:
             if begin_line is not None:
-                raise ReleaseError(f"{where}, line {number}: {BEGIN_SOLUTION} inside the solution opened on line "
+                raise UsageError(f"{where}, line {number}: {BEGIN_SOLUTION} inside the solution opened on line "
                                    f"{begin_line}; close it with {END_SOLUTION} first.")
             begin_line = number
             indent = line[: len(line) - len(line.lstrip())]
             out.extend(indent + stub_line for stub_line in stub.splitlines())
         elif marker == END_SOLUTION:
             if begin_line is None:
-                raise ReleaseError(f"{where}, line {number}: {END_SOLUTION} without a {BEGIN_SOLUTION} before it.")
+                raise UsageError(f"{where}, line {number}: {END_SOLUTION} without a {BEGIN_SOLUTION} before it.")
             begin_line = None
         elif begin_line is None:
             out.append(line)
     if begin_line is not None:
-        raise ReleaseError(f"{where}, line {begin_line}: {BEGIN_SOLUTION} is never closed by {END_SOLUTION}.")
+        raise UsageError(f"{where}, line {begin_line}: {BEGIN_SOLUTION} is never closed by {END_SOLUTION}.")
     return "\n".join(out)
 
 
@@ -140,9 +136,9 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
         where = f"{lab_name}, cell {index}"
         if is_exercise(cell):
             if cell.cell_type not in ("code", "markdown"):
-                raise ReleaseError(f"{where}: only code and markdown cells can be exercises.")
+                raise UsageError(f"{where}: only code and markdown cells can be exercises.")
             if not has_markers(cell.source):
-                raise ReleaseError(f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
+                raise UsageError(f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
                                    "lines: put the solution between them (or remove the tag).")
             strip_solutions(cell.source, where=where)  # validates the markers
             exercise_count += 1
@@ -156,7 +152,7 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
             cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
             awaiting_check = cell.cell_type == "code"
         elif has_markers(cell.source):
-            raise ReleaseError(f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
+            raise UsageError(f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
                                f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
                                "removed from the student edition.")
         elif awaiting_check and is_check(cell):
@@ -167,7 +163,7 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.get("metadata", {})]
     duplicates = sorted({g for g in grade_ids if grade_ids.count(g) > 1})
     if duplicates:
-        raise ReleaseError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
+        raise UsageError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
     return nb
 
 
@@ -209,7 +205,7 @@ def release(labs_dir: Path, out: Path, names: list[str] | None = None,
             nbgrader_source: Path | None = None) -> list[Path]:
     """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files."""
     if out.resolve() == labs_dir.resolve():
-        raise ReleaseError(f"--out {out} is the labs folder itself: that would overwrite the instructor sources.")
+        raise UsageError(f"--out {out} is the labs folder itself: that would overwrite the instructor sources.")
     written: list[Path] = []
     for lab in find_labs(labs_dir, names):
         nb = read_lab(lab)
@@ -242,7 +238,7 @@ def main(args: argparse.Namespace) -> int:
     labs_dir = args.labs or default_labs_dir()
     try:
         written = release(labs_dir, args.out, args.names or None, args.nbgrader_source)
-    except ReleaseError as err:
+    except UsageError as err:
         print(f"labkit release: {err}")
         return 2
     for path in written:

@@ -41,7 +41,7 @@ from labkit.checkpoint import (
 from labkit.data.tensor_loader import single_thread_on_cpu
 from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, UsageError, WriteError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, get_lab
 from labkit.optim import make_optimizer, make_scheduler
@@ -107,10 +107,6 @@ def default_out_dir(lab: Lab, cfg: LabConfig) -> Path:
     return _config.runs_dir() / f"{lab.name}{suffix}"
 
 
-class RunFolderError(LabkitError, RuntimeError):
-    """An output folder that another run is using, or that holds another run's results."""
-
-
 LOCK_NAME = ".labkit-run.lock"
 #: what a run writes into its folder (removed by overwrite=True)
 RUN_OUTPUTS = ("checkpoints", "tensorboard", "metrics.json", "curves.png")
@@ -125,16 +121,16 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
     from labkit.files import process_alive, remove_orphan_temp_files
 
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
+        raise WriteError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
     for inner in (out / "checkpoints", out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
-            raise RunFolderError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
+            raise WriteError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
                                  "delete that file, or write the run elsewhere with --out DIR.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a parent is a file, or not writable
-        raise RunFolderError(f"--out {out}: the folder cannot be created ({err.strerror or err}). Choose a "
-                             "writable folder with --out DIR.") from None
+        raise WriteError(f"--out {out}: the folder cannot be created ({err.strerror or err}). Choose a "
+                         "writable folder with --out DIR.") from None
     lock = out / LOCK_NAME
     host = socket.gethostname()
     while True:
@@ -149,15 +145,15 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
             pid = owner.get("pid")
             stale = owner.get("host") == host and isinstance(pid, int) and not process_alive(pid)
             if not stale:
-                raise RunFolderError(
+                raise WriteError(
                     f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
                     f"{owner.get('started', '?')}). Wait for it, or write this run elsewhere with --out DIR. "
                     f"(If no such run exists, delete {lock}.)") from None
             print(f"note: {out} was locked by pid {pid}, which no longer runs; taking the folder over.")
             lock.unlink(missing_ok=True)
         except OSError as err:  # e.g. a folder the user may not write to
-            raise RunFolderError(f"--out {out}: cannot write there ({err.strerror or err}). Choose a writable "
-                                 "folder with --out DIR.") from None
+            raise WriteError(f"--out {out}: cannot write there ({err.strerror or err}). Choose a writable "
+                             "folder with --out DIR.") from None
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
     try:
@@ -168,7 +164,7 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
         old = sorted(p.name for p in (out / "checkpoints").glob("*.pt")) if (out / "checkpoints").is_dir() else []
         if old and resume is None:
             if not overwrite:
-                raise RunFolderError(
+                raise WriteError(
                     f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
                     f"--resume {out / 'checkpoints' / 'last.pt'}, write this one elsewhere with --out DIR, or "
                     "replace it with --overwrite.")
@@ -517,16 +513,12 @@ def write_json(path: Path, record: Mapping[str, Any]) -> Path:
 def config_from_checkpoint(path: str | os.PathLike, expected_lab: str | None = None,
                            **overrides: Any) -> LabConfig:
     """The config a checkpoint was trained with (its lab's `Config`), with some fields changed;
-    `expected_lab`: refuse (`ForeignCheckpointError`) a checkpoint that another lab wrote."""
+    `expected_lab`: refuse (`UsageError`) a checkpoint that another lab wrote."""
     lab, cfg = _saved_config(load_checkpoint(path).config, path)
     if expected_lab is not None and lab.name != expected_lab:
-        raise ForeignCheckpointError(f"{path} was written by `labkit run {lab.name}`, not by {expected_lab}: "
+        raise UsageError(f"{path} was written by `labkit run {lab.name}`, not by {expected_lab}: "
                                      f"continue it with `labkit run {lab.name} --resume {path}`.")
     return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
-
-
-class ForeignCheckpointError(LabkitError, ValueError):
-    """A checkpoint given to a lab that did not write it (`labkit run mnist --resume <a cifar10 run>`)."""
 
 
 def _saved_config(saved: Mapping[str, Any], path: str | os.PathLike) -> tuple[Lab, LabConfig]:

@@ -1,21 +1,18 @@
-"""Layer tables: every module's name, type, output shape and parameter count for one input.
-
-`layer_table` uses forward hooks, so names are the full dotted paths students see in
-`model.named_modules()` (e.g. `layer1.0.conv1`).
-"""
+"""Layer tables: each module's dotted name (`layer1.0.conv1`), type, output shape (without the batch dimension)
+and parameter count for one input, measured by `torchinfo.summary`; printed as text, shown as markdown."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import torchinfo
 from torch import nn
 
 
-@dataclass
-class LayerRow:
+class LayerRow(NamedTuple):
     name: str
     type: str
     output_shape: tuple[int, ...] | None
@@ -29,73 +26,42 @@ class LayerTable:
     trainable_params: int
 
     def row(self, name: str) -> LayerRow:
-        for row in self.rows:
-            if row.name == name:
-                return row
+        if found := [r for r in self.rows if r.name == name]:
+            return found[0]
         raise KeyError(f"No layer named {name!r}; names look like {[r.name for r in self.rows[:5]]}")
 
+    def _cells(self) -> list[tuple[str, str, str, str]]:
+        return [(n, t, "×".join(map(str, s or ())) or "-", f"{p:,}") for n, t, s, p in self.rows]
+
     def __str__(self) -> str:
-        width = max([len(r.name) for r in self.rows] + [5])
-        lines = [f"{'layer':<{width}}  {'type':<22} {'output shape':<18} {'params':>10}"]
-        for r in self.rows:
-            shape = "×".join(str(s) for s in r.output_shape) if r.output_shape else "-"
-            lines.append(f"{r.name:<{width}}  {r.type:<22} {shape:<18} {r.params:>10,}")
-        lines.append(f"total parameters: {self.total_params:,} (trainable {self.trainable_params:,})")
-        return "\n".join(lines)
+        w = max([len(r.name) for r in self.rows] + [5])
+        lines = [f"{n:<{w}}  {t:<22} {s:<18} {p:>10}" for n, t, s, p in [("layer", "type", "output shape", "params"),
+                                                                           *self._cells()]]
+        return "\n".join([*lines, f"total parameters: {self.total_params:,} (trainable {self.trainable_params:,})"])
 
     def _repr_markdown_(self) -> str:
-        lines = ["| layer | type | output shape | params |", "|---|---|---|---:|"]
-        for r in self.rows:
-            shape = "×".join(str(s) for s in r.output_shape) if r.output_shape else "-"
-            lines.append(f"| `{r.name}` | {r.type} | {shape} | {r.params:,} |")
-        lines.append(f"\n**total parameters: {self.total_params:,}**")
-        return "\n".join(lines)
-
-
-def _shape(output: Any) -> tuple[int, ...] | None:
-    if isinstance(output, torch.Tensor):
-        return tuple(output.shape[1:])  # without the batch dimension
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return tuple(output[0].shape[1:])
-    return None
+        return "\n".join(["| layer | type | output shape | params |", "|---|---|---|---:|",
+                          *(f"| `{n}` | {t} | {s} | {p} |" for n, t, s, p in self._cells()),
+                          f"\n**total parameters: {self.total_params:,}**"])
 
 
 def layer_table(model: nn.Module, input_size: Sequence[int] | None = None, example: Any = None,
                 leaves_only: bool = False, max_depth: int | None = None) -> LayerTable:
-    """Run one example (batch of 1 of `input_size`, or `example`) and record each module's output.
-
-    Output shapes are shown without the batch dimension (e.g. conv1 -> (64, 32, 32)).
-    """
-    if example is None:
-        if input_size is None:
-            raise ValueError("layer_table needs input_size (e.g. (3, 64, 64)) or an example input.")
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        example = torch.zeros(1, *input_size, device=device)
-    rows: dict[str, LayerRow] = {}
-    hooks = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        depth = name.count(".") + 1
-        is_leaf = not any(True for _ in module.children())
-        if (leaves_only and not is_leaf) or (max_depth is not None and depth > max_depth):
-            continue
-        params = sum(p.numel() for p in module.parameters())
-        rows[name] = LayerRow(name, type(module).__name__, None, params)
-
-        def hook(mod: nn.Module, args: Any, output: Any, name: str = name) -> None:
-            rows[name].output_shape = _shape(output)
-
-        hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
+    """Run one example (a batch of 1 of `input_size`, or `example`) in eval mode; one row per module of
+    `model.named_modules()` down to `max_depth` (or its leaves only); a module that did not run has no shape."""
+    if example is None and input_size is None:
+        raise ValueError("layer_table needs input_size (e.g. (3, 64, 64)) or an example input.")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
-        with torch.no_grad():
-            model(*example) if isinstance(example, tuple) else model(example)
+        ran = torchinfo.summary(model, (1, *input_size) if example is None else None, input_data=example,
+                                device=device, mode="eval", verbose=0).summary_list
+    except RuntimeError as err:  # torchinfo wraps the model's own error (e.g. a shape mismatch): raise that one
+        raise (err.__cause__ or err) from None
     finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return LayerTable(list(rows.values()), total, trainable)
+        torchinfo.torchinfo._cached_forward_pass.clear()  # it would keep the model (and its GPU memory) alive
+    shapes = {id(info.module): tuple(info.output_size[1:]) or None for info in ran}  # a module run twice: its last
+    rows = [LayerRow(name, type(module).__name__, shapes.get(id(module)), sum(p.numel() for p in module.parameters()))
+            for name, module in model.named_modules() if name and (max_depth is None or name.count(".") < max_depth)
+            and not (leaves_only and any(True for _ in module.children()))]
+    params = list(model.parameters())
+    return LayerTable(rows, sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import labkit.checkpoint as ckpt_mod
-from labkit.checkpoint import CheckpointError, check_resume_length, load_checkpoint, save_checkpoint
-from labkit.errors import LabkitError
+from labkit.checkpoint import check_resume_length, load_checkpoint, save_checkpoint
+from labkit.errors import CheckpointError, LabkitError
 from labkit.history import History
 from tests.helpers import classifier
 

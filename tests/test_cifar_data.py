@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from labkit.errors import DataError
 from labkit.labs.cifar10 import data as cifar
 
 
@@ -70,7 +71,7 @@ def test_synthetic_data_is_deterministic_and_class_dependent(tmp_path):
 
 
 def test_missing_data_names_the_folder_and_files(tmp_path):
-    with pytest.raises(cifar.CIFAR10Error) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10(tmp_path, download=False)
     message = str(err.value)
     assert str(tmp_path / cifar.FOLDER) in message
@@ -81,7 +82,7 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
 def test_partly_missing_data_lists_only_the_missing_files(synthetic_root):
     (synthetic_root / cifar.FOLDER / "test_batch").unlink()
     cifar.load_cifar10(synthetic_root, train=True)  # the training split is complete
-    with pytest.raises(cifar.CIFAR10Error, match="is missing test_batch\\."):
+    with pytest.raises(DataError, match="is missing test_batch\\."):
         cifar.load_cifar10(synthetic_root, train=False)
 
 
@@ -103,7 +104,7 @@ def test_corrupt_pickle_is_a_clear_error(synthetic_root, damage):
     else:  # a pickle that would run code on load is refused, not executed
         with open(path, "wb") as f:
             pickle.dump({"data": np.zeros((1, 3072), np.uint8), "labels": [0], "x": print}, f)
-    with pytest.raises(cifar.CIFAR10Error, match="data_batch_2") as err:
+    with pytest.raises(DataError, match="data_batch_2") as err:
         cifar.load_cifar10(synthetic_root)
     assert "download it again" in str(err.value)
 

@@ -15,7 +15,8 @@ from labkit import runner
 from labkit.check import CheckFailed
 from labkit.cli import main
 from labkit.engine import predict
-from labkit.lab import ConfigError, LabConfig
+from labkit.errors import DataError, UsageError
+from labkit.lab import LabConfig
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10.analysis import milestone_epochs
@@ -76,7 +77,7 @@ def test_fast_recipe_warms_up_then_anneals_per_step():
 
 
 def test_unknown_recipe_is_a_clear_error():
-    with pytest.raises(ConfigError, match="course, fast"):
+    with pytest.raises(UsageError, match="course, fast"):
         lab.LAB.config("full", "slow")
 
 
@@ -99,7 +100,7 @@ def test_sizes_exist_and_validate():
     ({"holdout": -1}, "--holdout"),
 ])
 def test_impossible_settings_are_refused(changes, words):
-    with pytest.raises(ConfigError, match=re.escape(words)):
+    with pytest.raises(UsageError, match=re.escape(words)):
         lab.LAB.config("full", **changes)
 
 
@@ -128,7 +129,7 @@ def test_data_folder_is_read_at_every_size_and_names_the_hold_out(tmp_path):
     subset = runner.load_data(lab.LAB, lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=50))
     assert torch.bincount(subset.source.train.labels, minlength=10).tolist() == [5] * 10
     assert "class-balanced subset of 90" in subset.description
-    with pytest.raises(ConfigError, match="--train-subset"):
+    with pytest.raises(UsageError, match="--train-subset"):
         runner.load_data(lab.LAB, lab.LAB.config("laptop", data=str(root), holdout=30, train_subset=89))
 
 
@@ -151,12 +152,12 @@ def test_sharded_loaders_split_the_global_batch(tmp_path):
 
 
 def test_full_size_without_data_says_how_to_get_it(tmp_path, capsys):
-    with pytest.raises(cifar.CIFAR10Error, match="cifar-10-batches-py.*train/<class>"):
+    with pytest.raises(DataError, match="cifar-10-batches-py.*train/<class>"):
         runner.load_data(lab.LAB, lab.LAB.config("full", data=str(tmp_path)))
     incomplete = tmp_path / "cifar-10-batches-py"
     incomplete.mkdir()
     (incomplete / "data_batch_1").write_bytes(b"")
-    with pytest.raises(cifar.CIFAR10Error, match="missing data_batch_2, .*, test_batch, batches.meta"):
+    with pytest.raises(DataError, match="missing data_batch_2, .*, test_batch, batches.meta"):
         runner.load_data(lab.LAB, lab.LAB.config("full", data=str(tmp_path)))
     empty = tmp_path / "empty"
     empty.mkdir()

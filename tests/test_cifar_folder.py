@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from labkit import config
+from labkit.errors import DataError
 from labkit.labs.cifar10 import data as cifar
 
 
@@ -118,16 +119,16 @@ def test_holdout_indices_remainder_and_limits():
     again = cifar.holdout_indices(labels, 25, seed=0)
     assert torch.equal(again[0], kept) and torch.equal(again[1], held)
     assert cifar.holdout_indices(labels, 0)[1].numel() == 0
-    with pytest.raises(cifar.CIFAR10HoldoutError, match="cannot hold out 12 airplane.*at most 110"):
+    with pytest.raises(DataError, match="cannot hold out 12 airplane.*at most 110"):
         cifar.holdout_indices(labels, 120)
 
 
 def test_holdout_zero_without_test_split_says_to_pass_a_size(folder):
-    with pytest.raises(cifar.CIFAR10HoldoutError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_train_eval(folder, holdout=0, verbose=False)
     message = str(err.value)
     assert "no test split" in message and "pass a hold-out size" in message and "holdout=5000" in message
-    with pytest.raises(cifar.CIFAR10HoldoutError, match="cannot hold out 500"):
+    with pytest.raises(DataError, match="cannot hold out 500"):
         cifar.load_cifar10_train_eval(folder, verbose=False)  # the default 5,000 needs 500 per class
 
 
@@ -175,7 +176,7 @@ def test_changed_folder_rebuilds_the_cache(folder, monkeypatch):
 
 def test_cache_inside_the_data_folder_is_refused(folder, monkeypatch):
     monkeypatch.setenv("LABKIT_DATA", str(folder / "labkit"))
-    with pytest.raises(cifar.CIFAR10Error, match="inside the dataset folder.*set LABKIT_DATA"):
+    with pytest.raises(DataError, match="inside the dataset folder.*set LABKIT_DATA"):
         cifar.load_cifar10_folder(folder, holdout=10, verbose=False)
     assert not (folder / "labkit").exists()
 
@@ -193,7 +194,7 @@ def test_progress_bar_is_shown_when_enabled(folder, monkeypatch, capsys):
 
 def test_missing_and_extra_class_folders_are_named(folder):
     (folder / "train" / "cat").rename(folder / "train" / "Cat")
-    with pytest.raises(cifar.CIFAR10ClassFolderError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_folder(folder, holdout=10)
     message = str(err.value)
     assert "missing class folder(s) cat" in message and "unexpected folder(s) Cat" in message
@@ -204,7 +205,7 @@ def test_an_extra_class_folder_or_stray_file_is_named(folder):
     (folder / "train" / "unicorn").mkdir()
     (folder / "train" / "labels.csv").write_text("x")
     (folder / "train" / ".DS_Store").write_text("hidden entries are skipped")
-    with pytest.raises(cifar.CIFAR10ClassFolderError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_folder(folder, holdout=10)
     message = str(err.value)
     assert "unexpected folder(s) unicorn" in message and "unexpected file(s) labels.csv" in message
@@ -214,14 +215,14 @@ def test_an_extra_class_folder_or_stray_file_is_named(folder):
 def test_empty_class_is_an_error(folder):
     for path in (folder / "train" / "frog").iterdir():
         path.unlink()
-    with pytest.raises(cifar.CIFAR10ClassFolderError, match="frog .*hold no images"):
+    with pytest.raises(DataError, match="frog .*hold no images"):
         cifar.load_cifar10_folder(folder, holdout=10)
 
 
 def test_wrong_size_is_refused_not_resized(folder):
     Image.new("RGB", (31, 32)).save(folder / "train" / "bird" / "0005.png")
     Image.new("RGB", (64, 64)).save(folder / "train" / "ship" / "0000.png")
-    with pytest.raises(cifar.CIFAR10ImageSizeError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_folder(folder, holdout=10)
     message = str(err.value)
     assert "train/bird/0005.png is 31×32" in message and "train/ship/0000.png is 64×64" in message
@@ -233,13 +234,13 @@ def test_corrupt_and_non_image_files_are_named(folder):
     (folder / "train" / "deer" / "0002.png").write_bytes(b"this is not a PNG")
     good = (folder / "train" / "horse" / "0001.png").read_bytes()
     (folder / "train" / "horse" / "0001.png").write_bytes(good[: len(good) // 2])  # truncated
-    with pytest.raises(cifar.CIFAR10ImageFileError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_folder(folder, holdout=10)
     message = str(err.value)
     assert "train/deer/0002.png (UnidentifiedImageError" in message
     assert "train/horse/0001.png (OSError" in message and "2 of 120" in message
     (folder / "train" / "deer" / "notes.txt").write_text("not an image")
-    with pytest.raises(cifar.CIFAR10ImageFileError, match=r"train/deer/notes.txt \(not an image"):
+    with pytest.raises(DataError, match=r"train/deer/notes.txt \(not an image"):
         cifar.load_cifar10_folder(folder, holdout=10)
 
 
@@ -264,13 +265,13 @@ def test_symlink_outside_the_folder_is_refused(folder, tmp_path):
     outside = tmp_path / "elsewhere.png"
     Image.new("RGB", (32, 32)).save(outside)
     (folder / "train" / "cat" / "0100.png").symlink_to(outside)
-    with pytest.raises(cifar.CIFAR10LinkError) as err:
+    with pytest.raises(DataError) as err:
         cifar.load_cifar10_folder(folder, holdout=10)
     assert "train/cat/0100.png -> " in str(err.value) and str(outside) in str(err.value)
     (folder / "train" / "cat" / "0100.png").unlink()
     shutil.move(folder / "train" / "dog", tmp_path / "dog")
     (folder / "train" / "dog").symlink_to(tmp_path / "dog", target_is_directory=True)
-    with pytest.raises(cifar.CIFAR10LinkError, match="train/dog -> "):
+    with pytest.raises(DataError, match="train/dog -> "):
         cifar.load_cifar10_folder(folder, holdout=10)
 
 
@@ -303,14 +304,14 @@ def test_detects_the_pickles_and_prefers_them(tmp_path):
     assert (train.name, test.name, len(train), len(test)) == ("train", "test", 60, 20)
     assert torch.equal(train.images, reference[0].images) and torch.equal(test.labels, reference[1].labels)
     (pickles / "test_batch").unlink()
-    with pytest.raises(cifar.CIFAR10Error, match="is missing test_batch"):
+    with pytest.raises(DataError, match="is missing test_batch"):
         cifar.load_cifar10_train_eval(pickles)
 
 
 def test_no_layout_names_both(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     for where in (tmp_path, tmp_path / "nowhere"):
-        with pytest.raises(cifar.CIFAR10LayoutError) as err:
+        with pytest.raises(DataError) as err:
             cifar.load_cifar10_train_eval(where)
         message = str(err.value)
         assert str(where) in message and "cifar-10-batches-py/" in message
@@ -319,14 +320,14 @@ def test_no_layout_names_both(tmp_path):
 
 
 def test_passing_the_train_folder_itself_gets_a_hint(folder):
-    with pytest.raises(cifar.CIFAR10LayoutError, match="pass the folder above it"):
+    with pytest.raises(DataError, match="pass the folder above it"):
         cifar.detect_cifar10_layout(folder / "train")
 
 
 def test_several_image_folders_under_one_parent_are_ambiguous(tmp_path):
     cifar.write_synthetic_cifar10_folder(tmp_path / "a", 1)
     cifar.write_synthetic_cifar10_folder(tmp_path / "b", 1)
-    with pytest.raises(cifar.CIFAR10LayoutError, match="several CIFAR-10 image folders \\(a, b\\)"):
+    with pytest.raises(DataError, match="several CIFAR-10 image folders \\(a, b\\)"):
         cifar.detect_cifar10_layout(tmp_path)
 
 

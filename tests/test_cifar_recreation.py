@@ -14,7 +14,7 @@ from torch import nn
 from labkit import runner
 from labkit.callbacks import Progress
 from labkit.engine import fit
-from labkit.lab import ConfigError
+from labkit.errors import UsageError
 from labkit.labs import cifar10 as lab
 
 matplotlib.use("Agg")
@@ -113,7 +113,7 @@ def test_the_course_recipe_against_the_recreated_optimizer_at_smoke_size(recreat
 
 
 def test_recreation_needs_the_course_recipe():
-    with pytest.raises(ConfigError, match="course recipe"):
+    with pytest.raises(UsageError, match="course recipe"):
         lab.optimizer_recreation(lab.LAB.config("smoke", "fast"))
 
 

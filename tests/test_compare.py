@@ -166,8 +166,9 @@ def test_compare_checkpoints_loads_both_and_lists_disagreements(tmp_path):
 
 
 def test_compare_checkpoints_refuses_a_shuffled_loader_and_a_wrong_model(tmp_path):
-    from labkit.checkpoint import CheckpointError, save_checkpoint
+    from labkit.checkpoint import save_checkpoint
     from labkit.data.tensor_loader import TensorLoader
+    from labkit.errors import CheckpointError
     from labkit.labs.tiny_imagenet.compare import compare_checkpoints
 
     path = save_checkpoint(tmp_path / "last.pt", model=_linear(1), epoch=1)

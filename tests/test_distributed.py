@@ -19,6 +19,7 @@ import torch
 
 from labkit import distributed
 from labkit.checkpoint import unwrap
+from labkit.errors import SetupError
 from labkit.history import History
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,7 +189,7 @@ def test_single_process_fallbacks():
 
 def test_per_rank_batch_size_requires_an_even_split():
     assert distributed.per_rank_batch_size(128, world=4) == 32
-    with pytest.raises(distributed.DistributedError, match="multiple of 3"):
+    with pytest.raises(SetupError, match="multiple of 3"):
         distributed.per_rank_batch_size(128, world=3)
 
 
@@ -196,12 +197,12 @@ def test_bad_launch_environment_gives_clear_errors(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "two")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    with pytest.raises(distributed.DistributedError, match="WORLD_SIZE='two' is not an integer"):
+    with pytest.raises(SetupError, match="WORLD_SIZE='two' is not an integer"):
         distributed.init_distributed(device="cpu")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     monkeypatch.delenv("MASTER_PORT", raising=False)
-    with pytest.raises(distributed.DistributedError, match="MASTER_ADDR, MASTER_PORT not set"):
+    with pytest.raises(SetupError, match="MASTER_ADDR, MASTER_PORT not set"):
         distributed.init_distributed(device="cpu")
-    with pytest.raises(distributed.DistributedError, match="nccl"):
+    with pytest.raises(SetupError, match="nccl"):
         distributed.init_distributed(device="cpu", backend="nccl")

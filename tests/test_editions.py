@@ -24,7 +24,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from labkit import cli, release
-from labkit.release import ReleaseError
+from labkit.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 LABS = sorted(p for p in (REPO / "labs").glob("*.py") if not p.name.startswith("_")) or [
@@ -117,7 +117,7 @@ def test_lab_exercises_follow_the_convention(lab: Path):
     nb = release.read_lab(release.Lab(lab))
     exercises = exercise_indices(nb)
     assert exercises, f"{lab.name} has no cell tagged 'exercise' (a \"Your turn\" cell with a solution region)"
-    release.mark_exercises(nb, lab.stem)  # raises ReleaseError on misplaced or missing markers
+    release.mark_exercises(nb, lab.stem)  # raises UsageError on misplaced or missing markers
     for n, start in enumerate(exercises):
         if nb.cells[start].cell_type != "code":
             continue
@@ -246,7 +246,7 @@ def test_strip_solutions_keeps_indentation_and_surroundings():
     ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "inside the solution opened on line 1"),
 ])
 def test_strip_solutions_rejects_unbalanced_markers(source: str, message: str):
-    with pytest.raises(ReleaseError, match=message):
+    with pytest.raises(UsageError, match=message):
         release.strip_solutions(source, where="lab, cell 3")
 
 
@@ -300,13 +300,13 @@ def test_explicit_nbgrader_metadata_in_the_source_wins(demo_labs: Path, tmp_path
 
 def test_release_refuses_untagged_solutions(demo_labs: Path, tmp_path: Path):
     (demo_labs / "01_demo.py").write_text(DEMO.replace('# %% tags=["exercise"]\ndef f', "# %%\ndef f"))
-    with pytest.raises(ReleaseError, match=r"01_demo, cell 4 has .* not tagged 'exercise'"):
+    with pytest.raises(UsageError, match=r"01_demo, cell 4 has .* not tagged 'exercise'"):
         release.release(demo_labs, tmp_path / "out")
 
 
 def test_release_refuses_an_exercise_without_solution(demo_labs: Path, tmp_path: Path):
     (demo_labs / "01_demo.py").write_text(DEMO + '\n# %% tags=["exercise"]\nprint("nothing to hide")\n')
-    with pytest.raises(ReleaseError, match="tagged 'exercise' but has no ### BEGIN SOLUTION"):
+    with pytest.raises(UsageError, match="tagged 'exercise' but has no ### BEGIN SOLUTION"):
         release.release(demo_labs, tmp_path / "out")
 
 
@@ -320,7 +320,7 @@ def test_release_selects_labs_by_name(demo_labs: Path, tmp_path: Path):
     shutil.copy(demo_labs / "01_demo.py", demo_labs / "02_other.py")
     assert [p.name for p in release.release(demo_labs, tmp_path / "a", names=["02"])] == [
         "02_other.ipynb", "02_other.py"]
-    with pytest.raises(ReleaseError, match="No lab matches 07; available: 01_demo, 02_other"):
+    with pytest.raises(UsageError, match="No lab matches 07; available: 01_demo, 02_other"):
         release.release(demo_labs, tmp_path / "b", names=["07"])
 
 

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from labkit import runner
-from labkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from labkit.checkpoint import load_checkpoint, save_checkpoint
 from labkit.cli import main
+from labkit.errors import CheckpointError
 from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as a fixture)
 
 
@@ -200,10 +201,11 @@ def test_a_full_disk_during_a_save_says_so_and_keeps_the_old_checkpoint(blobs, t
 
 
 def test_a_full_disk_is_reported_by_every_atomic_writer(tmp_path, monkeypatch):
-    from labkit.files import DiskFullError, write_text_atomic
+    from labkit.errors import WriteError
+    from labkit.files import write_text_atomic
 
     _disk_fills_up(monkeypatch)
-    with pytest.raises(DiskFullError, match="nothing was written"):
+    with pytest.raises(WriteError, match="nothing was written"):
         write_text_atomic(tmp_path / "metrics.json", "{}")
     assert list(tmp_path.iterdir()) == []
 
@@ -280,7 +282,8 @@ def test_resuming_another_labs_checkpoint_names_that_lab(blobs, tmp_path, capsys
 
 @pytest.mark.parametrize("where", ["a folder", "under a file"])
 def test_writing_to_a_folder_or_under_a_file_is_a_clear_error(tmp_path, where):
-    from labkit.files import WriteError, write_bytes_atomic
+    from labkit.errors import WriteError
+    from labkit.files import write_bytes_atomic
 
     if where == "a folder":
         target, message = tmp_path, "is a folder"

@@ -19,7 +19,8 @@ import torch
 from labkit import lab as labmod
 from labkit import optim, runner
 from labkit.cli import main
-from labkit.lab import ConfigError, LabConfig
+from labkit.errors import UsageError
+from labkit.lab import LabConfig
 from tests.helpers import lr_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,17 +113,17 @@ def test_sizes_recipes_and_overrides(blobs):
     assert blobs.config("full").points == 6000
     cfg = blobs.config("laptop", lr=0.5)
     assert (cfg.size, cfg.recipe, cfg.lr, cfg.optimizer) == ("laptop", "default", 0.5, "adam")
-    with pytest.raises(ConfigError, match="no setting"):
+    with pytest.raises(UsageError, match="no setting"):
         blobs.config("smoke", colour="red")
-    with pytest.raises(ConfigError, match="size"):
+    with pytest.raises(UsageError, match="size"):
         blobs.config("huge")
-    with pytest.raises(ConfigError, match="recipe"):
+    with pytest.raises(UsageError, match="recipe"):
         blobs.config("smoke", "no-such-recipe")
-    with pytest.raises(ConfigError, match="--classes"):
+    with pytest.raises(UsageError, match="--classes"):
         blobs.config("smoke", classes=1)
-    with pytest.raises(ConfigError, match="--batch-size"):
+    with pytest.raises(UsageError, match="--batch-size"):
         LabConfig(batch_size=0)
-    with pytest.raises(ConfigError, match="no field"):
+    with pytest.raises(UsageError, match="no field"):
         cfg.replace(colour="red")
 
 
@@ -234,7 +235,7 @@ def test_choose_size(monkeypatch):
     monkeypatch.setenv("LABKIT_SIZE", "full")
     assert labmod.choose_size(None) == ("full", "LABKIT_SIZE=full")
     monkeypatch.setenv("LABKIT_SIZE", "huge")
-    with pytest.raises(ConfigError, match="LABKIT_SIZE"):
+    with pytest.raises(UsageError, match="LABKIT_SIZE"):
         labmod.choose_size(None)
     monkeypatch.delenv("LABKIT_SIZE")
     monkeypatch.setenv("LABKIT_SMOKE", "0")

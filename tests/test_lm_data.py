@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from labkit.errors import DataError, UsageError
+from labkit.files import file_digest
 from labkit.labs.lm import data as wikitext
 from labkit.labs.lm.data import (
     EOS,
     BpttBatches,
-    MissingSplitError,
     Vocabulary,
-    WikiTextError,
     batchify,
     read_corpus,
     write_synthetic_wikitext,
 )
+from tests.serve import serve_folder
 
 
 def _write(root, **files):
@@ -65,7 +66,7 @@ def test_batchify_rows_are_contiguous_slices():
     data = batchify(ids, 4)
     assert data.shape == (4, 6)  # 2 tokens dropped
     assert data[1].tolist() == list(range(6, 12))
-    with pytest.raises(WikiTextError, match="too short"):
+    with pytest.raises(DataError, match="too short"):
         batchify(torch.arange(5), 4)
 
 
@@ -84,20 +85,20 @@ def test_bptt_windows_shift_targets_and_cover_the_stream():
 
 def test_missing_train_split_says_how_to_train_on_valid(tmp_path):
     root = _write(tmp_path / "wt", valid=" a b\n", test=" b c\n")
-    with pytest.raises(MissingSplitError, match="train.txt missing") as err:
+    with pytest.raises(DataError, match="train.txt missing") as err:
         read_corpus(root)
     assert "--train-split valid" in str(err.value)
     corpus = read_corpus(root, splits=("valid", "test"))  # the explicit way
     assert set(corpus.splits) == {"valid", "test"}
-    with pytest.raises(MissingSplitError, match="was not read"):
+    with pytest.raises(UsageError, match="was not read"):
         corpus["train"]
 
 
 def test_no_files_and_empty_file_errors(tmp_path):
-    with pytest.raises(MissingSplitError, match="data_prep/wikitext2.py"):
+    with pytest.raises(DataError, match="data_prep/wikitext2.py"):
         read_corpus(tmp_path / "nothing")
     root = _write(tmp_path / "wt", train="", valid=" a\n", test=" b\n")
-    with pytest.raises(WikiTextError, match="empty"):
+    with pytest.raises(DataError, match="empty"):
         read_corpus(root)
 
 
@@ -105,7 +106,7 @@ def test_vocabulary_encode_maps_unknown_words_to_unk():
     vocab = Vocabulary(["the", "<unk>", "cat"])
     ids, unknown = vocab.encode(["the", "dog", "cat"])
     assert ids.tolist() == [0, 1, 2] and unknown == ["dog"]
-    with pytest.raises(WikiTextError, match="no <unk>"):
+    with pytest.raises(DataError, match="no <unk>"):
         Vocabulary(["a"]).encode(["b"])
     assert Vocabulary(vocab.to_list()).itos == vocab.itos
 
@@ -113,7 +114,7 @@ def test_vocabulary_encode_maps_unknown_words_to_unk():
 def test_verify_split_checks_sha256(tmp_path):
     path = tmp_path / "valid.txt"
     path.write_text(" not the real file\n")
-    with pytest.raises(WikiTextError, match="SHA-256"):
+    with pytest.raises(DataError, match="SHA-256"):
         wikitext.verify_split(path, "valid")
 
 
@@ -141,35 +142,32 @@ def _zip_of(folder, target):
 
 def test_download_checks_the_archive_and_falls_back_to_single_files(tmp_path, monkeypatch):
     """The download path offline: a served archive is MD5-checked, extracted and verified."""
-    source = write_synthetic_wikitext(tmp_path / "source")
-    good = _zip_of(source, tmp_path / "good.zip")
-    served = {url: good for url in wikitext.ARCHIVE_URLS}
-    served.update({wikitext.FILE_URL.format(split=s): source / f"{s}.txt" for s in wikitext.SPLITS})
-
-    def fake_fetch(url, target, timeout=60.0):
-        if url not in served:
-            raise OSError(f"offline: {url}")
-        target.write_bytes(served[url].read_bytes())
-
-    monkeypatch.setattr(wikitext, "_fetch", fake_fetch)
-    monkeypatch.setattr(wikitext, "ARCHIVE_MD5", wikitext._md5(good))
-    monkeypatch.setattr(wikitext, "FILE_SHA256", {s: wikitext._sha256(source / f"{s}.txt") for s in ("valid", "test")})
+    source = write_synthetic_wikitext(tmp_path / "www" / "files")
+    good = _zip_of(source, tmp_path / "www" / "good.zip")
+    (tmp_path / "www" / "bad.zip").write_bytes(b"not a zip")
+    monkeypatch.setattr(wikitext, "ARCHIVE_MD5", file_digest(good, "md5"))
+    monkeypatch.setattr(wikitext, "FILE_SHA256", {s: file_digest(source / f"{s}.txt") for s in ("valid", "test")})
     lines, tokens = wikitext._count_lines_tokens(source / "train.txt")
     monkeypatch.setitem(wikitext.NUM_LINES, "train", lines)
     monkeypatch.setitem(wikitext.NUM_TOKENS, "train", tokens)
 
-    folder = wikitext.download_wikitext2(tmp_path / "a")
-    assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
-    assert not (folder / "wikitext-2-v1.zip").exists()
+    with serve_folder(tmp_path / "www") as url:
+        monkeypatch.setattr(wikitext, "ARCHIVE_URLS", (url + "absent.zip", url + "good.zip"))
+        monkeypatch.setattr(wikitext, "FILE_URL", url + "files/{split}.txt")
+        folder = wikitext.download_wikitext2(tmp_path / "a")
+        assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
+        assert not (folder / "wikitext-2-v1.zip").exists()
 
-    # a corrupt archive (wrong MD5) is rejected and the single files are used instead
-    bad = tmp_path / "bad.zip"
-    bad.write_bytes(b"not a zip")
-    served.update({url: bad for url in wikitext.ARCHIVE_URLS})
-    folder = wikitext.download_wikitext2(tmp_path / "b")
-    assert read_corpus(folder).num_tokens("test") == read_corpus(source).num_tokens("test")
+        # a corrupt archive (wrong MD5) is rejected and the single files are used instead
+        monkeypatch.setattr(wikitext, "ARCHIVE_URLS", (url + "bad.zip",))
+        folder = wikitext.download_wikitext2(tmp_path / "b")
+        assert read_corpus(folder).num_tokens("test") == read_corpus(source).num_tokens("test")
+        assert not list(folder.glob(".*"))  # no partial downloads left behind
+        (folder / "train.txt").write_text(" damaged\n")
+        wikitext.download_wikitext2(folder, force=True)  # force: downloaded again, not kept
+        assert (folder / "train.txt").read_text() == (source / "train.txt").read_text()
 
-    # nothing reachable: a clear error that says what to do
-    served.clear()
-    with pytest.raises(WikiTextError, match="by hand"):
-        wikitext.download_wikitext2(tmp_path / "c")
+        # nothing reachable: a clear error that says what to do
+        monkeypatch.setattr(wikitext, "FILE_URL", url + "nothing/{split}.txt")
+        with pytest.raises(DataError, match="by hand"):
+            wikitext.download_wikitext2(tmp_path / "c")

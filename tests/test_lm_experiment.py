@@ -16,9 +16,9 @@ import torch
 from labkit import cli, runner
 from labkit.callbacks import Callback
 from labkit.checkpoint import load_checkpoint, save_checkpoint
-from labkit.lab import ConfigError
+from labkit.errors import DataError, UsageError
 from labkit.labs import lm as lab
-from labkit.labs.lm.data import MissingSplitError, write_synthetic_wikitext
+from labkit.labs.lm.data import write_synthetic_wikitext
 from labkit.optim import make_optimizer, make_scheduler
 
 LAB = lab.LAB
@@ -101,14 +101,14 @@ def test_recipes_and_sizes_validate():
     assert smoke.emsize == 64 and smoke.epochs == 3 and smoke.lr == 5e-3 and smoke.warmup_steps == 10
     assert LAB.config("smoke", "example").lr == 5.0  # smoke size keeps the example's Transformer lr
     assert LAB.config("full", val_split="none").val_split is None
-    with pytest.raises(ConfigError, match="--nhead 3 must divide --emsize 200"):
+    with pytest.raises(UsageError, match="--nhead 3 must divide --emsize 200"):
         LAB.config("full", nhead=3)
-    with pytest.raises(ConfigError, match="--no-adaptive"):
+    with pytest.raises(UsageError, match="--no-adaptive"):
         LAB.config("full", tied=True)
-    with pytest.raises(ConfigError, match="--carry-state needs --model lstm"):
+    with pytest.raises(UsageError, match="--carry-state needs --model lstm"):
         LAB.config("full", carry_state=True)
     assert LAB.config("full", model="lstm", carry_state=True).carry_state
-    with pytest.raises(ConfigError, match="--test-split"):
+    with pytest.raises(UsageError, match="--test-split"):
         LAB.config("laptop", test_split="valid")
 
 
@@ -202,7 +202,7 @@ def test_training_on_valid_when_train_is_missing(tmp_path):
     """The shared layout (no train.txt): a clear error, and the explicit way to train on valid."""
     root = write_synthetic_wikitext(tmp_path / "wt")
     (root / "train.txt").unlink()
-    with pytest.raises(MissingSplitError, match="--train-split valid"):
+    with pytest.raises(DataError, match="--train-split valid"):
         runner.run(LAB, LAB.config("smoke", data=str(root), out=str(tmp_path / "a")))
     cfg = LAB.config("smoke", data=str(root), out=str(tmp_path / "b"), epochs=1, train_split="valid",
                      val_split="none", test_split="test", tensorboard=False)

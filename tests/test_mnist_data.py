@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from labkit.errors import DataError
+from labkit.files import file_digest
 from labkit.labs.mnist import data as mnist
+from tests.serve import serve_folder
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +61,20 @@ def test_idx_reader_decodes_big_endian_ints(tmp_path):
 
 def test_bad_idx_files_raise_clear_errors(tmp_path):
     (tmp_path / "not-idx").write_bytes(b"hello world")
-    with pytest.raises(mnist.MNISTFormatError, match="not an IDX file"):
+    with pytest.raises(DataError, match="not an IDX file"):
         mnist.read_idx(tmp_path / "not-idx")
     mnist.write_idx(tmp_path / "cut", torch.zeros(4, 28, 28, dtype=torch.uint8))
     data = (tmp_path / "cut").read_bytes()
     (tmp_path / "cut").write_bytes(data[:-100])
-    with pytest.raises(mnist.MNISTFormatError, match="truncated or corrupt"):
+    with pytest.raises(DataError, match="truncated or corrupt"):
         mnist.read_idx(tmp_path / "cut")
     (tmp_path / "broken.gz").write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(mnist.MNISTFormatError, match="gzip"):
+    with pytest.raises(DataError, match="gzip"):
         mnist.read_idx(tmp_path / "broken.gz")
 
 
 def test_missing_data_names_the_expected_files_and_the_fetch_command(tmp_path):
-    with pytest.raises(mnist.MNISTNotFoundError) as err:
+    with pytest.raises(DataError) as err:
         mnist.load_mnist(tmp_path)
     message = str(err.value)
     assert "train-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
@@ -120,7 +123,7 @@ def _write_pth(folder: Path, images, labels, test=None):
 ])
 def test_malformed_pth_files_raise_clear_errors(tmp_path, images, labels, message):
     _write_pth(tmp_path, images, labels)
-    with pytest.raises(mnist.MNISTFormatError, match=message):
+    with pytest.raises(DataError, match=message):
         mnist.load_mnist(tmp_path)
 
 
@@ -136,13 +139,13 @@ def test_pth_variants_that_are_accepted(tmp_path):
 def test_pth_that_is_not_a_tensor_or_missing(tmp_path):
     _write_pth(tmp_path, torch.zeros(2, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
     torch.save({"data": torch.zeros(2)}, tmp_path / "train_data.pth")
-    with pytest.raises(mnist.MNISTFormatError, match="holds a dict"):
+    with pytest.raises(DataError, match="holds a dict"):
         mnist.load_mnist(tmp_path)
     (tmp_path / "train_data.pth").write_bytes(b"garbage")
-    with pytest.raises(mnist.MNISTFormatError, match="cannot be read"):
+    with pytest.raises(DataError, match="cannot be read"):
         mnist.load_mnist(tmp_path)
     (tmp_path / "train_data.pth").unlink()
-    with pytest.raises(mnist.MNISTNotFoundError, match="train_data.pth is missing"):
+    with pytest.raises(DataError, match="train_data.pth is missing"):
         mnist.load_mnist(tmp_path, source="pth")
 
 
@@ -169,22 +172,23 @@ def test_load_mnist_split_keeps_test_whole_and_pairs_labels(synthetic_root):
 
 def _serve_archives(folder: Path, synthetic_root: Path) -> dict[str, str]:
     """The synthetic .gz files as a local 'mirror' and their md5 sums."""
-    folder.mkdir()
+    folder.mkdir(parents=True)
     sums = {}
     for path in (synthetic_root / "MNIST" / "raw").glob("*.gz"):
         shutil.copy(path, folder / path.name)
-        sums[path.name] = mnist.md5sum(path)
+        sums[path.name] = file_digest(path, "md5")
     return sums
 
 
 def test_download_tries_mirrors_in_order_checks_md5_and_unpacks(tmp_path, synthetic_root):
-    sums = _serve_archives(tmp_path / "good", synthetic_root)
-    bad = tmp_path / "bad"
+    sums = _serve_archives(tmp_path / "www" / "good", synthetic_root)
+    bad = tmp_path / "www" / "bad"
     bad.mkdir()
     for name in sums:  # a mirror that serves corrupted archives
         (bad / name).write_bytes(gzip.compress(b"wrong"))
-    mirrors = [(tmp_path / "absent").as_uri() + "/", bad.as_uri() + "/", (tmp_path / "good").as_uri() + "/"]
-    folder = mnist.download_mnist(tmp_path / "root", mirrors=mirrors, checksums=sums)
+    with serve_folder(tmp_path / "www") as url:
+        mirrors = [url + "absent/", url + "bad/", url + "good/"]
+        folder = mnist.download_mnist(tmp_path / "root", mirrors=mirrors, checksums=sums)
     assert folder == tmp_path / "root" / "MNIST" / "raw"
     data = mnist.load_mnist(tmp_path / "root")
     assert data.sizes() == {"train": 200, "val": 40, "test": 60}
@@ -192,11 +196,12 @@ def test_download_tries_mirrors_in_order_checks_md5_and_unpacks(tmp_path, synthe
 
 
 def test_download_failure_lists_every_mirror(tmp_path, synthetic_root):
-    sums = _serve_archives(tmp_path / "good", synthetic_root)
+    sums = _serve_archives(tmp_path / "www" / "good", synthetic_root)
     wrong = {name: "0" * 32 for name in sums}
-    with pytest.raises(mnist.MNISTNotFoundError) as err:
-        mnist.download_mnist(tmp_path / "root", mirrors=[(tmp_path / "good").as_uri() + "/"], checksums=wrong)
-    assert "checksum mismatch" in str(err.value) and "Download it by hand" in str(err.value)
+    with serve_folder(tmp_path / "www") as url, pytest.raises(DataError) as err:
+        mnist.download_mnist(tmp_path / "root", mirrors=[url + "absent/", url + "good/"], checksums=wrong)
+    assert "checksum mismatch" in str(err.value) and "download the file by hand" in str(err.value)
+    assert f"{url}absent/" in str(err.value) and "404" in str(err.value)  # every mirror tried is listed
 
 
 def test_official_checksums_and_mirrors_are_the_published_ones():

@@ -11,8 +11,7 @@ import torch
 
 from labkit import runner
 from labkit.cli import main as cli_main
-from labkit.errors import LabkitError
-from labkit.lab import ConfigError
+from labkit.errors import LabkitError, UsageError
 from labkit.labs import mnist as lab
 from labkit.metrics import confusion_matrix
 from labkit.optim import make_optimizer
@@ -59,15 +58,15 @@ def test_sizes_and_recipes_are_configs_that_validate():
 
 
 def test_config_rejects_unknown_choices_and_fields():
-    with pytest.raises(ConfigError, match="--optimizer must be one of sgd, adam, adamw, nadam"):
+    with pytest.raises(UsageError, match="--optimizer must be one of sgd, adam, adamw, nadam"):
         lab.Config(optimizer="rmsprop")
-    with pytest.raises(ConfigError, match="--schedule must be one of constant, step, warmup, onecycle"):
+    with pytest.raises(UsageError, match="--schedule must be one of constant, step, warmup, onecycle"):
         lab.Config(schedule="cosine")
-    with pytest.raises(ConfigError, match="--model must be one of"):
+    with pytest.raises(UsageError, match="--model must be one of"):
         lab.LAB.config("smoke", model="resnet")
-    with pytest.raises(ConfigError, match="no field colour"):
+    with pytest.raises(UsageError, match="no field colour"):
         lab.Config().replace(colour="red")
-    with pytest.raises(ConfigError, match="no recipe"):
+    with pytest.raises(UsageError, match="no recipe"):
         lab.LAB.config("full", "rmsprop-fancy")
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from labkit.data.image_cache import cached_images
+from labkit.errors import DataError, WriteError
 from labkit.labs.tiny_imagenet.data import (
     TinyImageNet,
-    TinyImageNetLayoutError,
     build_val_imagefolder,
     imagefolder_datasets,
     resolve_root,
@@ -86,7 +86,7 @@ def test_annotation_pointing_outside_is_rejected(synthetic, tmp_path, bad_name):
     annotations = copy / "val" / "val_annotations.txt"
     wnid = (copy / "wnids.txt").read_text().split()[0]
     annotations.write_text(annotations.read_text() + f"{bad_name}\t{wnid}\t0\t0\t1\t1\n")
-    with pytest.raises(TinyImageNetLayoutError, match="points outside its folder"):
+    with pytest.raises(DataError, match="points outside its folder"):
         TinyImageNet(copy, "val")
 
 
@@ -95,7 +95,7 @@ def test_unknown_wnid_in_annotations_is_rejected(synthetic, tmp_path):
     shutil.copytree(synthetic, copy)
     annotations = copy / "val" / "val_annotations.txt"
     annotations.write_text(annotations.read_text() + "val_0.JPEG\tn99999999\t0\t0\t1\t1\n")
-    with pytest.raises(TinyImageNetLayoutError, match="n99999999.*not listed in wnids.txt"):
+    with pytest.raises(DataError, match="n99999999.*not listed in wnids.txt"):
         TinyImageNet(copy, "val")
 
 
@@ -137,7 +137,7 @@ def test_cache_is_reused_and_rebuilt_when_a_file_changes(synthetic, tmp_path):
 
 
 def test_cache_refuses_to_live_inside_the_dataset(synthetic):
-    with pytest.raises(ValueError, match="inside the dataset folder"):
+    with pytest.raises(WriteError, match="inside the dataset folder"):
         cached_images(synthetic, ["train"], 64, name="x", cache_dir=synthetic / "cache")
 
 

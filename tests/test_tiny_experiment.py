@@ -14,10 +14,9 @@ import pytest
 import torch
 
 from labkit import runner
-from labkit.checkpoint import CheckpointError, load_checkpoint, write_atomic
+from labkit.checkpoint import load_checkpoint, write_atomic
 from labkit.engine import predict
-from labkit.errors import LabkitError
-from labkit.lab import ConfigError
+from labkit.errors import CheckpointError, DataError, LabkitError, UsageError
 from labkit.labs import tiny_imagenet as lab
 from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
 from labkit.labs.tiny_imagenet.model import resnet18
@@ -139,7 +138,7 @@ def test_ablation_variants_are_config_overrides(cfg):
     assert lab.ablation_config(cfg, lab.ABLATIONS["ResNet-34"]).arch == "resnet34"
     assert lab.ablation_config(cfg, lab.ABLATIONS["no lr decay"]).schedule == "constant"
     assert lab.ablation_config(cfg.replace(arch="resnet10-64"), {"depth": 34}).arch == "resnet34-64"
-    with pytest.raises(ConfigError, match="no field colour"):
+    with pytest.raises(UsageError, match="no field colour"):
         lab.ablation_config(cfg, {"colour": "red"})
 
 
@@ -176,7 +175,7 @@ def test_schedules_map_onto_labkit_optim():
     assert interval == "step" and onecycle.total_steps == 50 and not onecycle.cycle_momentum
     assert onecycle._schedule_phases[0]["end_step"] == pytest.approx(0.15 * 50 - 1)
     assert make_scheduler(full.replace(schedule="constant"), optimizer, 5) == (None, "epoch")
-    with pytest.raises(ConfigError, match="--schedule must be one of cosine, step, onecycle, constant, not 'none'"):
+    with pytest.raises(UsageError, match="--schedule must be one of cosine, step, onecycle, constant, not 'none'"):
         lab.LAB.config("full", schedule="none")
 
 
@@ -202,13 +201,13 @@ def test_laptop_size_finds_the_real_subset(shared_datasets):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ConfigError, match="--pretrained"):
+    with pytest.raises(UsageError, match="--pretrained"):
         lab.LAB.config("full", pretrained=True, width=32)
-    with pytest.raises(ConfigError, match="--pretrained"):
+    with pytest.raises(UsageError, match="--pretrained"):
         lab.LAB.config("full", pretrained=True, arch="resnet34")
-    with pytest.raises(ConfigError, match="--dropout must be at most"):
+    with pytest.raises(UsageError, match="--dropout must be at most"):
         lab.LAB.config("full", dropout=1.0)
-    with pytest.raises(ConfigError, match="no setting depth"):
+    with pytest.raises(UsageError, match="no setting depth"):
         lab.LAB.config("full", depth=10)
 
 
@@ -216,11 +215,11 @@ def test_a_checkpoints_config_never_fetches_pretrained_weights(monkeypatch):
     from labkit.labs.tiny_imagenet import model as resnet
 
     def offline():
-        raise resnet.PretrainedWeightsUnavailable("no internet here")
+        raise DataError("no internet here")
 
     monkeypatch.setattr(resnet, "_imagenet_state_dict", offline)
     fresh = lab.LAB.config("full", pretrained=True)
-    with pytest.raises(resnet.PretrainedWeightsUnavailable):
+    with pytest.raises(DataError):
         lab.LAB.build_model(fresh, {"num_classes": 200})
     restored = lab.Config.from_dict(fresh.to_dict())  # what load_run and --resume rebuild from
     assert restored.pretrained and restored.from_checkpoint
@@ -331,7 +330,7 @@ def test_a_checkpoint_of_other_classes_is_refused_before_comparing():
     """Same number of classes, other wnids: predictions would be scored against the wrong labels."""
     from types import SimpleNamespace
 
-    from labkit.checkpoint import CheckpointError
+    from labkit.errors import CheckpointError
     from labkit.lab import LabData
     from labkit.labs.tiny_imagenet import _check_classes
 

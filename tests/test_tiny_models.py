@@ -7,10 +7,10 @@ import urllib.error
 import pytest
 import torch
 
+from labkit.errors import DataError
 from labkit.labs.tiny_imagenet.model import (
     ARCHS,
     ConfigurableResNet,
-    PretrainedWeightsUnavailable,
     build_model,
     resnet18,
     resnet18_64,
@@ -85,7 +85,7 @@ def test_pretrained_without_internet_fails_with_a_clear_message(monkeypatch, tmp
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     for build in (lambda: resnet18(pretrained=True), lambda: build_model("resnet18-64", pretrained=True)):
-        with pytest.raises(PretrainedWeightsUnavailable) as info:
+        with pytest.raises(DataError) as info:
             build()
         message = str(info.value)
         assert "no internet" in message and "resnet18-f37072fd.pth" in message

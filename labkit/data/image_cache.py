@@ -22,16 +22,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from labkit import config
-from labkit.errors import LabkitError
+from labkit.errors import DataError, WriteError
 from labkit.files import atomic_write
-
-
-class ImageFileError(LabkitError, ValueError):
-    """A file in a dataset folder that cannot be decoded as an image."""
-
-
-class ImageCacheError(LabkitError, ValueError):
-    """The cache cannot be written where it should go (read-only, inside the dataset)."""
 
 
 def cache_key(root: Path, relpaths: Sequence[str], size: int) -> str:
@@ -54,7 +46,7 @@ def decode_file(path: Path, size: int) -> torch.Tensor:
             pixels = np.array(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as err:
         size = path.stat().st_size if path.exists() else 0
-        raise ImageFileError(
+        raise DataError(
             f"could not read {path} ({size} bytes) as an image ({type(err).__name__}): the file is empty, truncated "
             "or not an image despite its name. Fix: replace it with the original (copy the dataset again if many "
             "files are damaged), or delete it.") from None
@@ -83,7 +75,7 @@ def check_writable(folder: Path) -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ImageCacheError(
+        raise WriteError(
             f"cannot write the decoded-image cache under {folder}: {probe} is not writable. Set "
             "LABKIT_CACHE to a writable folder (e.g. LABKIT_CACHE=~/.cache/labkit-cache), or LABKIT_DATA "
             "to a writable copy of the data.")
@@ -99,7 +91,7 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
     `decoder(root, relpaths)` replaces `decode_all` (resizing, RGB conversion) when given: it
     must return the (N, 3, size, size) uint8 tensor, and whatever it raises leaves no cache
     behind. The cache file is written atomically (`labkit.files.atomic_write`: a full disk is a
-    `DiskFullError`) with mode 0o644, readable by the group, so one student's cache serves the next on a
+    `WriteError`) with mode 0o644, readable by the group, so one student's cache serves the next on a
     shared course server.
     """
     root = Path(root)
@@ -107,8 +99,8 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
     folder = Path(cache_dir) if cache_dir is not None else config.cache_dir()
     path = folder / f"{name}-{key[:20]}.pt"
     if is_inside(path, root):
-        raise ImageCacheError(f"the image cache {path} would be inside the dataset folder {root}; "
-                              "set LABKIT_CACHE (or LABKIT_DATA) to a folder outside the dataset.")
+        raise WriteError(f"the image cache {path} would be inside the dataset folder {root}; "
+                         "set LABKIT_CACHE (or LABKIT_DATA) to a folder outside the dataset.")
     if path.exists():
         try:
             stored = torch.load(path, weights_only=True, mmap=True)

@@ -24,7 +24,8 @@ from labkit.data.tensor_loader import TensorLoader
 from labkit.device import describe_device, model_device
 from labkit.distributed import per_rank_batch_size
 from labkit.engine import predict
-from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
+from labkit.errors import DataError, UsageError
+from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10.analysis import milestone_epochs
 from labkit.labs.cifar10.data import CIFAR10Split
@@ -66,9 +67,9 @@ class Config(LabConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if (self.depth - 2) % 6:
-            raise ConfigError(f"--depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110), got {self.depth}.")
+            raise UsageError(f"--depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110), got {self.depth}.")
         if self.patience:
-            raise ConfigError("--patience must stay 0: Lab 02 has no validation split to stop on (its per-epoch "
+            raise UsageError("--patience must stay 0: Lab 02 has no validation split to stop on (its per-epoch "
                               "split is the test or hold-out split, for monitoring only).")
 
 
@@ -204,7 +205,7 @@ class CifarData:
 def _holds_cifar(root: Path | None) -> bool:
     try:
         return root is not None and bool(cifar.detect_cifar10_layout(root))
-    except cifar.CIFAR10LayoutError:
+    except DataError:
         return False
 
 
@@ -228,9 +229,9 @@ def read_splits(cfg: Config, verbose: bool = True) -> tuple[CIFAR10Split, CIFAR1
     try:
         train, held = cifar.load_cifar10_train_eval(root, download=cfg.download, holdout=cfg.holdout, seed=0,
                                                     verbose=verbose)
-    except cifar.CIFAR10LayoutError as err:
-        raise cifar.CIFAR10LayoutError(f"{err} From the command line: `labkit run cifar10 --data DIR`, or "
-                                       "`labkit run cifar10 --download`.") from err
+    except DataError as err:
+        raise DataError(f"{err} From the command line: `labkit run cifar10 --data DIR`, or "
+                        "`labkit run cifar10 --download`.") from err
     layout, folder = cifar.detect_cifar10_layout(root)
     return train, held, f"{'pickles' if layout == 'pickles' else 'image folder'} {folder}"
 
@@ -239,8 +240,8 @@ def balanced_subset(split: CIFAR10Split, n: int) -> CIFAR10Split:
     """`n` images of `split`, the same number of each class (fixed seed), in their original order."""
     try:
         _, chosen = cifar.holdout_indices(split.labels, n, seed=0)
-    except cifar.CIFAR10HoldoutError as err:
-        raise ConfigError(f"--train-subset {n} is not possible for these {len(split):,} images: {err}") from err
+    except DataError as err:
+        raise UsageError(f"--train-subset {n} is not possible for these {len(split):,} images: {err}") from err
     return CIFAR10Split(split.images[chosen], split.labels[chosen], split.classes, split.name,
                         f"a class-balanced {n:,} of {split.description}",
                         tuple(split.files[i] for i in chosen.tolist()) if split.files else ())
@@ -333,7 +334,7 @@ def optimizer_recreation(cfg: Config, data: LabData | None = None, *,
     `runner.run` (`options`: its progress, write_files, checkpoints; no files by default). `correct`: a course
     run already trained with an `OptimizerProbe` among its callbacks; `out`: the re-created run's folder."""
     if cfg.schedule == "onecycle":
-        raise ConfigError("the optimizer re-creation re-creates the course recipe's optimizer; a one-cycle schedule "
+        raise UsageError("the optimizer re-creation re-creates the course recipe's optimizer; a one-cycle schedule "
                           "steps every batch and is not what the course report's loop did: use the course recipe.")
     options = {"write_files": False, "checkpoints": False, **options}
     if correct is None:

@@ -29,7 +29,8 @@ from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
-from labkit.errors import LabkitError
+from labkit.errors import DataError
+from labkit.files import fetch
 
 FOLDER = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -55,10 +56,6 @@ CLASSES = (
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 IMAGE_SHAPE = (3, 32, 32)
-
-
-class CIFAR10Error(LabkitError, RuntimeError):
-    """The CIFAR-10 folder is missing, incomplete or holds a file that is not a CIFAR pickle."""
 
 
 @dataclass(frozen=True)
@@ -103,19 +100,15 @@ def required_files(train: bool | None = None) -> list[str]:
 
 
 def download_cifar10(root: str | Path | None = None) -> Path:
-    """Download and unpack the official archive (md5-checked) unless already present."""
+    """Download and unpack the official archive (md5-checked, `labkit.files.fetch`) unless already present."""
     folder = cifar10_folder(root)
-    if all((folder / name).is_file() for name in required_files()):
-        return folder
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    download_and_extract_archive(URL, str(folder.parent), filename=ARCHIVE, md5=ARCHIVE_MD5)
+    if not all((folder / name).is_file() for name in required_files()):
+        fetch(URL, folder.parent, ARCHIVE, md5=ARCHIVE_MD5, extract=True)
     return folder
 
 
-def _missing_error(folder: Path, missing: list[str]) -> CIFAR10Error:
-    return CIFAR10Error(
+def _missing_error(folder: Path, missing: list[str]) -> DataError:
+    return DataError(
         f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}.\n"
         f"A complete folder holds {', '.join(required_files())} (torchvision's layout).\n"
         f"Fix: download it with `python data_prep/cifar10.py` (or download=True / "
@@ -147,32 +140,32 @@ def _read_pickle(path: Path) -> dict:
             entry = _ArrayUnpickler(handle, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             ImportError, IndexError, KeyError, UnicodeDecodeError) as err:
-        raise CIFAR10Error(
+        raise DataError(
             f"{path} is not a readable CIFAR-10 pickle ({type(err).__name__}: {err}). The file is "
             f"probably truncated or corrupt: delete {path.parent} and download it again "
             "(`python data_prep/cifar10.py`)."
         ) from err
     if not isinstance(entry, dict):
-        raise CIFAR10Error(f"{path} holds a {type(entry).__name__}, expected a CIFAR-10 dict.")
+        raise DataError(f"{path} holds a {type(entry).__name__}, expected a CIFAR-10 dict.")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
 def _batch_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = _read_pickle(path)
     if "data" not in entry or "labels" not in entry:
-        raise CIFAR10Error(
+        raise DataError(
             f"{path} lacks the 'data' and 'labels' entries of a CIFAR-10 batch (keys: {sorted(entry)})."
         )
     data = np.asarray(entry["data"])
     labels = np.asarray(entry["labels"], dtype=np.int64)
     pixels = int(np.prod(IMAGE_SHAPE))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != pixels:
-        raise CIFAR10Error(
+        raise DataError(
             f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {pixels}) rows of "
             "1024 red, 1024 green, 1024 blue bytes. The file is corrupt: download it again."
         )
     if labels.shape != (data.shape[0],) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise CIFAR10Error(
+        raise DataError(
             f"{path}: expected {data.shape[0]} labels in 0..9, got shape {labels.shape}. "
             "The file is corrupt: download it again."
         )
@@ -183,7 +176,7 @@ def _read_classes(folder: Path) -> tuple[str, ...]:
     meta = _read_pickle(folder / META_FILE)
     names = meta.get("label_names")
     if not isinstance(names, (list, tuple)) or len(names) != len(CLASSES):
-        raise CIFAR10Error(
+        raise DataError(
             f"{folder / META_FILE} should list 10 'label_names', got {names!r}."
         )
     return tuple(str(name) for name in names)
@@ -195,7 +188,7 @@ def load_cifar10(
     """Read one split from the pickles into uint8 (N, 3, 32, 32) images and int64 labels.
 
     `download=True` fetches the official archive first when files are missing;
-    with `download=False` a missing file raises `CIFAR10Error` naming the folder
+    with `download=False` a missing file raises `DataError` naming the folder
     and the files it expects.
     """
     folder = cifar10_folder(root)
@@ -255,30 +248,6 @@ _PICKLE_LAYOUT = (
 )
 
 
-class CIFAR10LayoutError(CIFAR10Error):
-    """Neither accepted layout (the official pickles, an image folder) was found at the root."""
-
-
-class CIFAR10ClassFolderError(CIFAR10Error):
-    """An image-folder split lacks a class folder, holds an unexpected entry, or a class is empty."""
-
-
-class CIFAR10ImageSizeError(CIFAR10Error):
-    """An image is not 32×32; labkit never resizes CIFAR-10 images silently."""
-
-
-class CIFAR10ImageFileError(CIFAR10Error):
-    """A file in a class folder is not a readable image (corrupt, truncated or another format)."""
-
-
-class CIFAR10LinkError(CIFAR10Error):
-    """A symbolic link in the dataset folder points outside it."""
-
-
-class CIFAR10HoldoutError(CIFAR10Error, ValueError):
-    """The hold-out size is missing (there is no test split) or impossible for the data."""
-
-
 def _listing(names: list[str], show: int = _SHOW) -> str:
     if len(names) <= show:
         return ", ".join(names)
@@ -294,7 +263,7 @@ def _visible(folder: Path) -> list[os.DirEntry]:
 def _refuse_outside_links(root: Path, relpaths: list[str]) -> None:
     if relpaths:
         targets = [f"{rel} -> {(root / rel).resolve()}" for rel in relpaths]
-        raise CIFAR10LinkError(
+        raise DataError(
             f"{len(relpaths)} symbolic link(s) in the CIFAR-10 folder {root} point outside it: "
             f"{_listing(targets)}. labkit reads only files inside the dataset folder, so a link "
             "cannot pull in (or expose) files from elsewhere. Fix: replace each link with the "
@@ -306,16 +275,16 @@ def image_folder_samples(root: str | Path, split: str = "train") -> list[tuple[s
     """(path relative to `root`, label) of every image in `root/split/<class>/`.
 
     Classes come in CLASSES order and files in name order within a class. Raises
-    `CIFAR10ClassFolderError` (a class folder missing, an unexpected entry, an empty class),
-    `CIFAR10ImageFileError` (a file that is not .jpg/.jpeg/.png, a broken link) or
-    `CIFAR10LinkError` (a link pointing outside `root`).
+    `DataError` (a class folder missing, an unexpected entry, an empty class),
+    `DataError` (a file that is not .jpg/.jpeg/.png, a broken link) or
+    `DataError` (a link pointing outside `root`).
     """
     root = Path(root)
     if split not in FOLDER_SPLITS:
         raise ValueError(f"split must be one of {FOLDER_SPLITS}, got {split!r}")
     folder = root / split
     if not folder.is_dir():
-        raise CIFAR10ClassFolderError(
+        raise DataError(
             f"the {split} split is missing: {folder} is not a folder. Expected {_FOLDER_LAYOUT}.")
     if not is_inside(folder, root):
         _refuse_outside_links(root, [split])
@@ -330,7 +299,7 @@ def image_folder_samples(root: str | Path, split: str = "train") -> list[tuple[s
         problems = [f"missing class folder(s) {_listing(missing)}" if missing else "",
                     f"unexpected folder(s) {_listing(extra)}" if extra else "",
                     f"unexpected file(s) {_listing(strays)}" if strays else ""]
-        raise CIFAR10ClassFolderError(
+        raise DataError(
             f"{folder} does not hold the ten CIFAR-10 class folders: "
             f"{'; '.join(p for p in problems if p)}. Expected exactly {', '.join(CLASSES)} "
             "(lower-case, the names CIFAR-10 uses; the label is the index in that list) and "
@@ -360,12 +329,12 @@ def image_folder_samples(root: str | Path, split: str = "train") -> list[tuple[s
             empty.append(name)
     _refuse_outside_links(root, outside)
     if not_images:
-        raise CIFAR10ImageFileError(
+        raise DataError(
             f"{len(not_images)} entr{'y' if len(not_images) == 1 else 'ies'} in the class "
             f"folders of {folder} {'is' if len(not_images) == 1 else 'are'} not image files: "
             f"{_listing(not_images)}. Fix: move them out of the dataset folder.")
     if empty:
-        raise CIFAR10ClassFolderError(
+        raise DataError(
             f"the class folder(s) {_listing(empty)} in {folder} hold no images. Every class "
             f"needs its .jpg/.png images: is the copy complete?")
     return samples
@@ -428,13 +397,13 @@ def _decoder(split: str):
         bar.close()
         if unreadable:
             also = f" ({len(wrong_size)} more are not 32×32)" if wrong_size else ""
-            raise CIFAR10ImageFileError(
+            raise DataError(
                 f"{len(unreadable)} of {len(relpaths):,} files in {root / split} could not be "
                 f"read as images{also}: {_listing(unreadable)}. The files are corrupt, truncated "
                 "or not JPEG/PNG images despite their names. Fix: delete or replace them (copy "
                 "the dataset again if many are damaged).")
         if wrong_size:
-            raise CIFAR10ImageSizeError(
+            raise DataError(
                 f"{len(wrong_size)} of {len(relpaths):,} images in {root / split} are not 32×32 "
                 f"(width×height), the size of CIFAR-10: {_listing(wrong_size)}. labkit does not "
                 "resize them silently (resizing changes the pixels every CIFAR-10 figure is "
@@ -463,7 +432,7 @@ def load_cifar10_folder_split(root: str | Path, split: str = "train",
     samples = image_folder_samples(root, split)
     cache = config.cache_dir()
     if is_inside(cache, root):
-        raise CIFAR10Error(
+        raise DataError(
             f"the decoded-image cache {cache} would be inside the dataset folder {root}, which "
             "labkit never writes into. Fix: set LABKIT_DATA to a folder outside the dataset.")
     relpaths = [rel for rel, _ in samples]
@@ -484,7 +453,7 @@ def holdout_indices(labels: torch.Tensor, holdout: int = HOLDOUT,
     seed, and one class's files do not change another class's choice.
     """
     if holdout < 0:
-        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+        raise DataError(f"holdout must be >= 0 images, got {holdout}")
     labels_np = np.asarray(labels, dtype=np.int64)
     per_class, extra = divmod(int(holdout), len(CLASSES))
     held: list[np.ndarray] = []
@@ -492,7 +461,7 @@ def holdout_indices(labels: torch.Tensor, holdout: int = HOLDOUT,
         index = np.flatnonzero(labels_np == label)
         count = per_class + (1 if label < extra else 0)
         if count >= len(index) and count > 0:
-            raise CIFAR10HoldoutError(
+            raise DataError(
                 f"cannot hold out {count:,} {name} images: the training split has {len(index):,}, "
                 f"and at least one must stay to train on. Fix: pass a smaller holdout (at most "
                 f"{len(CLASSES) * (min(np.bincount(labels_np, minlength=len(CLASSES))) - 1):,} "
@@ -518,7 +487,7 @@ def split_holdout(train: CIFAR10Split, holdout: int = HOLDOUT,
     held out)" and "hold-out (5,000 of train)".
     """
     if holdout <= 0:
-        raise CIFAR10HoldoutError(
+        raise DataError(
             f"there is no test split, so an evaluation split must be held out of train, but "
             f"holdout={holdout}. Fix: pass a hold-out size, e.g. holdout={HOLDOUT} "
             f"({HOLDOUT // len(CLASSES)} per class), or add a test/<class>/ folder.")
@@ -538,7 +507,7 @@ def load_cifar10_folder(root: str | Path, *, holdout: int = HOLDOUT, seed: int =
     """
     root = Path(root).expanduser()
     if holdout < 0:
-        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+        raise DataError(f"holdout must be >= 0 images, got {holdout}")
     train = load_cifar10_folder_split(root, "train", verbose)
     if (root / "test").exists():
         return train, load_cifar10_folder_split(root, "test", verbose)
@@ -559,7 +528,7 @@ def detect_cifar10_layout(root: str | Path | None = None) -> tuple[str, Path]:
 
     Looks at `root` (default `labkit.config.data_root()`) itself, then inside it: the pickles
     in `root` or `root/cifar-10-batches-py` come first; then `root/train/`; then one folder
-    `root/<name>/train/` with CIFAR-10 class folders. Raises `CIFAR10LayoutError`, naming
+    `root/<name>/train/` with CIFAR-10 class folders. Raises `DataError`, naming
     both accepted layouts, when none is found.
     """
     base = Path(root).expanduser() if root is not None else config.data_root()
@@ -575,13 +544,13 @@ def detect_cifar10_layout(root: str | Path | None = None) -> tuple[str, Path]:
     accepted = f"either layout, in it or in a folder directly inside it: 1. {_PICKLE_LAYOUT}; " \
                f"2. {_FOLDER_LAYOUT}."
     if len(found) > 1:
-        raise CIFAR10LayoutError(
+        raise DataError(
             f"{base} holds several CIFAR-10 image folders ({_listing([p.name for p in found])}); "
             f"pass the one to use (e.g. {found[0]}).")
     if not base.is_dir():
-        raise CIFAR10LayoutError(f"CIFAR-10 not found: {base} does not exist. labkit reads "
-                                 f"{accepted} Fix: pass the folder that holds one (or set "
-                                 "LABKIT_DATA to it), or download=True to fetch the pickles.")
+        raise DataError(f"CIFAR-10 not found: {base} does not exist. labkit reads "
+                        f"{accepted} Fix: pass the folder that holds one (or set "
+                        "LABKIT_DATA to it), or download=True to fetch the pickles.")
     names = [p.name + ("/" if p.is_dir() else "") for p in sorted(base.iterdir())
              if not p.name.startswith(".")]
     hint = ""
@@ -590,7 +559,7 @@ def detect_cifar10_layout(root: str | Path | None = None) -> tuple[str, Path]:
                 if base.name in FOLDER_SPLITS else
                 f" {base} holds class folders itself: move them into {base / 'train'}")
         hint += " (the class folders belong in ROOT/train/)."
-    raise CIFAR10LayoutError(
+    raise DataError(
         f"no CIFAR-10 found in {base} (it holds {_listing(names) or 'nothing'}). labkit reads "
         f"{accepted}{hint} Fix: pass the folder that holds {FOLDER}/ or train/ (or set "
         "LABKIT_DATA to it), or download=True to fetch the official pickles.")
@@ -611,10 +580,10 @@ def load_cifar10_train_eval(
     Print `split.description` to say which it is.
     """
     if holdout < 0:
-        raise CIFAR10HoldoutError(f"holdout must be >= 0 images, got {holdout}")
+        raise DataError(f"holdout must be >= 0 images, got {holdout}")
     try:
         layout, folder = detect_cifar10_layout(root)
-    except CIFAR10LayoutError:
+    except DataError:
         if not download:
             raise
         base = Path(root).expanduser() if root is not None else config.data_root()

@@ -42,8 +42,8 @@ from labkit import runner
 from labkit.checkpoint import load_checkpoint
 from labkit.device import describe_device, pick_device
 from labkit.distributed import launched_by_torchrun, per_rank_batch_size
-from labkit.errors import LabkitError
-from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
+from labkit.errors import LabkitError, UsageError
+from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.lm import data as wikitext
 from labkit.labs.lm.data import BpttBatches, Corpus, Vocabulary
 from labkit.labs.lm.model import LanguageModel, build_language_model
@@ -109,21 +109,21 @@ class Config(LabConfig):
                 object.__setattr__(self, name, None)
         super().__post_init__()
         if self.model == "transformer" and self.emsize % self.nhead:
-            raise ConfigError(f"--nhead {self.nhead} must divide --emsize {self.emsize}: each head takes "
-                              "emsize/nhead of the embedding (e.g. --nhead 2 or 4 for --emsize 200).")
+            raise UsageError(f"--nhead {self.nhead} must divide --emsize {self.emsize}: each head takes "
+                             "emsize/nhead of the embedding (e.g. --nhead 2 or 4 for --emsize 200).")
         if self.tied and self.adaptive:
-            raise ConfigError("--tied shares the embedding with the full-softmax decoder: labkit's adaptive "
-                              "softmax (nn.AdaptiveLogSoftmaxWithLoss) cannot be tied to a plain nn.Embedding "
-                              "(tying an adaptive softmax needs an adaptive input embedding, Baevski & Auli "
-                              "2019, which labkit does not build): give --no-adaptive with --tied.")
+            raise UsageError("--tied shares the embedding with the full-softmax decoder: labkit's adaptive "
+                             "softmax (nn.AdaptiveLogSoftmaxWithLoss) cannot be tied to a plain nn.Embedding "
+                             "(tying an adaptive softmax needs an adaptive input embedding, Baevski & Auli "
+                             "2019, which labkit does not build): give --no-adaptive with --tied.")
         if self.tied and self.model == "lstm" and self.nhid != self.emsize:
-            raise ConfigError(f"--tied needs --nhid equal to --emsize for the lstm (the decoder reuses the "
+            raise UsageError(f"--tied needs --nhid equal to --emsize for the lstm (the decoder reuses the "
                               f"embedding), got --nhid {self.nhid} and --emsize {self.emsize}.")
         if self.carry_state and self.model != "lstm":
-            raise ConfigError("--carry-state needs --model lstm: a transformer has no state between windows.")
+            raise UsageError("--carry-state needs --model lstm: a transformer has no state between windows.")
         if self.test_split is not None and self.test_split == self.train_split:
-            raise ConfigError(f"--test-split {self.test_split} is the training file: a test on the words the "
-                              "model trained on measures memory; choose another file or none.")
+            raise UsageError(f"--test-split {self.test_split} is the training file: a test on the words the "
+                             "model trained on measures memory; choose another file or none.")
 
 
 @dataclass
@@ -351,7 +351,7 @@ def language_model(cfg: Config, vocab_size: int) -> LanguageModel:
     try:
         return build_language_model(cfg.model, vocab_size, **options)
     except ValueError as err:  # e.g. cutoffs beyond this vocabulary
-        raise ConfigError(f"{err} (vocabulary of {vocab_size:,} words)") from None
+        raise UsageError(f"{err} (vocabulary of {vocab_size:,} words)") from None
 
 
 def vocabulary(run: runner.Run) -> Vocabulary:
@@ -386,12 +386,12 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def generate_main(args: argparse.Namespace) -> dict[str, Any]:
     if args.words < 1:
-        raise ConfigError(f"--words must be at least 1, got {args.words}.")
+        raise UsageError(f"--words must be at least 1, got {args.words}.")
     if not args.temperature > 0:
-        raise ConfigError(f"--temperature must be greater than 0 (e.g. 0.1 for nearly greedy), got "
-                          f"{args.temperature}.")
+        raise UsageError(f"--temperature must be greater than 0 (e.g. 0.1 for nearly greedy), got "
+                         f"{args.temperature}.")
     if args.top_k is not None and args.top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1, got {args.top_k}.")
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}.")
     written_by = load_checkpoint(args.checkpoint).config.get("lab")
     if written_by != LAB.name:
         who = f"`labkit run {written_by}`" if written_by else "something other than `labkit run`"

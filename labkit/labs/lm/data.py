@@ -14,11 +14,7 @@ synthetic corpus in the same layout for smoke runs and tests (`write_synthetic_w
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tempfile
-import urllib.request
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +24,8 @@ import numpy as np
 import torch
 
 from labkit import config
-from labkit.errors import LabkitError
-from labkit.files import read_utf8
+from labkit.errors import DataError, UsageError
+from labkit.files import atomic_write, fetch, file_digest, read_utf8
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 EOS = "<eos>"
@@ -62,14 +58,6 @@ FILE_SHA256 = {
     "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
     "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
 }
-
-
-class WikiTextError(LabkitError, ValueError):
-    """The WikiText files are missing, empty or not what was expected; the message says how to fix it."""
-
-
-class MissingSplitError(WikiTextError, FileNotFoundError):
-    """A requested split file (e.g. `train.txt`) is not in the folder."""
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -120,7 +108,7 @@ class Vocabulary:
         """
         unknown = [w for w in words if w not in self.stoi]
         if unknown and self.unk_index is None:
-            raise WikiTextError(
+            raise DataError(
                 f"words not in the vocabulary and no {UNK} to map them to: {unknown[:5]}"
             )
         unk = self.unk_index
@@ -169,7 +157,7 @@ class Corpus:
 
     def __getitem__(self, split: str) -> torch.Tensor:
         if split not in self.splits:
-            raise MissingSplitError(
+            raise UsageError(
                 f"split {split!r} was not read; this corpus has {sorted(self.splits)}. "
                 f"Pass splits=(...{split!r}...) to read_corpus."
             )
@@ -222,13 +210,13 @@ def available_splits(root: str | Path | None = None) -> list[str]:
 def _check_files(root: Path, splits: Sequence[str]) -> None:
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
-        raise WikiTextError(f"unknown split(s) {unknown}: expected some of {list(SPLITS)}")
+        raise UsageError(f"unknown split(s) {unknown}: expected some of {list(SPLITS)}")
     missing = [s for s in splits if not _split_path(root, s).is_file()]
     if missing:
         present = [s for s in SPLITS if _split_path(root, s).is_file()]
         names = ", ".join(f"{s}.txt" for s in missing)
         if not present:
-            raise MissingSplitError(
+            raise DataError(
                 f"no WikiText files in {root} (expected train.txt, valid.txt, test.txt). "
                 "Download them with `python data_prep/wikitext2.py` (or "
                 "labkit.labs.lm.data.download_wikitext2()), or point LABKIT_DATA / the root "
@@ -248,10 +236,10 @@ def _check_files(root: Path, splits: Sequence[str]) -> None:
             )
         else:
             message += " Download the files with `python data_prep/wikitext2.py`."
-        raise MissingSplitError(message)
+        raise DataError(message)
     for s in splits:
         if _split_path(root, s).stat().st_size == 0:
-            raise WikiTextError(
+            raise DataError(
                 f"{_split_path(root, s)} is empty (0 bytes): the download or copy was probably "
                 "interrupted. Delete it and run `python data_prep/wikitext2.py` again."
             )
@@ -271,7 +259,7 @@ def read_corpus(
     are ranges of ids).
     """
     if order not in ("frequency", "appearance"):
-        raise WikiTextError(f"order must be 'frequency' or 'appearance', got {order!r}")
+        raise UsageError(f"order must be 'frequency' or 'appearance', got {order!r}")
     if isinstance(splits, str):
         splits = (splits,)
     folder = resolve_root(root)
@@ -284,7 +272,7 @@ def read_corpus(
         for line in _file_lines(read_utf8(_split_path(folder, split), f"WikiText-2 {split}")):
             ids.extend(add(w) for w in tokenize_line(line))
         if not ids:
-            raise WikiTextError(f"{_split_path(folder, split)} holds no text.")
+            raise DataError(f"{_split_path(folder, split)} holds no text.")
         streams[split] = torch.tensor(ids, dtype=torch.long)
     if order == "frequency":
         first = streams[splits[0]]
@@ -308,12 +296,12 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     row is dropped (as in the example, whose layout is the transpose of this one).
     """
     if ids.dim() != 1:
-        raise WikiTextError(f"batchify expects a 1-D stream of ids, got shape {tuple(ids.shape)}")
+        raise UsageError(f"batchify expects a 1-D stream of ids, got shape {tuple(ids.shape)}")
     if batch_size < 1:
-        raise WikiTextError(f"batch_size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     n = ids.numel() // batch_size
     if n < 2:
-        raise WikiTextError(
+        raise DataError(
             f"a stream of {ids.numel()} tokens is too short for batch_size {batch_size}: each "
             "row needs at least 2 tokens (an input and its next-word target). Use a smaller batch."
         )
@@ -339,7 +327,7 @@ class BpttBatches:
         drop_last: bool = False,
     ) -> None:
         if bptt < 1:
-            raise WikiTextError(f"bptt must be at least 1, got {bptt}")
+            raise UsageError(f"bptt must be at least 1, got {bptt}")
         self.data = batchify(ids, batch_size)
         if device is not None:
             self.data = self.data.to(device)
@@ -377,36 +365,6 @@ class BpttBatches:
 # --------------------------------------------------------------------------- download
 
 
-def _md5(path: Path) -> str:
-    return _digest(path, hashlib.md5())
-
-
-def _sha256(path: Path) -> str:
-    return _digest(path, hashlib.sha256())
-
-
-def _digest(path: Path, hasher) -> str:
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def _fetch(url: str, target: Path, timeout: float = 60.0) -> None:
-    """Download `url` to `target` atomically (temp file, then rename)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                shutil.copyfileobj(response, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, target)
-
-
 def _count_lines_tokens(path: Path) -> tuple[int, int]:
     lines = tokens = 0
     with open(path, encoding="utf8") as handle:
@@ -419,16 +377,16 @@ def _count_lines_tokens(path: Path) -> tuple[int, int]:
 def verify_split(path: Path, split: str) -> None:
     """Check a downloaded split file: SHA-256 where published, else its line and token counts."""
     if split in FILE_SHA256:
-        got = _sha256(path)
+        got = file_digest(path, "sha256")
         if got != FILE_SHA256[split]:
-            raise WikiTextError(
+            raise DataError(
                 f"{path} has SHA-256 {got}, expected {FILE_SHA256[split]}: the file is corrupt or "
                 "a different version. Delete it and download again."
             )
         return
     lines, tokens = _count_lines_tokens(path)
     if (lines, tokens) != (NUM_LINES[split], NUM_TOKENS[split]):
-        raise WikiTextError(
+        raise DataError(
             f"{path} has {lines} lines and {tokens} tokens, expected {NUM_LINES[split]} and "
             f"{NUM_TOKENS[split]}: the file is corrupt or a different version. Delete it and "
             "download again."
@@ -436,27 +394,11 @@ def verify_split(path: Path, split: str) -> None:
 
 
 def _from_archive(folder: Path, splits: Sequence[str]) -> None:
-    archive = folder / "wikitext-2-v1.zip"
-    errors = []
-    for url in ARCHIVE_URLS:
-        try:
-            _fetch(url, archive)
-        except OSError as err:
-            errors.append(f"{url}: {err}")
-            continue
-        if _md5(archive) == ARCHIVE_MD5:
-            break
-        errors.append(f"{url}: MD5 {_md5(archive)} != {ARCHIVE_MD5}")
-        archive.unlink()
-    else:
-        raise WikiTextError("could not download the WikiText-2 archive: " + "; ".join(errors))
+    archive = fetch(ARCHIVE_URLS, folder, "wikitext-2-v1.zip", md5=ARCHIVE_MD5)
     with zipfile.ZipFile(archive) as zf:
         for split in splits:
-            target = _split_path(folder, split)
-            tmp = target.with_suffix(".txt.part")
-            with zf.open(ARCHIVE_MEMBERS[split]) as src, open(tmp, "wb") as dst:
+            with zf.open(ARCHIVE_MEMBERS[split]) as src, atomic_write(_split_path(folder, split)) as dst:
                 shutil.copyfileobj(src, dst)
-            os.replace(tmp, target)
     archive.unlink()
 
 
@@ -475,18 +417,14 @@ def download_wikitext2(
     if todo:
         try:
             _from_archive(folder, todo)
-        except (WikiTextError, OSError, zipfile.BadZipFile) as archive_error:
+        except (DataError, OSError, zipfile.BadZipFile) as archive_error:
             print(f"[wikitext] archive download failed ({archive_error}); trying single files")
             for split in todo:
-                url = FILE_URL.format(split=split)
-                try:
-                    _fetch(url, _split_path(folder, split))
-                except OSError as err:
-                    raise WikiTextError(
-                        f"could not download {url} ({err}); no internet here? Copy train.txt, valid.txt "
-                        f"and test.txt of WikiText-2 into {folder} by hand (the archive "
-                        f"{ARCHIVE_URLS[0]} holds them as wikitext-2/wiki.*.tokens)."
-                    ) from err
+                if force:  # a file without a published checksum would otherwise be kept as it is
+                    _split_path(folder, split).unlink(missing_ok=True)
+                fetch(FILE_URL.format(split=split), folder, f"{split}.txt", sha256=FILE_SHA256.get(split),
+                      hint=f"No internet here? Copy train.txt, valid.txt and test.txt of WikiText-2 into {folder} "
+                           f"(the archive {ARCHIVE_URLS[0]} holds them as wikitext-2/wiki.*.tokens).")
     for split in splits:
         verify_split(_split_path(folder, split), split)
     return folder
@@ -542,9 +480,9 @@ def write_synthetic_wikitext(
     a large vocabulary actually occur). Returns `root`.
     """
     if vocab_size < 8:
-        raise WikiTextError(f"vocab_size must be at least 8, got {vocab_size}")
+        raise UsageError(f"vocab_size must be at least 8, got {vocab_size}")
     if not 1 <= successors < vocab_size:
-        raise WikiTextError(f"successors must be in [1, vocab_size), got {successors}")
+        raise UsageError(f"successors must be in [1, vocab_size), got {successors}")
     rng = np.random.default_rng(seed)
     words = _synthetic_words(vocab_size)
     popularity = 1.0 / np.arange(1, vocab_size + 1) ** 1.1

@@ -15,13 +15,9 @@ a tiny, learnable stand-in in the real IDX layout for smoke runs and tests.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +25,8 @@ from pathlib import Path
 import torch
 
 from labkit import config
-from labkit.errors import LabkitError
+from labkit.errors import DataError
+from labkit.files import atomic_write, fetch
 
 MEAN = 0.1307
 STD = 0.3081
@@ -64,14 +61,6 @@ _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: tor
                0x0D: torch.float32, 0x0E: torch.float64}
 
 
-class MNISTNotFoundError(LabkitError, FileNotFoundError):
-    """MNIST files are not where they were looked for; the message names them and the fix."""
-
-
-class MNISTFormatError(LabkitError, ValueError):
-    """An MNIST file exists but does not hold what MNIST should (shape, dtype, header, size)."""
-
-
 # ---------------------------------------------------------------------------------------------
 # IDX files
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +76,7 @@ def _open_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as handle:
                 return handle.read()
         except (OSError, EOFError) as err:
-            raise MNISTFormatError(
+            raise DataError(
                 f"{path} is not a readable gzip file ({err}); delete it and download again.") from err
     return path.read_bytes()
 
@@ -97,19 +86,19 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     data = _open_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise MNISTFormatError(
+        raise DataError(
             f"{path} is not an IDX file: it should start with bytes 00 00 <type> <ndim> "
             f"(e.g. 00 00 08 03 for images), found {data[:4].hex(' ') or 'an empty file'}."
         )
     dtype, ndim = _IDX_DTYPES[data[2]], data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise MNISTFormatError(f"{path} is truncated: its header promises {ndim} dimensions.")
+        raise DataError(f"{path} is truncated: its header promises {ndim} dimensions.")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     itemsize = torch.empty((), dtype=dtype).element_size()
     expected = header + itemsize * _prod(shape)
     if len(data) != expected:
-        raise MNISTFormatError(
+        raise DataError(
             f"{path} has {len(data):,} bytes but its header {tuple(shape)} needs {expected:,}: the file is "
             "truncated or corrupt; delete it and download again."
         )
@@ -164,7 +153,7 @@ def load_idx_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, t
     for name in IDX_FILES[split]:
         found = _find_idx(folder, name)
         if found is None:
-            raise MNISTNotFoundError(_missing_message(root, [folder / name]))
+            raise DataError(_missing_message(root, [folder / name]))
         paths.append(found)
     images, labels = (read_idx(p) for p in paths)
     return validate(images, labels, source=f"{paths[0].name} / {paths[1].name}")
@@ -184,62 +173,17 @@ def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
 # download
 # ---------------------------------------------------------------------------------------------
 
-def md5sum(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fetch(url: str, target: Path, md5: str, timeout: float) -> None:
-    """Download `url` to `target` atomically, or raise with the reason (network or checksum)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out)
-        got = md5sum(tmp)
-        if got != md5:
-            raise MNISTFormatError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def download_mnist(
-    root: str | os.PathLike | None = None,
-    mirrors: Sequence[str] = MIRRORS,
-    checksums: Mapping[str, str] = GZ_MD5,
-    timeout: float = 60.0,
-) -> Path:
-    """Download the four .gz archives into `root/MNIST/raw` (md5-checked, mirrors tried in order)
-    and unpack them beside themselves; files already present and intact are kept. Returns the folder."""
-    root = Path(root) if root is not None else config.data_root()
-    folder = raw_folder(root)
-    folder.mkdir(parents=True, exist_ok=True)
+def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str] = MIRRORS,
+                   checksums: Mapping[str, str] = GZ_MD5) -> Path:
+    """Download the four .gz archives into `root/MNIST/raw` (`labkit.files.fetch`: md5-checked, mirrors tried
+    in order) and unpack them beside themselves; files already present and intact are kept. Returns the folder."""
+    folder = raw_folder(root if root is not None else config.data_root())
     for archive, md5 in checksums.items():
-        target = folder / archive
-        if not (target.is_file() and md5sum(target) == md5):
-            errors = []
-            for mirror in mirrors:
-                url = mirror.rstrip("/") + "/" + archive
-                try:
-                    _fetch(url, target, md5, timeout)
-                    break
-                except (OSError, urllib.error.URLError, MNISTFormatError) as err:
-                    errors.append(f"  {url}: {err}")
-            else:
-                raise MNISTNotFoundError(
-                    f"Could not download {archive} from any mirror:\n" + "\n".join(errors)
-                    + f"\nDownload it by hand into {folder} (then rerun), or check the network/proxy."
-                )
+        gz = fetch([mirror.rstrip("/") + "/" + archive for mirror in mirrors], folder, archive, md5=md5)
         plain = folder / archive[: -len(".gz")]
         if not plain.is_file():
-            tmp = plain.with_name(f".{plain.name}.tmp")
-            with gzip.open(target, "rb") as src, open(tmp, "wb") as dst:
+            with gzip.open(gz, "rb") as src, atomic_write(plain) as dst:
                 shutil.copyfileobj(src, dst)
-            os.replace(tmp, plain)
     return folder
 
 
@@ -272,7 +216,7 @@ def load_pth_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
     for name in PTH_FILES[split]:
         path = folder / name
         if not path.is_file():
-            raise MNISTNotFoundError(
+            raise DataError(
                 f"{path} is missing. The course's tensor files are "
                 f"{', '.join(n for ns in PTH_FILES.values() for n in ns)}; "
                 f"write them with `python data_prep/mnist.py --pth {folder}`."
@@ -280,9 +224,9 @@ def load_pth_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
         try:
             value = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle errors, zip errors, forbidden globals
-            raise MNISTFormatError(f"{path} cannot be read as a saved tensor ({type(err).__name__}: {err}).") from err
+            raise DataError(f"{path} cannot be read as a saved tensor ({type(err).__name__}: {err}).") from err
         if not isinstance(value, torch.Tensor):
-            raise MNISTFormatError(
+            raise DataError(
                 f"{path} holds a {type(value).__name__}, expected one tensor saved with torch.save(tensor, path)."
             )
         loaded.append(value)
@@ -297,38 +241,38 @@ def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") 
     """Check and normalise one split: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9.
 
     Accepted too, and converted: images (N, 1, 28, 28); float images scaled to [0, 1];
-    labels of any integer dtype. Anything else raises MNISTFormatError saying what was found.
+    labels of any integer dtype. Anything else raises DataError saying what was found.
     """
     expected = "uint8 images of shape (N, 28, 28) (or float in [0, 1]) and integer labels of shape (N,)"
     if images.dim() == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.dim() != 3 or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise MNISTFormatError(f"{source}: images have shape {tuple(images.shape)}; expected {expected}.")
+        raise DataError(f"{source}: images have shape {tuple(images.shape)}; expected {expected}.")
     if images.is_floating_point():
         bad = int((~torch.isfinite(images)).flatten(1).any(1).sum()) if images.numel() else 0
         if bad:
-            raise MNISTFormatError(
+            raise DataError(
                 f"{source}: {bad} of {len(images)} images hold NaN or infinite pixels; expected {expected}. "
                 "Fix: re-create the file from the raw MNIST pixels (a NaN usually comes from dividing by a zero "
                 "std or from an uninitialised tensor).")
         if images.numel() and (images.min() < 0 or images.max() > 1):
-            raise MNISTFormatError(
+            raise DataError(
                 f"{source}: float images range over [{images.min():.3g}, {images.max():.3g}]; expected uint8 "
                 "0..255 or float in [0, 1] (un-normalised: save the raw pixels, not (x - mean) / std)."
             )
         images = images.mul(255).round().to(torch.uint8)
     elif images.dtype != torch.uint8:
-        raise MNISTFormatError(f"{source}: images have dtype {images.dtype}; expected {expected}.")
+        raise DataError(f"{source}: images have dtype {images.dtype}; expected {expected}.")
     if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise MNISTFormatError(
+        raise DataError(
             f"{source}: labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; expected {expected} "
             "(class indices, not one-hot vectors)."
         )
     if len(labels) != len(images):
-        raise MNISTFormatError(f"{source}: {len(images)} images but {len(labels)} labels; they must pair up.")
+        raise DataError(f"{source}: {len(images)} images but {len(labels)} labels; they must pair up.")
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise MNISTFormatError(
+        raise DataError(
             f"{source}: labels range over {int(labels.min())}..{int(labels.max())}; expected digits 0..9."
         )
     return images.contiguous(), labels.contiguous()

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from labkit import config, runner
-from labkit.checkpoint import CheckpointError
 from labkit.distributed import per_rank_batch_size
 from labkit.engine import evaluate, predict
-from labkit.lab import ConfigError, Lab, LabConfig, LabData, option, register
+from labkit.errors import CheckpointError, DataError, UsageError
+from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.tiny_imagenet import data as tiny
 from labkit.labs.tiny_imagenet.model import ARCHS, build_model, parse_arch
 
@@ -105,8 +105,8 @@ class Config(LabConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.pretrained and (self.model_options() or parse_arch(self.arch)[0] != 18):
-            raise ConfigError(f"--pretrained: ImageNet weights exist only for the standard ResNet18, not {self.arch} "
-                              f"with {self.model_options() or 'this depth'}.")
+            raise UsageError(f"--pretrained: ImageNet weights exist only for the standard ResNet18, not {self.arch} "
+                             f"with {self.model_options() or 'this depth'}.")
 
     def model_options(self) -> dict[str, Any]:
         """The ResNet options that differ from the standard ResNet18 (none: torchvision's model)."""
@@ -270,7 +270,7 @@ def load_tiny_run(checkpoint: str | os.PathLike, device: str | torch.device | No
     """The model of a tiny-imagenet checkpoint, rebuilt from the checkpoint alone (`runner.load_run`)."""
     try:
         run = runner.load_run(checkpoint, device)
-    except ConfigError as err:  # the checkpoint names a lab labkit does not know
+    except UsageError as err:  # the checkpoint names a lab labkit does not know
         raise CheckpointError(f"{checkpoint} was not written by labkit's tiny-imagenet lab: {err}") from None
     if run.lab != LAB.name:
         raise CheckpointError(f"{checkpoint} was written by the {run.lab} lab, not by labkit's tiny-imagenet lab: "
@@ -366,7 +366,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 def compare_main(args: argparse.Namespace) -> dict[str, Any]:
     """`labkit compare A.pt B.pt`: the models and the data set come from the checkpoints' own configs."""
     if args.max_images < 1:
-        from labkit.cli import UsageError
+        from labkit.errors import UsageError
 
         raise UsageError(f"--max-images must be at least 1, got {args.max_images}.")
     run_a, run_b = load_tiny_run(args.ckpt_a), load_tiny_run(args.ckpt_b)
@@ -374,10 +374,10 @@ def compare_main(args: argparse.Namespace) -> dict[str, Any]:
     cfg = run_a.config.replace(**{k: v for k, v in given.items() if v is not None})
     try:
         data = runner.load_data(LAB, cfg)
-    except tiny.TinyImageNetNotFoundError as err:
+    except DataError as err:
         if cfg.data is not None:
             raise
-        raise tiny.TinyImageNetNotFoundError(
+        raise DataError(
             f"{err} {args.ckpt_a.name} was trained on the default data folder, which is not here: pass "
             "--data PATH, the tiny-imagenet-200 folder the checkpoints were trained on.") from None
     out = args.out or config.runs_dir() / "tiny-imagenet-compare"

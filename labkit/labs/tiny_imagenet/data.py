@@ -36,7 +36,7 @@ from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
-from labkit.errors import LabkitError
+from labkit.errors import DataError
 from labkit.files import read_utf8
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -53,14 +53,6 @@ _GET_IT = ("Download it with `python -m data_prep.tiny_imagenet` (official zip: 
            f"{URL}), or pass the folder that holds wnids.txt (e.g. --data PATH).")
 
 
-class TinyImageNetLayoutError(LabkitError, ValueError):
-    """A file in the dataset folder does not follow the official Tiny-ImageNet layout."""
-
-
-class TinyImageNetNotFoundError(LabkitError, FileNotFoundError):
-    """The dataset folder, a split or an image is missing; the message says how to get it."""
-
-
 # --------------------------------------------------------------------------- layout
 
 
@@ -74,8 +66,8 @@ def resolve_root(root: str | Path | None = None) -> Path:
         if (candidate / "wnids.txt").is_file():
             return candidate
     if not base.exists():
-        raise TinyImageNetNotFoundError(f"Tiny-ImageNet folder {base} does not exist. {_GET_IT}")
-    raise TinyImageNetNotFoundError(
+        raise DataError(f"Tiny-ImageNet folder {base} does not exist. {_GET_IT}")
+    raise DataError(
         f"{base} is not a Tiny-ImageNet folder: no wnids.txt in it (nor in {base / FOLDER}). "
         f"Expected the official layout (wnids.txt, words.txt, train/, val/). {_GET_IT}")
 
@@ -85,9 +77,9 @@ def read_wnids(root: Path) -> list[str]:
     lines = [line.strip() for line in read_utf8(root / "wnids.txt", "the class list").splitlines()]
     wnids = [w for w in lines if w]
     if not wnids:
-        raise TinyImageNetLayoutError(f"{root / 'wnids.txt'} lists no class ids.")
+        raise DataError(f"{root / 'wnids.txt'} lists no class ids.")
     if len(set(wnids)) != len(wnids):
-        raise TinyImageNetLayoutError(f"{root / 'wnids.txt'} lists some class ids twice.")
+        raise DataError(f"{root / 'wnids.txt'} lists some class ids twice.")
     for wnid in wnids:
         _check_plain_name(wnid, root / "wnids.txt")
     return sorted(wnids)
@@ -110,7 +102,7 @@ def _check_plain_name(name: str, source: Path) -> None:
     """A file or folder name must stay inside its folder: no separators, no '..', not absolute."""
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or len(pure.parts) != 1 or name in {".", ".."} or os.path.isabs(name):
-        raise TinyImageNetLayoutError(
+        raise DataError(
             f"{source} names {name!r}, which points outside its folder. Entries must be plain "
             "file names such as 'val_0.JPEG'; refusing to read it (is the file corrupted or tampered with?).")
 
@@ -138,17 +130,17 @@ def train_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
     """(relative path, class index) for every train image, class by class in sorted-wnid order."""
     train = root / "train"
     if not train.is_dir():
-        raise TinyImageNetNotFoundError(f"the train split is missing: {train} does not exist. {_GET_IT}")
+        raise DataError(f"the train split is missing: {train} does not exist. {_GET_IT}")
     samples: list[tuple[str, int]] = []
     for index, wnid in enumerate(wnids):
         folder = train / wnid / "images"
         if not folder.is_dir():
-            raise TinyImageNetLayoutError(
+            raise DataError(
                 f"class {wnid} (listed in wnids.txt) has no folder {folder}: expected "
                 "train/<wnid>/images/*.JPEG. Is the dataset fully extracted?")
         samples += [(f"train/{wnid}/images/{name}", index) for name in _image_files(folder)]
     if not samples:
-        raise TinyImageNetLayoutError(f"no images found under {train}/<wnid>/images/.")
+        raise DataError(f"no images found under {train}/<wnid>/images/.")
     seen = {index for _, index in samples}
     empty = [wnid for index, wnid in enumerate(wnids) if index not in seen]
     if empty:
@@ -167,7 +159,7 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
     """
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        raise TinyImageNetNotFoundError(
+        raise DataError(
             f"the val split is missing: {annotations} does not exist (the val labels live in "
             f"that file, one 'file<TAB>wnid<TAB>box' line per image). {_GET_IT}")
     class_to_idx = {w: i for i, w in enumerate(wnids)}
@@ -179,19 +171,19 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
         fields = line.split("\t")
         where = f"{annotations}:{number}"
         if len(fields) < 2:
-            raise TinyImageNetLayoutError(f"{where}: expected 'file<TAB>wnid<TAB>box', got {line!r}.")
+            raise DataError(f"{where}: expected 'file<TAB>wnid<TAB>box', got {line!r}.")
         name, wnid = fields[0].strip(), fields[1].strip()
         _check_plain_name(name, Path(where))
         if wnid not in class_to_idx:
-            raise TinyImageNetLayoutError(f"{where}: class {wnid!r} is not listed in wnids.txt.")
+            raise DataError(f"{where}: class {wnid!r} is not listed in wnids.txt.")
         if name in seen:
-            raise TinyImageNetLayoutError(f"{where}: {name} is labelled twice.")
+            raise DataError(f"{where}: {name} is labelled twice.")
         seen.add(name)
         if not (root / "val" / "images" / name).is_file():
-            raise TinyImageNetNotFoundError(f"{where}: the image val/images/{name} does not exist.")
+            raise DataError(f"{where}: the image val/images/{name} does not exist.")
         samples.append((f"val/images/{name}", class_to_idx[wnid]))
     if not samples:
-        raise TinyImageNetLayoutError(f"{annotations} labels no images.")
+        raise DataError(f"{annotations} labels no images.")
     return samples
 
 
@@ -380,7 +372,7 @@ def imagefolder_datasets(root: str | Path | None, val_folder: str | Path,
     train = ImageFolder(str(root / "train"), transform=train_transform)
     val = ImageFolder(str(val_folder), transform=val_transform)
     if train.classes != val.classes:
-        raise TinyImageNetLayoutError(
+        raise DataError(
             f"train has {len(train.classes)} classes and {val_folder} has {len(val.classes)}, or their "
             "order differs: rebuild the val folder with build_val_imagefolder().")
     return train, val

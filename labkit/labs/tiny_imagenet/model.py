@@ -24,16 +24,12 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
-from labkit.errors import LabkitError
+from labkit.errors import CheckpointError, DataError
 from labkit.models import kaiming_init
 
 #: blocks per stage for each depth (BasicBlock ResNets)
 STAGES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 ARCHS = ("resnet18", "resnet18-64", "resnet10", "resnet10-64", "resnet34", "resnet34-64")
-
-
-class PretrainedWeightsUnavailable(LabkitError, RuntimeError):
-    """The ImageNet weights could not be downloaded or read."""
 
 
 def _imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -42,7 +38,7 @@ def _imagenet_state_dict() -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
-        raise PretrainedWeightsUnavailable(
+        raise DataError(
             f"could not get the pretrained ImageNet ResNet18 weights from {weights.url} ({err}). "
             "This machine may have no internet access. Either train from scratch (pretrained=False, "
             "or leave out --pretrained), or download that file on a connected machine and put it in "
@@ -55,8 +51,8 @@ def _load_pretrained(model: nn.Module, skip: tuple[str, ...]) -> None:
     state = {k: v for k, v in _imagenet_state_dict().items() if not k.startswith(skip)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(skip) for k in missing):
-        raise PretrainedWeightsUnavailable(f"pretrained weights do not fit this model: missing {missing}, "
-                                           f"unexpected {unexpected}.")
+        raise CheckpointError(f"pretrained weights do not fit this model: missing {missing}, "
+                              f"unexpected {unexpected}.")
 
 
 def resnet18(num_classes: int = 200, pretrained: bool = False) -> nn.Module:
