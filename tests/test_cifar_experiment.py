@@ -19,7 +19,7 @@ from labkit.errors import DataError, UsageError
 from labkit.lab import LabConfig
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
-from labkit.labs.cifar10.analysis import milestone_epochs
+from labkit.labs.cifar10 import milestone_epochs
 from labkit.labs.cifar10.check import check_test_loop, reference_test
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.optim import make_optimizer, make_scheduler

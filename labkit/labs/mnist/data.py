@@ -15,6 +15,7 @@ a tiny, learnable stand-in in the real IDX layout for smoke runs and tests.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 import struct
@@ -61,9 +62,6 @@ _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: tor
                0x0D: torch.float32, 0x0E: torch.float64}
 
 
-# ---------------------------------------------------------------------------------------------
-# IDX files
-# ---------------------------------------------------------------------------------------------
 
 def raw_folder(root: str | os.PathLike) -> Path:
     """Where torchvision keeps the IDX files under `root`."""
@@ -96,7 +94,7 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         raise DataError(f"{path} is truncated: its header promises {ndim} dimensions.")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     itemsize = torch.empty((), dtype=dtype).element_size()
-    expected = header + itemsize * _prod(shape)
+    expected = header + itemsize * math.prod(shape)
     if len(data) != expected:
         raise DataError(
             f"{path} has {len(data):,} bytes but its header {tuple(shape)} needs {expected:,}: the file is "
@@ -124,13 +122,6 @@ def write_idx(path: str | os.PathLike, tensor: torch.Tensor) -> Path:
     return path
 
 
-def _prod(shape: Sequence[int]) -> int:
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
-
-
 def _find_idx(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
@@ -156,7 +147,7 @@ def load_idx_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, t
             raise DataError(_missing_message(root, [folder / name]))
         paths.append(found)
     images, labels = (read_idx(p) for p in paths)
-    return validate(images, labels, source=f"{paths[0].name} / {paths[1].name}")
+    return validate(images, labels, source=f"{paths[0]} (labels {paths[1].name})")
 
 
 def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
@@ -169,9 +160,6 @@ def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# download
-# ---------------------------------------------------------------------------------------------
 
 def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str] = MIRRORS,
                    checksums: Mapping[str, str] = GZ_MD5) -> Path:
@@ -187,9 +175,6 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str]
     return folder
 
 
-# ---------------------------------------------------------------------------------------------
-# the course's .pth tensor files
-# ---------------------------------------------------------------------------------------------
 
 def pth_available(folder: str | os.PathLike) -> bool:
     """True when the four course tensor files are in `folder`."""
@@ -230,12 +215,9 @@ def load_pth_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
                 f"{path} holds a {type(value).__name__}, expected one tensor saved with torch.save(tensor, path)."
             )
         loaded.append(value)
-    return validate(loaded[0], loaded[1], source=f"{PTH_FILES[split][0]} / {PTH_FILES[split][1]} in {folder}")
+    return validate(loaded[0], loaded[1], source=f"{folder / PTH_FILES[split][0]} (labels {PTH_FILES[split][1]})")
 
 
-# ---------------------------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------------------------
 
 def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") -> tuple[torch.Tensor, torch.Tensor]:
     """Check and normalise one split: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9.
@@ -248,14 +230,17 @@ def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") 
         images = images[:, 0]
     if images.dim() != 3 or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{source}: images have shape {tuple(images.shape)}; expected {expected}.")
+    if not len(images):
+        raise DataError(f"{source} holds 0 images; expected {expected} with N ≥ 1 (an empty split would report "
+                        "its accuracy as nan). Fix: re-create the file from the MNIST data.")
     if images.is_floating_point():
-        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum()) if images.numel() else 0
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
         if bad:
             raise DataError(
                 f"{source}: {bad} of {len(images)} images hold NaN or infinite pixels; expected {expected}. "
                 "Fix: re-create the file from the raw MNIST pixels (a NaN usually comes from dividing by a zero "
                 "std or from an uninitialised tensor).")
-        if images.numel() and (images.min() < 0 or images.max() > 1):
+        if images.min() < 0 or images.max() > 1:
             raise DataError(
                 f"{source}: float images range over [{images.min():.3g}, {images.max():.3g}]; expected uint8 "
                 "0..255 or float in [0, 1] (un-normalised: save the raw pixels, not (x - mean) / std)."
@@ -271,16 +256,13 @@ def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") 
     if len(labels) != len(images):
         raise DataError(f"{source}: {len(images)} images but {len(labels)} labels; they must pair up.")
     labels = labels.long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise DataError(
             f"{source}: labels range over {int(labels.min())}..{int(labels.max())}; expected digits 0..9."
         )
     return images.contiguous(), labels.contiguous()
 
 
-# ---------------------------------------------------------------------------------------------
-# the splits a lab trains on
-# ---------------------------------------------------------------------------------------------
 
 def split_indices(n: int, valid_fraction: float = 1 / 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, valid) index tensors of a seeded permutation of range(n); same seed, same split."""
@@ -372,9 +354,6 @@ def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False,
                      test_images, test_labels, where)
 
 
-# ---------------------------------------------------------------------------------------------
-# tiny synthetic MNIST
-# ---------------------------------------------------------------------------------------------
 
 # seven-segment strokes: (row0, col0, row1, col1) boxes inside the 28 x 28 canvas
 _SEGMENTS = {
