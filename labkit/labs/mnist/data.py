@@ -1,15 +1,6 @@
-"""MNIST in its two on-disk forms, a seeded train/valid split, and tiny synthetic MNIST.
-
-* torchvision's layout: `<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`
-  (IDX files, uncompressed and/or `.gz`), downloaded with an md5 check from the
-  first mirror that answers;
-* the course's tensor files: `train_data.pth`, `train_labels.pth`,
-  `test_data.pth`, `test_labels.pth` (uint8 images (N, 28, 28), int64 labels (N,)).
-
-`load_mnist()` reads either form into uint8 tensors, checks them, and splits the
-training images into train and valid with a seeded permutation (default 1/6 valid);
-the test split is never used for model selection. `write_synthetic_mnist()` writes
-a tiny, learnable stand-in in the real IDX layout for smoke runs and tests.
+"""MNIST as torchvision's IDX files (`<root>/MNIST/raw/`, plain or .gz, md5-checked download) or the course's
+tensor files (`train_data.pth`, ...), read into checked uint8 tensors with a seeded train/valid split; tiny
+learnable synthetic MNIST in the IDX layout for smoke runs and tests.
 """
 
 from __future__ import annotations
@@ -163,8 +154,7 @@ def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
 
 def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str] = MIRRORS,
                    checksums: Mapping[str, str] = GZ_MD5) -> Path:
-    """Download the four .gz archives into `root/MNIST/raw` (`labkit.files.fetch`: md5-checked, mirrors tried
-    in order) and unpack them beside themselves; files already present and intact are kept. Returns the folder."""
+    """Download the four .gz archives into `root/MNIST/raw` (md5-checked, mirrors in order) and unpack them."""
     folder = raw_folder(root if root is not None else config.data_root())
     for archive, md5 in checksums.items():
         gz = fetch([mirror.rstrip("/") + "/" + archive for mirror in mirrors], folder, archive, md5=md5)
@@ -220,11 +210,8 @@ def load_pth_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
 
 
 def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") -> tuple[torch.Tensor, torch.Tensor]:
-    """Check and normalise one split: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9.
-
-    Accepted too, and converted: images (N, 1, 28, 28); float images scaled to [0, 1];
-    labels of any integer dtype. Anything else raises DataError saying what was found.
-    """
+    """Check and normalise one split to uint8 images (N ≥ 1, 28, 28) and int64 labels in 0..9; (N, 1, 28, 28),
+    finite float images in [0, 1] and any integer labels are converted; anything else is a DataError."""
     expected = "uint8 images of shape (N, 28, 28) (or float in [0, 1]) and integer labels of shape (N,)"
     if images.dim() == 4 and images.shape[1] == 1:
         images = images[:, 0]
@@ -322,11 +309,8 @@ def default_root() -> Path:
 def load_splits(root: str | os.PathLike | None = None, download: bool = False,
                 source: str = "auto"
                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
-    """((train images, labels), (test images, labels), description) from `root` in either form.
-
-    `root` is torchvision's root (holding MNIST/raw), a folder with the course's .pth files,
-    or MNIST/raw itself. `source` forces 'idx' or 'pth'.
-    """
+    """((train images, labels), (test images, labels), description) from torchvision's root, MNIST/raw itself or
+    a folder of the course's .pth files; `source` forces 'idx' or 'pth'."""
     if source not in ("auto", "idx", "pth"):
         raise ValueError(f"source must be 'auto', 'idx' or 'pth', not {source!r}.")
     root = Path(root) if root is not None else default_root()
@@ -344,10 +328,8 @@ def load_splits(root: str | os.PathLike | None = None, download: bool = False,
 
 def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False, valid_fraction: float = 1 / 6,
                seed: int = 0, source: str = "auto") -> MNISTData:
-    """Load MNIST (IDX or .pth) and split train into train/valid with a seeded permutation.
-
-    The test split is kept whole and never used for selection. Default `root`: see `default_root()`.
-    """
+    """Load MNIST (IDX or .pth; default root `default_root()`), train split into train/valid by a seeded
+    permutation; the test split is kept whole."""
     (images, labels), (test_images, test_labels), where = load_splits(root, download, source)
     train_idx, val_idx = split_indices(len(labels), valid_fraction, seed)
     return MNISTData(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx],
@@ -392,11 +374,7 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def write_synthetic_mnist(root: str | os.PathLike, n_train: int = 1200, n_test: int = 300, seed: int = 0) -> Path:
-    """Write tiny learnable MNIST in torchvision's layout (IDX, plain and .gz) under `root/MNIST/raw`.
-
-    `torchvision.datasets.MNIST(root, download=False)` and `load_mnist(root)` both read it.
-    Returns `root`.
-    """
+    """Write tiny learnable MNIST in torchvision's layout (IDX, plain and .gz) under `root/MNIST/raw`."""
     root = Path(root)
     folder = raw_folder(root)
     splits = {"train": synthetic_digits(n_train, seed), "test": synthetic_digits(n_test, seed + 1)}
