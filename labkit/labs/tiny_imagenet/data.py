@@ -8,15 +8,7 @@
         val/val_annotations.txt        file <TAB> wnid <TAB> x0 y0 x1 y1 (the val labels)
 
 Class index `i` is the i-th wnid in **sorted** order, for train and val alike (what
-`ImageFolder` does on the train folder). The dataset folder is only ever read: it
-may be read-only, and derived files (the decoded-image cache, the reorganised val
-folder for `ImageFolder`) go elsewhere.
-
-Two ways to feed a model:
-* `TinyImageNet(root, split, transform)`: a map-style dataset of PIL images for
-  `torch.utils.data.DataLoader` (the teaching path, as in PyTorch's ImageNet example);
-* `tiny_imagenet_loaders(...)`: every JPEG decoded once into a cached uint8 tensor and
-  served by the shared `TensorLoader` with batched augmentation (the fast path).
+`ImageFolder` does on the train folder). The dataset folder is only ever read.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ from PIL import Image
 
 from labkit import config
 from labkit.data.augment import Compose, Normalize, RandomCrop
-from labkit.data.image_cache import cached_images, is_inside
+from labkit.data.image_cache import cached_images, decode_all, is_inside
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import DataError
 from labkit.files import read_utf8
@@ -241,12 +233,33 @@ class TinyImageNet(torch.utils.data.Dataset):
     def tensors(self, cache_dir: Path | None = None, verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """All images as one (N, 3, 64, 64) uint8 tensor (decoded once, then cached) and int64 targets."""
         images = cached_images(self.root, [rel for rel, _ in self._relative], IMAGE_SIZE,
-                               name=f"tiny-imagenet-{self.split}", cache_dir=cache_dir, verbose=verbose)
+                               name=f"tiny-imagenet-{self.split}", cache_dir=cache_dir, verbose=verbose,
+                               decoder=_decode_64)
         return images, torch.tensor(self.targets, dtype=torch.int64)
 
     def __repr__(self) -> str:
         return (f"TinyImageNet(split={self.split!r}, images={len(self)}, classes={len(self.classes)}, "
                 f"root={str(self.root)!r})")
+
+
+def _decode_64(root: Path, relpaths: Sequence[str]) -> torch.Tensor:
+    """Decode every image; refuse (as CIFAR-10 does) any that is not 64×64 instead of resizing it silently."""
+    wrong = []
+    for rel in relpaths:
+        try:
+            with Image.open(root / rel) as image:
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    wrong.append((rel, image.size))
+        except OSError:
+            pass  # unreadable: decode_all names it
+    if wrong:
+        rel, (width, height) = wrong[0]
+        raise DataError(
+            f"{len(wrong)} of {len(relpaths):,} images in {root} are not {IMAGE_SIZE}×{IMAGE_SIZE}, the size of "
+            f"Tiny-ImageNet: {root / rel} is {width}×{height} (width×height). labkit does not resize them silently "
+            "(that changes the pixels every figure is measured on). Fix: replace them with the 64×64 originals, or "
+            "resize them yourself on purpose into a copy of the dataset.")
+    return decode_all(root, relpaths, IMAGE_SIZE, desc=f"decoding {len(relpaths):,} Tiny-ImageNet images once")
 
 
 def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:
