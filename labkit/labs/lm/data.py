@@ -142,11 +142,6 @@ def _file_lines(text: str) -> list[str]:
     return lines
 
 
-def tokenize_line(line: str) -> list[str]:
-    """One line as the example tokenises it: split on whitespace, then `<eos>`."""
-    return line.split() + [EOS]
-
-
 @dataclass
 class Corpus:
     """A vocabulary and, per split, the whole text as a 1-D tensor of word ids."""
@@ -267,12 +262,15 @@ def read_corpus(
     vocab = Vocabulary()
     streams: dict[str, torch.Tensor] = {}
     for split in splits:
-        add = vocab.add
         ids: list[int] = []
+        words = 0
         for line in _file_lines(read_utf8(_split_path(folder, split), f"WikiText-2 {split}")):
-            ids.extend(add(w) for w in tokenize_line(line))
-        if not ids:
-            raise DataError(f"{_split_path(folder, split)} holds no text.")
+            tokens = line.split()  # as the example: whitespace-separated words, then <eos>
+            words += len(tokens)
+            ids.extend(vocab.add(w) for w in [*tokens, EOS])
+        if not words:
+            raise DataError(f"{_split_path(folder, split)} has no tokens (only blank lines): the copy is damaged "
+                            "or not WikiText. Replace it (`python data_prep/wikitext2.py`).")
         streams[split] = torch.tensor(ids, dtype=torch.long)
     if order == "frequency":
         first = streams[splits[0]]
