@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from labkit import config, runner
-from labkit.checkpoint import load_checkpoint
+from labkit.checkpoint import LENGTH_SHAPED_SCHEDULES, load_checkpoint
 from labkit.distributed import per_rank_batch_size
 from labkit.engine import evaluate, predict
-from labkit.errors import CheckpointError, DataError, UsageError
+from labkit.errors import CheckpointError, DataError, LabkitError, UsageError
 from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.tiny_imagenet import data as tiny
 from labkit.labs.tiny_imagenet.model import ARCHS, build_model, parse_arch
@@ -436,7 +436,6 @@ def resnet_layer_table(model: nn.Module, image_size: int = tiny.IMAGE_SIZE):
     """Every layer of `model` for one (3, image_size, image_size) input: each convolution, batch norm,
     ReLU, block, stage, pooling and the head, with its output shape and parameters
     (`labkit.summary.layer_table` at every depth, so stages and the layers inside them both show)."""
-    from labkit.errors import LabkitError
     from labkit.summary import layer_table
 
     if image_size < 1:
@@ -463,9 +462,6 @@ def resume_plan(run: runner.Run, extra: int | None = None) -> ResumePlan:
     """A resume of `run` that trains further: from its earliest kept `epoch_NNN.pt` before the run's
     end, for `epochs = done + k` with k the epochs the run trained after it (a cosine or one-cycle
     schedule fixes the length: `extra` epochs beyond the planned end need a step or constant schedule)."""
-    from labkit.checkpoint import LENGTH_SHAPED_SCHEDULES, load_checkpoint
-    from labkit.errors import LabkitError
-
     if run.checkpoint_dir is None or not run.checkpoint_dir.is_dir():
         raise LabkitError("resume_plan: the run kept no checkpoints (train it with checkpoints=True).")
     trained = run.history.epoch[-1] if len(run.history) else 0
@@ -507,8 +503,6 @@ def write_tensorboard_extras(run: runner.Run, data: LabData, log_dir: str | os.P
     rest, scored by its softmax probability), and one over all classes together. Returns the tags written
     and what they hold."""
     from torch.utils.tensorboard import SummaryWriter
-
-    from labkit.errors import LabkitError
 
     if max_images < 1 or pr_classes < 1:
         raise LabkitError(f"write_tensorboard_extras: max_images and pr_classes must be at least 1, got "
