@@ -25,8 +25,9 @@ import torch
 from PIL import Image
 
 from labkit import config
+from labkit.data import image_cache
 from labkit.data.augment import Compose, Normalize, RandomCrop
-from labkit.data.image_cache import cached_images, decode_all, is_inside
+from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
 from labkit.errors import DataError
 from labkit.files import read_utf8
@@ -254,7 +255,7 @@ def _decode_64(root: Path, relpaths: Sequence[str]) -> torch.Tensor:
             f"Tiny-ImageNet: {root / rel} is {width}×{height} (width×height). labkit does not resize them silently "
             "(that changes the pixels every figure is measured on). Fix: replace them with the 64×64 originals, or "
             "resize them yourself on purpose into a copy of the dataset.")
-    return decode_all(root, relpaths, IMAGE_SIZE, desc=f"decoding {len(relpaths):,} Tiny-ImageNet images once")
+    return image_cache.decode_all(root, relpaths, IMAGE_SIZE, desc="decoding Tiny-ImageNet once into the cache")
 
 
 def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:

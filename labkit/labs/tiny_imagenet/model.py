@@ -26,9 +26,9 @@ def _imagenet_state_dict() -> dict[str, torch.Tensor]:
         return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
         raise DataError(f"could not get the pretrained ImageNet ResNet18 weights from {weights.url} ({err}). This "
-                        "machine may have no internet access. Either train from scratch (leave out --pretrained), or "
-                        f"download that file on a connected machine into {torch.hub.get_dir()}/checkpoints/ (set "
-                        "TORCH_HOME to use another folder).") from err
+                        "machine may have no internet access. Either train from scratch (pretrained=False, or leave "
+                        "out --pretrained), or download that file on a connected machine into "
+                        f"{torch.hub.get_dir()}/checkpoints/ (set TORCH_HOME to use another folder).") from err
 
 
 def _load_pretrained(model: nn.Module, skip: tuple[str, ...]) -> None:
