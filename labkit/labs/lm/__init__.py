@@ -243,7 +243,7 @@ LAB = LanguageModelLab()
 def synthetic_root() -> Path:
     """The generated corpus of smoke runs, written on first use under the cache (never into LABKIT_DATA, which a
     course server may mount read-only)."""
-    root = labconfig.cache_dir() / "synthetic" / "wikitext-2"
+    root = labconfig.cache_dir() / "synthetic" / "wikitext-2-synthetic"
     if not all((root / f"{s}.txt").is_file() for s in wikitext.SPLITS):
         wikitext.write_synthetic_wikitext(root)
     return root
