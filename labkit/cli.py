@@ -74,17 +74,9 @@ def _converter(name: str, kind: type, meta: dict[str, Any], is_tuple: bool) -> C
     return converter
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) or "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
     """One option per command-line field of the lab's config, with its help and the default of each size."""
-    from labkit.lab import SIZES, config_fields
+    from labkit.lab import SIZES, config_fields, shown
 
     defaults = {size: lab.config(size) for size in SIZES}
     group = parser.add_argument_group(f"settings of {lab.name} (defaults: full size; other sizes where "
@@ -95,9 +87,9 @@ def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         full = getattr(defaults["full"], f.name)
-        others = [f"{size} {_shown(getattr(defaults[size], f.name))}" for size in SIZES
+        others = [f"{size} {shown(getattr(defaults[size], f.name))}" for size in SIZES
                   if size != "full" and getattr(defaults[size], f.name) != full]
-        default_text = f"default {_shown(full)}" + (f"; {', '.join(others)}" if others else "")
+        default_text = f"default {shown(full)}" + (f"; {', '.join(others)}" if others else "")
         help_text = f"{meta.get('help', '')} ({default_text})".replace("%", "%%")
         kind, is_tuple = _base_type(annotation)
         if kind is bool:
@@ -144,9 +136,11 @@ def lab_parser(lab: Any) -> Parser:
 
 
 def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
-    """The run's config: the size and recipe, then every option given (or the checkpoint's, on --resume)."""
+    """The run's config: the size and recipe, then every option given; on --resume the checkpoint's config with
+    the options given (the runner refuses those a resume cannot change), written into --out, else into the
+    run folder that holds the checkpoint file."""
     from labkit import runner
-    from labkit.lab import config_fields
+    from labkit.lab import config_fields, shown
 
     # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
     given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
@@ -154,19 +148,22 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
              and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
-    size = "smoke" if args.smoke else args.size
-    if args.resume is not None:
-        if not args.resume.is_file():
-            raise UsageError(f"--resume {args.resume}: no such checkpoint file.")
-        try:
-            cfg = runner.config_from_checkpoint(args.resume, lab.name, **given)
-        except UsageError as err:
-            raise UsageError(f"--resume {err}") from None
-        if size is not None and size != cfg.size:
-            raise UsageError(f"{args.resume} is a {cfg.size}-size run; resume it without --size/--smoke, or "
-                             f"start a new {size} run.")
-        return cfg
-    return lab.config(size or "full", getattr(args, "recipe", None), **given)
+    size, recipe, resume = "smoke" if args.smoke else args.size, getattr(args, "recipe", None), args.resume
+    if resume is None:
+        cfg = lab.config(size or "full", recipe, **given)
+    elif not resume.is_file():
+        raise UsageError(f"--resume {resume}: " + ("a broken or looping link, not a checkpoint file."
+                                                   if resume.is_symlink() else "no such checkpoint file."))
+    elif "out" not in given and resume.parent.name != "checkpoints":
+        raise UsageError(f"--resume {resume}: the file is not in a run's checkpoints/ folder; give --out DIR for "
+                         "the resumed run's outputs.")
+    else:
+        given.setdefault("out", str(resume.parent.parent))
+        cfg = runner.config_from_checkpoint(resume, lab.name, size=size, recipe=recipe, **given)
+    if "at_epochs" in given and max(cfg.at_epochs, default=0) > cfg.epochs:
+        raise UsageError(f"--at-epochs {shown(cfg.at_epochs)}: a run of --epochs {cfg.epochs} never reaches "
+                         f"{max(cfg.at_epochs)}; keep epochs up to {cfg.epochs}, or raise --epochs.")
+    return cfg
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -192,7 +189,7 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     from labkit import config
     from labkit.files import write_text_atomic
     from labkit.lab import get_lab, lab_names
-    from labkit.runner import smoke_run, write_json
+    from labkit.runner import smoke_run, writable_folder, write_json
     from labkit.tables import markdown_table
 
     parser = Parser(prog="labkit smoke", description="Run every lab (or the named ones) end to end at smoke "
@@ -201,7 +198,7 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     parser.add_argument("labs", nargs="*", help=f"only these labs (default: all of {', '.join(lab_names())})")
     args = parser.parse_args(argv)
     labs = [get_lab(name) for name in (args.labs or lab_names())]  # an unknown name is an error
-    out = args.out or config.runs_dir() / "smoke"
+    out = writable_folder(args.out or config.runs_dir() / "smoke")  # before the training, not after it
     rows: dict[str, dict] = {}
     for lab in labs:
         start = time.perf_counter()

@@ -40,6 +40,15 @@ def option(default: Any, help: str, *, min: float | None = None, max: float | No
     return field(default=default, metadata=meta)
 
 
+def shown(value: Any) -> str:
+    """A config value as an option takes it: 0.01, on/off, 5,10, none."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     """Raise UsageError if `value` is outside the field's range or choices."""
     flag = "--" + name.replace("_", "-")
