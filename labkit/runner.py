@@ -119,22 +119,19 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None, overwrit
     removed when `overwrite`; a resume keeps only the checkpoints of its own folder."""
     from labkit.files import process_alive, remove_orphan_temp_files
 
-    if out.exists() and not out.is_dir():
-        raise WriteError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
-    for inner in (out / "checkpoints", out / "tensorboard"):
+    for inner in (out, out / "checkpoints", out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
-            raise WriteError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
-                             "delete that file, or write the run elsewhere with --out DIR.")
+            raise WriteError(f"{inner} is a file, not a folder: a run writes its outputs there. Move or delete that "
+                             "file, or write the run elsewhere with --out DIR.")
     lock, host = writable_folder(out) / LOCK_NAME, socket.gethostname()
     while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text())
-            except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
                 owner = {}
+                owner = json.loads(lock.read_text())
             pid = owner.get("pid")
             if owner.get("host") != host or not isinstance(pid, int) or process_alive(pid):
                 raise WriteError(
@@ -175,9 +172,9 @@ def check_resume(cfg: LabConfig, resume: str | os.PathLike) -> Checkpoint:
     continue that run), or that has nothing left to train."""
     from labkit.lab import shown
 
-    ckpt = load_checkpoint(resume)
+    ckpt, values = load_checkpoint(resume), cfg.to_dict()
     for f in dataclasses.fields(cfg):
-        saved, value = ckpt.config.get(f.name, ...), cfg.to_dict()[f.name]
+        saved, value = ckpt.config.get(f.name, ...), values[f.name]
         if (f.metadata.get("cli", True) or f.name in ("size", "recipe")) and f.name not in RESUMABLE \
                 and saved is not ... and saved != value:
             flag = "--" + f.name.replace("_", "-")
@@ -238,7 +235,6 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
                 model = lab.build_model(cfg, data.info)
             elif not isinstance(model, nn.Module):
                 model = model()
-            # before DDP wraps it (its gradient buckets); torch.compile'd on CUDA where the config asks
             prepare_model(model, ctx.device, cfg.channels_last, compile=getattr(cfg, "compile", False))
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             shards = shard_fingerprints(data, ctx)
@@ -253,10 +249,8 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
 
 
 def load_data(lab: str | Lab, cfg: LabConfig) -> LabData:
-    """The config's data in this process, on the device a run of `cfg` uses (decided once, here): a
-    notebook loads it once and passes it to every `run(..., data=...)`."""
-    lab = get_lab(lab)
-    return lab.load_data(cfg, dist.init_distributed(cfg.device))
+    """The config's data on the device a run of `cfg` uses: a notebook loads it once for every `run(data=...)`."""
+    return get_lab(lab).load_data(cfg, dist.init_distributed(cfg.device))
 
 
 # The commands' default runs; a lab whose `main`/`reference`/`smoke` hook returns a result replaces them.
@@ -295,8 +289,7 @@ def smoke_run(lab: str | Lab, out_dir: Path) -> dict[str, Any]:
 
 
 def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
-    """Under torchrun: the world size and, per rank, a number summarising its first training batch's
-    targets, gathered on every rank, so a run shows that its processes trained on different shards."""
+    """Under torchrun: the world size and a fingerprint of each rank's first batch (its shard), gathered."""
     if not ctx.is_distributed:
         return {}
     batch = next(iter(data.train))
@@ -361,8 +354,7 @@ def duration(seconds: float) -> str:
 
 def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
                  splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
-    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer; the run
-    itself is untouched (its RNG state is restored)."""
+    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer (RNG restored)."""
     import copy
 
     from labkit.device import rng_state, set_rng_state, synchronize
@@ -394,7 +386,6 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
 
 
 def guard_long_run(est: Estimate, ctx: Any) -> None:
-    """Print the estimate; in a notebook refuse to start a run over LONG_RUN_MINUTES by itself."""
     from labkit.plots import in_notebook
 
     if ctx.is_main_process:
