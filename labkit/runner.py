@@ -22,6 +22,7 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import distributed as dist
+from labkit import plots
 from labkit.callbacks import Callback, EarlyStopping, Progress, StopOnSignal, TimeBudget, progress_mode
 from labkit.checkpoint import Checkpoint, CheckpointPolicy, check_resume_length, load_checkpoint, load_model_state
 from labkit.data.tensor_loader import single_thread_on_cpu
@@ -44,13 +45,11 @@ class Run:
     history: History
     data: LabData | None = None
     out_dir: Path | None = None
-    #: split -> metrics of the chosen checkpoint, evaluated once after training (e.g. {"test": {...}})
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    final: dict[str, dict[str, float]] = field(default_factory=dict)  # {"test": metrics of the chosen checkpoint}
     chosen_epoch: int | None = None   # the epoch whose weights `model` holds (best by validation, or last)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # the model-shaping facts (num_classes, vocab, ...)
-    #: under torchrun: world size and a fingerprint of each rank's first training batch (its shard)
-    ddp: dict[str, Any] = field(default_factory=dict)
+    ddp: dict[str, Any] = field(default_factory=dict)  # under torchrun: world size, each rank's shard fingerprint
 
     checkpoint_dir = property(lambda self: self.out_dir / "checkpoints" if self.out_dir is not None else None)
     best_checkpoint = property(lambda self: self._checkpoint("best.pt"))
@@ -208,18 +207,12 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
         resume: str | os.PathLike | None = None, progress: bool | None = None,
         epoch_splits: Sequence[str] | None = None, write_files: bool = True, checkpoints: bool = True,
         overwrite: bool = True, estimate: bool | None = None) -> Run:
-    """Train one config of a lab and return its `Run`.
-
-    * `data`: loaded `LabData` (notebooks reuse it); `model`: a module or a function building one after
-      seeding (default `lab.build_model`); `task`: how a batch becomes a loss (default `lab.task(cfg)`).
-    * `resume`: a checkpoint to continue; `cfg` may differ from its config only in `RESUMABLE` fields.
-    * `write_files=False`: no metrics.json/curves.png; `checkpoints=False`: no checkpoints either.
-    * The output folder is locked for the run; one holding another run's checkpoints is replaced when
-      `overwrite` (a notebook re-running its cell), else refused (`labkit run` without `--overwrite`).
-    * `estimate` (default: every size but smoke): time a few steps first and print the estimated wall time;
-      in a notebook a run over `LONG_RUN_MINUTES` does not start by itself (`LongRunError`; the panel's Train
-      button or `with allow_long_runs():` starts it).
-    """
+    """Train one config of a lab. `model`: a module or a function building one after seeding; `resume`: a
+    checkpoint, whose config `cfg` may differ from only in `RESUMABLE` fields; `write_files=False`: no
+    metrics.json/curves.png, `checkpoints=False`: no checkpoints either. A folder holding another run's
+    checkpoints is replaced when `overwrite` (a notebook re-running its cell), else refused. `estimate` (default:
+    all but smoke) prints the estimated time; in a notebook a run over `LONG_RUN_MINUTES` does not start by
+    itself (`LongRunError`) unless inside `with allow_long_runs():` (the panel's Train button)."""
     lab = get_lab(lab)
     start = check_resume(cfg, resume) if resume is not None else None
     out = default_out_dir(lab, cfg)
@@ -239,7 +232,14 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             shards = shard_fingerprints(data, ctx)
             if estimate if estimate is not None else cfg.size != "smoke":
-                guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
+                est = estimate_run(lab, cfg, data, model, task, splits, ctx.device)
+                if ctx.is_main_process:
+                    print(est, flush=True)
+                if plots.in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
+                    raise LongRunError(
+                        f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. "
+                        "Press Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the "
+                        "first cell, or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
             result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
                             callbacks, start, progress, splits, out, write_files, checkpoints)
             result.ddp = shards
@@ -385,18 +385,6 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device))
 
 
-def guard_long_run(est: Estimate, ctx: Any) -> None:
-    from labkit.plots import in_notebook
-
-    if ctx.is_main_process:
-        print(est, flush=True)
-    if in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
-        raise LongRunError(
-            f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. Press "
-            "Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the first cell, "
-            "or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
-
-
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
            callbacks: Sequence[Callback], start: Checkpoint | None, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
@@ -444,8 +432,6 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
 
 def write_outputs(lab: Lab, result: Run) -> None:
     """metrics.json and curves.png in the run folder; the final splits' metrics as TensorBoard scalars."""
-    from labkit.plots import plot_history, save_figure
-
     out, h, data = result.out_dir, result.history, result.data
     if out is None:
         return
@@ -465,7 +451,7 @@ def write_outputs(lab: Lab, result: Run) -> None:
                     writer.add_scalar(f"{key}/{split}", value, h.epoch[-1])
     if len(h):
         keys = [k for k in (lab.curve_keys or h.keys()) if k in h]
-        save_figure(plot_history(h, keys, title=run_title(lab, result),
+        plots.save_figure(plots.plot_history(h, keys, title=run_title(lab, result),
                                  split_labels=data.split_names if data is not None else None), out / "curves.png")
 
 
