@@ -377,6 +377,7 @@ def compare_main(args: argparse.Namespace) -> dict[str, Any]:
     """`labkit compare A.pt B.pt`: the models and the data set come from the checkpoints' own configs."""
     if args.max_images < 1:
         raise UsageError(f"--max-images must be at least 1, got {args.max_images}.")
+    out = runner.writable_folder(args.out or config.runs_dir() / "tiny-imagenet-compare")
     run_a, run_b = load_tiny_run(args.ckpt_a), load_tiny_run(args.ckpt_b)
     given = {"data": str(args.data) if args.data else None, "val_per_class": args.val_per_class, "device": args.device}
     cfg = run_a.config.replace(**{k: v for k, v in given.items() if v is not None})
@@ -388,7 +389,6 @@ def compare_main(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(
             f"{err} {args.ckpt_a.name} was trained on the default data folder, which is not here: pass "
             "--data PATH, the tiny-imagenet-200 folder the checkpoints were trained on.") from None
-    out = args.out or config.runs_dir() / "tiny-imagenet-compare"
     result = compare_runs(run_a, run_b, data, out, args.max_images, labels=(args.ckpt_a.stem, args.ckpt_b.stem))
     print(f"{len(result.rows)} of {result.total} val images are predicted differently; "
           f"top-1 {100 * result.accuracy_a:.2f} % ({args.ckpt_a.name}) vs {100 * result.accuracy_b:.2f} % "
