@@ -1,8 +1,5 @@
-"""Training curves and figures: static plots saved as PNG, and a live plot redrawn in place in a notebook.
-
-What a run leaves in a notebook is plain output (a PNG and a text line through IPython display handles,
-replaced in place by the next run), so any viewer shows it without a kernel, unlike a widget.
-"""
+"""Training curves and figures: static plots saved as PNG, and a live plot redrawn in place in a notebook (as plain
+outputs through IPython display handles, so any viewer shows them without a kernel, unlike a widget)."""
 
 from __future__ import annotations
 
@@ -22,12 +19,18 @@ SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
 def metric_groups(history: History, keys: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear."""
+    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear (keys the History
+    has: a run stopped before its first epoch ended has none)."""
     groups: dict[str, list[str]] = {}
     for key in keys or history.keys():
-        _, _, metric = key.partition("_")
-        groups.setdefault(metric or key, []).append(key)
+        if key in history.metrics:
+            groups.setdefault(key.partition("_")[2] or key, []).append(key)
     return groups
+
+
+def _epochs(history: History, key: str) -> list[int]:
+    """The epochs of `key`'s values: a run that diverged after evaluating has one train value more than val."""
+    return history.epoch[:len(history[key])]
 
 
 def plot_history(history: History, keys: Sequence[str] | None = None, path: str | os.PathLike | None = None,
@@ -35,15 +38,19 @@ def plot_history(history: History, keys: Sequence[str] | None = None, path: str 
                  log_loss: bool | None = None, figure: Figure | None = None,
                  split_labels: Mapping[str, str] | None = None) -> Figure:
     """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`.
-    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}."""
+    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}. Keys the History
+    lacks are left out; with none left (no epoch finished) the figure says so."""
     groups = metric_groups(history, keys)
     fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
     axes = fig.subplots(1, max(len(groups), 1), squeeze=False)[0]
+    if not groups:
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "no epoch finished: nothing to plot", ha="center", va="center")
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
             split = key.partition("_")[0]
-            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"),
+            ax.plot(_epochs(history, key), history[key], SPLIT_STYLE.get(split, "-"),
                     label=(split_labels or {}).get(split, split),
                     marker="o" if len(history) <= 12 else None, markersize=3)
         for i, x in enumerate(mark_epochs):
@@ -71,7 +78,7 @@ def plot_curves(histories: Mapping[str, History], key: str, path: str | os.PathL
     ax = ax or fig.subplots()
     for (name, history), color in zip(histories.items(), series_colors(len(histories))):
         if key in history:
-            ax.plot(history.epoch, history[key], label=name, color=color,
+            ax.plot(_epochs(history, key), history[key], label=name, color=color,
                     marker="o" if len(history) <= 12 else None, markersize=3)
     integer_epochs(ax)
     ax.set_ylabel(key)
