@@ -77,14 +77,12 @@ class _Sums:
     that the epoch end combines in one op and one sync, so a full-batch epoch costs no extra tensor op."""
 
     def __init__(self, metrics: Sequence[Metric]) -> None:
-        self.metrics = [m for m in metrics if not m.from_loss]
-        self.derived = [m for m in metrics if m.from_loss]
+        self.metrics, self.derived = [m for m in metrics if not m.from_loss], [m for m in metrics if m.from_loss]
         self.losses: list[torch.Tensor] = []
         self.sizes: list[int] = []
         self.scores: list[list[torch.Tensor]] = [[] for _ in self.metrics]
         self.count = 0
-        #: host totals [loss sum, metric sums..., count] of batches before a mid-epoch resume
-        self.offset: list[float] | None = None
+        self.offset: list[float] | None = None  # host [loss sum, metric sums..., count] before a mid-epoch resume
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor | None, targets: torch.Tensor) -> None:
         if self.metrics and not self.losses and outputs is not None:  # the first batch of an epoch or evaluation
@@ -101,10 +99,8 @@ class _Sums:
     def _totals(self) -> torch.Tensor:
         """[loss sum, metric sums..., count] as one float64 tensor on the device."""
         losses = torch.stack(self.losses).double()
-        if len(set(self.sizes)) == 1:
-            loss_sum = losses.sum() * self.sizes[0]
-        else:
-            loss_sum = losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
+        loss_sum = losses.sum() * self.sizes[0] if len(set(self.sizes)) == 1 else \
+            losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
         parts = [torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()) for scores in self.scores]
         return torch.stack([loss_sum, *parts, loss_sum.new_tensor(float(self.count))])
 
@@ -117,23 +113,20 @@ class _Sums:
 
     def result(self) -> dict[str, float]:
         """Means over all items (all-reduced across processes under torch.distributed)."""
-        if not self.losses and not _distributed() and self.offset is None:
-            return {}
-        if len(self.losses) == 1 and not self.metrics and not _distributed() and self.offset is None:
-            host, count = [self.losses[0].item() * self.sizes[0]], float(self.count)  # full-batch fast path
-        else:
+        if _distributed():
             totals = self._totals() if self.losses else torch.zeros(len(self.metrics) + 2, dtype=torch.float64)
-            if _distributed():
-                totals = totals.to(_collective_device())
-                torch.distributed.all_reduce(totals)
-            *host, count = totals.tolist()
-            if self.offset is not None:
-                *host, count = [a + b for a, b in zip([*host, count], self.offset)]
+            totals = totals.to(_collective_device())
+            torch.distributed.all_reduce(totals)
+            *host, count = [a + b for a, b in zip(totals.tolist(), self.offset or itertools.repeat(0.0))]
+        elif not self.losses and self.offset is None:
+            return {}
+        elif len(self.losses) == 1 and not self.metrics and self.offset is None:  # full-batch fast path
+            host, count = [self.losses[0].item() * self.sizes[0]], float(self.count)
+        else:
+            *host, count = self.partial()
         n = max(count, 1.0)
         out = {"loss": host[0] / n, **{metric.name: value / n for value, metric in zip(host[1:], self.metrics)}}
-        for metric in self.derived:
-            out[metric.name] = metric.derive(out["loss"])
-        return out
+        return out | {metric.name: metric.derive(out["loss"]) for metric in self.derived}
 
 
 def _check_targets(metrics: list[Metric], outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -211,8 +204,7 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
 @torch.no_grad()
 def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.device | None = None,
             amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval
-    mode; the model is put back in the mode it was in)."""
+    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval mode)."""
     device = pick_device(device) if device is not None else model_device(model)
     autocast, _ = _autocast(device, amp)
     outputs, targets = [], []
@@ -306,9 +298,7 @@ class Trainer:
         sums = sums if sums is not None else _Sums(self.metrics)
         batches = _batch_bar(data, bar, desc)
         step_scheduler = self.scheduler is not None and self.scheduler_interval == "step"
-        steps = 0
-        for batch in batches:
-            steps += 1
+        for steps, batch in enumerate(batches, 1):
             if steps <= skip:
                 continue
             batch = to_device(batch, self.device, self.channels_last)
@@ -349,12 +339,10 @@ class Trainer:
         """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
         if self.scheduler is None or self.scheduler_interval != "epoch":
             return
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            if monitor not in values:
-                raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
-            self.scheduler.step(values[monitor])
-        else:
-            self.scheduler.step()
+        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and monitor not in values:
+            raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
+        self.scheduler.step(*[values[monitor]] * plateau)
 
 
 def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
@@ -373,8 +361,7 @@ def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: 
                          "clipping: a negative one turns the steps into gradient ascent, 0 stops learning.")
 
 
-#: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce, so
-#: about 1/16 of a small step's host sync), always at the same step numbers, so they stop together
+#: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce)
 STOP_CHECK_EVERY = 16
 
 

@@ -124,9 +124,8 @@ def final_metrics(result: Any) -> str:
 
 
 class DisplaySlot:
-    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle). The
-    first `show` must run while the cell runs (later ones may come from a widget callback: the front end
-    routes them by display id). Outside a kernel it does nothing."""
+    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle): the first
+    `show` must run while the cell runs, later ones may come from a widget callback. Outside a kernel: nothing."""
 
     def __init__(self) -> None:
         self._handle: Any = None
@@ -166,42 +165,24 @@ def in_notebook() -> bool:
 
 
 class LivePlot(Callback):
-    """Redraw the run's curves in one output area while it trains.
-
-    Args:
-        keys: History keys to draw (default: all).
-        image: an `ipywidgets.Image` to draw into (the TrainingPanel passes its own, and leaves the
-            plain copy itself); otherwise the plot is a plain PNG output, updated in place, and at the
-            end of each fit a text line under it gives the final metrics.
-        every_seconds: minimum time between redraws (the last epoch is always drawn).
-        path: also save the final figure here as PNG.
-    """
+    """Redraw the run's curves (History `keys`, default all) in one output area while it trains, at most every
+    `every_seconds` (the first and last epochs always). Into `image` (an `ipywidgets.Image`: the TrainingPanel's),
+    else as a plain PNG output updated in place with the final metrics under it at the end; `path`: also save
+    the final figure there."""
 
     def __init__(self, keys: Sequence[str] | None = None, image: Any = None, every_seconds: float = 1.0,
                  path: str | os.PathLike | None = None, title: str | None = None) -> None:
-        self.keys = keys
-        self.image = image
-        self.every_seconds = every_seconds
-        self.path = path
-        self.title = title
+        self.keys, self.image, self.every_seconds, self.path, self.title = keys, image, every_seconds, path, title
         self.figure: Figure | None = None
-        #: the last drawn plot as PNG (None until drawn into a widget or a notebook)
-        self.png: bytes | None = None
-        self._picture = DisplaySlot()
-        self._caption = DisplaySlot()
-        # perf_counter() of the last draw; None until this fit draws. The clock's absolute value means
-        # nothing (it counts from boot on Linux), so only differences from a reading are compared.
-        self._last: float | None = None
-        self._gap = every_seconds
-        self.draws = 0
+        self.png: bytes | None = None  # the last drawn plot (None until drawn into a widget or a notebook)
+        self._picture, self._caption = DisplaySlot(), DisplaySlot()
+        self._last: float | None = None  # perf_counter() of this fit's last draw (only differences mean anything)
+        self._gap, self.draws = every_seconds, 0
 
     def on_fit_start(self, state: FitState) -> None:
-        self._last = None
-        self._gap = self.every_seconds
-        self.figure = None
+        self._last, self._gap, self.figure = None, self.every_seconds, None
 
     def on_epoch_end(self, state: FitState) -> None:
-        # The first epoch of a fit always draws; later ones wait `_gap` after the last draw.
         if self._last is None or time.perf_counter() - self._last >= self._gap:
             self.draw(state.history)
 
@@ -261,19 +242,14 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
 
     images = torch.as_tensor(images).detach().cpu()
     n = len(images)
+    images = images.unsqueeze(1) if images.dim() == 3 else images
+    grey = n and images.shape[1] == 1
     if n == 0:
         fig = new_figure((5, 1.6))
         ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=11)
-        ax.set_title(title)
-        if path is not None:
-            save_figure(fig, path)
-        return fig
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    grey = images.shape[1] == 1
-    if not titles:
+    elif not titles:
         from torchvision.utils import make_grid
 
         tiled = make_grid(images.float() / (255 if images.dtype == torch.uint8 else 1), nrow=ncols, padding=2,
