@@ -30,13 +30,9 @@ VERSION = 1
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+    while isinstance(inner := getattr(model, "module", getattr(model, "_orig_mod", None)), torch.nn.Module):
+        model = inner
+    return model
 
 
 def to_plain(value: Any) -> Any:
@@ -51,9 +47,7 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [to_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):  # numpy arrays
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
     return str(value) if isinstance(value, torch.device | torch.dtype) else repr(value)
 
@@ -274,14 +268,10 @@ def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any]
 
 @dataclass
 class CheckpointPolicy(Callback):
-    """Which checkpoints a run keeps, in `directory` (rank 0 writes them; `config` is stored in each):
-
-    * `last.pt` every `every` epochs (0: never) and at the run's end, also inside an epoch every
-      `every_steps` optimizer steps or `every_seconds` (None: only at epoch ends), and where the run
-      stopped inside an epoch (a time budget, Ctrl-C: fit's stop reason then says how to resume),
-    * `epoch_NNN.pt` at each epoch in `at_epochs` (e.g. (5, 10) to compare them later),
-    * `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise).
-    """
+    """Which checkpoints a run keeps in `directory` (rank 0 writes them, each with `config`): `last.pt` every
+    `every` epochs (0: never) and at the end, inside an epoch every `every_steps` steps or `every_seconds`, and
+    where the run stopped inside an epoch (fit's stop reason then says how to resume); `epoch_NNN.pt` at each
+    epoch in `at_epochs`; `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise)."""
 
     directory: str | os.PathLike
     every: int = 1

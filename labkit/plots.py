@@ -60,10 +60,7 @@ def plot_history(history: History, keys: Sequence[str] | None = None, path: str 
             "loss" in metric and values and min(values) > 0 and max(values) / min(values) > 100)
         if wants_log:
             ax.set_yscale("log")
-        integer_epochs(ax)
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _style(ax, metric)
     if title:
         fig.suptitle(title)
     if path is not None:
@@ -80,14 +77,18 @@ def plot_curves(histories: Mapping[str, History], key: str, path: str | os.PathL
         if key in history:
             ax.plot(_epochs(history, key), history[key], label=name, color=color,
                     marker="o" if len(history) <= 12 else None, markersize=3)
-    integer_epochs(ax)
     ax.set_ylabel(key)
-    ax.set_title(title or key)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _style(ax, title or key)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _style(ax: Any, title: str) -> None:
+    integer_epochs(ax)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def new_figure(figsize: tuple[float, float] = (6, 4)) -> Figure:
