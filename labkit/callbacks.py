@@ -1,15 +1,13 @@
-"""Callbacks: what `fit()` does besides training — progress, early stopping, time budgets, signals.
-
-`fit` calls `on_fit_start`, `on_step_end` (only on callbacks that override it), `on_epoch_end` and
-`on_fit_end` in the order of `Callback.order`. `FitState` is what they see; setting `state.stop`
-in `on_step_end` stops inside the epoch (a `CheckpointPolicy` then writes a mid-epoch checkpoint),
-in `on_epoch_end` after the epoch. `EarlyStopping` derives its state from the History, so a
-resumed run stops exactly where an uninterrupted one would.
-"""
+"""Callbacks: what `fit()` does besides training — progress, early stopping, time budgets, signals. Hooks run in
+`Callback.order`; setting `state.stop` in `on_step_end` stops inside the epoch (a `CheckpointPolicy` then writes
+a mid-epoch checkpoint), in `on_epoch_end` after it."""
 
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,9 +33,7 @@ class FitState:
     monitor: str
     is_main: bool = True
     scaler: Any = None  # the GradScaler (checkpoints save its state when it is enabled)
-    #: inside an epoch: optimizer steps done, the running sums, the epoch's lr and its start as a
-    #: time.perf_counter() reading (None outside an epoch: the clock's value alone means nothing, it
-    #: counts from boot on Linux, so only differences from a reading are used)
+    #: inside an epoch: optimizer steps done, the running sums, the epoch's lr and its perf_counter() start
     step: int = 0
     sums: Any = None
     epoch_lr: float = 0.0
@@ -77,11 +73,8 @@ def overriding(callbacks: list[Callback], hook: str) -> list[Callback]:
 
 @dataclass
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs.
-
-    `monitor` defaults to the run's monitored metric (val_loss when there is a
-    validation set). Mode is 'min' for losses/perplexity, 'max' otherwise.
-    """
+    """Stop when `monitor` (default: the run's, val_loss with a validation set) has not improved by `min_delta`
+    for `patience` epochs. Its state comes from the History, so a resumed run stops where a whole one would."""
 
     monitor: str | None = None
     patience: int = 3
@@ -89,13 +82,11 @@ class EarlyStopping(Callback):
     min_delta: float = 0.0
 
     def epochs_without_improvement(self, history: History, key: str) -> int:
-        mode = self.mode or metric_mode(key)
-        best = math.inf if mode == "min" else -math.inf
-        waited = 0
+        sign = 1 if (self.mode or metric_mode(key)) == "min" else -1
+        best, waited = math.inf, 0
         for value in history[key]:
-            better = value < best - self.min_delta if mode == "min" else value > best + self.min_delta
-            if math.isfinite(value) and better:
-                best, waited = value, 0
+            if math.isfinite(value) and sign * value < best - self.min_delta:
+                best, waited = sign * value, 0
             else:
                 waited += 1
         return waited
@@ -154,16 +145,11 @@ class StopOnSignal(Callback):
         self.requested, self._previous = False, {}
 
     def _handler(self, signum: int, frame: Any) -> None:
-        import signal
-
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
 
     def on_fit_start(self, state: FitState) -> None:
-        import signal
-        import threading
-
         self.requested = False
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             self._previous = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -173,15 +159,11 @@ class StopOnSignal(Callback):
             state.stop, state.stop_reason = True, "interrupted (Ctrl-C or SIGTERM)"
 
     def on_fit_end(self, state: FitState) -> None:
-        import signal
-
         while self._previous:
             signal.signal(*self._previous.popitem())
         if self.requested and state.stop:
             raise KeyboardInterrupt(state.history.stop_reason)
 
-
-# --- progress -------------------------------------------------------------------------------------
 
 #: at most about this many epoch lines per fit in "lines" mode (Lab 01 fits run thousands of epochs)
 MAX_EPOCH_LINES = 20
@@ -189,8 +171,6 @@ MAX_EPOCH_LINES = 20
 
 def _interactive() -> bool:
     """Where a tqdm bar redraws in place: a Jupyter front end (tqdm.auto's widget) or a terminal."""
-    import sys
-
     from tqdm.auto import tqdm as auto
 
     if any(cls.__module__ == "tqdm.notebook" for cls in auto.__mro__):  # tqdm.auto chose the widget
@@ -221,14 +201,10 @@ def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
 
 
 class Progress(Callback):
-    """The epochs of one fit as the user sees them: a bar, a line per epoch, or nothing (`progress_mode`).
-
-    fit() adds `Progress()` unless its callbacks hold one; `Progress(False)` is quiet. `split_labels`
-    say what the evaluation splits are, e.g. {"test": "hold-out (5,000 of train)"}: the lines then say
-    "hold-out accuracy". A run that stops early (early stopping, divergence, a time budget, Ctrl-C) says
-    why exactly once: a bar ends at the epochs that ran with the reason as its description (in a notebook
-    it is not left red, except for a diverged run); lines and quiet mode print the reason as one line.
-    """
+    """The epochs of one fit as a bar, a line per epoch, or nothing (`progress_mode`); fit() adds `Progress()`
+    unless given one. `split_labels` name the splits, e.g. {"test": "hold-out (5,000 of train)"} ("hold-out
+    accuracy"). A run that stops early says why once: as the bar's description (not left red unless it
+    diverged), or as one line."""
 
     order = 10  # after the callbacks that stop the run or add to its stop reason
 

@@ -1,11 +1,6 @@
-"""The one checkpoint format: plain types and tensors, written atomically, read with weights_only=True.
-
-A checkpoint holds the model, optimizer, scheduler (and AMP scaler) states, the
-epoch, the History, every RNG state and the run's config. Saving writes a temp
-file in the same folder, fsyncs it and renames it over the target, so a crash
-mid-save leaves the previous checkpoint intact. Loading names the problem
-(missing file, truncated file, another model's weights) and how to fix it.
-"""
+"""The one checkpoint format: plain types and tensors (model, optimizer, scheduler, scaler, epoch, History,
+RNG states, config), written atomically (a crash mid-save keeps the previous file), read with
+weights_only=True after checking the zip's CRCs; loading names the problem and how to fix it."""
 
 from __future__ import annotations
 
@@ -35,13 +30,9 @@ VERSION = 1
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+    while isinstance(inner := getattr(model, "module", getattr(model, "_orig_mod", None)), torch.nn.Module):
+        model = inner
+    return model
 
 
 def to_plain(value: Any) -> Any:
@@ -56,9 +47,7 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [to_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):  # numpy arrays
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
     return str(value) if isinstance(value, torch.device | torch.dtype) else repr(value)
 
@@ -126,6 +115,15 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
                 "format), then pass the new file.")
         raise _corrupt(path, ValueError("not a zip archive, so not a PyTorch checkpoint file"))
     try:
+        with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs: a flipped bit loads
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _corrupt(path, err) from err
+    if bad is not None:
+        raise CheckpointError(f"{path} is damaged: its record {bad} fails its CRC check (a disk or copy error "
+                              "changed its bytes). Use an earlier checkpoint of the run (best.pt, epoch_NNN.pt) "
+                              "or retrain.")
+    try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" in str(err).lower() or "weights_only" in str(err):
@@ -144,9 +142,7 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
             # a bare state_dict saved with torch.save(model.state_dict(), path): accept it
             return {"format": FORMAT, "version": VERSION, "model": data, "epoch": 0,
                     "model_class": "", "history": {}, "config": {}}
-        raise CheckpointError(
-            f"{path} is not a labkit checkpoint (no '{FORMAT}' marker; keys: {sorted(data)[:8]})."
-        )
+        raise CheckpointError(f"{path} is not a labkit checkpoint (no '{FORMAT}' marker; keys: {sorted(data)[:8]}).")
     _check_fields(path, data)
     if data.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer labkit (format v{data['version']}); upgrade labkit.")
@@ -155,21 +151,17 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
 
 def _check_fields(path: Path, data: Mapping[str, Any]) -> None:
     """A labkit checkpoint edited by hand (or by another tool) fails here with what is wrong."""
-    problems = []
-    version = data.get("version", 0)
-    if isinstance(version, bool) or not isinstance(version, int):
-        problems.append(f"'version' is {version!r}, not a whole number")
-    model = data.get("model")
-    if not isinstance(model, Mapping) or not all(torch.is_tensor(v) for v in model.values()):
-        problems.append("'model' is missing or is not a dictionary of tensors (a state_dict)"
-                        if model is None or not isinstance(model, Mapping) else "'model' holds values that are "
-                        "not tensors")
-    epoch = data.get("epoch", 0)
+    version, model, epoch = data.get("version", 0), data.get("model"), data.get("epoch", 0)
+    problems = [f"'version' is {version!r}, not a whole number"] * (isinstance(version, bool) or
+                                                                    not isinstance(version, int))
+    if not isinstance(model, Mapping):
+        problems.append("'model' is missing or is not a dictionary of tensors (a state_dict)")
+    elif not all(torch.is_tensor(v) for v in model.values()):
+        problems.append("'model' holds values that are not tensors")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         problems.append(f"'epoch' is {epoch!r}, not a whole number ≥ 0")
-    for key in ("history", "config", "partial"):
-        if data.get(key) is not None and not isinstance(data[key], Mapping):
-            problems.append(f"'{key}' is a {type(data[key]).__name__}, not a dictionary")
+    problems += [f"'{key}' is a {type(data[key]).__name__}, not a dictionary"
+                 for key in ("history", "config", "partial") if not isinstance(data.get(key) or {}, Mapping)]
     if problems:
         raise CheckpointError(
             f"{path} is a damaged labkit checkpoint: {'; '.join(problems)}. Was it edited by hand? Use another "
@@ -181,8 +173,7 @@ def _corrupt(path: Path, err: BaseException) -> CheckpointError:
     return CheckpointError(
         f"{path} ({size} bytes) is truncated or corrupt and cannot be read ({type(err).__name__}: "
         f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}). It was probably cut off while "
-        "being written or copied: use another checkpoint of the run (best.pt, epoch_NNN.pt) or train again."
-    )
+        "being written or copied: use another checkpoint of the run (best.pt, epoch_NNN.pt) or train again.")
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -191,51 +182,45 @@ def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torc
     return state
 
 
+def _listed(what: str, items: list[str], shown: int, sep: str = ", ") -> list[str]:
+    return [f"{what} ({len(items)}): {sep.join(items[:shown])}{' ...' if len(items) > shown else ''}"] if items else []
+
+
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint",
                      saved_class: str = "") -> None:
-    """load_state_dict with an error that names missing, unexpected and mis-shaped keys."""
+    """load_state_dict with an error that names missing, unexpected, mis-shaped and mis-typed keys (load_state_dict
+    would cast int8 or float16 weights silently)."""
     target = unwrap(model)
     state = _strip_prefix(_strip_prefix(state, "module."), "_orig_mod.")
     own = target.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:6])}"
-                         f"{' ...' if len(unexpected) > 6 else ''}")
-        if shapes:
-            more = " ..." if len(shapes) > 4 else ""
-            parts.append(f"shape mismatches ({len(shapes)}): {'; '.join(shapes[:4])}{more}")
+    parts = (_listed("missing keys", [k for k in own if k not in state], 6)
+             + _listed("unexpected keys", [k for k in state if k not in own], 6)
+             + _listed("shape mismatches", shapes, 4, "; "))
+    if parts:
         saved = f" was saved from {saved_class} and" if saved_class else ""
         raise CheckpointError(
             f"The {source}{saved} does not match {type(target).__name__}: " + "; ".join(parts)
-            + ". Build the same architecture (and options, e.g. num_classes) the checkpoint was trained with."
-        )
-    broken = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
-              and not bool(torch.isfinite(v).all())]
+            + ". Build the same architecture (and options, e.g. num_classes) the checkpoint was trained with.")
+    dtypes = [f"{k}: checkpoint {v.dtype} vs model {own[k].dtype}" for k, v in state.items() if v.dtype != own[k].dtype]
+    if dtypes:
+        raise CheckpointError(
+            f"The {source} holds weights of another dtype than {type(target).__name__}: "
+            + "; ".join(_listed("dtype mismatches", dtypes, 4, "; ")) + ". Loading would cast them (e.g. int8 "
+            "weights evaluate at chance): use the checkpoint as it was saved, or convert the model to its dtype.")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         raise CheckpointError(
-            f"The {source} holds NaN or infinite weights ({', '.join(broken[:4])}"
-            f"{' ...' if len(broken) > 4 else ''}): the run that wrote it had diverged. Use a checkpoint from "
-            "before (e.g. an epoch_NNN.pt or best.pt), or retrain with a lower learning rate.")
+            f"The {source} holds NaN or infinite weights ({', '.join(broken[:4])}{' ...' if len(broken) > 4 else ''}"
+            "): the run that wrote it had diverged. Use a checkpoint from before (e.g. an epoch_NNN.pt or best.pt), "
+            "or retrain with a lower learning rate.")
     target.load_state_dict(state)
 
 
-def load_checkpoint(
-    path: str | os.PathLike,
-    model: torch.nn.Module | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    *,
-    scaler: Any = None,
-    map_location: Any = "cpu",
-    restore_rng: bool = False,
-) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, *, scaler: Any = None,
+                    map_location: Any = "cpu", restore_rng: bool = False) -> Checkpoint:
     """Read a checkpoint (weights_only=True) and load it into whatever objects are given."""
     path = Path(path)
     data = _read(path, map_location)
@@ -260,15 +245,9 @@ def load_checkpoint(
                 f"The random-number state in {path} cannot be restored ({type(err).__name__}: "
                 f"{str(err).splitlines()[0][:120] if str(err) else 'no detail'}), so the resumed run would not "
                 "continue exactly. Use another checkpoint of the run, or start a new run.") from err
-    return Checkpoint(
-        path=path,
-        epoch=int(data.get("epoch", 0)),
-        history=History.from_dict(data.get("history") or {}),
-        config=dict(data.get("config") or {}),
-        model_class=str(data.get("model_class", "")),
-        payload=data,
-        partial=dict(data["partial"]) if isinstance(data.get("partial"), dict) else None,
-    )
+    return Checkpoint(path=path, epoch=int(data.get("epoch", 0)), history=History.from_dict(data.get("history") or {}),
+                      config=dict(data.get("config") or {}), model_class=str(data.get("model_class", "")),
+                      payload=data, partial=dict(data["partial"]) if isinstance(data.get("partial"), dict) else None)
 
 
 #: schedules whose shape depends on the run's planned length (a per-step or per-epoch decay to its end)
@@ -276,12 +255,8 @@ LENGTH_SHAPED_SCHEDULES = ("cosine", "warmup_cosine", "onecycle")  # labkit.opti
 
 
 def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any], epochs: int | None) -> None:
-    """Refuse to resume a cosine or one-cycle run for another number of epochs than it was planned for.
-
-    Those schedules are shaped by the planned length: resuming for more epochs would make the lr
-    rise again after the old end (cosine) or fail inside the scheduler (one-cycle); for fewer, a
-    rebuilt schedule jumps. Say so up front, with the fix, instead of training on a wrong lr.
-    """
+    """Refuse to resume a cosine or one-cycle run for another number of epochs than planned: for more, the lr
+    would rise again after the old end (cosine) or fail inside the scheduler (one-cycle); for fewer, it jumps."""
     schedule, planned = saved_config.get("schedule"), saved_config.get("epochs")
     if epochs is None or planned is None or schedule not in LENGTH_SHAPED_SCHEDULES or int(epochs) == int(planned):
         return
@@ -293,14 +268,10 @@ def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any]
 
 @dataclass
 class CheckpointPolicy(Callback):
-    """Which checkpoints a run keeps, in `directory` (rank 0 writes them; `config` is stored in each):
-
-    * `last.pt` every `every` epochs (0: never) and at the run's end, also inside an epoch every
-      `every_steps` optimizer steps or `every_seconds` (None: only at epoch ends), and where the run
-      stopped inside an epoch (a time budget, Ctrl-C: fit's stop reason then says how to resume),
-    * `epoch_NNN.pt` at each epoch in `at_epochs` (e.g. (5, 10) to compare them later),
-    * `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise).
-    """
+    """Which checkpoints a run keeps in `directory` (rank 0 writes them, each with `config`): `last.pt` every
+    `every` epochs (0: never) and at the end, inside an epoch every `every_steps` steps or `every_seconds`, and
+    where the run stopped inside an epoch (fit's stop reason then says how to resume); `epoch_NNN.pt` at each
+    epoch in `at_epochs`; `best.pt` whenever `monitor` reaches its best value (min for losses, max otherwise)."""
 
     directory: str | os.PathLike
     every: int = 1

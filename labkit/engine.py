@@ -1,15 +1,13 @@
 """The one training loop every lab uses: `fit()` and `evaluate()`.
 
-A `Task` turns one batch into `(loss, outputs, targets)`; a `Trainer` runs the steps (devices, AMP,
-channels_last, gradient clipping, schedulers, metrics, distributed all-reduce); `fit` is the epoch
-loop — train, evaluate, schedule, callbacks — and everything else (progress, early stopping,
-checkpoints, TensorBoard, time budgets, signals) is a callback. Losses and metric sums stay on the
-device and the host syncs once per epoch, so tiny steps cost almost nothing extra.
-"""
+A `Task` turns one batch into `(loss, outputs, targets)`; a `Trainer` runs the steps; `fit` is the epoch loop
+and everything else (progress, early stopping, checkpoints, ...) is a callback. Losses and metric sums stay on
+the device and the host syncs once per epoch, so tiny steps cost almost nothing extra."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
@@ -24,8 +22,9 @@ from labkit.checkpoint import load_checkpoint
 from labkit.device import amp_dtype, model_device, pick_device, prepare_model
 from labkit.distributed import is_distributed as _distributed
 from labkit.distributed import is_main_process as _is_main
+from labkit.errors import UsageError
 from labkit.history import History
-from labkit.metrics import Metric, metric_from_name
+from labkit.metrics import Metric, TopK, metric_from_name
 
 Batch = Any
 
@@ -74,21 +73,20 @@ def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]
 
 
 class _Sums:
-    """Per-epoch loss and metric sums, kept on the device until the epoch ends: each step appends the
-    detached batch loss (and each metric's batch sum) to a list; the epoch end combines them in one op and
-    syncs once. A full-batch epoch thus costs no extra tensor op (fit() stays close to a bare loop)."""
+    """Per-epoch loss and metric sums: each step appends its detached loss (and metric batch sums) to lists
+    that the epoch end combines in one op and one sync, so a full-batch epoch costs no extra tensor op."""
 
     def __init__(self, metrics: Sequence[Metric]) -> None:
-        self.metrics = [m for m in metrics if not m.from_loss]
-        self.derived = [m for m in metrics if m.from_loss]
+        self.metrics, self.derived = [m for m in metrics if not m.from_loss], [m for m in metrics if m.from_loss]
         self.losses: list[torch.Tensor] = []
         self.sizes: list[int] = []
         self.scores: list[list[torch.Tensor]] = [[] for _ in self.metrics]
         self.count = 0
-        #: host totals [loss sum, metric sums..., count] of batches before a mid-epoch resume
-        self.offset: list[float] | None = None
+        self.offset: list[float] | None = None  # host [loss sum, metric sums..., count] before a mid-epoch resume
 
     def add(self, loss: torch.Tensor, outputs: torch.Tensor | None, targets: torch.Tensor) -> None:
+        if self.metrics and not self.losses and outputs is not None:  # the first batch of an epoch or evaluation
+            _check_targets(self.metrics, outputs, targets)
         n = targets.numel()
         self.count += n
         self.losses.append(loss.detach())
@@ -101,10 +99,8 @@ class _Sums:
     def _totals(self) -> torch.Tensor:
         """[loss sum, metric sums..., count] as one float64 tensor on the device."""
         losses = torch.stack(self.losses).double()
-        if len(set(self.sizes)) == 1:
-            loss_sum = losses.sum() * self.sizes[0]
-        else:
-            loss_sum = losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
+        loss_sum = losses.sum() * self.sizes[0] if len(set(self.sizes)) == 1 else \
+            losses @ torch.tensor(self.sizes, dtype=torch.float64, device=losses.device)
         parts = [torch.stack(scores).double().sum() if scores else loss_sum.new_zeros(()) for scores in self.scores]
         return torch.stack([loss_sum, *parts, loss_sum.new_tensor(float(self.count))])
 
@@ -117,23 +113,41 @@ class _Sums:
 
     def result(self) -> dict[str, float]:
         """Means over all items (all-reduced across processes under torch.distributed)."""
-        if not self.losses and not _distributed() and self.offset is None:
-            return {}
-        if len(self.losses) == 1 and not self.metrics and not _distributed() and self.offset is None:
-            host, count = [self.losses[0].item() * self.sizes[0]], float(self.count)  # full-batch fast path
-        else:
+        if _distributed():
             totals = self._totals() if self.losses else torch.zeros(len(self.metrics) + 2, dtype=torch.float64)
-            if _distributed():
-                totals = totals.to(_collective_device())
-                torch.distributed.all_reduce(totals)
-            *host, count = totals.tolist()
-            if self.offset is not None:
-                *host, count = [a + b for a, b in zip([*host, count], self.offset)]
+            totals = totals.to(_collective_device())
+            torch.distributed.all_reduce(totals)
+            *host, count = [a + b for a, b in zip(totals.tolist(), self.offset or itertools.repeat(0.0))]
+        elif not self.losses and self.offset is None:
+            return {}
+        elif len(self.losses) == 1 and not self.metrics and self.offset is None:  # full-batch fast path
+            host, count = [self.losses[0].item() * self.sizes[0]], float(self.count)
+        else:
+            *host, count = self.partial()
         n = max(count, 1.0)
         out = {"loss": host[0] / n, **{metric.name: value / n for value, metric in zip(host[1:], self.metrics)}}
-        for metric in self.derived:
-            out[metric.name] = metric.derive(out["loss"])
-        return out
+        return out | {metric.name: metric.derive(out["loss"]) for metric in self.derived}
+
+
+def _check_targets(metrics: list[Metric], outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Accuracy and top-k compare class indices: one-hot or soft-label targets would broadcast into a wrong score."""
+    name = next((m.name for m in metrics if isinstance(m, TopK)), None)
+    if name is not None and (targets.is_floating_point() or targets.dim() >= outputs.dim()):
+        raise UsageError(
+            f"Metric '{name}' needs class indices as targets (integers, shape {tuple(outputs.shape[:-1])}), but got "
+            f"{targets.dtype} targets of shape {tuple(targets.shape)} (one-hot or soft labels?). Pass the labels "
+            f"as targets.argmax(1), or leave '{name}' out of metrics.")
+
+
+def _explain(err: RuntimeError, model: nn.Module, batch: Batch) -> None:
+    """Raise what to do about torch's error of a model whose dtype is not its inputs' (only called on an error)."""
+    inputs = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if torch.is_tensor(inputs) and inputs.is_floating_point() and dtype is not None and inputs.dtype != dtype:
+        raise UsageError(
+            f"The model's parameters are {dtype} but its inputs are {inputs.dtype} (torch: "
+            f"{str(err).splitlines()[0][:100]}). Make them match: model.float() with float32 inputs (the usual "
+            f"choice), or inputs cast with .to({dtype}).") from err
 
 
 def _collective_device() -> torch.device:
@@ -157,12 +171,9 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
              metrics: Sequence[str | Metric] = ("accuracy",), device: str | torch.device | None = None,
              amp: bool = False, channels_last: bool = False, progress: bool | None = False,
              desc: str = "evaluating") -> dict[str, float]:
-    """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91}).
-
-    `progress`: True shows a batch bar for a split of at least `EVAL_BAR_BATCHES` batches (a large
-    split takes minutes on a CPU); None shows it where a bar can redraw (a notebook or a terminal,
-    `progress_mode`); False (the default, for tight loops) never.
-    """
+    """Mean loss and metrics of `model` over `data` (e.g. {'loss': 0.31, 'accuracy': 0.91}). `progress`: True
+    shows a batch bar for a split of at least `EVAL_BAR_BATCHES` batches; None where a bar can redraw
+    (`progress_mode`); False (the default, for tight loops) never."""
     device = pick_device(device) if device is not None else model_device(model)
     task = _as_task(task, loss_fn)
     sums = _Sums([metric_from_name(m) for m in metrics])
@@ -170,20 +181,21 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
     model.eval()
     task.start(model, False)
     autocast, _ = _autocast(device, amp)
-    n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
     show = progress_mode(None) == "bar" if progress is None else bool(progress)
-    show = show and _is_main() and (n_batches is None or n_batches >= EVAL_BAR_BATCHES)
-    batches = _bar(data, show, desc=desc, unit="batch", total=n_batches, leave=False)
+    batches = _batch_bar(data, show and _is_main(), desc)
     try:
         for batch in batches:
             batch = to_device(batch, device, channels_last and device.type == "cuda")
-            with autocast:
-                loss, outputs, targets = task(model, batch)
+            try:
+                with autocast:
+                    loss, outputs, targets = task(model, batch)
+            except RuntimeError as err:
+                _explain(err, model, batch)
+                raise
             sums.add(loss.float(), None if outputs is None else outputs.float(), targets)
     finally:
         model.train(was_training)
-        if hasattr(batches, "close"):
-            batches.close()
+        _close(batches)
     if sums.count == 0 and not _distributed():
         raise ValueError("evaluate() got no batches: the data loader is empty (check the split and batch size).")
     return sums.result()
@@ -192,8 +204,7 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
 @torch.no_grad()
 def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.device | None = None,
             amp: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval
-    mode; the model is put back in the mode it was in)."""
+    """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval mode)."""
     device = pick_device(device) if device is not None else model_device(model)
     autocast, _ = _autocast(device, amp)
     outputs, targets = [], []
@@ -211,6 +222,17 @@ def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.devi
     return torch.cat(outputs), torch.cat(targets)
 
 
+def _batch_bar(data: Iterable[Batch], show: bool, desc: str) -> Iterable[Batch]:
+    """A batch bar over `data` where shown and at least `EVAL_BAR_BATCHES` long, else `data` itself."""
+    n = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    return _bar(data, show and (n is None or n >= EVAL_BAR_BATCHES), desc=desc, unit="batch", total=n, leave=False)
+
+
+def _close(batches: Any) -> None:
+    if hasattr(batches, "close"):
+        batches.close()
+
+
 def _set_epoch(data: Any, epoch: int) -> None:
     """Reshuffle per epoch: TensorLoader.set_epoch, or a DataLoader's DistributedSampler."""
     for obj in (data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)):
@@ -219,20 +241,29 @@ def _set_epoch(data: Any, epoch: int) -> None:
             return
 
 
-def divergence_message(epoch: int, loss: float, lr: float) -> str:
+def _nonfinite(batch: Batch) -> bool:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return torch.is_tensor(x) and x.is_floating_point() and not bool(x.isfinite().all())
+
+
+def divergence_message(epoch: int, loss: float, lr: float, data: Iterable[Batch] = (),
+                       sums: _Sums | None = None) -> str:
+    """Why the training loss became non-finite: the data when it was so from the epoch's first step and the inputs
+    hold NaN/inf (looked for in up to 32 batches, only after a divergence), else the learning rate."""
+    first_step_bad = sums is not None and bool(sums.losses) and not math.isfinite(sums.losses[0].item())
+    if first_step_bad and any(map(_nonfinite, itertools.islice(data, 32))):
+        return (f"Training stopped at epoch {epoch}: the training loss was {loss} from the epoch's first step, and the "
+                "inputs of the train split contain NaN or infinite values, so the learning rate is not the cause. "
+                "Clean the data (find the samples with ~torch.isfinite(x), drop or repair them) and train again.")
     return (f"Training diverged at epoch {epoch}: the training loss became {loss} with learning rate {lr:g}. The "
             f"steps overshoot the minimum and grow each epoch. Lower the learning rate (try {lr / 10:g}), or clip "
             "gradients with grad_clip=1.0.")
 
 
 class Trainer:
-    """How the steps of one fit run: the model, optimizer, task, device, AMP, channels_last, clipping and
-    the scheduler. `fit` builds one; use it alone to time a few steps (`train_one_epoch(after_step=...)`).
-
-    * `scheduler_interval`: "epoch" (step after each epoch) or "step" (after each optimizer step);
-      a ReduceLROnPlateau scheduler is stepped with the `monitor`ed value.
-    * `amp` / `channels_last`: used on CUDA only (bf16 autocast where supported, else fp16 + GradScaler).
-    """
+    """How the steps of one fit run (`fit` builds one; alone it times a few steps). `scheduler_interval`: "epoch"
+    or "step" (ReduceLROnPlateau gets the `monitor`ed value); `amp` / `channels_last`: on CUDA only (bf16
+    autocast where supported, else fp16 + GradScaler)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, task: Task | None = None,
                  metrics: Sequence[str | Metric] = (), scheduler: Any = None, scheduler_interval: str = "epoch",
@@ -242,6 +273,7 @@ class Trainer:
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler_interval == "step":
             raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
+        _check_setup(model, optimizer, grad_clip)
         self.model, self.optimizer, self.task = model, optimizer, task if task is not None else SupervisedTask()
         self.metrics = [metric_from_name(m) for m in metrics]
         self.scheduler, self.scheduler_interval, self.monitor = scheduler, scheduler_interval, monitor
@@ -255,30 +287,27 @@ class Trainer:
     def train_one_epoch(self, data: Iterable[Batch], *, bar: bool = False, desc: str = "training",
                         sums: _Sums | None = None, skip: int = 0,
                         after_step: Callable[[int, _Sums], bool] | None = None) -> dict[str, float] | None:
-        """One pass over `data`: forward, loss, backward, (clip,) step, per-step scheduler; mean loss/metrics.
+        """One pass over `data` (the GradScaler is a pass-through except for fp16); its mean loss and metrics.
 
-        One step path: the GradScaler is disabled (a pass-through) except for fp16 autocast.
-        `skip` batches are drawn and dropped first (a mid-epoch resume: the loader's order and
-        augmentation are those of the epoch); `after_step(steps_done, sums)` runs after each step and
-        returns True to stop the epoch there (None is then returned: the epoch did not finish).
-        """
+        `skip` batches are drawn and dropped first (a mid-epoch resume keeps the epoch's order and augmentation);
+        `after_step(steps_done, sums)` returns True to stop the epoch there (None is then returned)."""
         model, optimizer, scaler = self.model, self.optimizer, self.scaler
         if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
             model.train()
         self.task.start(model, True)
         sums = sums if sums is not None else _Sums(self.metrics)
-        n_batches = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-        batches = _bar(data, bar and (n_batches is None or n_batches >= EVAL_BAR_BATCHES), desc=desc,
-                       unit="batch", total=n_batches, leave=False)
+        batches = _batch_bar(data, bar, desc)
         step_scheduler = self.scheduler is not None and self.scheduler_interval == "step"
-        steps = 0
-        for batch in batches:
-            steps += 1
+        for steps, batch in enumerate(batches, 1):
             if steps <= skip:
                 continue
             batch = to_device(batch, self.device, self.channels_last)
-            with self.autocast:
-                loss, outputs, targets = self.task(model, batch)
+            try:
+                with self.autocast:
+                    loss, outputs, targets = self.task(model, batch)
+            except RuntimeError as err:
+                _explain(err, model, batch)
+                raise
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if self.grad_clip is not None:
@@ -290,8 +319,7 @@ class Trainer:
                 self.scheduler.step()
             sums.add(loss, outputs, targets)
             if after_step is not None and after_step(steps, sums):
-                if hasattr(batches, "close"):
-                    batches.close()
+                _close(batches)
                 return None
         if sums.count == 0 and sums.offset is None:
             raise ValueError("The training loader yielded no batches: check the split and batch size "
@@ -299,8 +327,7 @@ class Trainer:
         return {f"train_{k}": v for k, v in sums.result().items()}
 
     def evaluate(self, eval_sets: Mapping[str, Iterable[Batch]], bar: bool = False) -> dict[str, float]:
-        """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}; `bar`:
-        a batch bar for each large split (see `evaluate`)."""
+        """Every evaluation set's loss and metrics, as {"val_loss": ..., "val_accuracy": ...}."""
         values: dict[str, float] = {}
         for name, loader in eval_sets.items():
             result = evaluate(self.model, loader, task=self.task, metrics=self.metrics, device=self.device,
@@ -312,16 +339,29 @@ class Trainer:
         """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
         if self.scheduler is None or self.scheduler_interval != "epoch":
             return
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            if monitor not in values:
-                raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
-            self.scheduler.step(values[monitor])
-        else:
-            self.scheduler.step()
+        plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        if plateau and monitor not in values:
+            raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
+        self.scheduler.step(*[values[monitor]] * plateau)
 
 
-#: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce, so
-#: about 1/16 of a small step's host sync), always at the same step numbers, so they stop together
+def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """What would train silently wrong, or fail with a raw torch error, refused before the first step."""
+    if any(p.is_meta for p in model.parameters()):
+        raise UsageError("The model's weights are on the meta device (shapes without values), so it cannot train: "
+                         "build it outside torch.device('meta'), or call model.to_empty(device=...) and then "
+                         "initialize or load its weights.")
+    own, held = {id(p) for p in model.parameters()}, {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if own and not own & held:
+        raise UsageError("The optimizer does not hold this model's parameters (was it built for another model, or "
+                         "before the model was rebuilt?), so training would change nothing: build it from "
+                         "model.parameters() of the model you pass to fit().")
+    if grad_clip is not None and not grad_clip > 0:
+        raise UsageError(f"grad_clip={grad_clip} must be a positive gradient norm (e.g. 1.0), or None for no "
+                         "clipping: a negative one turns the steps into gradient ascent, 0 stops learning.")
+
+
+#: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce)
 STOP_CHECK_EVERY = 16
 
 
@@ -333,11 +373,9 @@ def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer
     """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
 
     `eval_data`: a loader (recorded as `val_*`) or a mapping {"val": ..., "test": ...}, evaluated after every
-    epoch. `step`: the `Trainer`'s options (`device`, `scheduler_interval`, `grad_clip`, `amp`, `channels_last`,
-    `monitor`). `callbacks`: see `labkit.callbacks`, `CheckpointPolicy`, `TensorBoardLogger`, `LivePlot`; a
-    `Progress()` is added unless one is given (`Progress(False)`: quiet). `resume_from`: a checkpoint; the
-    result equals an uninterrupted run. A non-finite training loss stops the run with `history.diverged`
-    and a `stop_reason` naming the learning rate; nothing is raised."""
+    epoch. `step`: the `Trainer`'s options. `callbacks`: see `labkit.callbacks`; a `Progress()` is added unless
+    one is given. `resume_from`: a checkpoint (the result equals an uninterrupted run). A non-finite training
+    loss stops the run with `history.diverged` and a `stop_reason` saying why; nothing is raised."""
     trainer = Trainer(model, optimizer, task=_as_task(task, loss_fn), metrics=metrics, scheduler=scheduler, **step)
     eval_sets = dict(eval_data) if isinstance(eval_data, Mapping) else {} if eval_data is None else {"val": eval_data}
     monitor = trainer.monitor or ("val_loss" if "val" in eval_sets else f"{next(iter(eval_sets), 'train')}_loss")
@@ -370,7 +408,7 @@ def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer
             if not math.isfinite(values["train_loss"]):
                 history.append(epoch, state.epoch_lr, state.epoch_seconds(), values)
                 history.diverged = True
-                history.stop_reason = divergence_message(epoch, values["train_loss"], state.epoch_lr)
+                history.stop_reason = divergence_message(epoch, values["train_loss"], state.epoch_lr, train_data, sums)
                 break
             values.update(trainer.evaluate(eval_sets, bars))
             trainer.step_scheduler(values, monitor)
@@ -397,12 +435,8 @@ def _resume_point(state: FitState, partial: Mapping[str, Any] | None, metrics: l
 
 
 def _after_step(state: FitState, hooks: list[Callback]) -> Callable[[int, _Sums], bool] | None:
-    """The per-step call of the callbacks overriding on_step_end (None in one process without any).
-
-    One process stops at the step a callback sets `state.stop`. Under DDP the processes agree every
-    `STOP_CHECK_EVERY` steps (the same step numbers on every rank), so a stop asked for on one rank (its
-    clock, its signal) lands on the same step everywhere, at one host sync per `STOP_CHECK_EVERY` steps.
-    """
+    """The per-step call of the callbacks overriding on_step_end (None in one process without any). Under DDP
+    the ranks agree every `STOP_CHECK_EVERY` steps, so one rank's stop lands on the same step everywhere."""
     distributed = _distributed()
     if not hooks and not distributed:
         return None
@@ -419,8 +453,7 @@ def _after_step(state: FitState, hooks: list[Callback]) -> Callable[[int, _Sums]
 
 
 def _agree_to_stop(stop: bool) -> bool:
-    """Under DDP every rank must stop at the same step: any rank's stop is everyone's (one tiny
-    all-reduce); a single process decides alone."""
+    """Under DDP any rank's stop is everyone's (one tiny all-reduce); a single process decides alone."""
     if not _distributed():
         return stop
     flag = torch.tensor([1.0 if stop else 0.0], device=_collective_device())

@@ -1,8 +1,5 @@
-"""Training curves and figures: static plots saved as PNG, and a live plot redrawn in place in a notebook.
-
-What a run leaves in a notebook is plain output (a PNG and a text line through IPython display handles,
-replaced in place by the next run), so any viewer shows it without a kernel, unlike a widget.
-"""
+"""Training curves and figures: static plots saved as PNG, and a live plot redrawn in place in a notebook (as plain
+outputs through IPython display handles, so any viewer shows them without a kernel, unlike a widget)."""
 
 from __future__ import annotations
 
@@ -22,12 +19,18 @@ SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
 def metric_groups(history: History, keys: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear."""
+    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear (keys the History
+    has: a run stopped before its first epoch ended has none)."""
     groups: dict[str, list[str]] = {}
     for key in keys or history.keys():
-        _, _, metric = key.partition("_")
-        groups.setdefault(metric or key, []).append(key)
+        if key in history.metrics:
+            groups.setdefault(key.partition("_")[2] or key, []).append(key)
     return groups
+
+
+def _epochs(history: History, key: str) -> list[int]:
+    """The epochs of `key`'s values: a run that diverged after evaluating has one train value more than val."""
+    return history.epoch[:len(history[key])]
 
 
 def plot_history(history: History, keys: Sequence[str] | None = None, path: str | os.PathLike | None = None,
@@ -35,15 +38,19 @@ def plot_history(history: History, keys: Sequence[str] | None = None, path: str 
                  log_loss: bool | None = None, figure: Figure | None = None,
                  split_labels: Mapping[str, str] | None = None) -> Figure:
     """One panel per metric (train/val/test overlaid); vertical lines at `mark_epochs`; PNG if `path`.
-    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}."""
+    `split_labels` renames splits in the legends, e.g. {"test": "hold-out (5,000 of train)"}. Keys the History
+    lacks are left out; with none left (no epoch finished) the figure says so."""
     groups = metric_groups(history, keys)
     fig = figure or new_figure((4.2 * max(len(groups), 1), 3.2))
     fig.clear()
     axes = fig.subplots(1, max(len(groups), 1), squeeze=False)[0]
+    if not groups:
+        axes[0].axis("off")
+        axes[0].text(0.5, 0.5, "no epoch finished: nothing to plot", ha="center", va="center")
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
             split = key.partition("_")[0]
-            ax.plot(history.epoch, history[key], SPLIT_STYLE.get(split, "-"),
+            ax.plot(_epochs(history, key), history[key], SPLIT_STYLE.get(split, "-"),
                     label=(split_labels or {}).get(split, split),
                     marker="o" if len(history) <= 12 else None, markersize=3)
         for i, x in enumerate(mark_epochs):
@@ -53,10 +60,7 @@ def plot_history(history: History, keys: Sequence[str] | None = None, path: str 
             "loss" in metric and values and min(values) > 0 and max(values) / min(values) > 100)
         if wants_log:
             ax.set_yscale("log")
-        integer_epochs(ax)
-        ax.set_title(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _style(ax, metric)
     if title:
         fig.suptitle(title)
     if path is not None:
@@ -71,16 +75,20 @@ def plot_curves(histories: Mapping[str, History], key: str, path: str | os.PathL
     ax = ax or fig.subplots()
     for (name, history), color in zip(histories.items(), series_colors(len(histories))):
         if key in history:
-            ax.plot(history.epoch, history[key], label=name, color=color,
+            ax.plot(_epochs(history, key), history[key], label=name, color=color,
                     marker="o" if len(history) <= 12 else None, markersize=3)
-    integer_epochs(ax)
     ax.set_ylabel(key)
-    ax.set_title(title or key)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _style(ax, title or key)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _style(ax: Any, title: str) -> None:
+    integer_epochs(ax)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def new_figure(figsize: tuple[float, float] = (6, 4)) -> Figure:
@@ -117,9 +125,8 @@ def final_metrics(result: Any) -> str:
 
 
 class DisplaySlot:
-    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle). The
-    first `show` must run while the cell runs (later ones may come from a widget callback: the front end
-    routes them by display id). Outside a kernel it does nothing."""
+    """One plain output in a notebook cell, replaced in place by each later `show` (a display handle): the first
+    `show` must run while the cell runs, later ones may come from a widget callback. Outside a kernel: nothing."""
 
     def __init__(self) -> None:
         self._handle: Any = None
@@ -159,42 +166,24 @@ def in_notebook() -> bool:
 
 
 class LivePlot(Callback):
-    """Redraw the run's curves in one output area while it trains.
-
-    Args:
-        keys: History keys to draw (default: all).
-        image: an `ipywidgets.Image` to draw into (the TrainingPanel passes its own, and leaves the
-            plain copy itself); otherwise the plot is a plain PNG output, updated in place, and at the
-            end of each fit a text line under it gives the final metrics.
-        every_seconds: minimum time between redraws (the last epoch is always drawn).
-        path: also save the final figure here as PNG.
-    """
+    """Redraw the run's curves (History `keys`, default all) in one output area while it trains, at most every
+    `every_seconds` (the first and last epochs always). Into `image` (an `ipywidgets.Image`: the TrainingPanel's),
+    else as a plain PNG output updated in place with the final metrics under it at the end; `path`: also save
+    the final figure there."""
 
     def __init__(self, keys: Sequence[str] | None = None, image: Any = None, every_seconds: float = 1.0,
                  path: str | os.PathLike | None = None, title: str | None = None) -> None:
-        self.keys = keys
-        self.image = image
-        self.every_seconds = every_seconds
-        self.path = path
-        self.title = title
+        self.keys, self.image, self.every_seconds, self.path, self.title = keys, image, every_seconds, path, title
         self.figure: Figure | None = None
-        #: the last drawn plot as PNG (None until drawn into a widget or a notebook)
-        self.png: bytes | None = None
-        self._picture = DisplaySlot()
-        self._caption = DisplaySlot()
-        # perf_counter() of the last draw; None until this fit draws. The clock's absolute value means
-        # nothing (it counts from boot on Linux), so only differences from a reading are compared.
-        self._last: float | None = None
-        self._gap = every_seconds
-        self.draws = 0
+        self.png: bytes | None = None  # the last drawn plot (None until drawn into a widget or a notebook)
+        self._picture, self._caption = DisplaySlot(), DisplaySlot()
+        self._last: float | None = None  # perf_counter() of this fit's last draw (only differences mean anything)
+        self._gap, self.draws = every_seconds, 0
 
     def on_fit_start(self, state: FitState) -> None:
-        self._last = None
-        self._gap = self.every_seconds
-        self.figure = None
+        self._last, self._gap, self.figure = None, self.every_seconds, None
 
     def on_epoch_end(self, state: FitState) -> None:
-        # The first epoch of a fit always draws; later ones wait `_gap` after the last draw.
         if self._last is None or time.perf_counter() - self._last >= self._gap:
             self.draw(state.history)
 
@@ -254,19 +243,14 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
 
     images = torch.as_tensor(images).detach().cpu()
     n = len(images)
+    images = images.unsqueeze(1) if images.dim() == 3 else images
+    grey = n and images.shape[1] == 1
     if n == 0:
         fig = new_figure((5, 1.6))
         ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, empty, ha="center", va="center", fontsize=11)
-        ax.set_title(title)
-        if path is not None:
-            save_figure(fig, path)
-        return fig
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    grey = images.shape[1] == 1
-    if not titles:
+    elif not titles:
         from torchvision.utils import make_grid
 
         tiled = make_grid(images.float() / (255 if images.dtype == torch.uint8 else 1), nrow=ncols, padding=2,

@@ -1,10 +1,6 @@
-"""TensorBoard logging as a callback: `fit(..., callbacks=[TensorBoardLogger("runs/x/tb", hparams=cfg)])`.
-
-Scalars are grouped so train/val/test of one metric share a chart (`loss/train`,
-`loss/val`), the learning rate is logged, and hparams are written at the end.
-Graph export never crashes a lab: models `add_graph` cannot trace get a text
-summary instead, with a message that says so.
-"""
+"""TensorBoard logging as a callback: `fit(..., callbacks=[TensorBoardLogger("runs/x/tb", hparams=cfg)])`. One chart
+per metric (`loss/train`, `loss/val`), the lr, hparams at the end; a model that cannot be traced for the graph
+tab gets a text summary instead."""
 
 from __future__ import annotations
 
@@ -47,14 +43,12 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
 
 
 class TensorBoardLogger(Callback):
-    """Log each epoch's History values and lr; write hparams with the final metrics at the end; given
-    `graph_input`, the model graph. Only rank 0 writes (other processes of a DDP run do nothing)."""
+    """Log each epoch's History values and lr; hparams with the final metrics at the end; given `graph_input`,
+    the model graph. Only rank 0 writes."""
 
     def __init__(self, log_dir: str | os.PathLike, hparams: Mapping[str, Any] | None = None,
                  graph_input: Any = None) -> None:
-        self.log_dir = Path(log_dir)
-        self.hparams = dict(hparams or {})
-        self.graph_input = graph_input
+        self.log_dir, self.hparams, self.graph_input = Path(log_dir), dict(hparams or {}), graph_input
         self.writer: Any = None
 
     def on_fit_start(self, state: FitState) -> None:
@@ -74,9 +68,8 @@ class TensorBoardLogger(Callback):
         if self.writer is None:
             return
         history, epoch = state.history, state.epoch
-        for key in history.keys():  # noqa: SIM118 - History iterates epochs, not keys
-            value = history[key][-1]
-            self.writer.add_scalar(scalar_tag(key), value, epoch)
+        for key, values in history.metrics.items():
+            self.writer.add_scalar(scalar_tag(key), values[-1], epoch)
         self.writer.add_scalar("lr", history.lr[-1], epoch)
         self.writer.add_scalar("seconds_per_epoch", history.seconds[-1], epoch)
 
@@ -93,23 +86,20 @@ class TensorBoardLogger(Callback):
 
 
 def headless_reason() -> str | None:
-    """Why TensorBoard cannot be shown inline here (None: it can): not in a notebook, `LABKIT_HEADLESS`
-    set, or a test run (`LABKIT_SMOKE`, which nbval's kernels inherit)."""
+    """Why TensorBoard cannot be shown inline here (None: it can)."""
     from labkit.plots import in_notebook
 
     if os.environ.get("LABKIT_HEADLESS"):
         return "LABKIT_HEADLESS is set"
     if not in_notebook():
         return "not in a notebook"
-    return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)" if os.environ.get("LABKIT_SMOKE") == "1" \
-        else None
+    smoke = os.environ.get("LABKIT_SMOKE") == "1"  # nbval's kernels inherit it
+    return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)" if smoke else None
 
 
 def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:
-    """TensorBoard inside the notebook: `%load_ext tensorboard` then `%tensorboard --logdir log_dir`.
-
-    Skipped, with one line saying why and the command to run instead, when headless (see
-    `headless_reason`). Returns True when the inline TensorBoard was started."""
+    """TensorBoard inside the notebook (`%tensorboard --logdir log_dir`); where `headless_reason` says it cannot,
+    one line saying why and the command to run instead. True when started."""
     reason = headless_reason()
     if reason is not None:
         print(f"TensorBoard not shown inline ({reason}); view the logs with: tensorboard --logdir {log_dir}")

@@ -1,11 +1,9 @@
 """One reusable training panel: an epochs slider, a log-scale learning-rate slider and a Train button.
 
-`show()` trains the default configuration once, in its cell (so a headless run trains and raises there);
-a click retrains with the slider values and shows its errors in the panel. A widget shows "Error
-displaying widget" in a notebook reopened without its kernel, so each run also leaves plain outputs under
-the panel (the plot as PNG and a result line, replaced by the next run); the live plot in the panel is
-shown only while a run trains, so the plot appears once.
-"""
+`show()` trains the default configuration once, in its cell (a headless run raises there); a click retrains
+with the slider values and shows its errors in the panel. A notebook reopened without its kernel cannot show
+widgets, so each run also leaves plain outputs under the panel (the plot as PNG and a result line, replaced by
+the next run); the live plot in the panel is shown only while a run trains, so the plot appears once."""
 
 from __future__ import annotations
 
@@ -23,10 +21,9 @@ TrainFn = Callable[[int, float, LivePlot], Any]
 
 class TrainingPanel:
     """Sliders for epochs and learning rate plus a Train button around `train_fn(epochs, lr, plot)`.
-
     `epoch_choices`: the values the epochs slider offers (e.g. [100, 1000, 10000]), or a (min, max, step)
-    triple for a linear slider; `lr_range`: the (low, high) of the log slider.
-    """
+    triple for a linear slider; `lr_range`: the (low, high) of the log slider. `epochs` and `lr` outside
+    them are refused (a slider would clamp them silently)."""
 
     def __init__(self, train_fn: TrainFn, *, epochs: int, lr: float,
                  epoch_choices: Sequence[int] | tuple[int, int, int] | None = None,
@@ -35,15 +32,18 @@ class TrainingPanel:
 
         import ipywidgets as w
 
-        self.train_fn = train_fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.runs = 0
-        if epoch_choices is None:
-            epoch_choices = (1, max(epochs * 4, 10), 1)
-        if isinstance(epoch_choices, tuple) and len(epoch_choices) == 3:
-            low, high, step = epoch_choices
-            self.epochs = w.IntSlider(value=epochs, min=low, max=high, step=step, description="epochs",
+        self.train_fn, self.result, self.error, self.runs = train_fn, None, None, 0
+        epoch_choices = epoch_choices or (1, max(epochs * 4, 10), 1)
+        linear = isinstance(epoch_choices, tuple) and len(epoch_choices) == 3
+        low, high = epoch_choices[:2] if linear else (1, float("inf"))
+        if not low <= epochs <= high:
+            raise ValueError(f"epochs={epochs} is outside the epochs slider's range "
+                             + (f"{low} to {high}" if linear else "(at least 1)") + ": pass a value inside it.")
+        if not lr_range[0] <= lr <= lr_range[1]:
+            raise ValueError(f"lr={lr:g} is outside the learning-rate slider's range {lr_range[0]:g} to "
+                             f"{lr_range[1]:g}: pass a value inside it, or widen lr_range.")
+        if linear:
+            self.epochs = w.IntSlider(value=epochs, min=low, max=high, step=epoch_choices[2], description="epochs",
                                       continuous_update=False)
         else:
             options = sorted({int(e) for e in epoch_choices} | {int(epochs)})
@@ -55,8 +55,7 @@ class TrainingPanel:
                                    style={"description_width": "initial"}, continuous_update=False)
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.status = w.HTML(value="")
-        # At its natural size: a flex column would stretch the PNG to the full width and blur it. Shown only
-        # while a run trains (live); between runs the plain PNG under the panel is the one copy of the plot.
+        # At its natural size (a flex column would stretch the PNG and blur it); shown only while a run trains.
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start",
                                                            display="none"))
         self.output = w.Output()
@@ -64,14 +63,10 @@ class TrainingPanel:
         #: the last run's result line, as shown under the panel ("trained 2000 epochs at lr 0.005 ...")
         self.result_line = ""
         # plain copies of the plot and the result line, for a notebook reopened without its kernel
-        self._static_plot = DisplaySlot()
-        self._static_line = DisplaySlot()
+        self._static_plot, self._static_line = DisplaySlot(), DisplaySlot()
         self.button.on_click(lambda _button: self._clicked())
-        self.widget = w.VBox([
-            w.HTML(f"<b>{title}</b>"),
-            w.HBox([self.epochs, self.lr, self.button]),
-            self.status, self.image, self.output,
-        ])
+        self.widget = w.VBox([w.HTML(f"<b>{title}</b>"), w.HBox([self.epochs, self.lr, self.button]), self.status,
+                              self.image, self.output])
 
     def train(self, epochs: int | None = None, lr: float | None = None) -> Any:
         """Train with the given (or the sliders') values; errors propagate to the caller."""
@@ -79,17 +74,17 @@ class TrainingPanel:
         lr = float(self.lr.value if lr is None else lr)
         self.button.disabled = True
         self.status.value = f"training {epochs} epochs at lr {lr:g} ..."
-        draws = self.plot.draws
-        self._show_live_plot()
-        start = time.perf_counter()
+        draws, start = self.plot.draws, time.perf_counter()
+        self.image.layout.display = None  # the live plot, while this run trains
+        if in_notebook() and self._static_plot.shown:
+            self._static_plot.show_text("")
         try:
             self.output.clear_output(wait=True)
             with self.output:
                 self.result = self.train_fn(epochs, lr, self.plot)
             self.runs += 1
-            seconds = time.perf_counter() - start
             summary = final_metrics(self.result)
-            self.result_line = (f"trained {epochs} epochs at lr {lr:g} in {seconds:.1f} s"
+            self.result_line = (f"trained {epochs} epochs at lr {lr:g} in {time.perf_counter() - start:.1f} s"
                                 + (f": final {summary}" if summary else ""))
             self.status.value = html.escape(self.result_line)
             return self.result
@@ -99,22 +94,13 @@ class TrainingPanel:
             raise
         finally:
             self.button.disabled = False
-            self._leave_static_copy(drawn=self.plot.draws > draws)
-
-    def _show_live_plot(self) -> None:
-        self.image.layout.display = None
-        if in_notebook() and self._static_plot.shown:
-            self._static_plot.show_text("")
-
-    def _leave_static_copy(self, drawn: bool = True) -> None:
-        self.image.layout.display = "none"
-        if not in_notebook():
-            return
-        if drawn and self.plot.png is not None:
-            self._static_plot.show_png(self.plot.png)
-        else:  # this run drew nothing (it failed first): no older run's plot next to its result
-            self._static_plot.show_text("")
-        self._static_line.show_text(self.result_line)
+            self.image.layout.display = "none"
+            if in_notebook():  # the plain copies; a run that drew nothing (it failed first) leaves no older plot
+                if self.plot.draws > draws and self.plot.png is not None:
+                    self._static_plot.show_png(self.plot.png)
+                else:
+                    self._static_plot.show_text("")
+                self._static_line.show_text(self.result_line)
 
     def _clicked(self) -> None:
         from labkit.runner import allow_long_runs

@@ -13,6 +13,7 @@ from labkit.checkpoint import check_resume_length, load_checkpoint, save_checkpo
 from labkit.errors import CheckpointError, LabkitError
 from labkit.history import History
 from tests.helpers import classifier
+from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as a fixture)
 
 
 def _save(path, model=None, epoch=1):
@@ -165,3 +166,28 @@ def test_a_bad_rng_state_on_resume_is_a_labkit_error(tmp_path):
     torch.save(data, tmp_path / "rng.pt")
     with pytest.raises(CheckpointError, match="random-number state"):
         load_checkpoint(tmp_path / "rng.pt", classifier(), restore_rng=True)
+
+
+def test_a_flipped_byte_in_a_tensor_of_a_real_checkpoint_is_refused(blobs, tmp_path):  # noqa: F811
+    """A checkpoint is a zip: one flipped byte inside a weight loaded as wrong weights, silently."""
+    import zipfile
+
+    from labkit import runner
+
+    runner.run(blobs, blobs.config("smoke", out=str(tmp_path / "run")))
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    with zipfile.ZipFile(path) as archive:
+        record = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        start = record.header_offset + 30 + len(record.filename.encode()) + len(record.extra)
+    data = bytearray(path.read_bytes())
+    data[start + record.file_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"last\.pt.*damaged.*earlier checkpoint.*retrain"):
+        load_checkpoint(path)
+
+
+def test_weights_of_another_dtype_are_refused_naming_key_and_dtypes(tmp_path):
+    model = classifier()
+    torch.save({k: v.to(torch.int8) for k, v in model.state_dict().items()}, tmp_path / "int8.pt")
+    with pytest.raises(CheckpointError, match=r"0\.weight.*torch\.int8.*torch\.float32"):
+        load_checkpoint(tmp_path / "int8.pt", classifier())

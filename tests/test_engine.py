@@ -13,6 +13,7 @@ from labkit.checkpoint import CheckpointPolicy
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import seed_everything
 from labkit.engine import Task, evaluate, fit
+from labkit.errors import UsageError
 from labkit.metrics import accuracy, metric_from_name
 from tests.helpers import classifier, loaders
 
@@ -204,3 +205,59 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert resumed_history.metrics == full_history.metrics
     assert resumed_history.lr == full_history.lr
     assert resumed_opt.state_dict()["param_groups"][0]["lr"] == full_opt.state_dict()["param_groups"][0]["lr"]
+
+
+def _sgd(model, lr=0.1):
+    return torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def test_an_optimizer_over_another_models_parameters_is_refused():
+    train, _ = loaders()
+    with pytest.raises(UsageError, match="does not hold this model's parameters"):
+        fit(classifier(), train, epochs=1, optimizer=_sgd(classifier()), callbacks=[Progress(False)])
+
+
+@pytest.mark.parametrize("clip", [-1.0, 0.0, math.nan])
+def test_a_grad_clip_that_is_not_positive_is_refused(clip):
+    train, _ = loaders()
+    model = classifier()
+    with pytest.raises(UsageError, match="grad_clip"):
+        fit(model, train, epochs=1, optimizer=_sgd(model), grad_clip=clip, callbacks=[Progress(False)])
+
+
+def test_a_model_on_the_meta_device_is_a_clear_error():
+    train, _ = loaders()
+    with torch.device("meta"):
+        model = classifier()
+    with pytest.raises(UsageError, match=r"meta device.*to_empty"):
+        fit(model, train, epochs=1, optimizer=_sgd(model), callbacks=[Progress(False)])
+
+
+def test_a_float64_model_with_float32_inputs_is_a_clear_error():
+    train, val = loaders()
+    model = classifier().double()
+    with pytest.raises(UsageError, match=r"float64.*float32.*model\.float\(\)"):
+        fit(model, train, epochs=1, optimizer=_sgd(model), callbacks=[Progress(False)])
+    with pytest.raises(UsageError, match=r"float64.*float32"):
+        evaluate(model, val)
+
+
+def test_one_hot_targets_with_accuracy_are_a_clear_error():
+    x, y = torch.randn(40, 8), torch.randint(0, 3, (40,))
+    one_hot = TensorLoader(x, nn.functional.one_hot(y, 3).float(), batch_size=3)  # batch == classes: broadcasts
+    model = classifier()
+    with pytest.raises(UsageError, match=r"accuracy.*class indices.*argmax"):
+        fit(model, one_hot, epochs=1, optimizer=_sgd(model), metrics=["accuracy"], callbacks=[Progress(False)])
+    fit(model, one_hot, epochs=1, optimizer=_sgd(model), callbacks=[Progress(False)])  # soft targets, no accuracy
+
+
+def test_nan_inputs_are_blamed_not_the_learning_rate():
+    x, y = loaders()[0].tensors
+    x = x.clone()
+    x[::7, 0] = math.nan
+    model = classifier()
+    history = fit(model, TensorLoader(x, y, batch_size=32, shuffle=True), epochs=3, optimizer=_sgd(model, 0.01),
+                  callbacks=[Progress(False)])
+    assert history.diverged
+    assert "NaN" in history.stop_reason and "train" in history.stop_reason
+    assert "Lower the learning rate" not in history.stop_reason

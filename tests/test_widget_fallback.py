@@ -86,3 +86,20 @@ def test_saved_notebook_keeps_the_panel_plot_and_result_outside_the_widget(tmp_p
     # A LivePlot on its own is a plain PNG too, with the final metrics under it, one of each.
     assert len(_pngs(live_cell.outputs)) == 1
     assert _texts(live_cell.outputs) == ["trained 5 epochs: final train_loss 0.2"]
+
+
+def test_panel_values_outside_the_sliders_are_refused_naming_the_range():
+    """An ipywidgets slider clamps silently: epochs=0 trained 1 epoch, lr=5 trained at 1.0."""
+    import pytest
+
+    from labkit.widgets import TrainingPanel
+    from tests.helpers import fake_fit
+
+    with pytest.raises(ValueError, match=r"epochs=0 .*1 to 10"):
+        TrainingPanel(fake_fit, epochs=0, lr=0.01)
+    with pytest.raises(ValueError, match=r"epochs=0 .*at least 1"):
+        TrainingPanel(fake_fit, epochs=0, lr=0.01, epoch_choices=[2, 4, 8])
+    with pytest.raises(ValueError, match=r"lr=5 .*0\.0001 to 1"):
+        TrainingPanel(fake_fit, epochs=2, lr=5)
+    panel = TrainingPanel(fake_fit, epochs=3, lr=0.01, epoch_choices=[2, 4, 8])
+    assert panel.epochs.value == 3 and panel.lr.value == pytest.approx(0.01)
