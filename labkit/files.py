@@ -47,14 +47,12 @@ def _free_space(folder: Path) -> str:
     return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
 
 
-def disk_full(path: str | os.PathLike, err: BaseException) -> WriteError | None:
-    """A WriteError for `err` when it says the disk or quota is full (None otherwise).
-
-    Also recognises the message of an error that wraps the OSError (e.g. a RuntimeError from torch.save).
-    """
-    text = str(err)
-    if getattr(err, "errno", None) not in _FULL and "No space left on device" not in text \
-            and "Disk quota exceeded" not in text:
+def disk_full(path: str | os.PathLike, err: BaseException | None) -> WriteError | None:
+    """A WriteError for `err` when it, or an error it arose from, says the disk or quota is full (None
+    otherwise): torch.save reports a full disk as a RuntimeError whose context is the OSError."""
+    while err is not None and getattr(err, "errno", None) not in _FULL and "No space left on device" not in str(err):
+        err = err.__cause__ or err.__context__
+    if err is None:
         return None
     path = Path(path)
     kept = f" the previous {path.name} is kept unchanged." if path.exists() else ""
@@ -90,8 +88,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        full = disk_full(path, err) if isinstance(err, (OSError, RuntimeError)) else None
-        if full is not None:
+        if (full := disk_full(path, err)) is not None:
             raise full from err
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable

@@ -23,6 +23,7 @@ from jupytext.combine import combine_inputs_with_outputs
 from nbformat import NotebookNode
 
 from labkit.errors import UsageError
+from labkit.files import write_text_atomic
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -193,28 +194,34 @@ def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
 
 
 def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
-    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
-    ipynb_path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths. Each file is
+    replaced atomically: a symlink there is replaced by a file, never written through."""
     paths = [ipynb_path, ipynb_path.with_suffix(".py")] if with_py else [ipynb_path]
     for path in paths:
-        jupytext.write(nb, path, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+        text = jupytext.writes(nb, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+        write_text_atomic(path, text if text.endswith("\n") else text + "\n")
     return paths
 
 
 def release(labs_dir: Path, out: Path, names: list[str] | None = None,
             nbgrader_source: Path | None = None) -> list[Path]:
-    """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files."""
-    if out.resolve() == labs_dir.resolve():
-        raise UsageError(f"--out {out} is the labs folder itself: that would overwrite the instructor sources.")
+    """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files.
+    A target that is one of the instructor sources (`--out` the labs folder, or a link to it) is refused."""
+    sources = {path.resolve() for lab in find_labs(labs_dir) for path in (lab.source, lab.notebook)}
     written: list[Path] = []
     for lab in find_labs(labs_dir, names):
         nb = read_lab(lab)
-        written += write_notebook(student_edition(nb, lab.name), out / f"{lab.name}.ipynb")
-        if nbgrader_source is not None:
-            # Only the .ipynb: nbgrader copies every other file of source/<lab>/ to the students as is,
-            # so a .py twin there would hand out the solutions.
-            written += write_notebook(instructor_edition(nb, lab.name),
-                                      nbgrader_source / lab.name / f"{lab.name}.ipynb", with_py=False)
+        student = out / f"{lab.name}.ipynb"
+        # Only the .ipynb for nbgrader: it copies every other file of source/<lab>/ to the students as is,
+        # so a .py twin there would hand out the solutions.
+        source = None if nbgrader_source is None else nbgrader_source / lab.name / f"{lab.name}.ipynb"
+        for target in [student, student.with_suffix(".py"), *([source] if source else [])]:
+            if target.parent.resolve() / target.name in sources:
+                raise UsageError(f"--out {out}: {target} is an instructor source"
+                                 "; writing there would overwrite the instructor sources. Choose another folder.")
+        written += write_notebook(student_edition(nb, lab.name), student)
+        if source is not None:
+            written += write_notebook(instructor_edition(nb, lab.name), source, with_py=False)
     return written
 
 
@@ -235,12 +242,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    labs_dir = args.labs or default_labs_dir()
-    try:
-        written = release(labs_dir, args.out, args.names or None, args.nbgrader_source)
-    except UsageError as err:
-        print(f"labkit release: {err}")
-        return 2
-    for path in written:
+    for path in release(args.labs or default_labs_dir(), args.out, args.names or None, args.nbgrader_source):
         print(f"wrote {path}")
     return 0

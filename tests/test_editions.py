@@ -312,7 +312,8 @@ def test_release_refuses_an_exercise_without_solution(demo_labs: Path, tmp_path:
 
 def test_release_refuses_to_overwrite_the_sources(demo_labs: Path, capsys):
     assert cli.main(["release", "--out", str(demo_labs), "--labs", str(demo_labs)]) == 2
-    assert "would overwrite the instructor sources" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("labkit: error: ") and "would overwrite the instructor sources" in err
     assert (demo_labs / "01_demo.py").read_text() == DEMO
 
 

@@ -286,7 +286,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(config, "shared_datasets", lambda: None)
     assert main(["compare", str(laptop), str(laptop)]) == 1
     assert "pass --data PATH" in capsys.readouterr().err
-    assert main(["compare", str(laptop), str(last), "--data", str(config.data_root() / "synthetic"),
+    assert main(["compare", str(laptop), str(last), "--data", str(config.synthetic_dir("tiny-imagenet")),
                  "--out", str(tmp_path / "c2")]) == 0
 
 

@@ -217,9 +217,9 @@ def default_root() -> Path:
 
 def read_splits(cfg: Config, verbose: bool = True) -> tuple[CIFAR10Split, CIFAR10Split, str]:
     """(train, evaluation split, where they came from). `cfg.data` is read at every size; without it the smoke
-    size generates data under LABKIT_DATA/synthetic and the others read `default_root()`."""
+    size generates data under the cache (`config.synthetic_dir`) and the others read `default_root()`."""
     if cfg.data is None and cfg.size == "smoke":
-        root = config.data_root() / "synthetic"
+        root = config.synthetic_dir("cifar10")
         if not all((cifar.cifar10_folder(root) / name).is_file() for name in cifar.required_files()):
             cifar.write_synthetic_cifar10(root, *SYNTHETIC, seed=0)
         train, test = cifar.load_cifar10_splits(root)

@@ -265,8 +265,8 @@ LAB = LanguageModelLab()
 
 
 def synthetic_root() -> Path:
-    """Where the generated corpus lives (`<LABKIT_DATA>/wikitext-2-synthetic`), written on first use."""
-    root = labconfig.data_root() / "wikitext-2-synthetic"
+    """Where the generated corpus lives (`config.synthetic_dir("wikitext-2")`), written on first use."""
+    root = labconfig.synthetic_dir("wikitext-2")
     if not all((root / f"{s}.txt").is_file() for s in wikitext.SPLITS):
         wikitext.write_synthetic_wikitext(root)
     return root

@@ -226,11 +226,11 @@ def read_mnist(cfg: Config) -> mnist_data.MNISTData:
 
     From `cfg.data` at every size (torchvision's `MNIST/raw` layout or the course's `.pth` tensor
     files); without it the smoke size writes (once) and reads tiny generated MNIST in the IDX format
-    under LABKIT_DATA/synthetic-mnist, the other sizes read real MNIST from LABKIT_DATA or the shared copy.
+    under `config.synthetic_dir("mnist")`, the other sizes read real MNIST from LABKIT_DATA or the shared copy.
     """
     root: str | Path | None = cfg.data
     if cfg.size == "smoke" and root is None:
-        root = _config.data_root() / "synthetic-mnist"
+        root = _config.synthetic_dir("mnist")
         if not mnist_data.idx_available(root):
             mnist_data.write_synthetic_mnist(root, seed=0, **SYNTHETIC)
     return mnist_data.load_mnist(root, download=cfg.download, valid_fraction=cfg.valid_fraction, seed=cfg.seed)

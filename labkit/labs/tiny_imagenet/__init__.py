@@ -37,7 +37,7 @@ METRICS = ("accuracy", "top5")
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 #: ResNet options whose defaults give torchvision's ResNet18 (the course model, pretrained weights)
 MODEL_DEFAULTS = {"width": 64, "dropout": 0.0, "batch_norm": True, "residual": True}
-#: the generated data set smoke runs write once under LABKIT_DATA/synthetic
+#: the generated data set smoke runs write once under config.synthetic_dir
 SMOKE_DATA = {"n_classes": 10, "n_train_per_class": 16, "n_val_per_class": 6, "seed": 0}
 #: one change at a time from the baseline (a ResNet-18 shape, cosine decay); `depth` sets the arch's depth
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -246,7 +246,7 @@ LAB = TinyImageNetLab()
 
 def smoke_data_root() -> Path:
     """Where smoke runs keep their generated Tiny-ImageNet (written on first use, official layout)."""
-    base = config.data_root() / "synthetic"
+    base = config.synthetic_dir("tiny-imagenet")
     if not (base / tiny.FOLDER / "val" / "val_annotations.txt").is_file():
         tiny.write_synthetic_tiny_imagenet(base, **SMOKE_DATA)
     return base / tiny.FOLDER
