@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,13 +47,13 @@ def writable(folder: Path) -> bool:
         if folder.exists() or folder == folder.parent:
             return False
         folder = folder.parent
-    if not folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+    if not folder.stat().st_mode & 0o222:
         return False
     try:
         tempfile.TemporaryFile(dir=folder).close()
+        return True
     except OSError:
         return False
-    return True
 
 
 def cache_dir() -> Path:
@@ -66,14 +65,11 @@ def cache_dir() -> Path:
     data = data_root()
     if writable(data):
         return data / "cache"
-    try:
-        user = _user_cache()
-    except UsageError:
-        user = None
-    if user is not None and user != data and writable(user):
-        return user
-    raise WriteError(f"no writable folder for labkit's caches: LABKIT_DATA ({data}) is read-only"
-                     f"{'' if user is None else f' and so is {user}'}. Set LABKIT_CACHE to a writable folder.")
+    with contextlib.suppress(UsageError):  # no home: only LABKIT_CACHE is left
+        if (user := _user_cache()) != data and writable(user):
+            return user
+    raise WriteError(f"no writable folder for labkit's caches: LABKIT_DATA ({data}) is read-only and so is the "
+                     "per-user cache ($XDG_CACHE_HOME/labkit, ~/.cache/labkit). Set LABKIT_CACHE to a writable folder.")
 
 
 def synthetic_dir(name: str) -> Path:

@@ -1,13 +1,9 @@
-"""`labkit release`: write the student edition of the labs from the instructor sources.
-
-The sources are `labs/NN_name.py` (jupytext percent, paired with `labs/NN_name.ipynb`). An exercise is a
-cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` / `### END SOLUTION`
-lines; the student edition replaces each region by `raise NotImplementedError("your code here")` at the
-marker's indentation (a markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell.
-Both editions carry nbgrader metadata: code exercises are "autograded answer" cells, the check cell after
-each one an "autograder tests" cell worth a point, a written answer (a markdown exercise) a "manually
-graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition for nbgrader's
-`source/` folder.
+"""`labkit release`: the student edition of the labs (`labs/NN_name.py`, jupytext percent) from the instructor
+sources. An exercise is a cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` /
+`### END SOLUTION` lines; the student edition replaces it by `raise NotImplementedError("your code here")` (a
+markdown answer by "YOUR ANSWER HERE") and clears outputs. Both editions carry nbgrader metadata: exercises are
+"autograded answer" cells, the check cell after one an "autograder tests" cell worth a point, a written answer
+a "manually graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition.
 """
 
 from __future__ import annotations
@@ -40,9 +36,7 @@ _CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
 
 @dataclass(frozen=True)
 class Lab:
-    """One lab: its jupytext percent source and the paired notebook beside it (if any)."""
-
-    source: Path
+    source: Path  # the jupytext percent source; its paired notebook is beside it
 
     @property
     def name(self) -> str:
@@ -59,12 +53,9 @@ def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
         raise UsageError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
     labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]
     if names:
-        chosen = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
-        unknown = [n for n in names if not any(lab.name.startswith(n) for lab in labs)]
-        if unknown:
-            available = ", ".join(lab.name for lab in labs)
-            raise UsageError(f"No lab matches {', '.join(unknown)}; available: {available}.")
-        labs = chosen
+        if unknown := [n for n in names if not any(lab.name.startswith(n) for lab in labs)]:
+            raise UsageError(f"No lab matches {', '.join(unknown)}; available: {', '.join(lab.name for lab in labs)}.")
+        labs = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
     if not labs:
         raise UsageError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
     return labs
@@ -84,12 +75,10 @@ def read_lab(lab: Lab) -> NotebookNode:
 
 
 def is_exercise(cell: NotebookNode) -> bool:
-    """The cell is tagged `exercise` (in the percent header: `# %% tags=["exercise"]`)."""
     return EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def is_check(cell: NotebookNode) -> bool:
-    """The cell is a code cell that calls a `labkit.check` helper."""
     return cell.cell_type == "code" and bool(_CHECK_CALL.search(cell.source))
 
 
@@ -121,17 +110,18 @@ def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> 
     return "\n".join(out)
 
 
-def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA_VERSION,
-            "solution": solution, "task": False}
-    return meta if points is None else {**meta, "points": points}
+def _set_nbgrader(cell: NotebookNode, grade_id: str, solution: bool, grade: bool, points: int | None = None) -> None:
+    """nbgrader's metadata on `cell` (what the source already has wins); answers are unlocked, checks locked."""
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": NBGRADER_SCHEMA_VERSION,
+            "solution": solution, "task": False, **({} if points is None else {"points": points})}
+    cell.metadata["nbgrader"] = {**meta, **cell.metadata.get("nbgrader", {})}
 
 
 def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     """A copy of the instructor notebook with nbgrader metadata on exercise and check cells; markers outside
     `exercise` cells, or an exercise without them, are refused. Metadata in the source wins over the defaults."""
     nb = copy.deepcopy(nb)
-    exercise_count = 0
+    exercise_count = answer_count = 0
     awaiting_check = False
     for index, cell in enumerate(nb.cells, start=1):
         where = f"{lab_name}, cell {index}"
@@ -140,36 +130,29 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
                 raise UsageError(f"{where}: only code and markdown cells can be exercises.")
             if not has_markers(cell.source):
                 raise UsageError(f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
-                                   "lines: put the solution between them (or remove the tag).")
+                                 "lines: put the solution between them (or remove the tag).")
             strip_solutions(cell.source, where=where)  # validates the markers
             exercise_count += 1
             if cell.cell_type == "markdown":  # a written answer: graded by hand, with points
-                answer_count = sum(1 for c in nb.cells[:index] if is_exercise(c) and c.cell_type == "markdown")
-                default = _nbgrader(f"{lab_name}-answer-{answer_count}", solution=True, grade=True, locked=False,
-                                    points=ANSWER_POINTS)
+                answer_count += 1
+                _set_nbgrader(cell, f"{lab_name}-answer-{answer_count}", True, True, ANSWER_POINTS)
             else:
-                default = _nbgrader(f"{lab_name}-exercise-{exercise_count}", solution=True, grade=False,
-                                    locked=False)
-            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+                _set_nbgrader(cell, f"{lab_name}-exercise-{exercise_count}", True, False)
             awaiting_check = cell.cell_type == "code"
         elif has_markers(cell.source):
             raise UsageError(f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
-                               f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
-                               "removed from the student edition.")
+                             f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
+                             "removed from the student edition.")
         elif awaiting_check and is_check(cell):
-            default = _nbgrader(f"{lab_name}-check-{exercise_count}", solution=False, grade=True,
-                                locked=True, points=1)
-            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+            _set_nbgrader(cell, f"{lab_name}-check-{exercise_count}", False, True, 1)
             awaiting_check = False
     grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.get("metadata", {})]
-    duplicates = sorted({g for g in grade_ids if grade_ids.count(g) > 1})
-    if duplicates:
+    if duplicates := sorted({g for g in grade_ids if grade_ids.count(g) > 1}):
         raise UsageError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
     return nb
 
 
 def clear_outputs(nb: NotebookNode) -> NotebookNode:
-    """Outputs, execution counts and run timings removed (in place); returns `nb`."""
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -179,12 +162,10 @@ def clear_outputs(nb: NotebookNode) -> NotebookNode:
 
 
 def instructor_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    """Solutions kept, outputs cleared, nbgrader metadata added: nbgrader's `source/` notebook."""
     return clear_outputs(mark_exercises(nb, lab_name))
 
 
 def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    """Solutions replaced by stubs, outputs cleared, every other cell identical."""
     nb = instructor_edition(nb, lab_name)
     for index, cell in enumerate(nb.cells, start=1):
         if is_exercise(cell):

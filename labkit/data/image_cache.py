@@ -1,12 +1,6 @@
-"""Decode a list of image files once into one uint8 tensor, cached on disk.
-
-JPEG decoding is the slow part of an image pipeline: at 64×64 it costs more than
-the augmentation itself. This module decodes every file once into a
-`(N, 3, H, W)` uint8 tensor and stores it under `labkit.config.cache_dir()`
-(never beside the images, so read-only dataset folders work). The cache key is a
-hash of the dataset folder's resolved path and every file's relative path, size
-and modification time, so editing, adding or removing an image rebuilds it.
-"""
+"""Decode image files once (JPEG decoding costs more than the augmentation) into one (N, 3, H, W) uint8
+tensor, cached under `labkit.config.cache_dir()`, never beside the images. The key hashes the folder and
+every file's relative path, size and mtime, so editing, adding or removing an image rebuilds it."""
 
 from __future__ import annotations
 
@@ -54,11 +48,8 @@ def decode_file(path: Path, size: int) -> torch.Tensor:
 
 
 def decode_all(root: Path, relpaths: Sequence[str], size: int, desc: str = "decoding images") -> torch.Tensor:
-    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor.
-
-    A progress bar (`LABKIT_PROGRESS=0` turns it off) shows the build: the full Tiny-ImageNet
-    takes minutes to decode on a CPU.
-    """
+    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor, with a progress bar
+    (the full Tiny-ImageNet takes minutes on a CPU)."""
     from tqdm.auto import tqdm
 
     images = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
@@ -103,13 +94,13 @@ def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
             damaged = f"{type(err).__name__}: {str(err)[:120]}"
     if not config.writable(folder):
         if damaged:
-            raise DataError(f"the image cache {path} is damaged ({damaged}) and {folder} is read-only: delete the "
+            raise DataError(f"the image cache {path} is unreadable ({damaged}) and {folder} is read-only: delete the "
                             "file (or set LABKIT_CACHE to a writable folder) and run again.")
         raise WriteError(f"cannot write the decoded-image cache under {folder}: it is not writable. Set "
                          "LABKIT_CACHE to a writable folder (e.g. LABKIT_CACHE=~/.cache/labkit-cache), or "
                          "LABKIT_DATA to a writable copy of the data.")
     if damaged:
-        print(f"the image cache {path} is damaged ({damaged}); rebuilding it")
+        print(f"the image cache {path} is unreadable ({damaged}); rebuilding it")
     remove_orphan_temp_files(folder)
     start = time.perf_counter()
     if decoder is None:
