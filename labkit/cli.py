@@ -1,8 +1,5 @@
-"""The `labkit` command: `labkit run <lab>`, `labkit smoke`, the commands in `COMMANDS` and the labs' own.
-
-`labkit run <lab>` takes one option per config field (checked as it is parsed), `--size` (`--smoke`),
-`--recipe` and `--resume CKPT`. Every user error leaves as one `labkit: error: ...` line (a `LabkitError`).
-"""
+"""The `labkit` command: `labkit run <lab>` (one option per config field), `labkit smoke`, `COMMANDS` and the
+labs' own commands. Every user error leaves as one `labkit: error: ...` line (a `LabkitError`)."""
 
 from __future__ import annotations
 
@@ -18,8 +15,7 @@ from typing import Any
 
 from labkit.errors import LabkitError, UsageError
 
-#: the shared commands: name -> (module, add-arguments function, main function, help); a lab adds its
-#: own through its class's `commands` (e.g. Lab 04's `compare`, Lab 05's `generate`)
+#: name -> (module, add-arguments function, main function, help); a lab adds its own through `Lab.commands`
 COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "release": ("labkit.release", "add_arguments", "main", "write the student edition of the labs"),
     "reproduce": ("labkit.results", "add_arguments", "main",
@@ -32,14 +28,10 @@ USAGE_ERROR, DATA_ERROR = 2, 1
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with labkit's one error style: `labkit: error: <what>` and exit code 2."""
-
     def error(self, message: str) -> typing.NoReturn:
         self.print_usage(sys.stderr)
         self.exit(USAGE_ERROR, f"labkit: error: {self.prog}: {message}\n")
 
-
-# --- options from config fields -----------------------------------------------------------------
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
     """(the non-None type, is_tuple) of a field annotation such as `int | None` or `tuple[int, ...]`."""
@@ -74,30 +66,21 @@ def _converter(name: str, kind: type, meta: dict[str, Any], is_tuple: bool) -> C
     return converter
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) or "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
     """One option per command-line field of the lab's config, with its help and the default of each size."""
-    from labkit.lab import SIZES, config_fields
+    from labkit.lab import SIZES, config_fields, shown
 
     defaults = {size: lab.config(size) for size in SIZES}
-    group = parser.add_argument_group(f"settings of {lab.name} (defaults: full size; other sizes where "
-                                      "they differ)")
+    group = parser.add_argument_group(f"settings of {lab.name} (defaults: full size; other sizes where they differ)")
     for f, annotation in config_fields(lab.Config):
         meta = dict(f.metadata)
         if not meta.get("cli", True) or f.name in lab.unused_options:
             continue
         flag = "--" + f.name.replace("_", "-")
         full = getattr(defaults["full"], f.name)
-        others = [f"{size} {_shown(getattr(defaults[size], f.name))}" for size in SIZES
+        others = [f"{size} {shown(getattr(defaults[size], f.name))}" for size in SIZES
                   if size != "full" and getattr(defaults[size], f.name) != full]
-        default_text = f"default {_shown(full)}" + (f"; {', '.join(others)}" if others else "")
+        default_text = f"default {shown(full)}" + (f"; {', '.join(others)}" if others else "")
         help_text = f"{meta.get('help', '')} ({default_text})".replace("%", "%%")
         kind, is_tuple = _base_type(annotation)
         if kind is bool:
@@ -112,8 +95,6 @@ def add_config_options(parser: argparse.ArgumentParser, lab: Any) -> None:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where there is one: the config options write their own (per size)."""
-
     def _get_help_string(self, action: argparse.Action) -> str:
         if action.default in (None, False) or action.default is argparse.SUPPRESS:
             return action.help or ""
@@ -121,11 +102,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def lab_parser(lab: Any) -> Parser:
-    """The parser of `labkit run <lab>`: size, recipe, resume, the config's fields, the lab's extras."""
     from labkit.lab import SIZES
 
-    parser = Parser(prog=f"labkit run {lab.name}", description=lab.title,
-                    formatter_class=_HelpFormatter)
+    parser = Parser(prog=f"labkit run {lab.name}", description=lab.title, formatter_class=_HelpFormatter)
     parser.add_argument("--size", choices=SIZES, default=None,
                         help="smoke: seconds on a CPU on generated data; laptop: real data, about 15 minutes "
                              "on a 2-core CPU; full: the course's experiment (a GPU recommended). Default: full")
@@ -134,8 +113,8 @@ def lab_parser(lab: Any) -> Parser:
         parser.add_argument("--recipe", choices=list(lab.recipes), default=None,
                             help=f"named settings of this lab: {', '.join(lab.recipes)}")
     parser.add_argument("--resume", type=Path, default=None, metavar="CKPT",
-                        help="continue training from this checkpoint, with its own settings (options given "
-                             "here override them, e.g. --epochs)")
+                        help="continue this checkpoint's run with its own settings, into --out or the run folder "
+                             "holding it; options may raise --epochs or set --time-budget, --device and the like")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the checkpoints and results of an earlier run in the output folder")
     lab.add_arguments(parser)
@@ -144,9 +123,11 @@ def lab_parser(lab: Any) -> Parser:
 
 
 def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
-    """The run's config: the size and recipe, then every option given (or the checkpoint's, on --resume)."""
+    """The run's config: the size and recipe, then every option given; on --resume the checkpoint's config with
+    the options given (the runner refuses those a resume cannot change), written into --out, else into the
+    run folder that holds the checkpoint file."""
     from labkit import runner
-    from labkit.lab import config_fields
+    from labkit.lab import config_fields, shown
 
     # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
     given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
@@ -154,32 +135,31 @@ def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
              and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
-    size = "smoke" if args.smoke else args.size
-    if args.resume is not None:
-        if not args.resume.is_file():
-            raise UsageError(f"--resume {args.resume}: no such checkpoint file.")
-        try:
-            cfg = runner.config_from_checkpoint(args.resume, lab.name, **given)
-        except UsageError as err:
-            raise UsageError(f"--resume {err}") from None
-        if size is not None and size != cfg.size:
-            raise UsageError(f"{args.resume} is a {cfg.size}-size run; resume it without --size/--smoke, or "
-                             f"start a new {size} run.")
-        return cfg
-    return lab.config(size or "full", getattr(args, "recipe", None), **given)
+    size, recipe, resume = "smoke" if args.smoke else args.size, getattr(args, "recipe", None), args.resume
+    if resume is None:
+        cfg = lab.config(size or "full", recipe, **given)
+    elif not resume.is_file():
+        raise UsageError(f"--resume {resume}: " + ("a broken or looping link, not a checkpoint file."
+                                                   if resume.is_symlink() else "no such checkpoint file."))
+    elif "out" not in given and resume.parent.name != "checkpoints":
+        raise UsageError(f"--resume {resume}: the file is not in a run's checkpoints/ folder; give --out DIR for "
+                         "the resumed run's outputs.")
+    else:
+        given.setdefault("out", str(resume.parent.parent))
+        cfg = runner.config_from_checkpoint(resume, lab.name, size=size, recipe=recipe, **given)
+    if "at_epochs" in given and max(cfg.at_epochs, default=0) > cfg.epochs:
+        raise UsageError(f"--at-epochs {shown(cfg.at_epochs)}: a run of --epochs {cfg.epochs} never reaches "
+                         f"{max(cfg.at_epochs)}; keep epochs up to {cfg.epochs}, or raise --epochs.")
+    return cfg
 
-
-# --- commands ------------------------------------------------------------------------------------
 
 def run_main(argv: Sequence[str]) -> Any:
     from labkit.lab import discover, get_lab
     from labkit.runner import command_run
 
     if not argv or argv[0] in ("-h", "--help"):
-        labs = discover()
-        top = Parser(prog="labkit run", description="Run one lab from the command line.")
-        top.add_argument("lab", choices=list(labs), help="; ".join(f"{name}: {lab.title}"
-                                                                  for name, lab in labs.items()))
+        top, labs = Parser(prog="labkit run", description="Run one lab from the command line."), discover()
+        top.add_argument("lab", choices=list(labs), help="; ".join(f"{k}: {v.title}" for k, v in labs.items()))
         top.parse_args(argv)  # prints help or the usage error
         return USAGE_ERROR
     lab = get_lab(argv[0])
@@ -192,7 +172,7 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     from labkit import config
     from labkit.files import write_text_atomic
     from labkit.lab import get_lab, lab_names
-    from labkit.runner import smoke_run, write_json
+    from labkit.runner import smoke_run, writable_folder, write_json
     from labkit.tables import markdown_table
 
     parser = Parser(prog="labkit smoke", description="Run every lab (or the named ones) end to end at smoke "
@@ -201,21 +181,18 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     parser.add_argument("labs", nargs="*", help=f"only these labs (default: all of {', '.join(lab_names())})")
     args = parser.parse_args(argv)
     labs = [get_lab(name) for name in (args.labs or lab_names())]  # an unknown name is an error
-    out = args.out or config.runs_dir() / "smoke"
+    out = writable_folder(args.out or config.runs_dir() / "smoke")  # before the training, not after it
     rows: dict[str, dict] = {}
     for lab in labs:
         start = time.perf_counter()
         print(f"[smoke] {lab.name} ...", flush=True)
-        metrics = smoke_run(lab, out / lab.name)
-        metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
-        metrics["seconds"] = round(time.perf_counter() - start, 1)
-        rows[lab.name] = metrics
-        print(f"[smoke] {lab.name}: {metrics}", flush=True)
+        metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in smoke_run(lab, out / lab.name).items()}
+        rows[lab.name] = {**metrics, "seconds": round(time.perf_counter() - start, 1)}
+        print(f"[smoke] {lab.name}: {rows[lab.name]}", flush=True)
     table = ("Smoke size: tiny generated (synthetic) data, seconds per lab. These numbers show that each lab "
              "runs end to end; they are not results.\n\n"
              + markdown_table(["lab", "metrics"], [[name, ", ".join(f"{k}={v}" for k, v in m.items())]
                                                    for name, m in rows.items()], numeric_from=99))
-
     write_text_atomic(out / "metrics.md", table + "\n")
     write_json(out / "metrics.json", {"size": "smoke", "data": "generated", "labs": rows})
     print(table)
@@ -224,7 +201,7 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
 
 
 def all_commands() -> dict[str, tuple[Callable, Callable, str]]:
-    """Every extra command: the shared ones and each lab's `commands`, as (add_arguments, main, help)."""
+    """Every extra command (the shared ones and each lab's) as (add_arguments, main, help)."""
     from labkit.lab import discover
 
     def shared(module: str, add_fn: str, main_fn: str, help_text: str) -> tuple[Callable, Callable, str]:

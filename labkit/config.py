@@ -72,11 +72,6 @@ def cache_dir() -> Path:
                      "per-user cache ($XDG_CACHE_HOME/labkit, ~/.cache/labkit). Set LABKIT_CACHE to a writable folder.")
 
 
-def synthetic_dir(name: str) -> Path:
-    """Where smoke runs generate their tiny `name` data set: `cache_dir()/<name>-synthetic`, never LABKIT_DATA."""
-    return cache_dir() / f"{name}-synthetic"
-
-
 def runs_dir() -> Path:
     """Where runs write figures, checkpoints and logs (`LABKIT_RUNS`, default `./runs`)."""
     return _path(os.environ.get("LABKIT_RUNS", "").strip() or "runs")

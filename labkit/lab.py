@@ -1,11 +1,6 @@
-"""One lab shape: a `Lab` subclass registered with `@register`, in its package `labkit/labs/<lab>/`.
-
-It gives a `Config` (a frozen dataclass extending `LabConfig` with the lab's own fields), `sizes` (the
-overrides of `smoke`: seconds on a CPU, generated data; `laptop`: real data, about 15 minutes on a 2-core
-CPU; `full`: the course's experiment), named `recipes`, `load_data(cfg, ctx) -> LabData` and
-`build_model(cfg, info)`, and optionally `task`, `report`, `add_arguments`/`main` and `commands`.
-`labkit.runner.run(lab, cfg)` does the rest; `labkit run <lab>` builds its options from the config's fields.
-"""
+"""One lab shape: a `Lab` subclass registered with `@register` in its package `labkit/labs/<lab>/`: a `Config`
+(extending `LabConfig`), `sizes`, `recipes`, `load_data` and `build_model`; `labkit.runner.run` does the rest
+and `labkit run <lab>` makes one option per config field."""
 
 from __future__ import annotations
 
@@ -28,11 +23,8 @@ SIZES = ("smoke", "laptop", "full")
 
 def option(default: Any, help: str, *, min: float | None = None, max: float | None = None,
            gt: float | None = None, choices: Iterable[Any] | None = None, cli: bool = True) -> Any:
-    """A config field with its command-line help and its valid range.
-
-    `min`/`max` are inclusive bounds, `gt` an exclusive lower bound; `cli=False` keeps a field out
-    of `labkit run`'s options. Checked when a config is made and when an option is parsed.
-    """
+    """A config field with its help and valid range (`min`/`max` inclusive, `gt` exclusive), checked when a config
+    is made and when an option is parsed; `cli=False` keeps it out of `labkit run`'s options."""
     meta = {"help": help, "min": min, "max": max, "gt": gt,
             "choices": tuple(choices) if choices is not None else None, "cli": cli}
     if isinstance(default, (list, dict, set)):
@@ -40,8 +32,16 @@ def option(default: Any, help: str, *, min: float | None = None, max: float | No
     return field(default=default, metadata=meta)
 
 
+def shown(value: Any) -> str:
+    """A config value as an option takes it: 0.01, on/off, 5,10, none."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
-    """Raise UsageError if `value` is outside the field's range or choices."""
     flag = "--" + name.replace("_", "-")
     if value is None:
         return
@@ -63,10 +63,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class LabConfig:
-    """What every lab's run is made of. A lab's `Config` extends it; its sizes and recipes override it."""
+    """What every lab's run is made of; a lab's `Config` extends it, its sizes and recipes override it."""
 
-    size: str = option("full", "how big the run is: smoke (seconds, generated data), laptop (real data, "
-                       "~15 min on a 2-core CPU) or full (the course's experiment)", choices=SIZES, cli=False)
+    size: str = option("full", "how big the run is (see `Lab.sizes`)", choices=SIZES, cli=False)
     recipe: str = option("default", "named recipe of this lab", cli=False)
     # training
     epochs: int = option(10, "training epochs", min=1)
@@ -76,21 +75,17 @@ class LabConfig:
     momentum: float = option(0.9, "SGD momentum (0: plain SGD)", min=0, max=1)
     nesterov: bool = option(False, "SGD: Nesterov momentum")
     weight_decay: float = option(0.0, "weight decay (L2 for SGD/Adam, decoupled for AdamW)", min=0)
-    decay_matrices_only: bool = option(False, "weight decay on weight matrices only (not biases, norms, "
-                                       "embeddings)")
+    decay_matrices_only: bool = option(False, "weight decay on weight matrices only (not biases, norms, embeddings)")
     schedule: str = option("constant", "learning-rate schedule (see labkit.optim)", choices=SCHEDULES)
-    step_size: int | None = option(None, "step schedule: epochs between decays (default a third of the run)",
-                                   min=1)
+    step_size: int | None = option(None, "step schedule: epochs between decays (default a third of the run)", min=1)
     gamma: float = option(0.1, "step/multistep/plateau schedules: lr factor at each decay", gt=0, max=1)
-    milestones: tuple[int, ...] | None = option(None, "multistep schedule: epochs after which the lr drops "
-                                                "(default halfway)", min=1)
+    milestones: tuple[int, ...] | None = option(None, "multistep: epochs after which lr drops (default: half)", min=1)
     warmup_steps: int = option(0, "warm-up length in optimizer steps (warmup, warmup_cosine)", min=0)
     warmup_epochs: float = option(0.0, "warm-up length in epochs, added to --warmup-steps", min=0)
     final_lr_fraction: float = option(0.0, "warmup_cosine: final lr as a fraction of the peak", min=0, max=1)
     pct_start: float = option(0.25, "onecycle: fraction of the steps spent warming up", gt=0, max=1)
     div_factor: float = option(25.0, "onecycle: the warm-up starts at lr / div_factor", gt=0)
-    final_div_factor: float = option(1e4, "onecycle: the run ends at lr / (div_factor x final_div_factor)",
-                                     gt=0)
+    final_div_factor: float = option(1e4, "onecycle: the run ends at lr / (div_factor x final_div_factor)", gt=0)
     cycle_momentum: bool = option(True, "onecycle: cycle momentum (or Adam's beta1) against the lr")
     patience_lr: int = option(0, "plateau schedule: epochs without improvement before the lr drops", min=0)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", min=0, max=1)
@@ -100,19 +95,16 @@ class LabConfig:
     channels_last: bool = option(True, "channels_last memory format on CUDA; ignored on CPU")
     # where and how
     seed: int = option(0, "random seed (same seed, same run)", min=0)
-    device: str | None = option(None, "cpu, cuda, cuda:1 or mps (default: LABKIT_DEVICE, else the best "
-                                "available)")
+    device: str | None = option(None, "cpu, cuda, cuda:1 or mps (default: LABKIT_DEVICE, else the best available)")
     data: str | None = option(None, "dataset folder (default: the lab's usual place under LABKIT_DATA)")
     out: str | None = option(None, "output folder for checkpoints, figures and logs (default runs/<lab>)")
     tensorboard: bool = option(True, "write TensorBoard logs (scalars and the model graph) under OUT/tensorboard")
     at_epochs: tuple[int, ...] = option((), "also keep checkpoints of these epochs (epoch_005.pt, ...)", min=1)
     time_budget: float | None = option(None, "stop after this many seconds of training, inside an epoch if need "
                                        "be (a checkpoint to resume from is written)", gt=0)
-    sync_bn: bool = option(False, "under torchrun on GPUs: convert BatchNorm to SyncBatchNorm, so each layer "
-                           "normalises over the global batch like one process would (off: per-process batch "
-                           "statistics); no effect in a single process")
-    ddp_timeout: float = option(300.0, "under torchrun: seconds to wait for another process before giving up "
-                                "with a message", gt=0)
+    sync_bn: bool = option(False, "under torchrun on GPUs: SyncBatchNorm, so each layer normalises over the global "
+                           "batch like one process would (off: per-process batch statistics)")
+    ddp_timeout: float = option(300.0, "under torchrun: seconds to wait for another process before giving up", gt=0)
     checkpoint_minutes: float | None = option(None, "also write last.pt inside epochs every this many minutes "
                                               "(exact resume from that step)", gt=0)
 
@@ -123,20 +115,18 @@ class LabConfig:
                 check_value(f.name, item, f.metadata)
 
     def replace(self, **changes: Any) -> LabConfig:
-        """A copy with some fields changed (unknown names are an error that lists the fields)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise UsageError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; its fields: "
                              f"{', '.join(f.name for f in dataclasses.fields(self))}.")
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (tuples as lists), as stored in checkpoints and metrics.json."""
+    def to_dict(self) -> dict[str, Any]:  # tuples as lists, as stored in checkpoints and metrics.json
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LabConfig:
-        """The config saved by `to_dict` (fields it does not know are ignored; lists become tuples)."""
+        """The config saved by `to_dict` (unknown fields ignored)."""
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
         return cls(**kwargs)
@@ -147,14 +137,13 @@ class LabConfig:
 
 
 def config_fields(cls: type[LabConfig]) -> list[tuple[dataclasses.Field, Any]]:
-    """(field, resolved type annotation) of every field of a config class, in order."""
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
 @dataclass
 class LabData:
-    """What a lab's `load_data` returns: loaders, and what the model and checkpoints need to know."""
+    """What a lab's `load_data` returns."""
 
     train: Any                                   # an iterable of batches (TensorLoader, DataLoader, ...)
     eval: dict[str, Any] = field(default_factory=dict)   # {"val": loader, "test": loader}
@@ -174,7 +163,7 @@ class Lab:
     title: ClassVar[str] = ""             # e.g. "Lab 03: MNIST CNN"
     Config: ClassVar[type[LabConfig]] = LabConfig
     sizes: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "laptop": {}, "full": {}}
-    #: named recipes: overrides applied before the size's; a size may refine one under sizes[size]["recipes"]
+    #: named overrides applied before the size's; a size may refine one under sizes[size]["recipes"]
     recipes: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     #: splits evaluated after every epoch (curves); "test" belongs here only where nothing is chosen by it
@@ -192,7 +181,6 @@ class Lab:
     #: keyword arguments for DistributedDataParallel under torchrun (e.g. find_unused_parameters=True)
     ddp_options: ClassVar[dict[str, Any]] = {}
 
-    # --- configs ------------------------------------------------------------------------------
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
         """The config of a size and recipe, with keyword overrides (None values are ignored)."""
         if size not in SIZES:
@@ -211,7 +199,6 @@ class Lab:
                              f"{', '.join(sorted(fields))}.")
         return self.Config(**values)
 
-    # --- what each lab provides -------------------------------------------------------------------
     def load_data(self, cfg: LabConfig, ctx: Any) -> LabData:
         raise NotImplementedError
 
@@ -226,8 +213,7 @@ class Lab:
 
     def graph_input(self, cfg: LabConfig, data: LabData) -> Any:
         """An example input for TensorBoard's model graph (default: one item of the first batch)."""
-        batch = next(iter(data.train))
-        return batch[0][:1]
+        return next(iter(data.train))[0][:1]
 
     def report(self, run: Any) -> dict[str, Any]:
         """The lab's own figures and prints after a command-line run; returns extra metrics."""
@@ -241,27 +227,23 @@ class Lab:
     #: summary keys a reference run records (None: every number of `Run.summary()`)
     reference_keys: ClassVar[tuple[str, ...] | None] = None
 
-    # Run-level hooks: None (the default) means the runner's default (`runner.main`, `runner.reference`,
-    # `runner.smoke`: one run of the config, then `report`). A lab returns its own result to replace it.
+    # `labkit run <lab>`, `labkit reproduce` (each run into `out_dir/<name>/`), `labkit smoke`: None means the
+    # runner's default (one run of the config, then `report`); a lab returns its own result to replace it.
     def main(self, cfg: LabConfig, args: Any) -> dict[str, Any] | None:
-        """`labkit run <lab>`."""
         return None
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]] | None:
-        """`labkit reproduce`: the lab's reference run(s) at `size`, each into `out_dir/<name>/`."""
         return None
 
     def smoke(self, out_dir: Path) -> dict[str, Any] | None:
-        """`labkit smoke`: the smoke-size run into `out_dir`."""
         return None
 
 
-#: lab name -> Lab instance, filled by `@register` when a lab's package is imported
-LABS: dict[str, Lab] = {}
+LABS: dict[str, Lab] = {}  # name -> Lab, filled by `@register` when a lab's package is imported
 
 
 def register(cls: type[Lab]) -> type[Lab]:
-    """Class decorator: add a lab to `LABS` under its `name` (a test may register a toy lab)."""
+    """Class decorator: add a lab to `LABS` (a test may register a toy lab)."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} needs a `name`")
     LABS[cls.name] = cls()
@@ -269,10 +251,8 @@ def register(cls: type[Lab]) -> type[Lab]:
 
 
 def discover() -> dict[str, Lab]:
-    """Import every package under `labkit.labs` (each registers its lab), in the order of their titles.
-
-    Nothing lists the labs: a new package `labkit/labs/<lab>/` (or one in a `labkit/labs/` folder on
-    `sys.path`) is a new lab."""
+    """Import every package under `labkit.labs` (each registers its lab), in the order of their titles: nothing
+    lists the labs, a new package `labkit/labs/<lab>/` is a new lab."""
     import importlib
     import pkgutil
 
@@ -285,12 +265,10 @@ def discover() -> dict[str, Lab]:
 
 
 def lab_names() -> list[str]:
-    """Every lab, in the order of their titles (Lab 01, Lab 02, ...)."""
     return list(discover())
 
 
 def get_lab(name: str | Lab) -> Lab:
-    """The lab called `name` (an unknown name lists the labs)."""
     if isinstance(name, Lab):
         return name
     labs = LABS if name in LABS else discover()

@@ -1,8 +1,8 @@
 """Committed reference runs: what a student should expect to see, measured, with its provenance.
 
-`labkit reproduce <lab> --size laptop` runs the lab's reference experiment(s) into `results/<lab>/<size>/`
-and records `reference.json` (command, device, wall time, versions, commit, date). Notebooks show it beside
-the student's run (`show_reference`, `check_against_reference`); the README's table is generated from it.
+`labkit reproduce <lab> --size laptop` runs the lab's reference experiment(s) into `results/<lab>/<size>/` and
+records `reference.json` (command, device, wall time, versions, commit, date); notebooks show it beside the
+student's run and the README's table is generated from it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ README_END = "<!-- end of results table -->"
 
 def results_dir() -> Path:
     """`results/` of this checkout (`LABKIT_RESULTS` overrides it)."""
-    value = os.environ.get("LABKIT_RESULTS")
-    return Path(value) if value else RESULTS
+    return Path(os.environ.get("LABKIT_RESULTS") or RESULTS)
 
 
 def reference_dir(lab: str, size: str) -> Path:
@@ -46,29 +45,25 @@ def _commit() -> str:
 
 
 def provenance(command: Sequence[str], seconds: float, device: str) -> dict[str, Any]:
+    """Where and how a reference ran, with the load average at its end (a busy machine's wall times are longer)."""
     import torch
 
+    try:
+        load: float | None = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        load = None
     return {"command": " ".join(command), "device": device, "wall_seconds": round(seconds, 1),
             "torch": torch.__version__, "python": platform.python_version(), "labkit_commit": _commit(),
-            "cpus": os.cpu_count(), "load_average_1min": _load(), "date": _dt.date.today().isoformat()}
-
-
-def _load() -> float | None:
-    """The 1-minute load average when the run ended (a busy machine's wall times are longer)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
+            "cpus": os.cpu_count(), "load_average_1min": load, "date": _dt.date.today().isoformat()}
 
 
 def load_reference(lab: str, size: str) -> dict[str, Any] | None:
-    """`reference.json` of a lab and size (None when no reference run is committed)."""
     path = reference_dir(lab, size) / "reference.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def reference_label(ref: Mapping[str, Any]) -> str:
-    """'reference run: laptop size, cpu (2 cores), 2026-12-01, 812 s'."""
+    """'reference run: laptop size, cpu (2 cores), 2026-12-01, 812 s of wall time'."""
     prov = ref.get("provenance", {})
     return (f"reference run: {ref.get('size', '?')} size, {prov.get('device', '?')}, {prov.get('date', '?')}, "
             f"{prov.get('wall_seconds', 0):.0f} s of wall time")
@@ -86,9 +81,8 @@ def show_reference(lab: str, size: str, figures: Sequence[str] = ("curves.png",)
     print(reference_label(ref))
     rows = [[name, ", ".join(f"{k} {_fmt(v)}" for k, v in run.items())] for name, run in ref["runs"].items()]
     show_table(Table(["run", "results"], rows, numeric_from=9))
-    folder = reference_dir(lab, size)
     for name in figures:
-        for path in sorted(folder.glob(f"**/{name}")):
+        for path in sorted(reference_dir(lab, size).glob(f"**/{name}")):
             if in_notebook():
                 from IPython.display import Image, display
 
@@ -100,15 +94,14 @@ def show_reference(lab: str, size: str, figures: Sequence[str] = ("curves.png",)
 
 def check_against_reference(lab: str, size: str, run: str, key: str, value: float, *,
                             tolerance: float, higher_is_better: bool = True) -> None:
-    """Tell the student when their `value` of `key` is far off the reference run's (e.g. accuracy more
-    than 0.05 below). Silent pass-through when no reference is committed for this size."""
+    """Tell the student when their `value` of `key` is more than `tolerance` worse than the reference run's;
+    silent pass-through when no reference is committed for this size."""
     ref = load_reference(lab, size)
     if ref is None or run not in ref["runs"] or key not in ref["runs"][run]:
         print(f"(no reference value of {key} for {lab} at {size} size to compare with)")
         return
     expected = float(ref["runs"][run][key])
-    gap = (expected - value) if higher_is_better else (value - expected)
-    if gap > tolerance:
+    if ((expected - value) if higher_is_better else (value - expected)) > tolerance:
         from labkit.check import CheckFailed
 
         raise CheckFailed(f"Your {key} is {value:.4g}; the {reference_label(ref)} reached {expected:.4g}. That "
@@ -122,8 +115,6 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-# --- writing references -------------------------------------------------------------------------
-
 def record_reference(lab: str, size: str, runs: Mapping[str, Mapping[str, Any]], *, command: Sequence[str],
                      seconds: float, device: str, notes: str = "") -> Path:
     """Write `results/<lab>/<size>/reference.json` for runs already written under that folder."""
@@ -131,9 +122,8 @@ def record_reference(lab: str, size: str, runs: Mapping[str, Mapping[str, Any]],
 
     record = {"lab": lab, "size": size, "runs": {k: dict(v) for k, v in runs.items()}, "notes": notes,
               "provenance": provenance(command, seconds, device)}
-    path = reference_dir(lab, size) / "reference.json"
-    write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
-    return path
+    return write_text_atomic(reference_dir(lab, size) / "reference.json", json.dumps(record, indent=2, default=str)
+                             + "\n")
 
 
 def reproduce(lab_name: str, size: str, argv: Sequence[str] | None = None) -> Path:
@@ -142,14 +132,11 @@ def reproduce(lab_name: str, size: str, argv: Sequence[str] | None = None) -> Pa
     from labkit.lab import get_lab
     from labkit.runner import reference_runs
 
-    lab = get_lab(lab_name)
-    out = reference_dir(lab.name, size)
-    started = time.perf_counter()
-    runs = reference_runs(lab, size, out)
-    seconds = time.perf_counter() - started
-    command = list(argv) if argv is not None else ["labkit", "reproduce", lab.name, "--size", size]
-    device = describe_device(lab.config(size).device)
-    return record_reference(lab.name, size, runs, command=command, seconds=seconds, device=device)
+    lab, started = get_lab(lab_name), time.perf_counter()
+    runs = reference_runs(lab, size, reference_dir(lab.name, size))
+    return record_reference(lab.name, size, runs, seconds=time.perf_counter() - started,
+                            command=list(argv or ["labkit", "reproduce", lab.name, "--size", size]),
+                            device=describe_device(lab.config(size).device))
 
 
 def add_arguments(parser: Any) -> None:
@@ -165,8 +152,6 @@ def main(args: Any) -> dict[str, Any]:
     return {"reference": str(path)}
 
 
-# --- the README table ------------------------------------------------------------------------------
-
 #: for orientation beside our numbers: what the course reports and the literature say (cited)
 ANCHORS: dict[str, str] = {
     "cifar10": "ResNet-20: 91.25 % test accuracy after 64k iterations (He et al. 2016, Table 6)",
@@ -180,15 +165,13 @@ def readme_table(root: Path | None = None) -> str:
     """The README's results table, from every `results/<lab>/<size>/reference.json`."""
     from labkit.tables import markdown_table
 
-    root = root or results_dir()
     rows = []
-    for path in sorted(root.glob("*/*/reference.json")):
+    for path in sorted((root or results_dir()).glob("*/*/reference.json")):
         ref = json.loads(path.read_text())
         prov = ref.get("provenance", {})
-        for name, run in ref["runs"].items():
-            shown = ", ".join(f"{k} {_fmt(v)}" for k, v in run.items())
-            rows.append([ref["lab"], ref["size"], name, shown, f"{prov.get('wall_seconds', 0):.0f} s",
-                         f"{prov.get('device', '?')}, {prov.get('date', '?')}", ANCHORS.get(ref["lab"], "")])
+        rows += [[ref["lab"], ref["size"], name, ", ".join(f"{k} {_fmt(v)}" for k, v in run.items()),
+                  f"{prov.get('wall_seconds', 0):.0f} s", f"{prov.get('device', '?')}, {prov.get('date', '?')}",
+                  ANCHORS.get(ref["lab"], "")] for name, run in ref["runs"].items()]
     header = ["lab", "size", "run", "measured", "wall time", "where, when", "for orientation"]
     return markdown_table(header, rows, numeric_from=99)
 
@@ -199,11 +182,10 @@ def readme_section(root: Path | None = None) -> str:
 
 if __name__ == "__main__":  # --readme: replace the README's generated table
     if "--readme" in sys.argv:
-        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme = RESULTS.parent / "README.md"
         text = readme.read_text()
         start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
-        new = text[:start] + readme_section() + text[end:]
-        readme.write_text(new)
+        readme.write_text(new := text[:start] + readme_section() + text[end:])
         print("README results table " + ("updated" if new != text else "already up to date"))
     else:
         print(readme_table())

@@ -1,20 +1,12 @@
-"""The one runner: config -> data -> model -> `fit` -> the chosen checkpoint -> test -> files.
-
-    run = runner.run("mnist", lab.config("laptop"))      # or a Lab instance and any LabConfig
-    run.history, run.final["test"], run.best_checkpoint
-    again = runner.load_run(run.best_checkpoint)          # any lab's model, from the checkpoint alone
-
-Every lab goes through `run()`: seed everything, load the data (sharded under torchrun), build
-the model (DistributedDataParallel under torchrun), make the optimizer and schedule from the
-config (`labkit.optim`), `fit` with checkpoints (`last.pt`, `best.pt` by the lab's *validation*
-metric, `epoch_NNN.pt` at `cfg.at_epochs`) and TensorBoard (scalars, hparams, the model graph),
-reload the best checkpoint, evaluate the test split once, and write `metrics.json` and
-`curves.png` (rank 0 only).
+"""The one runner: config -> data -> model -> `fit` (checkpoints, TensorBoard) -> the checkpoint chosen by
+validation -> the test split once -> metrics.json and curves.png (rank 0). `load_run(ckpt)` rebuilds any
+lab's model from a checkpoint alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -30,18 +22,13 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import distributed as dist
+from labkit import plots
 from labkit.callbacks import Callback, EarlyStopping, Progress, StopOnSignal, TimeBudget, progress_mode
-from labkit.checkpoint import (
-    CheckpointError,
-    CheckpointPolicy,
-    check_resume_length,
-    load_checkpoint,
-    load_model_state,
-)
+from labkit.checkpoint import Checkpoint, CheckpointPolicy, check_resume_length, load_checkpoint, load_model_state
 from labkit.data.tensor_loader import single_thread_on_cpu
 from labkit.device import describe_device, prepare_model, seed_everything
 from labkit.engine import evaluate, fit
-from labkit.errors import LabkitError, UsageError, WriteError
+from labkit.errors import CheckpointError, LabkitError, UsageError, WriteError
 from labkit.history import History
 from labkit.lab import Lab, LabConfig, LabData, get_lab
 from labkit.optim import make_optimizer, make_scheduler
@@ -58,35 +45,27 @@ class Run:
     history: History
     data: LabData | None = None
     out_dir: Path | None = None
-    #: split -> metrics of the chosen checkpoint, evaluated once after training (e.g. {"test": {...}})
-    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    final: dict[str, dict[str, float]] = field(default_factory=dict)  # {"test": metrics of the chosen checkpoint}
     chosen_epoch: int | None = None   # the epoch whose weights `model` holds (best by validation, or last)
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # the model-shaping facts (num_classes, vocab, ...)
-    #: under torchrun: world size and a fingerprint of each rank's first training batch (its shard)
-    ddp: dict[str, Any] = field(default_factory=dict)
+    ddp: dict[str, Any] = field(default_factory=dict)  # under torchrun: world size, each rank's shard fingerprint
 
-    @property
-    def checkpoint_dir(self) -> Path | None:
-        return self.out_dir / "checkpoints" if self.out_dir is not None else None
+    checkpoint_dir = property(lambda self: self.out_dir / "checkpoints" if self.out_dir is not None else None)
+    best_checkpoint = property(lambda self: self._checkpoint("best.pt"))
+    last_checkpoint = property(lambda self: self._checkpoint("last.pt"))
 
     def _checkpoint(self, name: str) -> Path | None:
         path = self.checkpoint_dir / name if self.checkpoint_dir is not None else None
         return path if path is not None and path.is_file() else None
 
-    best_checkpoint = property(lambda self: self._checkpoint("best.pt"))
-    last_checkpoint = property(lambda self: self._checkpoint("last.pt"))
-
     def summary(self) -> dict[str, Any]:
         """The final train metrics, the best validation value and its epoch, the chosen checkpoint's
         final-split metrics (e.g. test_accuracy), epochs and seconds."""
-        h = self.history
+        h, lab = self.history, get_lab(self.lab)
         out: dict[str, Any] = {"size": self.config.size, "recipe": self.config.recipe,
-                               "epochs_run": h.epoch[-1] if len(h) else 0}
-        for key in h:
-            if key.startswith("train_"):
-                out[key] = h.last(key)
-        lab = get_lab(self.lab)
+                               "epochs_run": h.epoch[-1] if len(h) else 0,
+                               **{key: h.last(key) for key in h if key.startswith("train_")}}
         if lab.monitor and lab.monitor in h:
             epoch, value = h.best(lab.monitor)
             out[f"best_{lab.monitor}"], out["best_epoch"] = value, epoch
@@ -102,58 +81,64 @@ def default_out_dir(lab: Lab, cfg: LabConfig) -> Path:
     """`cfg.out`, else `runs/<lab>` (`runs/<lab>-<recipe>` for a non-default recipe)."""
     if cfg.out_dir is not None:
         return cfg.out_dir
-    default_recipe = next(iter(lab.recipes))
-    suffix = "" if cfg.recipe == default_recipe else f"-{cfg.recipe}"
+    suffix = "" if cfg.recipe == next(iter(lab.recipes)) else f"-{cfg.recipe}"
     return _config.runs_dir() / f"{lab.name}{suffix}"
 
 
 LOCK_NAME = ".labkit-run.lock"
-#: what a run writes into its folder (removed by overwrite=True)
-RUN_OUTPUTS = ("checkpoints", "tensorboard", "metrics.json", "curves.png")
+RUN_OUTPUTS = ("checkpoints", "tensorboard", "metrics.json", "curves.png")  # what overwrite=True removes
+
+
+def writable_folder(out: Path) -> Path:
+    """Create `out` and write a file there (os.access says yes to root on a read-only mount) before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".labkit-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise WriteError(f"--out {out}: the folder cannot be created or written to ({err.strerror or err}). "
+                         "Choose a writable folder with --out DIR (or set LABKIT_RUNS).") from None
+    return out
+
+
+def checkpoint_files(folder: Path) -> list[str]:
+    """The `*.pt` files of a checkpoint folder; a broken or looping link is named in a note and left out."""
+    found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    broken = [p.name for p in found if not p.is_file()]
+    if broken:
+        print(f"note: {', '.join(broken)} in {folder}: a broken or looping link, not a checkpoint; ignored.")
+    return [p.name for p in found if p.is_file()]
 
 
 @contextlib.contextmanager
-def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
-                 overwrite: bool = True) -> Iterator[None]:
-    """Hold `out` for one run: a lock file (pid, host) that a second run stops at, stale locks of dead
-    processes taken over, orphan temporary files of killed saves removed, and a folder holding
-    another run's checkpoints refused unless the run resumes (`resume`) or replaces it (`overwrite`)."""
+def claim_folder(out: Path, *, resume: str | os.PathLike | None = None, overwrite: bool = True) -> Iterator[None]:
+    """Hold `out` for one run: a lock file (pid, host) that a second run stops at (a dead process's is taken
+    over), orphan temporary files of killed saves removed, and another run's checkpoints refused, or
+    removed when `overwrite`; a resume keeps only the checkpoints of its own folder."""
     from labkit.files import process_alive, remove_orphan_temp_files
 
-    if out.exists() and not out.is_dir():
-        raise WriteError(f"--out {out} is a file, not a folder: choose a folder for the run's outputs.")
-    for inner in (out / "checkpoints", out / "tensorboard"):
+    for inner in (out, out / "checkpoints", out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
-            raise WriteError(f"{inner} is a file, not a folder: a run writes its {inner.name} there. Move or "
-                                 "delete that file, or write the run elsewhere with --out DIR.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a parent is a file, or not writable
-        raise WriteError(f"--out {out}: the folder cannot be created ({err.strerror or err}). Choose a "
-                         "writable folder with --out DIR.") from None
-    lock = out / LOCK_NAME
-    host = socket.gethostname()
+            raise WriteError(f"{inner} is a file, not a folder: a run writes its outputs there. Move or delete that "
+                             "file, or write the run elsewhere with --out DIR.")
+    lock, host = writable_folder(out) / LOCK_NAME, socket.gethostname()
     while True:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text())
-            except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
                 owner = {}
+                owner = json.loads(lock.read_text())
             pid = owner.get("pid")
-            stale = owner.get("host") == host and isinstance(pid, int) and not process_alive(pid)
-            if not stale:
+            if owner.get("host") != host or not isinstance(pid, int) or process_alive(pid):
                 raise WriteError(
                     f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
                     f"{owner.get('started', '?')}). Wait for it, or write this run elsewhere with --out DIR. "
                     f"(If no such run exists, delete {lock}.)") from None
             print(f"note: {out} was locked by pid {pid}, which no longer runs; taking the folder over.")
             lock.unlink(missing_ok=True)
-        except OSError as err:  # e.g. a folder the user may not write to
-            raise WriteError(f"--out {out}: cannot write there ({err.strerror or err}). Choose a writable "
-                             "folder with --out DIR.") from None
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
     try:
@@ -161,8 +146,9 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
             removed = remove_orphan_temp_files(folder)
             if removed:
                 print(f"note: removed {len(removed)} unfinished temporary file(s) of a killed save in {folder}")
-        old = sorted(p.name for p in (out / "checkpoints").glob("*.pt")) if (out / "checkpoints").is_dir() else []
-        if old and resume is None:
+        old = checkpoint_files(out / "checkpoints")
+        own = resume is not None and Path(resume).parent.resolve() == (out / "checkpoints").resolve()
+        if old and not own:
             if not overwrite:
                 raise WriteError(
                     f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
@@ -175,47 +161,60 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None,
         lock.unlink(missing_ok=True)
 
 
-def checkpoint_config(lab: Lab, cfg: LabConfig, info: Mapping[str, Any]) -> dict[str, Any]:
-    return {"lab": lab.name, **cfg.to_dict(), "model_info": dict(info)}
+#: config fields a resume may change: they do not change what the remaining steps compute
+RESUMABLE = ("epochs", "time_budget", "checkpoint_minutes", "device", "out", "data", "tensorboard", "ddp_timeout",
+             "at_epochs")
 
 
-def run(
-    lab: str | Lab,
-    cfg: LabConfig,
-    *,
-    data: LabData | None = None,
-    model: nn.Module | Callable[[], nn.Module] | None = None,
-    task: Any = None,
-    callbacks: Sequence[Callback] = (),
-    resume: str | os.PathLike | None = None,
-    progress: bool | None = None,
-    epoch_splits: Sequence[str] | None = None,
-    write_files: bool = True,
-    checkpoints: bool = True,
-    overwrite: bool = True,
-    estimate: bool | None = None,
-) -> Run:
-    """Train one config of a lab and return its `Run` (see the module docstring).
+def check_resume(cfg: LabConfig, resume: str | os.PathLike) -> Checkpoint:
+    """Refuse a resume whose config differs from the checkpoint's in anything but `RESUMABLE` (it would not
+    continue that run), or that has nothing left to train."""
+    from labkit.lab import shown
 
-    * `data`: already loaded `LabData` (notebooks reuse it across runs); default `lab.load_data`.
-    * `model`: a module, or a class/function that builds one after seeding (a student's model);
-      default `lab.build_model(cfg, data.info)`.
-    * `task`: how a batch becomes a loss (default `lab.task(cfg)`), e.g. another loss function.
-    * `resume`: a checkpoint to continue from (its schedule must be planned for `cfg.epochs`).
-    * `epoch_splits`: the splits evaluated after every epoch (default the lab's).
-    * `write_files=False`: no metrics.json/curves.png; `checkpoints=False`: no checkpoints either.
-    * A smoke-size run on the CPU uses one thread (its ops are tiny: a second thread only waits).
-    * The output folder is locked for the run (a second run into it stops with an error); one that
-      holds another run's checkpoints is replaced when `overwrite` (a notebook re-running its cell),
-      else refused (`labkit run` without `--overwrite`).
-    * `estimate` (default: every size but smoke): time a few training steps on a copy of the model
-      first and print the estimated wall time. In a notebook a run estimated over
-      `LONG_RUN_MINUTES` does not start by itself (`LongRunError`); the training panel's Train button,
-      or `with allow_long_runs():`, starts it.
-    """
+    ckpt, values = load_checkpoint(resume), cfg.to_dict()
+    for f in dataclasses.fields(cfg):
+        saved, value = ckpt.config.get(f.name, ...), values[f.name]
+        if (f.metadata.get("cli", True) or f.name in ("size", "recipe")) and f.name not in RESUMABLE \
+                and saved is not ... and saved != value:
+            flag = "--" + f.name.replace("_", "-")
+            raise UsageError(f"{flag}: the checkpoint was trained with {shown(saved)}; drop {flag} to resume, or "
+                             "start a new run.")
+    if cfg.epochs <= ckpt.epoch:
+        raise UsageError(f"--epochs {cfg.epochs}: {resume} has already trained {ckpt.epoch} epochs; resume with "
+                         f"--epochs {ckpt.epoch + 1} or more to train further.")
+    check_resume_length(resume, ckpt.config, cfg.epochs)
+    return ckpt
+
+
+def carry_best(start: Checkpoint, best: Path, monitor: str) -> None:
+    """A resume into a folder without best.pt brings the resumed history's best weights along (the source
+    folder's best.pt, or the resumed checkpoint itself), so that best.pt and the chosen epoch stay the best."""
+    if best.exists() or monitor not in start.history:
+        return
+    epoch = start.history.best(monitor)[0]
+    for source in (start.path.parent / "best.pt", start.path if start.partial is None else None):
+        if source is not None and source.is_file():
+            found = load_checkpoint(source)
+            if found.epoch == epoch and found.history[monitor] == start.history[monitor][:epoch]:
+                shutil.copyfile(source, best)
+                return
+    print(f"note: the weights of epoch {epoch} (the best {monitor} so far) are not beside {start.path}: unless a "
+          "later epoch beats it, the run keeps its last epoch's weights.")
+
+
+def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
+        model: nn.Module | Callable[[], nn.Module] | None = None, task: Any = None, callbacks: Sequence[Callback] = (),
+        resume: str | os.PathLike | None = None, progress: bool | None = None,
+        epoch_splits: Sequence[str] | None = None, write_files: bool = True, checkpoints: bool = True,
+        overwrite: bool = True, estimate: bool | None = None) -> Run:
+    """Train one config of a lab. `model`: a module or a function building one after seeding; `resume`: a
+    checkpoint, whose config `cfg` may differ from only in `RESUMABLE` fields; `write_files=False`: no
+    metrics.json/curves.png, `checkpoints=False`: no checkpoints either. A folder holding another run's
+    checkpoints is replaced when `overwrite` (a notebook re-running its cell), else refused. `estimate` (default:
+    all but smoke) prints the estimated time; in a notebook a run over `LONG_RUN_MINUTES` does not start by
+    itself (`LongRunError`) unless inside `with allow_long_runs():` (the panel's Train button)."""
     lab = get_lab(lab)
-    if resume is not None:
-        check_resume_length(resume, load_checkpoint(resume).config, cfg.epochs)
+    start = check_resume(cfg, resume) if resume is not None else None
     out = default_out_dir(lab, cfg)
     with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
         writes = (write_files or checkpoints) and ctx.is_main_process
@@ -229,14 +228,20 @@ def run(
                 model = lab.build_model(cfg, data.info)
             elif not isinstance(model, nn.Module):
                 model = model()
-            # before DDP wraps it (its gradient buckets); torch.compile'd on CUDA where the config asks
             prepare_model(model, ctx.device, cfg.channels_last, compile=getattr(cfg, "compile", False))
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             shards = shard_fingerprints(data, ctx)
             if estimate if estimate is not None else cfg.size != "smoke":
-                guard_long_run(estimate_run(lab, cfg, data, model, task, splits, ctx.device), ctx)
+                est = estimate_run(lab, cfg, data, model, task, splits, ctx.device)
+                if ctx.is_main_process:
+                    print(est, flush=True)
+                if plots.in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
+                    raise LongRunError(
+                        f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. "
+                        "Press Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the "
+                        "first cell, or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
             result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
-                            callbacks, resume, progress, splits, out, write_files, checkpoints)
+                            callbacks, start, progress, splits, out, write_files, checkpoints)
             result.ddp = shards
             if write_files and ctx.is_main_process:
                 write_outputs(lab, result)
@@ -244,10 +249,8 @@ def run(
 
 
 def load_data(lab: str | Lab, cfg: LabConfig) -> LabData:
-    """The config's data in this process, on the device a run of `cfg` uses (decided once, here): a
-    notebook loads it once and passes it to every `run(..., data=...)`."""
-    lab = get_lab(lab)
-    return lab.load_data(cfg, dist.init_distributed(cfg.device))
+    """The config's data on the device a run of `cfg` uses: a notebook loads it once for every `run(data=...)`."""
+    return get_lab(lab).load_data(cfg, dist.init_distributed(cfg.device))
 
 
 # The commands' default runs; a lab whose `main`/`reference`/`smoke` hook returns a result replaces them.
@@ -268,13 +271,11 @@ def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, A
 
 
 def reference_runs(lab: str | Lab, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-    """`labkit reproduce`: by default the first recipe at `size` into `out_dir/<recipe>/`; returns
-    {name: the numbers to record}."""
-    lab = get_lab(lab)
+    """`labkit reproduce`: by default the first recipe at `size` into `out_dir/<recipe>/`; {name: numbers}."""
+    lab, name = get_lab(lab), next(iter(get_lab(lab).recipes))
     custom = lab.reference(size, out_dir)
     if custom is not None:
         return custom
-    name = next(iter(lab.recipes))
     summary = _run_and_report(lab, lab.config(size, out=str(Path(out_dir) / name)))
     keys = lab.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
     return {name: {k: summary[k] for k in keys if k in summary}}
@@ -288,8 +289,7 @@ def smoke_run(lab: str | Lab, out_dir: Path) -> dict[str, Any]:
 
 
 def shard_fingerprints(data: LabData, ctx: Any) -> dict[str, Any]:
-    """Under torchrun: the world size and, per rank, a number summarising its first training batch's
-    targets, gathered on every rank, so a run shows that its processes trained on different shards."""
+    """Under torchrun: the world size and a fingerprint of each rank's first batch (its shard), gathered."""
     if not ctx.is_distributed:
         return {}
     batch = next(iter(data.train))
@@ -309,7 +309,7 @@ _ALLOW_LONG = [False]
 
 
 class LongRunError(LabkitError, RuntimeError):
-    """A run estimated to take longer than a notebook starts by itself."""
+    """A run estimated to take longer than a notebook starts by itself (`.estimate`)."""
 
     def __init__(self, message: str, estimate: Estimate) -> None:
         super().__init__(message)
@@ -319,8 +319,7 @@ class LongRunError(LabkitError, RuntimeError):
 @contextlib.contextmanager
 def allow_long_runs() -> Iterator[None]:
     """Inside this block, notebook runs start whatever their estimated time (the panel's Train button)."""
-    previous = _ALLOW_LONG[0]
-    _ALLOW_LONG[0] = True
+    previous, _ALLOW_LONG[0] = _ALLOW_LONG[0], True
     try:
         yield
     finally:
@@ -329,7 +328,7 @@ def allow_long_runs() -> Iterator[None]:
 
 @dataclass
 class Estimate:
-    """A run's estimated wall time from a few timed steps."""
+    """A run's estimated wall time from a few timed steps (an evaluation batch costs about a third of one)."""
 
     seconds_per_step: float
     steps_per_epoch: int
@@ -337,14 +336,8 @@ class Estimate:
     epochs: int
     device: str
 
-    @property
-    def seconds_per_epoch(self) -> float:
-        # an evaluation batch costs about a third of a training step (forward only)
-        return self.seconds_per_step * (self.steps_per_epoch + self.eval_batches / 3)
-
-    @property
-    def seconds(self) -> float:
-        return self.seconds_per_epoch * self.epochs
+    seconds_per_epoch = property(lambda self: self.seconds_per_step * (self.steps_per_epoch + self.eval_batches / 3))
+    seconds = property(lambda self: self.seconds_per_epoch * self.epochs)
 
     def __str__(self) -> str:
         return (f"estimated ~{duration(self.seconds_per_epoch)} per epoch, ~{duration(self.seconds)} for "
@@ -354,18 +347,14 @@ class Estimate:
 
 def duration(seconds: float) -> str:
     """'45 s', '26 min', '4 h 20 min'."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
+    return (f"{seconds:.0f} s" if seconds < 90 else f"{minutes} min" if minutes < 90
+            else f"{minutes // 60} h {minutes % 60:02d} min")
 
 
 def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
                  splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
-    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer; the run
-    itself is untouched (its RNG state is restored)."""
+    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer (RNG restored)."""
     import copy
 
     from labkit.device import rng_state, set_rng_state, synchronize
@@ -382,147 +371,114 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
         times.append(time.perf_counter())
         return done >= steps + 1
 
+    start = time.perf_counter()
     try:
-        start = time.perf_counter()
         trainer.train_one_epoch(data.train, desc="estimate", after_step=timed)
     finally:
         set_rng_state(saved)
     if hasattr(data.train, "set_epoch"):
         data.train.set_epoch(1)
-    if len(times) >= 2:
-        per_step = (times[-1] - times[0]) / (len(times) - 1)
-    else:
-        per_step = (times[-1] if times else time.perf_counter()) - start
+    per_step = ((times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2
+                else (times[-1] if times else time.perf_counter()) - start)
     n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
     n_eval = sum(len(data.eval[s]) for s in splits if data.eval.get(s) is not None and hasattr(data.eval[s], "__len__"))
     return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device))
 
 
-def guard_long_run(est: Estimate, ctx: Any) -> None:
-    """Print the estimate; in a notebook refuse to start a run over LONG_RUN_MINUTES by itself."""
-    from labkit.plots import in_notebook
-
-    if ctx.is_main_process:
-        print(est, flush=True)
-    if in_notebook() and not _ALLOW_LONG[0] and est.seconds > LONG_RUN_MINUTES * 60:
-        raise LongRunError(
-            f"This run is {est}: over {LONG_RUN_MINUTES:.0f} minutes, so it does not start by itself. Press "
-            "Train on the panel to start it anyway, choose a smaller SIZE (e.g. 'laptop') in the first cell, "
-            "or wrap the call in `with labkit.runner.allow_long_runs():`.", est)
-
-
-def run_callbacks(lab: Lab, cfg: LabConfig, data: LabData, out: Path, monitor: str | None, resume: Any,
-                  progress: bool | None, policy: CheckpointPolicy | None, tensorboard: bool) -> list[Callback]:
-    """What a lab run's fit does besides training: progress (naming held-out splits), Ctrl-C/SIGTERM,
-    checkpoints, early stopping on the validation monitor, the time budget and TensorBoard."""
-    graph = lab.graph_input(cfg, data) if cfg.tensorboard and tensorboard and resume is None else None
-    found: list[Callback | None] = [
-        TimeBudget(cfg.time_budget) if cfg.time_budget is not None else None,
-        TensorBoardLogger(out / "tensorboard", hparams=cfg.to_dict(), graph_input=graph)
-        if cfg.tensorboard and tensorboard else None,
-        policy, EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
-        Progress(progress, split_labels=data.split_names), StopOnSignal()]
-    return [cb for cb in found if cb is not None]
-
-
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
-           callbacks: Sequence[Callback], resume: Any, progress: bool | None, splits: Sequence[str],
+           callbacks: Sequence[Callback], start: Checkpoint | None, progress: bool | None, splits: Sequence[str],
            out: Path, write_files: bool, checkpoints: bool) -> Run:
-    """Fit, reload the best checkpoint (by the validation monitor), evaluate the final splits once."""
+    """Fit (with progress, Ctrl-C/SIGTERM, checkpoints, early stopping on the validation monitor, the time
+    budget and TensorBoard), reload best.pt, evaluate the final splits once."""
     ddp_options = {**lab.ddp_options, **({"sync_batchnorm": True} if cfg.sync_bn else {})}
     trained = dist.wrap_model(model, ctx.device, **ddp_options)
     optimizer = make_optimizer(cfg, trained)
     scheduler, interval = make_scheduler(cfg, optimizer, len(data.train))
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
     monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
+    best = out / "checkpoints" / "best.pt"
     policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
                                best=monitor is not None, monitor=monitor,
                                every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None,
-                               config=checkpoint_config(lab, cfg, data.info))
+                               config={"lab": lab.name, **cfg.to_dict(), "model_info": dict(data.info)})
               if checkpoints else None)
+    if policy is not None and monitor is not None and start is not None and ctx.is_main_process:
+        best.parent.mkdir(parents=True, exist_ok=True)
+        carry_best(start, best, monitor)
+    tensorboard = cfg.tensorboard and write_files and checkpoints
+    graph = lab.graph_input(cfg, data) if tensorboard and start is None else None
+    extra = [TimeBudget(cfg.time_budget) if cfg.time_budget is not None else None,
+             TensorBoardLogger(out / "tensorboard", hparams=cfg.to_dict(), graph_input=graph) if tensorboard else None,
+             policy, EarlyStopping(monitor, patience=cfg.patience) if cfg.patience and monitor else None,
+             Progress(progress, split_labels=data.split_names), StopOnSignal()]
     started = time.perf_counter()
     history = fit(trained, data.train, epochs=cfg.epochs, optimizer=optimizer, task=task, eval_data=evals,
                   metrics=lab.metrics, scheduler=scheduler, scheduler_interval=interval, device=ctx.device,
                   grad_clip=cfg.grad_clip, amp=cfg.amp, channels_last=cfg.channels_last, monitor=monitor,
-                  callbacks=[*callbacks, *run_callbacks(lab, cfg, data, out, monitor, resume, progress, policy,
-                                                        tensorboard=write_files and checkpoints)],
-                  resume_from=resume)
+                  callbacks=[*callbacks, *(cb for cb in extra if cb is not None)],
+                  resume_from=start.path if start is not None else None)
     chosen = history.epoch[-1] if len(history) else 0
-    best = out / "checkpoints" / "best.pt"
     dist.barrier()  # under torchrun rank 0 writes best.pt: every rank reloads the final one, not an older one
     if policy is not None and monitor is not None and best.is_file() and not history.diverged:
         chosen = load_checkpoint(best, model, map_location=ctx.device).epoch
-    final: dict[str, dict[str, float]] = {}
-    if not history.diverged:
-        for split in lab.final_splits:
-            if data.eval.get(split) is not None:
-                final[split] = evaluate(model, data.eval[split], task=task, metrics=lab.metrics,
-                                        device=ctx.device, amp=cfg.amp, channels_last=cfg.channels_last,
-                                        progress=progress_mode(progress) == "bar", desc=split)
+    final = {} if history.diverged else {
+        split: evaluate(model, data.eval[split], task=task, metrics=lab.metrics, device=ctx.device, amp=cfg.amp,
+                        channels_last=cfg.channels_last, progress=progress_mode(progress) == "bar", desc=split)
+        for split in lab.final_splits if data.eval.get(split) is not None}
     return Run(lab=lab.name, config=cfg, model=model, history=history, data=data,
                out_dir=out if (write_files or checkpoints) else None, final=final, chosen_epoch=chosen,
                seconds=time.perf_counter() - started, info=dict(data.info))
 
 
 def write_outputs(lab: Lab, result: Run) -> None:
-    """`metrics.json` (summary, config, device, versions, history) and `curves.png` in the run folder; the
-    final splits' metrics as TensorBoard scalars (e.g. `perplexity/test`)."""
-    from labkit.plots import plot_history, save_figure
-
-    out = result.out_dir
+    """metrics.json and curves.png in the run folder; the final splits' metrics as TensorBoard scalars."""
+    out, h, data = result.out_dir, result.history, result.data
     if out is None:
         return
     out.mkdir(parents=True, exist_ok=True)
-    record = {"lab": lab.name, "summary": result.summary(), "config": result.config.to_dict(),
-              "chosen_epoch": result.chosen_epoch,
-              "data": result.data.description if result.data is not None else "",
-              "splits": dict(result.data.split_names) if result.data is not None else {},
-              "device": describe_device(result.config.device), "torch": torch.__version__,
-              "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
-              "history": result.history.to_dict()}
-    write_json(out / "metrics.json", record)
-    if result.config.tensorboard and result.final and len(result.history) and (out / "tensorboard").is_dir():
+    write_json(out / "metrics.json", {
+        "lab": lab.name, "summary": result.summary(), "config": result.config.to_dict(),
+        "chosen_epoch": result.chosen_epoch, "data": data.description if data is not None else "",
+        "splits": dict(data.split_names) if data is not None else {}, "device": describe_device(result.config.device),
+        "torch": torch.__version__, "written_by": {"rank": dist.rank(), "pid": os.getpid()}, "ddp": result.ddp,
+        "history": h.to_dict()})
+    if result.config.tensorboard and result.final and len(h) and (out / "tensorboard").is_dir():
         from torch.utils.tensorboard import SummaryWriter
 
-        with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:  # the chosen checkpoint's final splits
+        with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:
             for split, metrics in result.final.items():
                 for key, value in metrics.items():
-                    writer.add_scalar(f"{key}/{split}", value, result.history.epoch[-1])
-    if len(result.history):
-        keys = [k for k in (lab.curve_keys or result.history.keys()) if k in result.history]
-        labels = result.data.split_names if result.data is not None else None
-        fig = plot_history(result.history, keys, title=run_title(lab, result), split_labels=labels)
-        save_figure(fig, out / "curves.png")
+                    writer.add_scalar(f"{key}/{split}", value, h.epoch[-1])
+    if len(h):
+        keys = [k for k in (lab.curve_keys or h.keys()) if k in h]
+        plots.save_figure(plots.plot_history(h, keys, title=run_title(lab, result),
+                                 split_labels=data.split_names if data is not None else None), out / "curves.png")
 
 
 def run_title(lab: Lab, result: Run) -> str:
     """A figure title that says which lab, recipe and size, and when the data were generated."""
-    size = result.config.size
+    size, recipe = result.config.size, result.config.recipe
     note = " — smoke size, generated data" if size == "smoke" else f" — {size} size"
-    recipe = "" if result.config.recipe == next(iter(lab.recipes)) else f", {result.config.recipe} recipe"
-    return f"{lab.title}{recipe}{note}"
+    return f"{lab.title}{'' if recipe == next(iter(lab.recipes)) else f', {recipe} recipe'}{note}"
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
-    """Written atomically: a killed run never leaves half a file."""
     from labkit.files import write_text_atomic
 
     return write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
-def config_from_checkpoint(path: str | os.PathLike, expected_lab: str | None = None,
-                           **overrides: Any) -> LabConfig:
-    """The config a checkpoint was trained with (its lab's `Config`), with some fields changed;
-    `expected_lab`: refuse (`UsageError`) a checkpoint that another lab wrote."""
+def config_from_checkpoint(path: str | os.PathLike, expected_lab: str | None = None, **overrides: Any) -> LabConfig:
+    """The config a checkpoint was trained with, with some fields changed; `expected_lab`: refuse
+    (`UsageError`) a checkpoint that another lab wrote."""
     lab, cfg = _saved_config(load_checkpoint(path).config, path)
     if expected_lab is not None and lab.name != expected_lab:
         raise UsageError(f"{path} was written by `labkit run {lab.name}`, not by {expected_lab}: "
-                                     f"continue it with `labkit run {lab.name} --resume {path}`.")
+                         f"continue it with `labkit run {lab.name} --resume {path}`.")
     return cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _saved_config(saved: Mapping[str, Any], path: str | os.PathLike) -> tuple[Lab, LabConfig]:
-    """The lab that wrote a checkpoint and the config it saved."""
     name = saved.get("lab")
     if not isinstance(name, str) or not name:
         raise CheckpointError(f"{path} does not say which lab wrote it (no 'lab' in its config): it was not "
@@ -538,28 +494,36 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
     info = dict(ckpt.config.get("model_info") or {})
     model = lab.build_model(cfg, info)
     load_model_state(model, ckpt.payload["model"], source=f"checkpoint {path}", saved_class=ckpt.model_class)
-    model.to(device if device is not None else "cpu")
-    model.eval()
+    model.to(device if device is not None else "cpu").eval()
     return Run(lab=lab.name, config=cfg, model=model, history=ckpt.history, out_dir=Path(path).parent.parent,
                chosen_epoch=ckpt.epoch, info=info)
 
 
 def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write a checkpoint's model weights as a plain `state_dict` file (the course's hand-in format), which
-    `model.load_state_dict(torch.load(out, weights_only=True))` reads with no labkit needed."""
+    """Write a checkpoint's weights as a plain `state_dict` (the course's hand-in file), which
+    `model.load_state_dict(torch.load(out, weights_only=True))` reads without labkit. Never over a checkpoint."""
     from labkit.files import atomic_write
 
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
+    ckpt, out = load_checkpoint(checkpoint, map_location="cpu"), Path(out)
+    if out.exists() and (out.samefile(checkpoint) or _is_checkpoint(out)):
+        what = "the checkpoint being exported" if out.samefile(checkpoint) else "a labkit checkpoint"
+        raise UsageError(f"{out} is {what}: export never replaces one. Name a new file, e.g. hw7_123456_name.pth.")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone()
              for k, v in ckpt.payload["model"].items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(bad[:3])}...): the run "
                               "diverged; export a checkpoint from before it did.")
-    out = Path(out)
     with atomic_write(out) as handle:
         torch.save(state, handle)
     return out
+
+
+def _is_checkpoint(path: Path) -> bool:
+    try:
+        return bool(load_checkpoint(path).model_class)  # a plain state_dict loads with none
+    except LabkitError:
+        return False
 
 
 def add_export_arguments(parser: Any) -> None:

@@ -156,7 +156,7 @@ def stop_runs(out_dir: Path) -> dict:
                           callbacks=[*extra, CheckpointPolicy(out_dir / f"stop_{name}"), Progress(False)])
         finally:
             time.perf_counter = real_clock
-        params = distributed.unwrap_model(model).state_dict()
+        params = unwrap(model).state_dict()
         results[name] = {"ended_at": watch.ended_at, "agreements": len(agreements), "epochs": history.epoch,
                          "stop_reason": history.stop_reason, "params": {k: v.clone() for k, v in params.items()}}
     distributed.cleanup()

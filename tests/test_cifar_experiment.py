@@ -19,7 +19,7 @@ from labkit.errors import DataError, UsageError
 from labkit.lab import LabConfig
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
-from labkit.labs.cifar10.analysis import milestone_epochs
+from labkit.labs.cifar10 import milestone_epochs
 from labkit.labs.cifar10.check import check_test_loop, reference_test
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.optim import make_optimizer, make_scheduler
@@ -109,7 +109,7 @@ def test_impossible_settings_are_refused(changes, words):
 def test_load_data_at_smoke_size_never_touches_a_real_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path))
     data = runner.load_data(lab.LAB, lab.LAB.config("smoke"))
-    assert (tmp_path / "synthetic" / "cifar-10-batches-py" / "data_batch_1").is_file()
+    assert (lab.synthetic_root() / "cifar-10-batches-py" / "data_batch_1").is_file()
     assert not (tmp_path / "cifar-10-batches-py").exists()
     assert "generated" in data.description and "synthetic" in data.description
     assert len(data.source.train) == 192 and len(data.source.eval) == 128

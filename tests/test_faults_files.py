@@ -67,7 +67,6 @@ def test_read_only_data_sends_caches_to_the_user_cache_even_for_root(tmp_path, h
     try:
         assert not config.writable(data)  # no write bits: read-only, whatever os.access says to root
         assert config.cache_dir() == home / ".cache" / "labkit"
-        assert config.synthetic_dir("lm") == home / ".cache" / "labkit" / "lm-synthetic"
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
         assert config.cache_dir() == tmp_path / "xdg" / "labkit"
         monkeypatch.setenv("XDG_CACHE_HOME", str(data / "xdg"))  # nothing writable: say what to set
@@ -96,7 +95,8 @@ def test_smoke_runs_never_write_into_read_only_data(tmp_path, home, monkeypatch,
         for path in [data, *data.rglob("*")]:
             path.chmod(0o755)
     cache = home / ".cache" / "labkit"
-    assert list(cache.glob("tiny-imagenet-train-*.pt")) and (cache / "wikitext-2-synthetic" / "train.txt").is_file()
+    assert list(cache.glob("tiny-imagenet-train-*.pt"))
+    assert (cache / "synthetic" / "wikitext-2-synthetic" / "train.txt").is_file()
 
 
 @needs_root
@@ -114,8 +114,8 @@ def test_every_lab_smoke_as_an_unprivileged_user_with_read_only_data(tmp_path):
     done = unprivileged([sys.executable, "-m", "labkit", "smoke"], env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert not list(data.iterdir())
-    assert {p.name for p in cache.glob("*-synthetic")} == {"tiny-imagenet-synthetic", "cifar10-synthetic",
-                                                           "mnist-synthetic", "wikitext-2-synthetic"}
+    assert {p.name for p in (cache / "synthetic").iterdir()} == {"tiny-imagenet", "cifar10", "mnist",
+                                                                 "wikitext-2-synthetic"}
 
 
 def test_no_home_and_no_labkit_data_is_a_usage_error(monkeypatch):

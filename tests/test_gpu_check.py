@@ -182,8 +182,8 @@ def test_resume_check_catches_a_resume_that_changes_the_run(gc, blobs, tmp_path,
     real_run = runner.run
 
     def broken_resume(lab, cfg, **kwargs):
-        if kwargs.get("resume") is not None:  # the second half sees other data (another seed)
-            cfg = cfg.replace(seed=cfg.seed + 1)
+        if kwargs.get("resume") is not None:  # the second half sees other data (another seed's)
+            kwargs["data"] = runner.load_data(lab, cfg.replace(seed=cfg.seed + 1))
         return real_run(lab, cfg, **kwargs)
 
     monkeypatch.setattr(runner, "run", broken_resume)

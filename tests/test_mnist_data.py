@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -208,3 +209,35 @@ def test_official_checksums_and_mirrors_are_the_published_ones():
     assert mnist.MIRRORS[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
     assert mnist.GZ_MD5["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
     assert set(mnist.GZ_MD5) == {f"{n}.gz" for names in mnist.IDX_FILES.values() for n in names}
+
+
+@pytest.mark.parametrize("form", ["pth", "idx"])
+def test_a_split_file_with_no_images_is_refused_naming_it(form, tmp_path):
+    images, labels = mnist.synthetic_digits(20)
+    if form == "pth":
+        mnist.save_pth(tmp_path, "train", images, labels)
+        torch.save(images[:0], tmp_path / "test_data.pth")
+        torch.save(labels[:0], tmp_path / "test_labels.pth")
+        empty = tmp_path / "test_data.pth"
+    else:
+        mnist.write_synthetic_mnist(tmp_path, n_train=20, n_test=10)
+        empty = mnist.raw_folder(tmp_path) / "t10k-images-idx3-ubyte"
+        mnist.write_idx(empty, images[:0])
+        mnist.write_idx(mnist.raw_folder(tmp_path) / "t10k-labels-idx1-ubyte", labels[:0].to(torch.uint8))
+    with pytest.raises(DataError, match=re.escape(str(empty)) + ".* 0 images"):
+        mnist.load_mnist(tmp_path)
+
+
+def test_nan_pixels_are_refused_at_load_naming_the_file(tmp_path):
+    from labkit import runner
+    from labkit.lab import get_lab
+
+    images, labels = mnist.synthetic_digits(20)
+    mnist.save_pth(tmp_path, "test", images, labels)
+    pixels = images.float() / 255
+    pixels[3, 4, 5] = float("inf")
+    torch.save(pixels, tmp_path / "train_data.pth")
+    torch.save(labels, tmp_path / "train_labels.pth")
+    lab = get_lab("mnist")
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "train_data.pth")) + ".*NaN or infinite"):
+        runner.load_data(lab, lab.config("smoke", data=str(tmp_path)))

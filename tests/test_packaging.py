@@ -31,11 +31,12 @@ def _environment_pip_requirements() -> list[str]:
 
 
 def test_environment_yml_matches_pyproject_dependencies():
-    """The conda route installs what `pip install -e ".[dev]"` does, so it runs the tests too."""
+    """The conda route installs what `pip install -e ".[dev,course]"` does, so it runs the tests too."""
     project = _pyproject()["project"]
-    declared = sorted(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    declared = sorted(project["dependencies"] + extras["dev"] + extras["course"])
     in_env = sorted(r for r in _environment_pip_requirements() if not r.startswith("-e"))
-    assert set(project["optional-dependencies"]) == {"dev"}, "a new extra: add it to environment.yml too"
+    assert set(extras) == {"dev", "course"}, "a new extra: add it to environment.yml too"
     missing = sorted(set(declared) - set(in_env))
     extra = sorted(set(in_env) - set(declared))
     assert not missing and not extra, (
@@ -47,7 +48,7 @@ def test_environment_yml_matches_pyproject_dependencies():
 
 def test_dependencies_are_ranges_not_pins():
     project = _pyproject()["project"]
-    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    for req in project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]:
         assert "==" not in req, f"{req}: declare a range (>=), not an exact pin"
     assert any(r.startswith("tensorboard>=2.21") for r in _pyproject()["project"]["dependencies"])
 

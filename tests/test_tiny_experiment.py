@@ -286,7 +286,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(config, "shared_datasets", lambda: None)
     assert main(["compare", str(laptop), str(laptop)]) == 1
     assert "pass --data PATH" in capsys.readouterr().err
-    assert main(["compare", str(laptop), str(last), "--data", str(config.synthetic_dir("tiny-imagenet")),
+    assert main(["compare", str(laptop), str(last), "--data", str(lab.smoke_data_root()),
                  "--out", str(tmp_path / "c2")]) == 0
 
 
@@ -328,19 +328,15 @@ def test_two_processes_under_torchrun(tmp_path):
 
 def test_a_checkpoint_of_other_classes_is_refused_before_comparing():
     """Same number of classes, other wnids: predictions would be scored against the wrong labels."""
-    from types import SimpleNamespace
-
     from labkit.errors import CheckpointError
-    from labkit.lab import LabData
     from labkit.labs.tiny_imagenet import _check_classes
 
-    data = LabData(train=None, info={"num_classes": 3, "wnids": ["n01", "n02", "n03"]},
-                   source=SimpleNamespace(root="/data/tiny"))
-    _check_classes("a.pt", SimpleNamespace(info={"num_classes": 3, "wnids": ["n01", "n02", "n03"]}), data)
+    wnids, root = ["n01", "n02", "n03"], "/data/tiny"
+    _check_classes("a.pt", {"num_classes": 3, "wnids": ["n01", "n02", "n03"]}, wnids, root)
     with pytest.raises(CheckpointError, match="class 1 is n09, the data's is n02"):
-        _check_classes("b.pt", SimpleNamespace(info={"num_classes": 3, "wnids": ["n01", "n09", "n03"]}), data)
+        _check_classes("b.pt", {"num_classes": 3, "wnids": ["n01", "n09", "n03"]}, wnids, root)
     with pytest.raises(CheckpointError, match="predicts 4 classes"):
-        _check_classes("c.pt", SimpleNamespace(info={"num_classes": 4}), data)
+        _check_classes("c.pt", {"num_classes": 4}, wnids, root)
 
 
 # --- Lab 04's resume, ablation sets and TensorBoard extras, on the same run as above

@@ -1,13 +1,12 @@
 """Lab 02: ResNet-20 on CIFAR-10, the course recipe (lr 0.1 then 0.01) and a faster 10-epoch recipe.
 
-The data are the official pickles or an image folder (detected); without a test split, 5,000 training
-images are held out as the evaluation split. That split is evaluated after every epoch for the course's
-train-vs-test curves, as monitoring only: nothing is chosen by it (no best.pt, no early stopping); a run
-keeps last.pt and the weights at the lr drop and at the last epoch.
+The evaluation split (test, or 5,000 held-out training images) is evaluated every epoch for the course's
+curves, as monitoring only: nothing is chosen by it (no best.pt, no early stopping).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from labkit.engine import predict
 from labkit.errors import DataError, UsageError
 from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.cifar10 import data as cifar
-from labkit.labs.cifar10.analysis import milestone_epochs
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.labs.cifar10.model import cifar_resnet
 from labkit.metrics import confusion_matrix
@@ -75,8 +73,6 @@ class Config(LabConfig):
 
 @register
 class Cifar10(Lab):
-    """Lab 02: ResNet on CIFAR-10; its figures are the train-vs-test curves around the lr drop."""
-
     name = "cifar10"
     title = "Lab 02: ResNet on CIFAR-10"
     Config = Config
@@ -90,14 +86,8 @@ class Cifar10(Lab):
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
         # seconds on a CPU: ResNet-8 on 192 generated images (see SYNTHETIC) unless --data is given
         "smoke": {"depth": 8, "epochs": 4, "batch_size": 32},
-        # real data, three 10-epoch runs in the notebook (course, optimizer re-created, fast): ResNet-8 (~3x
-        # cheaper than ResNet-20) on 5,000 training images (500 per class) for the course's 10 epochs,
-        # evaluated on the 5,000-image hold-out after each; 200 steps at lr 0.1 before the drop to 0.01.
-        # Measured (results/cifar10/laptop/): hold-out 0.326 after epoch 5, 0.452 after epoch 6, 0.471 after
-        # 10; the three runs took 1,500 s on one thread of a 2-core CPU shared with other jobs (load ~10),
-        # 25-90 s per epoch; the whole notebook at laptop size ran in 8 min 05 s (one thread, load 1-4) and
-        # reproduced these numbers exactly. The accuracy is not the course's: a ninth of the images, a smaller
-        # network.
+        # real data: ResNet-8 on 5,000 training images (500 per class) for the course's 10 epochs; three such
+        # runs in the notebook, ~8 min on a 2-core CPU (results/cifar10/laptop/ has the measured numbers)
         "laptop": {"depth": 8, "train_subset": 5_000},
         # the course report's experiment: ResNet-20, all the training data, 10 epochs (a GPU recommended)
         "full": {},
@@ -139,8 +129,16 @@ class Cifar10(Lab):
 
     def report(self, run: runner.Run) -> dict[str, Any]:
         """curves.png with the lr drop and the split's name, per-class accuracy, some mistakes, a table."""
-        out, label, split = run.out_dir, run.data.split_label("test"), run.data.source.eval
+        out, label, split, h = run.out_dir, run.data.split_label("test"), run.data.source.eval, run.history
+        if not len(h):
+            print(f"no epoch completed ({h.stop_reason or 'stopped'}): no curves, per-class accuracy or mistakes")
+            return {"eval_split": label}
         plot_course_curves(run, out / "curves.png")
+        print(epoch_table(run))
+        if h.diverged:
+            print(f"diverged at epoch {h.epoch[-1]}: the weights are not finite, so no per-class accuracy or "
+                  f"mistakes; curves under {out}/")
+            return {"eval_split": label}
         preds = predictions(run.model, TensorLoader(split.images, split.labels, batch_size=EVAL_BATCH,  # unsharded
                                                     transform=cifar.eval_transform(), device=model_device(run.model)))
         plot_per_class(per_class_accuracy(preds, split.labels, len(split.classes)), split.classes, label,
@@ -148,18 +146,14 @@ class Cifar10(Lab):
         images, titles = misclassified(preds, split, count=16)
         image_grid(images, titles, title=run_title(run, f"misclassified {label} images (true → predicted)"),
                    path=out / "misclassified.png", empty="no mistakes")
-        print(epoch_table(run))
-        accuracy = run.final.get("test", {}).get("accuracy", float("nan"))
-        print(f"{label} accuracy {accuracy:.4f} after {len(run.history)} epochs ({run.seconds:.0f} s); the {label} "
-              f"split was evaluated every epoch for the curves only, nothing was chosen by it. Curves, per-class "
-              f"accuracy, mistakes, checkpoints and TensorBoard logs under {out}/")
+        print(f"{label} accuracy {run.final['test']['accuracy']:.4f} after {len(h)} epochs ({run.seconds:.0f} s); "
+              f"the {label} split was evaluated every epoch for the curves only, nothing was chosen by it. Curves, "
+              f"per-class accuracy, mistakes, checkpoints and TensorBoard logs under {out}/")
         return {"eval_split": label}
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-        """`labkit reproduce cifar10`: the course recipe, the same with the optimizer re-created every epoch
-        (the course report's bug; not at full size, where the laptop-size lesson stands and a run costs an
-        hour on a CPU) and the fast recipe (unless LABKIT_REFERENCE_FAST=0), on one copy of the data, each
-        into `out_dir/<name>/`; plus `optimizer_recreation.png`/`.json` and `recipes.png`."""
+        """`labkit reproduce cifar10`: the course recipe, the same with the optimizer re-created every epoch (not
+        at full size) and the fast recipe (unless LABKIT_REFERENCE_FAST=0), each into `out_dir/<name>/`."""
         out_dir = Path(out_dir)
         cfg = self.config(size, "course", out=str(out_dir / "course"))
         data = runner.load_data(self, cfg)
@@ -180,14 +174,6 @@ class Cifar10(Lab):
             numbers["fast"] = reference_numbers(fast)
         return numbers
 
-    def smoke(self, out_dir: Path) -> dict[str, Any]:
-        """Both recipes at smoke size on generated data; the course curves and the recipes comparison."""
-        out_dir = Path(out_dir)
-        runs = {name: runner.run(self, self.config("smoke", name, out=str(out_dir / name))) for name in self.recipes}
-        plot_course_curves(runs["course"], out_dir / "course_curves.png")
-        plot_recipes(runs, out_dir / "recipes.png")
-        return {f"{name}_test_accuracy": run.final["test"]["accuracy"] for name, run in runs.items()}
-
 
 LAB = Cifar10()
 
@@ -196,7 +182,7 @@ LAB = Cifar10()
 
 @dataclass
 class CifarData:
-    """The uint8 splits behind a LabData, on the CPU (`split.description` names each)."""
+    """The uint8 splits behind a LabData, on the CPU."""
 
     train: CIFAR10Split
     eval: CIFAR10Split
@@ -215,11 +201,16 @@ def default_root() -> Path:
     return shared if not _holds_cifar(config.data_root()) and _holds_cifar(shared) else config.data_root()
 
 
+def synthetic_root() -> Path:
+    """Where the smoke size generates its data: a cache folder, never LABKIT_DATA (read-only on a course server)."""
+    return config.cache_dir() / "synthetic" / "cifar10"
+
+
 def read_splits(cfg: Config, verbose: bool = True) -> tuple[CIFAR10Split, CIFAR10Split, str]:
-    """(train, evaluation split, where they came from). `cfg.data` is read at every size; without it the smoke
-    size generates data under the cache (`config.synthetic_dir`) and the others read `default_root()`."""
+    """(train, evaluation split, where they came from): `cfg.data` at every size; without it generated data at
+    smoke size, else `default_root()`."""
     if cfg.data is None and cfg.size == "smoke":
-        root = config.synthetic_dir("cifar10")
+        root = synthetic_root()
         if not all((cifar.cifar10_folder(root) / name).is_file() for name in cifar.required_files()):
             cifar.write_synthetic_cifar10(root, *SYNTHETIC, seed=0)
         train, test = cifar.load_cifar10_splits(root)
@@ -249,8 +240,19 @@ def balanced_subset(split: CIFAR10Split, n: int) -> CIFAR10Split:
 
 # --- training ----------------------------------------------------------------------------------------------
 
+def milestone_epochs(cfg: Any) -> list[int]:
+    """Epochs after which a step/multistep schedule lowers the lr (as `labkit.optim.make_scheduler` does)."""
+    epochs = int(cfg.epochs)
+    if cfg.schedule == "multistep":
+        return [m for m in (cfg.milestones or [max(1, epochs // 2)]) if m < epochs]
+    if cfg.schedule == "step":
+        size = cfg.step_size or max(1, math.ceil(epochs / 3))
+        return list(range(size, epochs, size))
+    return []
+
+
 def keep_epochs(cfg: LabConfig) -> tuple[int, ...]:
-    """The epochs whose weights a run keeps: the last at the first lr (halfway without a drop), and the end."""
+    """The epochs whose weights a run keeps: the last before the lr drop (else halfway), and the end."""
     return tuple(sorted({*(milestone_epochs(cfg) or [max(1, cfg.epochs // 2)]), cfg.epochs}))
 
 
@@ -282,11 +284,8 @@ def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
 
 
 class OptimizerProbe(Callback):
-    """Records an `OptimizerTrace` of a run; with `recreate_lr`, then does at the end of every epoch exactly
-    what creating a new optimizer for the next epoch does (as the course report's loop did): a new SGD is the
-    old one with its state emptied and its lr set, so the probe does that in place (a test checks the weights
-    against a loop that really re-creates it). A run with `recreate_lr` uses the constant schedule.
-    """
+    """Records an `OptimizerTrace`; with `recreate_lr`, also does at each epoch's end what creating a new SGD
+    does (the course report's loop): its state emptied and its lr set, in place (a test checks the weights)."""
 
     def __init__(self, recreate_lr: float | None = None) -> None:
         self.recreate_lr = recreate_lr
@@ -327,12 +326,10 @@ class Recreation:
 def optimizer_recreation(cfg: Config, data: LabData | None = None, *,
                          correct: tuple[runner.Run, OptimizerProbe] | None = None, recreate_lr: float | None = None,
                          out: str | None = None, **options: Any) -> Recreation:
-    """The course recipe trained correctly (optimizer created once: lr 0.1 then 0.01 at the milestone, the
-    momentum kept) and as the course report's loop did (a new optimizer every epoch, at `cfg.lr` for the first
-    and `recreate_lr`, default lr x gamma, from the second on, each starting with no momentum; the config's
-    schedule is not used: it would drive the first optimizer only), on the same data and seed, both through
-    `runner.run` (`options`: its progress, write_files, checkpoints; no files by default). `correct`: a course
-    run already trained with an `OptimizerProbe` among its callbacks; `out`: the re-created run's folder."""
+    """The course recipe trained correctly (optimizer created once) and as the course report's loop did (a new
+    optimizer every epoch: `cfg.lr`, then `recreate_lr`, default lr x gamma, no momentum kept), same data and
+    seed. `correct`: a course run already trained with an `OptimizerProbe`; `options` go to `runner.run` (no
+    files by default); `out`: the re-created run's folder."""
     if cfg.schedule == "onecycle":
         raise UsageError("the optimizer re-creation re-creates the course recipe's optimizer; a one-cycle schedule "
                           "steps every batch and is not what the course report's loop did: use the course recipe.")
@@ -348,8 +345,7 @@ def optimizer_recreation(cfg: Config, data: LabData | None = None, *,
 
 
 def plot_recreation(result: Recreation, path: str | Path | None = None) -> Figure:
-    """Three panels per epoch, one colour per run: the lr, the momentum buffer at the epoch's start, and
-    train (dashed) and evaluation-split (solid) accuracy."""
+    """Per epoch, one colour per run: the lr, the momentum buffer at the epoch's start, and accuracy."""
     first = next(iter(result.runs.values()))
     label = first.data.split_label("test") if first.data is not None else "test"
     fig = new_figure((13, 3.8))
@@ -385,9 +381,8 @@ def split_key(run: runner.Run) -> str:
 
 
 def reference_numbers(run: runner.Run) -> dict[str, Any]:
-    """What a reference run records: final train and evaluation-split accuracy, the evaluation accuracy just
-    before and just after each lr drop (epochs m and m + 1 of a milestone m), the images and the wall time
-    (every epoch's values are in the run's metrics.json)."""
+    """What a reference run records: final accuracies, the evaluation accuracy just before and after each lr
+    drop, the training images and the wall time."""
     key, h = split_key(run), run.history
     numbers: dict[str, Any] = {"epochs": len(h), "train_accuracy": round(h.last("train_accuracy"), 4),
                                f"{key}_accuracy": round(run.final["test"]["accuracy"], 4),
@@ -402,8 +397,7 @@ def reference_numbers(run: runner.Run) -> dict[str, Any]:
 # --- analysis ----------------------------------------------------------------------------------------------
 
 def size_note(cfg: LabConfig) -> str:
-    """What a figure of this config shows: 'smoke size, synthetic data', 'laptop size, 5,000 real training
-    images', 'full size' (at smoke size with --data, and at full size, the data are the ones given)."""
+    """'smoke size, synthetic data', 'laptop size, 5,000 real training images', 'full size'."""
     if cfg.size == "smoke":
         return "smoke size, synthetic data" if cfg.data is None else "smoke size"
     subset = getattr(cfg, "train_subset", None)
@@ -419,7 +413,6 @@ def run_title(run: runner.Run, what: str = "") -> str:
 
 
 def monitoring_labels(data: LabData | None) -> dict[str, str]:
-    """Legend names: the evaluation split as it is ("hold-out (5,000 of train)", "test"), monitoring only."""
     return {"test": f"{data.split_label('test') if data is not None else 'test'}, monitoring only"}
 
 
@@ -477,8 +470,7 @@ def per_class_accuracy(preds: torch.Tensor, labels: torch.Tensor, num_classes: i
 
 def most_confused(preds: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
                   count: int = 5) -> list[list[Any]]:
-    """The `count` most frequent mistakes as [true class, predicted class, images], most frequent first
-    (fewer when there are fewer kinds of mistake; none for a model that makes none)."""
+    """The `count` most frequent mistakes as [true class, predicted class, images], most frequent first."""
     counts = confusion_matrix(preds, labels, len(classes)).clone()  # rows: true class, columns: predicted
     counts.fill_diagonal_(0)
     flat = counts.flatten()

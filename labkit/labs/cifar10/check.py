@@ -1,12 +1,5 @@
-"""Checks for Lab 02's exercise: the student's test (evaluation) loop.
-
-`check_test_loop(test_fn)` runs the student's `test_fn(model, loader, device) ->
-(mean_loss, accuracy)` on a small known model and loader built to expose the
-usual mistakes (train-mode BatchNorm, gradients kept, per-batch instead of
-per-image averaging, accuracy in percent, a loop that stops early), and compares
-the answer with the reference. Given the lab's own `model` and `loader` it also
-compares the student's numbers there.
-"""
+"""Checks for Lab 02's exercise, the student's `test_fn(model, loader, device) -> (mean_loss, accuracy)`: on a
+probe built to expose the usual mistakes, then on the lab's own model and loader."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
-"""CIFAR-10 in torchvision's on-disk layout or as an image folder, loaded once into uint8 tensors.
-
-The official data live in `<root>/cifar-10-batches-py/` (root defaults to `LABKIT_DATA`):
-five training pickles `data_batch_1` ... `data_batch_5`, one `test_batch` and
-`batches.meta`, exactly as `torchvision.datasets.CIFAR10` downloads them, so a
-folder made by either tool works with the other. `write_synthetic_cifar10` writes
-tiny learnable data in that same layout for smoke runs, tests and benchmarks.
-
-An image-folder copy (`ROOT/train/<class>/*.jpg`, optionally `ROOT/test/<class>/...`) is
-read by `load_cifar10_folder`: each file is decoded once into a uint8 cache under
-`labkit.config.cache_dir()`. Without a test split, 5,000 training images (500 per class,
-fixed seed) are held out as the evaluation split, named "holdout" so that nobody reports it
-as "test". `load_cifar10_train_eval` detects either layout; `write_synthetic_cifar10_folder`
-writes tiny data in the image-folder layout.
+"""CIFAR-10 as torchvision's pickles (`<root>/cifar-10-batches-py/`) or as an image folder
+(`ROOT/train/<class>/*.jpg`, maybe `ROOT/test/...`; without a test split 5,000 training images are held
+out as "holdout"), loaded once into uint8 tensors; tiny learnable synthetic data in either layout.
 """
 
 from __future__ import annotations
@@ -60,13 +49,8 @@ IMAGE_SHAPE = (3, 32, 32)
 
 @dataclass(frozen=True)
 class CIFAR10Split:
-    """One split resident in memory: `images` uint8 (N, 3, 32, 32), `labels` int64 (N,).
-
-    `name` says which split it is: "train" or "test" (the official test set), or "holdout"
-    (images held out of the training set for evaluation when there is no test set).
-    `description` is the readable form for printing, e.g. "hold-out (5,000 of train)"; it
-    defaults to `name`.
-    """
+    """One split in memory: uint8 images (N, 3, 32, 32), int64 labels; `name` "train", "test" or "holdout",
+    `description` its readable form (e.g. "hold-out (5,000 of train)", default `name`)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -85,12 +69,11 @@ class CIFAR10Split:
 
 
 def cifar10_folder(root: str | Path | None = None) -> Path:
-    """`<root>/cifar-10-batches-py`, root defaulting to `labkit.config.data_root()`."""
     return Path(root if root is not None else config.data_root()).expanduser() / FOLDER
 
 
 def required_files(train: bool | None = None) -> list[str]:
-    """The file names a complete folder holds (train, test or both when `train` is None)."""
+    """The files of a complete folder (train, test or, when None, both)."""
     names: list[str] = []
     if train is None or train:
         names += list(TRAIN_FILES)
@@ -100,7 +83,7 @@ def required_files(train: bool | None = None) -> list[str]:
 
 
 def download_cifar10(root: str | Path | None = None) -> Path:
-    """Download and unpack the official archive (md5-checked, `labkit.files.fetch`) unless already present."""
+    """Download and unpack the official archive (md5-checked) unless already present."""
     folder = cifar10_folder(root)
     if not all((folder / name).is_file() for name in required_files()):
         fetch(URL, folder.parent, ARCHIVE, md5=ARCHIVE_MD5, extract=True)
@@ -185,12 +168,7 @@ def _read_classes(folder: Path) -> tuple[str, ...]:
 def load_cifar10(
     root: str | Path | None = None, train: bool = True, download: bool = False
 ) -> CIFAR10Split:
-    """Read one split from the pickles into uint8 (N, 3, 32, 32) images and int64 labels.
-
-    `download=True` fetches the official archive first when files are missing;
-    with `download=False` a missing file raises `DataError` naming the folder
-    and the files it expects.
-    """
+    """One split from the pickles (`download=True` fetches missing files; else a `DataError` names them)."""
     folder = cifar10_folder(root)
     names = required_files(train)
     missing = [name for name in names if not (folder / name).is_file()]
@@ -203,7 +181,7 @@ def load_cifar10(
 
 
 def _read_pickle_split(folder: Path, train: bool) -> CIFAR10Split:
-    """One split from a complete `cifar-10-batches-py` folder (whatever the folder is called)."""
+    """One split from a complete pickle folder (whatever it is called)."""
     files = TRAIN_FILES if train else TEST_FILES
     arrays = [_batch_arrays(folder / name) for name in files]
     data = np.concatenate([a for a, _ in arrays]).reshape(-1, *IMAGE_SHAPE)
@@ -223,15 +201,9 @@ def load_cifar10_splits(
     return load_cifar10(root, True, download), load_cifar10(root, False, download)
 
 
-# --------------------------------------------------------------------------- image-folder layout
-#
-#     ROOT/train/<class>/*.jpg|*.jpeg|*.png     the training images, one folder per class
-#     ROOT/test/<class>/...                      optional: the test images, same layout
-#
-# `<class>` is exactly one of CLASSES (lower-case), and the label is its index in CLASSES:
-# the order of the pickles' `label_names`. Every image must be 32×32. Hidden entries (names
-# starting with ".", such as .DS_Store) are skipped; anything else that is not an image is an
-# error. The folder is only read: the decoded images are cached under `config.cache_dir()`.
+# --- image folders: `<class>` is one of CLASSES (its label is the index), every image 32×32; hidden entries
+# (.DS_Store) are skipped, anything else that is not an image is an error; decoded images are cached under
+# `config.cache_dir()`, never in the folder.
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FOLDER_SPLITS = ("train", "test")
@@ -255,7 +227,6 @@ def _listing(names: list[str], show: int = _SHOW) -> str:
 
 
 def _visible(folder: Path) -> list[os.DirEntry]:
-    """The entries of `folder` sorted by name, hidden ones (".DS_Store", "._x") left out."""
     with os.scandir(folder) as entries:
         return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
 
@@ -272,13 +243,8 @@ def _refuse_outside_links(root: Path, relpaths: list[str]) -> None:
 
 
 def image_folder_samples(root: str | Path, split: str = "train") -> list[tuple[str, int]]:
-    """(path relative to `root`, label) of every image in `root/split/<class>/`.
-
-    Classes come in CLASSES order and files in name order within a class. Raises
-    `DataError` (a class folder missing, an unexpected entry, an empty class),
-    `DataError` (a file that is not .jpg/.jpeg/.png, a broken link) or
-    `DataError` (a link pointing outside `root`).
-    """
+    """(path relative to `root`, label) of every image in `root/split/<class>/`, classes in CLASSES order and
+    files in name order; a missing or unexpected entry, an empty class or a link outside `root` is a DataError."""
     root = Path(root)
     if split not in FOLDER_SPLITS:
         raise ValueError(f"split must be one of {FOLDER_SPLITS}, got {split!r}")
@@ -344,20 +310,13 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 def _mode_kind(mode: str) -> str:
-    if mode in _GRAY_MODES:
-        return "grayscale"
-    if mode in ("P", "PA"):
-        return "palette"
-    if mode == "CMYK":
-        return "CMYK"
-    if mode in ("RGBA", "RGBa", "RGBX"):
-        return "RGBA, alpha dropped"
-    return mode
+    kinds = {"P": "palette", "PA": "palette", "RGBA": "RGBA, alpha dropped", "RGBa": "RGBA, alpha dropped",
+             "RGBX": "RGBA, alpha dropped"}
+    return "grayscale" if mode in _GRAY_MODES else kinds.get(mode, mode)
 
 
 def _decode_image(path: Path) -> tuple[np.ndarray | None, str, tuple[int, int]]:
-    """(pixels, original mode, (width, height)) of one file; pixels (32, 32, 3) uint8 RGB, or
-    None when the image is not 32×32 (it is not decoded then). Raises what PIL raises."""
+    """(pixels (32, 32, 3) uint8 RGB or None when not 32×32, original mode, (width, height)) of one file."""
     with Image.open(path) as image:
         mode, size = image.mode, image.size
         if size != (IMAGE_SHAPE[2], IMAGE_SHAPE[1]):
@@ -368,9 +327,8 @@ def _decode_image(path: Path) -> tuple[np.ndarray | None, str, tuple[int, int]]:
 
 
 def _decoder(split: str):
-    """The `cached_images` decoder of an image-folder split: decodes every file with a progress
-    bar, converts non-RGB images (one message counting them), and reports every unreadable or
-    wrongly sized file at once instead of stopping at the first."""
+    """The `cached_images` decoder of a split: non-RGB images converted (one message counting them), every
+    unreadable or wrongly sized file reported at once."""
 
     def decode(root: Path, relpaths: list[str]) -> torch.Tensor:
         from tqdm.auto import tqdm
@@ -421,13 +379,8 @@ def _decoder(split: str):
 
 def load_cifar10_folder_split(root: str | Path, split: str = "train",
                               verbose: bool = True) -> CIFAR10Split:
-    """One split of an image folder (`root/split/<class>/...`) as uint8 (N, 3, 32, 32) images.
-
-    Every file is decoded once into a cache under `labkit.config.cache_dir()` (never inside
-    `root`, which may be read-only), written atomically and keyed by the files' paths, sizes
-    and modification times, so a changed folder is decoded again. The split's `files` are
-    the images' paths relative to `root`, in row order.
-    """
+    """One split of an image folder, decoded once into a cache under `config.cache_dir()` keyed by the files'
+    paths, sizes and times (a changed folder is decoded again); `files` are the rows' paths under `root`."""
     root = Path(root).expanduser()
     samples = image_folder_samples(root, split)
     cache = config.cache_dir()
@@ -444,14 +397,8 @@ def load_cifar10_folder_split(root: str | Path, split: str = "train",
 
 def holdout_indices(labels: torch.Tensor, holdout: int = HOLDOUT,
                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept, held_out): a stratified, seeded hold-out of `labels` (int64 index tensors, sorted).
-
-    Each class gives `holdout // 10` images, and the first `holdout % 10` classes (in CLASSES
-    order) one more; 5,000 is 500 per class. Class `c` picks its images by
-    `numpy.random.default_rng([seed, c]).permutation` of its indices (in row order, i.e. file
-    name order for an image folder), so the choice is deterministic for a given folder and
-    seed, and one class's files do not change another class's choice.
-    """
+    """(kept, held_out) sorted index tensors: `holdout // 10` images of each class (the first `holdout % 10`
+    classes one more), class `c` by `default_rng([seed, c])`, so one class's files do not change another's."""
     if holdout < 0:
         raise DataError(f"holdout must be >= 0 images, got {holdout}")
     labels_np = np.asarray(labels, dtype=np.int64)
@@ -481,11 +428,7 @@ def _subset(split: CIFAR10Split, index: torch.Tensor, name: str, description: st
 
 def split_holdout(train: CIFAR10Split, holdout: int = HOLDOUT,
                   seed: int = 0) -> tuple[CIFAR10Split, CIFAR10Split]:
-    """(train minus the hold-out, hold-out) with `holdout_indices(train.labels, holdout, seed)`.
-
-    The two are named "train" and "holdout", described e.g. "train (45,000 of 50,000; 5,000
-    held out)" and "hold-out (5,000 of train)".
-    """
+    """("train" minus the hold-out, "holdout") by `holdout_indices`."""
     if holdout <= 0:
         raise DataError(
             f"there is no test split, so an evaluation split must be held out of train, but "
@@ -499,12 +442,7 @@ def split_holdout(train: CIFAR10Split, holdout: int = HOLDOUT,
 
 def load_cifar10_folder(root: str | Path, *, holdout: int = HOLDOUT, seed: int = 0,
                         verbose: bool = True) -> tuple[CIFAR10Split, CIFAR10Split]:
-    """(train, evaluation split) from an image folder `root` (holding train/ and maybe test/).
-
-    With `root/test/` the evaluation split is that test set ("test") and `holdout` is not
-    used; without it, `split_holdout` holds `holdout` training images out (stratified,
-    seeded) as the evaluation split ("holdout"), and `holdout=0` is an error.
-    """
+    """(train, evaluation split) of an image folder: its test/ split, else `holdout` images held out of train."""
     root = Path(root).expanduser()
     if holdout < 0:
         raise DataError(f"holdout must be >= 0 images, got {holdout}")
@@ -524,13 +462,8 @@ def _has_class_folders(train: Path) -> bool:
 
 
 def detect_cifar10_layout(root: str | Path | None = None) -> tuple[str, Path]:
-    """("pickles", folder holding the pickles) or ("images", folder holding train/).
-
-    Looks at `root` (default `labkit.config.data_root()`) itself, then inside it: the pickles
-    in `root` or `root/cifar-10-batches-py` come first; then `root/train/`; then one folder
-    `root/<name>/train/` with CIFAR-10 class folders. Raises `DataError`, naming
-    both accepted layouts, when none is found.
-    """
+    """("pickles", their folder) or ("images", the folder holding train/), looked for in `root` (default
+    `config.data_root()`) and the folders directly inside it; a DataError names both layouts when none is found."""
     base = Path(root).expanduser() if root is not None else config.data_root()
     for candidate in (base, base / FOLDER):
         if _has_pickles(candidate):
@@ -569,16 +502,8 @@ def load_cifar10_train_eval(
     root: str | Path | None = None, *, download: bool = False, holdout: int = HOLDOUT,
     seed: int = 0, verbose: bool = True,
 ) -> tuple[CIFAR10Split, CIFAR10Split]:
-    """(train, evaluation split) from whichever CIFAR-10 layout `root` holds.
-
-    `root` (default `labkit.config.data_root()`) is the data folder or the folder above it;
-    `detect_cifar10_layout` says what is read. The official pickles give ("train", "test"),
-    50,000 and 10,000 images (`download=True` fetches them when nothing is found). An image
-    folder gives its train split and its test split when it has one; otherwise `holdout`
-    training images (default 5,000: 500 per class, chosen by `seed`; see `holdout_indices`)
-    become the evaluation split, named "holdout" and described "hold-out (5,000 of train)".
-    Print `split.description` to say which it is.
-    """
+    """(train, evaluation split) from whichever layout `root` holds (`detect_cifar10_layout`): the pickles give
+    train and test (`download=True` fetches them when nothing is found), an image folder see `load_cifar10_folder`."""
     if holdout < 0:
         raise DataError(f"holdout must be >= 0 images, got {holdout}")
     try:
@@ -600,8 +525,7 @@ def load_cifar10_train_eval(
 
 
 def augmentation() -> Compose:
-    """The standard CIFAR augmentation on whole uint8 batches: a random crop of the image padded
-    by 4 pixels (a shift of up to 4 pixels each way) and a random horizontal flip."""
+    """The standard CIFAR augmentation on uint8 batches: a random crop padded by 4 pixels, a random flip."""
     return Compose([RandomCrop(padding=4, flip=0.5)])  # crop and flip in one pass
 
 
@@ -623,11 +547,7 @@ def cifar10_loaders(
     seed: int = 0,
     eval_batch_size: int = 1000,
 ) -> tuple[TensorLoader, TensorLoader]:
-    """(train, test) tensor-resident loaders on `device` (default: CPU).
-
-    The uint8 images move to the device once (150 MB for the full training set); each
-    batch is gathered, augmented and normalised there, with no worker processes.
-    """
+    """(train, test) tensor-resident loaders on `device` (default the CPU): augmented and normalised there."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     train_loader = TensorLoader(train.images, train.labels, batch_size=batch_size, shuffle=True,
                                 device=device, transform=train_transform(), seed=seed)
@@ -637,12 +557,8 @@ def cifar10_loaders(
 
 
 def synthetic_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Learnable 32x32 RGB images, uint8 (N, 3, 32, 32): a class colour and a class grating.
-
-    Each class has its own tint and a stripe pattern (horizontal or vertical, 1-5
-    cycles per image) with a random phase, blended with a random per-image colour
-    and pixel noise: recognisable after random crops and flips, but not trivially.
-    """
+    """Learnable uint8 (N, 3, 32, 32) images: a class tint and a class stripe pattern (random phase), blended
+    with a random colour and noise: recognisable after crops and flips, but not trivially."""
     n = labels.shape[0]
     palette = np.random.default_rng(1234).uniform(30, 225, size=(len(CLASSES), 3))
     coords = np.arange(32, dtype=np.float32) / 32.0
@@ -667,12 +583,7 @@ def _write_pickle(path: Path, obj: dict) -> None:
 def write_synthetic_cifar10(
     root: str | Path, n_train: int = 500, n_test: int = 200, seed: int = 0
 ) -> Path:
-    """Write tiny learnable CIFAR-10 into `<root>/cifar-10-batches-py` in the real pickle layout.
-
-    Training images are spread over data_batch_1..5, test images go to test_batch,
-    and batches.meta lists the real class names; `torchvision.datasets.CIFAR10`
-    reads the result too (given matching md5s). Classes are balanced.
-    """
+    """Write tiny balanced learnable CIFAR-10 into `<root>/cifar-10-batches-py` in the real pickle layout."""
     if n_train < 5 or n_test < 1:
         raise ValueError(f"need n_train >= 5 (one per batch file) and n_test >= 1, got {n_train}, {n_test}")
     folder = cifar10_folder(root)
@@ -710,12 +621,7 @@ def write_synthetic_cifar10_folder(
     root: str | Path, n_per_class: int = 10, seed: int = 0, *, test_per_class: int = 0,
     suffix: str = ".jpg", quality: int = 95,
 ) -> Path:
-    """Write tiny learnable CIFAR-10 as an image folder: `root/train/<class>/NNNN.jpg`.
-
-    `n_per_class` images per class in train/ and, when `test_per_class` > 0, that many per
-    class in test/; the pixels are `synthetic_images` (class colour and grating), saved as
-    JPEG at `quality` or, with `suffix=".png"`, losslessly. Returns `root`.
-    """
+    """Write tiny learnable CIFAR-10 as an image folder `root/{train,test}/<class>/NNNN.jpg` (or .png)."""
     if n_per_class < 1 or test_per_class < 0:
         raise ValueError(f"need n_per_class >= 1 and test_per_class >= 0, "
                          f"got {n_per_class}, {test_per_class}")

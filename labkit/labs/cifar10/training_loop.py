@@ -1,16 +1,7 @@
-"""Check a student's one-epoch training loop, with a hint for each bug the course reports contain.
-
-The exercise (Lab 02) asks for
-
-    def train_one_epoch(model, loader, optimizer, loss_fn, writer=None, epoch=1):
-        '''One epoch: return (mean loss, accuracy) over every training example.'''
-
-with the loss of each batch logged to TensorBoard at the global step `(epoch - 1) * len(loader) + i`.
-`check_train_one_epoch(train_one_epoch)` runs it on a tiny model and three batches of unequal size
-(so averaging per batch, or reporting the last batch, gives other numbers), with an SGD optimizer
-with momentum (so an optimizer re-created inside the function is visible), starting in eval mode
-(as after an evaluation pass), and compares weights, loss, accuracy and logged steps with
-labkit's own loop (`labkit.engine.fit`, one epoch). Each known bug gets its own message.
+"""Check a student's one-epoch training loop, `train_one_epoch(model, loader, optimizer, loss_fn, writer=None,
+epoch=1) -> (mean loss, accuracy)` logging each batch's loss at step `(epoch - 1) * len(loader) + i`: run on a
+tiny model, three unequal batches, momentum SGD, starting in eval mode, against `labkit.engine.fit`; each bug
+the course reports contain gets its own message.
 """
 
 from __future__ import annotations

@@ -105,8 +105,7 @@ class FunctionFitting(Lab):
 
     def config(self, size: str = "full", recipe: str | None = None, **overrides: Any) -> LabConfig:
         # 200 points: a GPU's launch overhead costs more than it saves, so the CPU unless asked
-        if overrides.get("device") is None:
-            overrides["device"] = os.environ.get("LABKIT_DEVICE") or "cpu"
+        overrides["device"] = overrides.get("device") or os.environ.get("LABKIT_DEVICE") or "cpu"
         return super().config(size, recipe, **overrides)
 
     def load_data(self, cfg: Config, ctx: Any) -> LabData:
@@ -122,11 +121,14 @@ class FunctionFitting(Lab):
         return SupervisedTask(nn.MSELoss())
 
     def report(self, run: Any) -> dict[str, Any]:
+        if not len(run.history):
+            print(f"no epoch completed ({run.history.stop_reason or 'stopped'}): no fit to report")
+            return {}
         result = fit_result(run, FUNCTIONS[run.config.function])
         path = run.out_dir / "fit.png"
         plot_fits({run.config.lr: result}, "lr", title=f"{run.config.function}: {run.config.epochs} epochs",
                   path=path, note=size_note(run.config.size))
-        ran = run.history.epoch[-1] if len(run.history) else 0
+        ran = run.history.epoch[-1]
         if run.history.diverged:
             print(f"diverged at epoch {ran} of {run.config.epochs}: no fit to report; figure: {path}")
         else:
@@ -135,16 +137,11 @@ class FunctionFitting(Lab):
         return {"mse": result.mse}
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-        """`labkit reproduce`: the notebook's two sweeps and the negative-target test at `size`, with their
-        figures (epochs_sweep.png, lr_sweep.png) in `out_dir`; one fit alone would not show the lab."""
+        """`labkit reproduce`: both sweeps and the negative-target test, with their figures and tables."""
         cfg = self.config(size)
-        out_dir = Path(out_dir)
-        by_epochs = sweep(cfg.epochs_sweep, "epochs", lr=cfg.lr)
-        by_lr = sweep(cfg.lr_sweep, "lr", epochs=cfg.lr_epochs)
+        by_epochs, by_lr = sweeps(cfg, Path(out_dir))
         negative = negative_target_test(epochs=cfg.epochs, lr=cfg.lr)
-        plot_fits(by_epochs, "epochs", path=out_dir / "epochs_sweep.png", note=size_note(size))
-        plot_fits(by_lr, "lr", path=out_dir / "lr_sweep.png", note=size_note(size))
-        (out_dir / "tables.md").write_text("\n\n".join(str(t) for t in (
+        (Path(out_dir) / "tables.md").write_text("\n\n".join(str(t) for t in (
             results_table(by_epochs, "epochs"), results_table(by_lr, "lr"), negative_table(negative))) + "\n")
 
         def mse(result: FitResult) -> float | str:
@@ -155,12 +152,8 @@ class FunctionFitting(Lab):
                 "negative": {f"mse_{name}": mse(r) for name, r in negative.items()}}
 
     def smoke(self, out_dir: Path) -> dict[str, Any]:
-        """Both sweeps at smoke size; writes the figures; reports the best MSE and whether lr=1 diverged."""
-        cfg = self.config("smoke")
-        by_epochs = sweep(cfg.epochs_sweep, "epochs", lr=cfg.lr)
-        by_lr = sweep(cfg.lr_sweep, "lr", epochs=cfg.lr_epochs)
-        plot_fits(by_epochs, "epochs", path=Path(out_dir) / "epochs_sweep.png", note=size_note("smoke"))
-        plot_fits(by_lr, "lr", path=Path(out_dir) / "lr_sweep.png", note=size_note("smoke"))
+        """Both sweeps at smoke size with their figures: the best MSE and whether lr=1 diverged."""
+        by_epochs, by_lr = sweeps(self.config("smoke"), Path(out_dir))
         return {"best_mse": min(r.mse for r in by_epochs.values()),
                 "lr1_diverged": bool(by_lr[1.0].history.diverged)}
 
@@ -187,10 +180,8 @@ class FitResult:
 
     @property
     def mse(self) -> float:
-        """Mean squared error against the true function on the dense grid (inf if training diverged)."""
-        if self.history.diverged:
-            return math.inf
-        return float(torch.mean((self.prediction - self.target) ** 2))
+        """MSE against the true function on the dense grid (inf if training diverged)."""
+        return math.inf if self.history.diverged else float(torch.mean((self.prediction - self.target) ** 2))
 
 
 def fit_result(run: Any, fn: Function) -> FitResult:
@@ -203,19 +194,26 @@ def fit_result(run: Any, fn: Function) -> FitResult:
 
 
 def points(cfg: Config, fn: Function | None = None, device: torch.device | None = None) -> LabData:
-    """The config's training points of `fn` (default the config's function; any tensor function, a student's
-    too), on `device` (default the CPU; the engine moves a batch to the run's device)."""
+    """The config's training points of `fn` (default the config's function; a student's too)."""
     fn = FUNCTIONS[cfg.function] if fn is None else fn
     x, y = sample(fn, cfg.points, INTERVAL, cfg.noise, cfg.seed, device)
     return LabData(train=[(x, y)], description=f"{cfg.points} points of {getattr(fn, '__name__', 'f')}")
 
 
 def _fit(fn: Function, progress: bool | None = None, **settings: Any) -> FitResult:
-    """One MLP fitted to `fn` through `runner.run` (no files), with config `settings`: the sweeps and tests
-    below train many tiny MLPs, each on a function that need not be one of the config's."""
+    """One MLP fitted to `fn` (any tensor function) through `runner.run`, no files, with config `settings`."""
     cfg = LAB.config("full", **settings)
     run = runner.run(LAB, cfg, data=points(cfg, fn), progress=progress, write_files=False, checkpoints=False)
     return fit_result(run, fn)
+
+
+def sweeps(cfg: Config, out_dir: Path) -> tuple[dict[float, FitResult], dict[float, FitResult]]:
+    """The notebook's two sweeps (epochs, then lr) of `cfg`, their figures written into `out_dir`."""
+    by_epochs = sweep(cfg.epochs_sweep, "epochs", lr=cfg.lr)
+    by_lr = sweep(cfg.lr_sweep, "lr", epochs=cfg.lr_epochs)
+    plot_fits(by_epochs, "epochs", path=out_dir / "epochs_sweep.png", note=size_note(cfg.size))
+    plot_fits(by_lr, "lr", path=out_dir / "lr_sweep.png", note=size_note(cfg.size))
+    return by_epochs, by_lr
 
 
 def sweep(values: Sequence[float], vary: str, fn: Function = course_function,
@@ -227,8 +225,7 @@ def sweep(values: Sequence[float], vary: str, fn: Function = course_function,
 
 
 def results_table(results: dict[float, FitResult], vary: str) -> Table:
-    """The varied value, final training loss, MSE on the grid, and what happened (a Table: rendered in a
-    notebook, Markdown text under print)."""
+    """The varied value, final training loss, MSE on the grid, and what happened."""
     rows = []
     for value, result in results.items():
         h = result.history
@@ -254,41 +251,41 @@ NEGATIVE_TARGETS: dict[str, Function] = {"f": course_function, "f-20": shifted_d
 def negative_target_test(epochs: int = 2000, lr: float = 0.005, optimizer: str = "sgd",
                          targets: dict[str, Function] | None = None, seed: int = 0) -> dict[str, FitResult]:
     """The course report's belief that its network "could not fit negative values", tested: the lab's MLP
-    (tanh hidden layers, linear output) and recipe trained on f, on f − 20 (every target below zero) and
-    on −f, everything else equal. Returns {target name: FitResult}; `negative_table` tabulates them."""
+    (tanh hidden layers, linear output) trained on f, on f − 20 (every target below zero) and on −f,
+    everything else equal."""
     if epochs < 1:
         raise LabkitError(f"negative_target_test needs at least 1 epoch, got {epochs}.")
-    targets = NEGATIVE_TARGETS if targets is None else targets
     return {name: _fit(fn, progress=False, epochs=epochs, lr=lr, optimizer=optimizer, seed=seed)
-            for name, fn in targets.items()}
+            for name, fn in (NEGATIVE_TARGETS if targets is None else targets).items()}
 
 
 def negative_table(results: dict[str, FitResult]) -> Table:
-    """Per target: its range, the prediction's range, the share of points it predicts below zero, the MSE."""
+    """Per target: its range, the prediction's range, the share of points below zero, the MSE."""
+    def span(t: torch.Tensor) -> str:
+        return f"{float(t.min()):.1f} … {float(t.max()):.1f}"
+
     rows = []
-    for name, result in results.items():
-        target, prediction = result.target, result.prediction
-        below = float((target < 0).float().mean())
-        if result.history.diverged:
-            rows.append([name, f"{float(target.min()):.1f} … {float(target.max()):.1f}", f"{below:.0%}", "–", "–",
-                         f"diverged at epoch {result.history.epoch[-1]}"])
-            continue
-        rows.append([name, f"{float(target.min()):.1f} … {float(target.max()):.1f}", f"{below:.0%}",
-                     f"{float(prediction.min()):.1f} … {float(prediction.max()):.1f}",
-                     f"{float((prediction < 0).float().mean()):.0%}", f"{result.mse:.4g}"])
+    for name, r in results.items():
+        fit = (["–", "–", f"diverged at epoch {r.history.epoch[-1]}"] if r.history.diverged else
+               [span(r.prediction), f"{float((r.prediction < 0).float().mean()):.0%}", f"{r.mse:.4g}"])
+        rows.append([name, span(r.target), f"{float((r.target < 0).float().mean()):.0%}", *fit])
     return Table(["target", "target range", "targets < 0", "prediction range", "predictions < 0", "MSE vs target"],
                  rows, numeric_from=2)
 
 
+def _losses(history: History) -> list[tuple[int, float]]:
+    """(epoch, train loss) of every epoch whose loss is finite (none for a run that completed no epoch)."""
+    return [(e, v) for e, v in zip(history.epoch, history.metrics.get("train_loss", ())) if math.isfinite(v)]
+
+
 def retraces(results: dict[float, FitResult]) -> bool:
-    """True when every shorter run's loss curve is the start of the longest one's (same seed, same lr):
-    drawn separately they would lie exactly on top of each other."""
+    """True when every shorter run's loss curve is the start of the longest one's (same seed, same lr)."""
     runs = sorted(results.values(), key=lambda r: len(r.history))
     if len(runs) < 2:
         return False
-    longest = runs[-1].history["train_loss"]
+    longest = runs[-1].history.metrics.get("train_loss", [])
     for run in runs[:-1]:
-        losses = run.history["train_loss"]
+        losses = run.history.metrics.get("train_loss", [])
         head = longest[: len(losses)]
         if len(head) != len(losses) or not all(
                 (a == b) or (math.isfinite(a) and math.isfinite(b) and math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-12))
@@ -299,9 +296,9 @@ def retraces(results: dict[float, FitResult]) -> bool:
 
 def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path: str | Path | None = None,
               note: str = "") -> Figure:
-    """Learnt curves over the ground truth (left) and training-loss curves (right), one colour per run
-    in both panels. When the runs retrace each other (an epochs sweep with one seed), the loss is drawn
-    once and each run's end is marked on it. `note` (e.g. "smoke size: short runs") goes in the title."""
+    """Learnt curves over the ground truth (left) and training-loss curves (right), one colour per run. When
+    the runs retrace each other (an epochs sweep with one seed), the loss is drawn once with each run's end
+    marked on it."""
     if not results:
         raise LabkitError("plot_fits needs at least one result to draw.")
     fig = new_figure((11, 4.2))
@@ -310,43 +307,31 @@ def plot_fits(results: dict[float, FitResult], vary: str, title: str = "", path:
     left.plot(first.grid.squeeze(1), first.target.squeeze(1), "k", lw=3, alpha=0.35, label="f(x)")
     colors = dict(zip(results, series_colors(len(results))))
     shared = retraces(results)
-    if shared:
-        longest = max(results.values(), key=lambda r: len(r.history))
-        finite = [(e, v) for e, v in zip(longest.history.epoch, longest.history["train_loss"]) if math.isfinite(v)]
-        if finite:
-            right.plot(*zip(*finite), color="0.6", lw=1.5, label="one curve: the runs share the seed")
+    if shared and (finite := _losses(max(results.values(), key=lambda r: len(r.history)).history)):
+        right.plot(*zip(*finite), color="0.6", lw=1.5, label="one curve: the runs share the seed")
     for value, result in results.items():
-        color = colors[value]
-        label = f"{vary}={value:g}" + (" (diverged)" if result.history.diverged else "")
-        if not result.history.diverged:
+        color, h = colors[value], result.history
+        label = f"{vary}={value:g}" + (" (diverged)" if h.diverged else "")
+        if not h.diverged and len(h):
             left.plot(result.grid.squeeze(1), result.prediction.squeeze(1), color=color, label=label)
-        finite = [(e, v) for e, v in zip(result.history.epoch, result.history["train_loss"]) if math.isfinite(v)]
-        if not finite:
+        if not (finite := _losses(h)):
             continue
         if shared:  # the shorter runs are the longer one's start: mark where each one stops
             right.plot(*finite[-1], "o", color=color, ms=7, label=f"{label}: ends here")
         else:
             right.plot(*zip(*finite), color=color, label=label, marker="o" if len(finite) == 1 else None)
-    heading = title or f"learnt functions by {vary}"
-    left.set_title(heading)
+    left.set(title=title or f"learnt functions by {vary}", xlabel="x", ylabel="y")
     if note:
         fig.suptitle(note, fontsize=10, color="firebrick")
-    left.set_xlabel("x")
-    left.set_ylabel("y")
-    left.legend(fontsize=8)
-    right.set_yscale("log")
-    right.set_xscale("log")
-    stable = [v for r in results.values() if not r.history.diverged for v in r.history["train_loss"]]
+    right.set(yscale="log", xscale="log", xlabel="epoch (log scale)", ylabel="MSE")
+    stable = [v for r in results.values() if not r.history.diverged for _, v in _losses(r.history)]
     if stable and any(r.history.diverged for r in results.values()):
-        # a diverged loss reaches 1e30 and more: cut the axis so the runs that train stay readable
-        right.set_ylim(top=max(stable) * 1e4)
-    right.set_xlabel("epoch (log scale)")
-    right.set_ylabel("MSE")
-    right.set_title("training loss (MSE); a diverged run ends where its loss became inf/NaN")
-    right.title.set_fontsize(9)
-    right.legend(fontsize=8)
+        right.set_ylim(top=max(stable) * 1e4)  # a diverged loss reaches 1e30: keep the runs that train readable
+    right.set_title("training loss (MSE); a diverged run ends where its loss became inf/NaN", fontsize=9)
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig

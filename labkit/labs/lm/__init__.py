@@ -1,36 +1,17 @@
 """Lab 05: a word-level Transformer language model on WikiText-2 (train, perplexity, generate).
 
-Two recipes of one `Config`, trained by `labkit.runner.run`:
+Two recipes: `modern` (default: adaptive softmax, AdamW with warm-up and cosine decay, dropout 0.4 — it
+over-fits sooner than the example at its speed) and `example` (PyTorch's word_language_model Transformer:
+full softmax, SGD at lr 5 as in its README, clip 0.25, lr / 4 on a validation plateau). Both use the
+example's sizes (emsize 200, nhid 200, 2 layers, 2 heads), bptt 35 and eval batch 10.
 
-* `modern` (the lab's default): labkit's causal Transformer with an adaptive softmax,
-  batch 32, fused AdamW (lr 2e-3, weight decay 0.1 on weight matrices only) with a 50-step
-  linear warm-up and a per-step cosine decay, gradient clipping at 0.5, dropout 0.4: it takes
-  ~4x more steps per second than the example, so it over-fits sooner (measured on valid.txt at
-  dropout 0.2 / weight decay 0.01: train perplexity 50 against test 642) and needs the stronger
-  regularisation;
-* `example`: PyTorch's word_language_model recipe for the Transformer — full softmax, batch 20,
-  plain SGD at lr 5 (the example README's Transformer command, `main.py --epochs 6 --model
-  Transformer --lr 5`; main.py's default lr 20 is its LSTM setting, and `bench/lm_bench.py` measured
-  it far worse for the Transformer: test perplexity ~9,000-26,000 after one epoch against ~810 at
-  lr 5), clip 0.25, and the learning rate divided by 4 whenever the validation perplexity does not
-  improve (`plateau` schedule, gamma 0.25, patience 0).
-
-Both use the example's model sizes (emsize 200, nhid 200, 2 layers, 2 heads; the example's dropout
-0.2), bptt 35 and eval batch 10. The runner records per-epoch train/val perplexity, tests the
-best checkpoint (by validation perplexity), writes checkpoints with the vocabulary (so
-`labkit generate CKPT` and `runner.load_run(CKPT)` work with no data) and TensorBoard logs with
-the model graph, and resumes.
-
-    labkit run lm                        # full size: WikiText-2's train/valid/test.txt
     labkit run lm --size laptop          # the shared copy (valid.txt and test.txt only)
-    labkit run lm --smoke                # seconds, on a generated corpus
     labkit generate runs/lm/checkpoints/best.pt --words 50 --temperature 1.0
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,8 +22,8 @@ from labkit import config as labconfig
 from labkit import runner
 from labkit.checkpoint import load_checkpoint
 from labkit.device import describe_device, pick_device
-from labkit.distributed import launched_by_torchrun, per_rank_batch_size
-from labkit.errors import LabkitError, UsageError
+from labkit.distributed import per_rank_batch_size
+from labkit.errors import DataError, LabkitError, UsageError
 from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.lm import data as wikitext
 from labkit.labs.lm.data import BpttBatches, Corpus, Vocabulary
@@ -121,6 +102,10 @@ class Config(LabConfig):
                               f"embedding), got --nhid {self.nhid} and --emsize {self.emsize}.")
         if self.carry_state and self.model != "lstm":
             raise UsageError("--carry-state needs --model lstm: a transformer has no state between windows.")
+        if self.test_split is not None and self.test_split == self.val_split:
+            raise UsageError(f"--val-split {self.val_split} is also --test-split: validation picks best.pt, so a "
+                             "test on the same file is not a test. Validate on another file (or on the "
+                             "training file's end: --val-split TRAIN-SPLIT), or give --test-split none.")
         if self.test_split is not None and self.test_split == self.train_split:
             raise UsageError(f"--test-split {self.test_split} is the training file: a test on the words the "
                              "model trained on measures memory; choose another file or none.")
@@ -147,36 +132,27 @@ class LanguageModelLab(Lab):
     Config = Config
     recipes: ClassVar[dict[str, dict[str, Any]]] = {
         "modern": {},
-        # lr 5: the example README's Transformer setting (`--model Transformer --lr 5`), not main.py's
-        # default 20 (its LSTM setting; far worse for the Transformer in bench/lm_bench.py)
+        # lr 5: the README's Transformer command; main.py's default 20 (for its LSTM) is far worse (bench/lm_bench.py)
         "example": {"adaptive": False, "tied": False, "dropout": 0.2, "batch_size": 20, "optimizer": "sgd",
                     "lr": 5.0, "momentum": 0.0, "weight_decay": 0.0, "decay_matrices_only": False,
                     "schedule": "plateau", "gamma": 0.25, "patience_lr": 0, "warmup_steps": 0,
                     "grad_clip": 0.25},
     }
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
-        # seconds on a CPU: a tiny model on the generated corpus (a Markov chain over ~60 words)
         "smoke": {"emsize": 64, "nhid": 64, "batch_size": 16, "bptt": 20, "eval_batch_size": 8, "epochs": 3,
                   "dropout": 0.1,
-                  # few steps: a higher AdamW lr and a short warm-up; the example keeps its optimiser
-                  "recipes": {"modern": {"lr": 5e-3, "warmup_steps": 10}}},
-        # the shared read-only copy has valid.txt and test.txt only: train on valid.txt but its last 10%,
-        # validate (and pick best.pt) on that 10%, test once on test.txt. The full-size model, 5 epochs of
-        # 195,881 words: the whole notebook took 4.3 minutes on a busy 2-core CPU (one thread, ~45 s an
-        # epoch). It shows the perplexity falling far below the 18,328-word vocabulary (validation ~520,
-        # test ~500) and, on this small text, over-fitting: validation is best after epoch 1-2 and then
-        # rises while training perplexity keeps falling (to ~120), which is why best.pt is chosen by it.
+                            "recipes": {"modern": {"lr": 5e-3, "warmup_steps": 10}}},
+        # the shared copy has no train.txt: train on valid.txt but its last 10% (which validates), test on
+        # test.txt; the notebook takes ~4 minutes on a 2-core CPU and over-fits after epoch 1-2
         "laptop": {"train_split": "valid", "val_split": "valid", "test_split": "test", "epochs": 5},
-        "full": {},  # the course's run: 6 epochs of WikiText-2's train.txt (~2 million words)
+        "full": {},
     }
     metrics = ("perplexity",)
     epoch_splits = ("val",)
     monitor = "val_perplexity"
     final_splits = ("test",)
-    ddp_options: ClassVar[dict[str, Any]] = {
-        # the adaptive softmax skips the clusters no target of a batch falls in; the positional table is
-        # a constant buffer, never worth broadcasting
-        "find_unused_parameters": True, "broadcast_buffers": False}
+    # the adaptive softmax skips clusters no target falls in; the positional table is a constant buffer
+    ddp_options: ClassVar[dict[str, Any]] = {"find_unused_parameters": True, "broadcast_buffers": False}
     unused_options = ("label_smoothing", "channels_last")
 
     def load_data(self, cfg: Config, ctx: Any) -> LabData:
@@ -186,10 +162,10 @@ class LanguageModelLab(Lab):
         # the training file first: it orders the vocabulary by frequency (the adaptive softmax's clusters)
         corpus = wikitext.read_corpus(root, splits=list(dict.fromkeys(splits)))
         streams = role_streams(cfg, corpus)
-        train = shard_batches(streams["train"], cfg.batch_size, cfg.bptt, ctx)
-        evals = {role: shard_batches(streams[role], cfg.eval_batch_size, cfg.bptt, ctx)
-                 for role in ("val", "test") if role in streams}
         names = split_names(cfg, streams)
+        train = shard_batches(streams["train"], cfg.batch_size, cfg.bptt, ctx, f"{names['train']}, --batch-size")
+        evals = {role: shard_batches(streams[role], cfg.eval_batch_size, cfg.bptt, ctx, f"{names[role]}, "
+                                     "--eval-batch-size") for role in ("val", "test") if role in streams}
         what = "a generated corpus (random Markov text) in WikiText-2's layout" if generated else "WikiText-2"
         description = (f"{what} from {root}: " + "; ".join(f"{role} on {name}" for role, name in names.items())
                        + f"; vocabulary {len(corpus.vocab):,} words (the files read)")
@@ -224,19 +200,20 @@ class LanguageModelLab(Lab):
         # then the runner's default: one run, then report
 
     def report(self, run: runner.Run) -> dict[str, Any]:
-        """Perplexity table, a sample (sample.txt) and layer 1's attention (attention.png) in the run folder."""
-        if not rank_zero():
-            return {}
+        """Perplexity table, a sample (sample.txt) and layer 1's attention (attention.png) in the run folder;
+        what a diverged or cut-short run cannot give is skipped, saying why."""
         cfg, h = run.config, run.history
         if run.data is not None:
             print(f"data: {run.data.description}")
-        if len(h):
-            print(h.table([k for k in h if k.endswith("perplexity")]))
+        keys = [k for k in h if k.endswith("perplexity") and len(h[k]) == len(h)]
+        print(h.table(keys) if len(h) else "no epoch completed (stopped inside the first): no perplexity table")
         if "test" in run.final:
             on = run.data.split_label("test") if run.data else cfg.test_split
             print(f"test perplexity on {on} with epoch {run.chosen_epoch}'s weights: "
                   f"{run.final['test']['perplexity']:.2f}")
-        if h.diverged or run.out_dir is None:
+        if h.diverged or not len(h) or run.out_dir is None:
+            why = "the run diverged" if h.diverged else "no epoch completed" if len(h) == 0 else "no run folder"
+            print(f"no sample or attention heat-map: {why}")
             return {}
         vocab = vocabulary(run)
         sample = generate(run.model, vocab, "the", n_words=20, seed=0, context=cfg.bptt)
@@ -246,12 +223,11 @@ class LanguageModelLab(Lab):
         if run.data is not None and hasattr(lm, "attention_maps"):
             try:
                 sentence = pick_sentence(run.data.source.corpus, sample_split(cfg), 6, 20)
-            except ValueError:  # no short clean line in this text: no heat-map
-                sentence = None
-            if sentence is not None:
                 ids = vocab.encode(sentence)[0].to(next(lm.parameters()).device)
                 save_figure(plot_attention(lm.attention_maps(ids)[0], sentence, title="layer 1"),
                             run.out_dir / "attention.png")
+            except ValueError:
+                print(f"no attention heat-map: no short clean line in {sample_split(cfg)}.txt")
         best = run.best_checkpoint or run.last_checkpoint
         if best is not None:
             print(f"checkpoints: {run.checkpoint_dir}/  (labkit generate {best} --words 50)")
@@ -265,8 +241,9 @@ LAB = LanguageModelLab()
 
 
 def synthetic_root() -> Path:
-    """Where the generated corpus lives (`config.synthetic_dir("wikitext-2")`), written on first use."""
-    root = labconfig.synthetic_dir("wikitext-2")
+    """The generated corpus of smoke runs, written on first use under the cache (never into LABKIT_DATA, which a
+    course server may mount read-only)."""
+    root = labconfig.cache_dir() / "synthetic" / "wikitext-2-synthetic"
     if not all((root / f"{s}.txt").is_file() for s in wikitext.SPLITS):
         wikitext.write_synthetic_wikitext(root)
     return root
@@ -305,15 +282,17 @@ def split_names(cfg: Config, streams: dict[str, torch.Tensor]) -> dict[str, str]
     return names
 
 
-def shard_batches(ids: torch.Tensor, batch_size: int, bptt: int, ctx: Any) -> BpttBatches:
-    """This process's rows of the `batch_size`-row layout of `ids`, as bptt windows on `ctx.device`.
-
-    Under torchrun each of N processes reads `batch_size / N` consecutive rows, so the N shards
-    together are exactly the single-process batch.
-    """
+def shard_batches(ids: torch.Tensor, batch_size: int, bptt: int, ctx: Any, what: str = "") -> BpttBatches:
+    """This process's rows of the `batch_size`-row layout of `ids`, as bptt windows on `ctx.device` (under
+    torchrun N processes read `batch_size / N` consecutive rows each). `what`: "file (tokens), --option"."""
     world, rank = getattr(ctx, "world_size", 1), getattr(ctx, "rank", 0)
     per_rank = per_rank_batch_size(batch_size, world)
-    rows = wikitext.batchify(ids, batch_size)  # checks that the text fills the rows
+    if what and ids.numel() // batch_size < 2:
+        text, flag = what.rsplit(", ", 1)
+        raise DataError(f"{text} is too short for {flag} {batch_size}: each of its {batch_size} rows needs at "
+                        f"least 2 tokens (a word and the next). Give {flag} {max(1, ids.numel() // 2)} or less "
+                        "(its rows are then read in windows of --bptt tokens).")
+    rows = wikitext.batchify(ids, batch_size)
     if world > 1:
         ids = rows[rank * per_rank:(rank + 1) * per_rank].reshape(-1)
     return BpttBatches(ids, per_rank, bptt, device=getattr(ctx, "device", None))
@@ -360,14 +339,6 @@ def vocabulary(run: runner.Run) -> Vocabulary:
     if not words:
         raise LabkitError(f"this {run.lab} run holds no vocabulary: it is not a language-model run.")
     return Vocabulary(words)
-
-
-# --------------------------------------------------------------------------- notebook-facing
-
-
-def rank_zero() -> bool:
-    """False in a torchrun process of rank > 0 (after `runner.run` has closed the process group)."""
-    return not launched_by_torchrun() or os.environ.get("RANK") == "0"
 
 
 # --------------------------------------------------------------------------- labkit generate

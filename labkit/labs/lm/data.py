@@ -1,16 +1,5 @@
-"""WikiText-2 in the layout of PyTorch's word_language_model example.
-
-The data are three raw token files, `train.txt`, `valid.txt` and `test.txt`: one paragraph
-per line, tokens separated by spaces, rare words already replaced by `<unk>`. As in the
-example's `data.py`, each line is split on whitespace and `<eos>` is appended at its end;
-the vocabulary over the three files has 33,278 words.
-
-This module reads those files into one `Vocabulary` and a 1-D tensor of word ids per
-split (`read_corpus`), cuts a stream into the `(batch, time)` layout (`batchify`), serves
-`(input, target)` windows of `bptt` tokens that the engine can consume (`BpttBatches`),
-downloads the files with checksums (`download_wikitext2`; no torchtext), and writes a tiny
-synthetic corpus in the same layout for smoke runs and tests (`write_synthetic_wikitext`).
-"""
+"""WikiText-2 as PyTorch's word_language_model example reads it: `train.txt`, `valid.txt`, `test.txt`, one
+paragraph a line, each line split on whitespace and ended by `<eos>` (33,278 words over the three files)."""
 
 from __future__ import annotations
 
@@ -37,23 +26,15 @@ VOCAB_SIZE = 33_278
 NUM_TOKENS = {"train": 2_088_628, "valid": 217_646, "test": 245_569}  # with <eos>
 NUM_LINES = {"train": 36_718, "valid": 3_760, "test": 4_358}
 
-#: The original release: one zip holding wiki.{train,valid,test}.tokens (the same text as the
-#: example's {train,valid,test}.txt). MD5 as published by torchtext; the S3 address is the
-#: canonical one, the other is the author's mirror.
-ARCHIVE_URLS = (
-    "https://wikitext.smerity.com/wikitext-2-v1.zip",
-    "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
-)
+#: The original release (the example's text as wiki.*.tokens); MD5 as published by torchtext.
+ARCHIVE_URLS = ("https://wikitext.smerity.com/wikitext-2-v1.zip",
+                "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip")
 ARCHIVE_MD5 = "542ccefacc6c27f945fb54453812b3cd"
 ARCHIVE_MEMBERS = {s: f"wikitext-2/wiki.{s}.tokens" for s in SPLITS}
 
 #: Fallback: the example's own copies, file by file.
-FILE_URL = (
-    "https://raw.githubusercontent.com/pytorch/examples/main/"
-    "word_language_model/data/wikitext-2/{split}.txt"
-)
-#: SHA-256 of valid.txt and test.txt (measured on the example's files). train.txt has no
-#: published per-file checksum: it is checked by its line and token counts instead.
+FILE_URL = "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/{split}.txt"
+#: SHA-256 of the example's valid.txt and test.txt; train.txt is checked by its line and token counts.
 FILE_SHA256 = {
     "valid": "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
     "test": "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
@@ -101,28 +82,20 @@ class Vocabulary:
         return self.stoi.get(EOS)
 
     def encode(self, words: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
-        """Ids of `words` as a 1-D LongTensor, and the words that were not known.
-
-        Unknown words become `<unk>` (the corpus has already replaced rare words by it);
-        with no `<unk>` in the vocabulary an unknown word is an error.
-        """
+        """Ids of `words` as a 1-D LongTensor (unknown words as `<unk>`), and the unknown words."""
         unknown = [w for w in words if w not in self.stoi]
         if unknown and self.unk_index is None:
-            raise DataError(
-                f"words not in the vocabulary and no {UNK} to map them to: {unknown[:5]}"
-            )
+            raise DataError(f"words not in the vocabulary and no {UNK} to map them to: {unknown[:5]}")
         unk = self.unk_index
         ids = [self.stoi.get(w, unk) for w in words]
         return torch.tensor(ids, dtype=torch.long), unknown
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> list[str]:
-        """Words for ids."""
         if isinstance(ids, torch.Tensor):
             ids = ids.reshape(-1).tolist()
         return [self.itos[int(i)] for i in ids]
 
     def to_list(self) -> list[str]:
-        """Plain list for checkpoints (`Vocabulary(words)` rebuilds it)."""
         return list(self.itos)
 
     def __repr__(self) -> str:
@@ -142,11 +115,6 @@ def _file_lines(text: str) -> list[str]:
     return lines
 
 
-def tokenize_line(line: str) -> list[str]:
-    """One line as the example tokenises it: split on whitespace, then `<eos>`."""
-    return line.split() + [EOS]
-
-
 @dataclass
 class Corpus:
     """A vocabulary and, per split, the whole text as a 1-D tensor of word ids."""
@@ -157,10 +125,8 @@ class Corpus:
 
     def __getitem__(self, split: str) -> torch.Tensor:
         if split not in self.splits:
-            raise UsageError(
-                f"split {split!r} was not read; this corpus has {sorted(self.splits)}. "
-                f"Pass splits=(...{split!r}...) to read_corpus."
-            )
+            raise UsageError(f"split {split!r} was not read; this corpus has {sorted(self.splits)}. "
+                             f"Pass splits=(...{split!r}...) to read_corpus.")
         return self.splits[split]
 
     def num_tokens(self, split: str) -> int:
@@ -181,12 +147,8 @@ def _split_path(root: Path, split: str) -> Path:
 
 
 def resolve_root(root: str | Path | None = None) -> Path:
-    """The folder holding the `.txt` files.
-
-    `root` may be that folder or its parent (holding `wikitext-2/`). Without `root`:
-    `<data_root>/wikitext-2` when it has files, else the shared read-only copy
-    (`../shared/datasets/wikitext-2`), else `<data_root>/wikitext-2` (to download into).
-    """
+    """The folder of the `.txt` files: `root` or its `wikitext-2/`; without `root`, `<data_root>/wikitext-2`
+    when it has files, else the shared read-only copy, else `<data_root>/wikitext-2` (to download into)."""
     if root is not None:
         root = Path(root).expanduser()
         if not any(_split_path(root, s).exists() for s in SPLITS) and (root / FOLDER).is_dir():
@@ -201,12 +163,6 @@ def resolve_root(root: str | Path | None = None) -> Path:
     return local
 
 
-def available_splits(root: str | Path | None = None) -> list[str]:
-    """The splits whose files exist in the folder, in train/valid/test order."""
-    folder = resolve_root(root)
-    return [s for s in SPLITS if _split_path(folder, s).is_file()]
-
-
 def _check_files(root: Path, splits: Sequence[str]) -> None:
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
@@ -216,48 +172,31 @@ def _check_files(root: Path, splits: Sequence[str]) -> None:
         present = [s for s in SPLITS if _split_path(root, s).is_file()]
         names = ", ".join(f"{s}.txt" for s in missing)
         if not present:
-            raise DataError(
-                f"no WikiText files in {root} (expected train.txt, valid.txt, test.txt). "
-                "Download them with `python data_prep/wikitext2.py` (or "
-                "labkit.labs.lm.data.download_wikitext2()), or point LABKIT_DATA / the root "
-                "argument at a folder that has them."
-            )
+            raise DataError(f"no WikiText files in {root} (expected train.txt, valid.txt, test.txt). Download them "
+                            "with `python data_prep/wikitext2.py` (or labkit.labs.lm.data.download_wikitext2()), or "
+                            "point LABKIT_DATA / the root argument at a folder that has them.")
         message = f"{names} missing from {root}; it has {', '.join(f'{s}.txt' for s in present)}."
         if "train" in missing and {"valid", "test"} <= set(present):
-            message += (
-                " This is the layout of the shared read-only copy (../shared/datasets/wikitext-2), "
-                "which omits train.txt. To train anyway, train on valid.txt explicitly and "
-                "evaluate on test.txt: read_corpus(root, splits=('valid', 'test')) and use "
-                "corpus['valid'] as the training stream (Lab 05's laptop size: `labkit run lm "
-                "--size laptop`, or SIZE = \"laptop\" in the notebook; at any size `--train-split "
-                "valid --val-split valid --test-split test` validates on the last 10% of "
-                "valid.txt), and say so when you report numbers. Or download the full data with "
-                "`python data_prep/wikitext2.py`."
-            )
+            message += (" This is the layout of the shared read-only copy (../shared/datasets/wikitext-2), which "
+                        "omits train.txt. To train anyway, train on valid.txt explicitly and evaluate on test.txt: "
+                        "read_corpus(root, splits=('valid', 'test')) and use corpus['valid'] as the training stream "
+                        "(Lab 05's laptop size: `labkit run lm --size laptop`, or SIZE = \"laptop\" in the notebook; "
+                        "at any size `--train-split valid --val-split valid --test-split test` validates on the last "
+                        "10% of valid.txt), and say so when you report numbers. Or download the full data with "
+                        "`python data_prep/wikitext2.py`.")
         else:
             message += " Download the files with `python data_prep/wikitext2.py`."
         raise DataError(message)
     for s in splits:
         if _split_path(root, s).stat().st_size == 0:
-            raise DataError(
-                f"{_split_path(root, s)} is empty (0 bytes): the download or copy was probably "
-                "interrupted. Delete it and run `python data_prep/wikitext2.py` again."
-            )
+            raise DataError(f"{_split_path(root, s)} is empty (0 bytes): the download or copy was probably "
+                            "interrupted. Delete it and run `python data_prep/wikitext2.py` again.")
 
 
-def read_corpus(
-    root: str | Path | None = None,
-    splits: Sequence[str] = SPLITS,
-    order: str = "frequency",
-) -> Corpus:
-    """Read the split files into a `Corpus` with one vocabulary over all files read.
-
-    `order="appearance"` numbers words as the example does (first appearance over the files
-    in `splits` order). `order="frequency"` (default) renumbers them by how often they occur
-    in the first split read (the training text), most frequent first, ties by first
-    appearance: the same 33,278 words, in the order an adaptive softmax needs (its clusters
-    are ranges of ids).
-    """
+def read_corpus(root: str | Path | None = None, splits: Sequence[str] = SPLITS, order: str = "frequency") -> Corpus:
+    """The split files as a `Corpus` with one vocabulary. `order="appearance"` numbers words as the example does;
+    "frequency" (default) by their count in the first split read, ties by appearance: the order an adaptive
+    softmax needs (its clusters are ranges of ids)."""
     if order not in ("frequency", "appearance"):
         raise UsageError(f"order must be 'frequency' or 'appearance', got {order!r}")
     if isinstance(splits, str):
@@ -267,17 +206,19 @@ def read_corpus(
     vocab = Vocabulary()
     streams: dict[str, torch.Tensor] = {}
     for split in splits:
-        add = vocab.add
         ids: list[int] = []
+        words = 0
         for line in _file_lines(read_utf8(_split_path(folder, split), f"WikiText-2 {split}")):
-            ids.extend(add(w) for w in tokenize_line(line))
-        if not ids:
-            raise DataError(f"{_split_path(folder, split)} holds no text.")
+            tokens = line.split()  # as the example: whitespace-separated words, then <eos>
+            words += len(tokens)
+            ids.extend(vocab.add(w) for w in [*tokens, EOS])
+        if not words:
+            raise DataError(f"{_split_path(folder, split)} has no tokens (only blank lines): the copy is damaged "
+                            "or not WikiText. Replace it (`python data_prep/wikitext2.py`).")
         streams[split] = torch.tensor(ids, dtype=torch.long)
     if order == "frequency":
         first = streams[splits[0]]
         counts = torch.bincount(first, minlength=len(vocab))
-        # Stable sort on descending count keeps first-appearance order among ties.
         new_order = torch.argsort(-counts, stable=True)
         remap = torch.empty_like(new_order)
         remap[new_order] = torch.arange(len(vocab))
@@ -290,42 +231,26 @@ def read_corpus(
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Cut a 1-D stream into `batch_size` equal contiguous rows: shape `(batch_size, n)`.
-
-    Row `b` is the stream's `b`-th slice of `n` tokens; the remainder that does not fill a
-    row is dropped (as in the example, whose layout is the transpose of this one).
-    """
+    """A 1-D stream as `batch_size` contiguous rows `(batch_size, n)`, the remainder dropped (the example's
+    layout, transposed)."""
     if ids.dim() != 1:
         raise UsageError(f"batchify expects a 1-D stream of ids, got shape {tuple(ids.shape)}")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     n = ids.numel() // batch_size
     if n < 2:
-        raise DataError(
-            f"a stream of {ids.numel()} tokens is too short for batch_size {batch_size}: each "
-            "row needs at least 2 tokens (an input and its next-word target). Use a smaller batch."
-        )
+        raise DataError(f"a stream of {ids.numel()} tokens is too short for batch_size {batch_size}: each row needs "
+                        "at least 2 tokens (an input and its next-word target). Use a smaller batch.")
     return ids[: n * batch_size].reshape(batch_size, n)
 
 
 class BpttBatches:
-    """`(input, target)` windows over a batchified stream, for the engine to iterate.
+    """`(input, target)` windows of `t <= bptt` tokens over a batchified stream (`target` shifted by one), in
+    order: row `b` of a batch continues row `b` of the previous one (what a carried LSTM state needs).
+    `drop_last` drops a shorter final window."""
 
-    Each batch is two `(batch_size, t)` LongTensors with `t <= bptt`; `target` is `input`
-    shifted by one token. Windows follow each other in order, so row `b` of one batch
-    continues row `b` of the previous one (what an LSTM carrying its hidden state needs).
-    The stream is moved to `device` once. `drop_last` drops a shorter final window (fixed
-    shapes). `len()` is the number of batches per epoch.
-    """
-
-    def __init__(
-        self,
-        ids: torch.Tensor,
-        batch_size: int,
-        bptt: int,
-        device: torch.device | str | None = None,
-        drop_last: bool = False,
-    ) -> None:
+    def __init__(self, ids: torch.Tensor, batch_size: int, bptt: int, device: torch.device | str | None = None,
+                 drop_last: bool = False) -> None:
         if bptt < 1:
             raise UsageError(f"bptt must be at least 1, got {bptt}")
         self.data = batchify(ids, batch_size)
@@ -356,10 +281,7 @@ class BpttBatches:
         return self.batch_size * sum(min(self.bptt, self.data.size(1) - 1 - s) for s in self._starts())
 
     def __repr__(self) -> str:
-        return (
-            f"BpttBatches({len(self)} batches of {self.batch_size} x {self.bptt} tokens, "
-            f"device={self.data.device})"
-        )
+        return f"BpttBatches({len(self)} batches of {self.batch_size} x {self.bptt} tokens, device={self.data.device})"
 
 
 # --------------------------------------------------------------------------- download
@@ -379,18 +301,14 @@ def verify_split(path: Path, split: str) -> None:
     if split in FILE_SHA256:
         got = file_digest(path, "sha256")
         if got != FILE_SHA256[split]:
-            raise DataError(
-                f"{path} has SHA-256 {got}, expected {FILE_SHA256[split]}: the file is corrupt or "
-                "a different version. Delete it and download again."
-            )
+            raise DataError(f"{path} has SHA-256 {got}, expected {FILE_SHA256[split]}: the file is corrupt or a "
+                            "different version. Delete it and download again.")
         return
     lines, tokens = _count_lines_tokens(path)
     if (lines, tokens) != (NUM_LINES[split], NUM_TOKENS[split]):
-        raise DataError(
-            f"{path} has {lines} lines and {tokens} tokens, expected {NUM_LINES[split]} and "
-            f"{NUM_TOKENS[split]}: the file is corrupt or a different version. Delete it and "
-            "download again."
-        )
+        raise DataError(f"{path} has {lines} lines and {tokens} tokens, expected {NUM_LINES[split]} and "
+                        f"{NUM_TOKENS[split]}: the file is corrupt or a different version. Delete it and download "
+                        "again.")
 
 
 def _from_archive(folder: Path, splits: Sequence[str]) -> None:
@@ -402,15 +320,9 @@ def _from_archive(folder: Path, splits: Sequence[str]) -> None:
     archive.unlink()
 
 
-def download_wikitext2(
-    root: str | Path | None = None, splits: Sequence[str] = SPLITS, force: bool = False
-) -> Path:
-    """Download WikiText-2 into `root` (default `<data_root>/wikitext-2`); returns the folder.
-
-    Tries the original zip release (MD5-checked) and falls back to the example's files one by
-    one. Each file is then checked (`verify_split`). Existing, valid files are kept unless
-    `force`.
-    """
+def download_wikitext2(root: str | Path | None = None, splits: Sequence[str] = SPLITS, force: bool = False) -> Path:
+    """Download WikiText-2 into `root` (default `<data_root>/wikitext-2`): the zip release, else the example's
+    files one by one, each then verified; existing files are kept unless `force`."""
     folder = Path(root).expanduser() if root is not None else config.data_root() / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     todo = [s for s in splits if force or not _split_path(folder, s).is_file()]
@@ -460,25 +372,13 @@ def _synthetic_words(vocab_size: int) -> list[str]:
     return words
 
 
-def write_synthetic_wikitext(
-    root: str | Path,
-    tokens: tuple[int, int, int] = (6000, 1200, 1200),
-    vocab_size: int = 60,
-    successors: int = 3,
-    seed: int = 0,
-    noise: float = 0.0,
-) -> Path:
-    """Write `train.txt`, `valid.txt`, `test.txt` of made-up text in WikiText's layout.
+def write_synthetic_wikitext(root: str | Path, tokens: tuple[int, int, int] = (6000, 1200, 1200),
+                             vocab_size: int = 60, successors: int = 3, seed: int = 0, noise: float = 0.0) -> Path:
+    """Write `train.txt`, `valid.txt`, `test.txt` (about `tokens` tokens each) of made-up text in WikiText's layout.
 
-    The text comes from one random Markov chain: each word is followed by one of only
-    `successors` words (mostly popular ones, with Zipf-like popularity), so a model can learn it
-    (perplexity can fall from about `vocab_size` to about `successors`) and the word
-    frequencies fall off like real text. Lines look like WikiText's: a leading space,
-    ` = Heading = ` lines and blank lines between paragraphs. `tokens` are approximate
-    token counts per split (with `<eos>`). `noise` is the fraction of words drawn uniformly
-    from the whole vocabulary instead (a long tail of rare words, as in real text; it makes
-    a large vocabulary actually occur). Returns `root`.
-    """
+    One random Markov chain: each word is followed by one of `successors` words, mostly Zipf-popular ones, so a
+    model can learn it (perplexity from about `vocab_size` down to about `successors`); `noise` is the share of
+    words drawn uniformly instead (a long tail of rare words)."""
     if vocab_size < 8:
         raise UsageError(f"vocab_size must be at least 8, got {vocab_size}")
     if not 1 <= successors < vocab_size:
@@ -487,7 +387,6 @@ def write_synthetic_wikitext(
     words = _synthetic_words(vocab_size)
     popularity = 1.0 / np.arange(1, vocab_size + 1) ** 1.1
     popularity /= popularity.sum()
-    # Most successors are popular words; one is uniform, so rare words occur too.
     table = rng.choice(vocab_size, size=(vocab_size, successors), p=popularity)
     table[:, 0] = rng.permutation(vocab_size)
     root = Path(root)

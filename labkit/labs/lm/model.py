@@ -1,21 +1,7 @@
-"""Word-level language models: a causal Transformer and an LSTM, with a full or adaptive softmax.
-
-Both follow PyTorch's word_language_model example in their default sizes (emsize 200,
-nhid 200, 2 layers, 2 heads, dropout 0.2). Both take `(batch, time)` word ids and share one
-interface (`LanguageModel`):
-
-* `model(tokens)` -> `(batch, time, vocab)` scores whose log-softmax is the next-word
-  distribution (logits for the full softmax, log-probabilities for the adaptive one);
-* `model.loss(tokens, targets, state)` (also `model(tokens, targets, state)`) -> `(mean NLL per
-  token, new state)`, the cheap path used for training (the adaptive softmax never builds the full
-  distribution there);
-* `model.step(tokens, state)` -> `(scores, new state)` for generation; the LSTM carries its
-  `(h, c)` state, the Transformer has none (it re-reads its context window).
-
-The Transformer is built from small blocks that call
-`F.scaled_dot_product_attention(is_causal=True)` (fast fused kernels, no mask tensor), and
-`attention_maps(tokens)` recomputes the attention weights explicitly for heat-maps.
-"""
+"""Word-level language models on `(batch, time)` word ids: a causal Transformer and an LSTM (the example's sizes),
+with a full or adaptive softmax, behind one interface (`LanguageModel`): `model(tokens)` -> scores whose
+log-softmax is the next-word distribution; `model(tokens, targets, state)` -> (mean NLL, new state), the training
+path (the adaptive softmax never builds the full distribution there); `model.step` for generation."""
 
 from __future__ import annotations
 
@@ -30,41 +16,26 @@ State = tuple[torch.Tensor, torch.Tensor] | None
 
 
 def default_cutoffs(vocab_size: int) -> list[int]:
-    """Adaptive-softmax cluster boundaries for a frequency-sorted vocabulary.
-
-    A 2,000-word head and tails up to 10,000 and beyond (for WikiText-2's 33,278 words);
-    a small vocabulary gets one boundary at a quarter of it.
-    """
+    """Adaptive-softmax cluster boundaries: a 2,000-word head, tails to 10,000 and beyond; a small vocabulary
+    gets one boundary at a quarter of it."""
     cutoffs = [c for c in (2000, 10000, 50000) if c < vocab_size - 1]
     return cutoffs or [max(1, vocab_size // 4)]
 
 
 class OutputLayer(nn.Module):
-    """Hidden vectors -> next-word scores and losses, with a full or an adaptive softmax.
+    """Hidden vectors -> next-word scores and losses, with a full or an adaptive softmax (exact, cheap on rare
+    words; it needs frequency-sorted word ids, `read_corpus`'s default)."""
 
-    The adaptive softmax (`nn.AdaptiveLogSoftmaxWithLoss`) gives exact log-probabilities
-    but spends little compute on rare words; it needs word ids sorted by frequency
-    (`read_corpus(order="frequency")`, the default).
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        vocab_size: int,
-        adaptive: bool = False,
-        cutoffs: Sequence[int] | None = None,
-        div_value: float = 4.0,
-    ) -> None:
+    def __init__(self, dim: int, vocab_size: int, adaptive: bool = False, cutoffs: Sequence[int] | None = None,
+                 div_value: float = 4.0) -> None:
         super().__init__()
         self.adaptive = adaptive
         self.vocab_size = vocab_size
         if adaptive:
             cutoffs = list(cutoffs) if cutoffs else default_cutoffs(vocab_size)
             if not all(0 < c < vocab_size for c in cutoffs) or cutoffs != sorted(set(cutoffs)):
-                raise ValueError(
-                    f"adaptive softmax cutoffs must increase strictly inside (0, {vocab_size}), "
-                    f"got {cutoffs}"
-                )
+                raise ValueError(f"adaptive softmax cutoffs must increase strictly inside (0, {vocab_size}), "
+                                 f"got {cutoffs}")
             self.softmax = nn.AdaptiveLogSoftmaxWithLoss(dim, vocab_size, cutoffs, div_value=div_value)
         else:
             self.decoder = nn.Linear(dim, vocab_size)
@@ -115,47 +86,31 @@ class LanguageModel(nn.Module):
     def features(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         raise NotImplementedError
 
-    def forward(
-        self, tokens: torch.Tensor, targets: torch.Tensor | None = None, state: State = None
-    ) -> torch.Tensor | tuple[torch.Tensor, State]:
-        """Next-word scores `(batch, time, vocab)` for `(batch, time)` word ids.
-
-        With `targets`, `(mean NLL, new state)` as `loss` gives it: the training path, called through
-        the model (and a DistributedDataParallel wrapper, whose gradient sync needs its forward).
-        """
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None,
+                state: State = None) -> torch.Tensor | tuple[torch.Tensor, State]:
+        """Next-word scores `(batch, time, vocab)`; with `targets`, `loss`'s (mean NLL, new state), through the
+        forward so a DistributedDataParallel wrapper syncs the gradients."""
         if targets is not None:
             return self.loss(tokens, targets, state)
         hidden, _ = self.features(tokens, state)
         return self.output(hidden)
 
     def step(self, tokens: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """Scores for `tokens` given a carried state, and the new state."""
         hidden, state = self.features(tokens, state)
         return self.output(hidden), state
 
-    def token_nll(
-        self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None
-    ) -> tuple[torch.Tensor, State]:
+    def token_nll(self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Per-token negative log-likelihood `(batch * time,)` and the new state."""
         hidden, state = self.features(tokens, state)
         return self.output.nll(hidden, targets), state
 
-    def loss(
-        self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None
-    ) -> tuple[torch.Tensor, State]:
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """Mean negative log-likelihood per target word (`exp` of it is the perplexity)."""
         nll, state = self.token_nll(tokens, targets, state)
         return nll.mean(), state
 
-    @property
-    def carries_state(self) -> bool:
-        """True for recurrent models whose state can flow from one batch to the next."""
-        return False
-
-    @property
-    def max_context(self) -> int | None:
-        """Longest context the model can read at once (None: unbounded)."""
-        return None
+    carries_state = False  # recurrent models carry their state from one batch to the next
+    max_context: int | None = None  # the longest context the model reads at once (None: unbounded)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -178,10 +133,8 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and x.size(1) > self.table.size(0):
-            raise ValueError(
-                f"sequence of {x.size(1)} tokens is longer than the positional table "
-                f"({self.table.size(0)}); build the model with a larger max_len"
-            )
+            raise ValueError(f"sequence of {x.size(1)} tokens is longer than the positional table "
+                             f"({self.table.size(0)}); build the model with a larger max_len")
         return x + self.table[: x.size(1)].to(x.dtype)
 
 
@@ -234,31 +187,16 @@ class TransformerBlock(nn.Module):
 
 
 class TransformerLM(LanguageModel):
-    """Causal Transformer language model.
+    """Causal Transformer LM: scaled embedding + sinusoidal positions, `nlayers` pre-norm blocks (attention of
+    `nhead` heads, feed-forward of width `nhid`), a final LayerNorm and the output layer."""
 
-    Token embedding (scaled by sqrt(emsize)) + sinusoidal positions, `nlayers` pre-norm
-    blocks of causal multi-head attention (`nhead` heads) and a feed-forward layer of width
-    `nhid`, a final LayerNorm and the output layer. `tie_weights` shares the embedding with
-    the full-softmax decoder; `adaptive_softmax` uses `nn.AdaptiveLogSoftmaxWithLoss`.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        emsize: int = 200,
-        nhead: int = 2,
-        nhid: int = 200,
-        nlayers: int = 2,
-        dropout: float = 0.2,
-        tie_weights: bool = False,
-        adaptive_softmax: bool = False,
-        cutoffs: Sequence[int] | None = None,
-        max_len: int = 5000,
-    ) -> None:
+    def __init__(self, vocab_size: int, emsize: int = 200, nhead: int = 2, nhid: int = 200, nlayers: int = 2,
+                 dropout: float = 0.2, tie_weights: bool = False, adaptive_softmax: bool = False,
+                 cutoffs: Sequence[int] | None = None, max_len: int = 5000) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.emsize = emsize
-        self.context_length = max_len
+        self.max_context = max_len
         self.embedding = nn.Embedding(vocab_size, emsize)
         self.positions = PositionalEncoding(emsize, max_len)
         self.drop = nn.Dropout(dropout)
@@ -277,17 +215,10 @@ class TransformerLM(LanguageModel):
             x = block(x)
         return self.norm(x), None
 
-    @property
-    def max_context(self) -> int:
-        return self.context_length
-
     @torch.no_grad()
     def attention_maps(self, tokens: torch.Tensor) -> list[torch.Tensor]:
-        """Attention weights of every layer for `tokens` `(time,)` or `(1, time)`.
-
-        Returns one `(heads, time, time)` tensor per layer (row = query word, column = the
-        earlier word it attends to), computed in eval mode (no dropout).
-        """
+        """Attention weights of one sentence `(time,)` or `(1, time)`, in eval mode: one `(heads, time, time)`
+        tensor per layer (row = query word, column = the earlier word it attends to)."""
         if tokens.dim() == 1:
             tokens = tokens.unsqueeze(0)
         if tokens.size(0) != 1:
@@ -309,23 +240,14 @@ class TransformerLM(LanguageModel):
 
 
 class LSTMLM(LanguageModel):
-    """LSTM language model (embedding -> stacked LSTM -> output layer), as in the example.
+    """LSTM language model (embedding -> stacked LSTM -> output layer), as in the example; its `(h, c)` state can
+    be carried from one bptt window to the next."""
 
-    Its `(h, c)` state can be carried from one bptt window to the next (`carries_state`);
-    `tie_weights` needs `nhid == emsize`.
-    """
+    carries_state = True
 
-    def __init__(
-        self,
-        vocab_size: int,
-        emsize: int = 200,
-        nhid: int = 200,
-        nlayers: int = 2,
-        dropout: float = 0.2,
-        tie_weights: bool = False,
-        adaptive_softmax: bool = False,
-        cutoffs: Sequence[int] | None = None,
-    ) -> None:
+    def __init__(self, vocab_size: int, emsize: int = 200, nhid: int = 200, nlayers: int = 2, dropout: float = 0.2,
+                 tie_weights: bool = False, adaptive_softmax: bool = False,
+                 cutoffs: Sequence[int] | None = None) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, emsize)
@@ -340,10 +262,6 @@ class LSTMLM(LanguageModel):
             state = None  # a batch of another size (e.g. the last, shorter one) starts afresh
         out, state = self.rnn(self.drop(self.embedding(tokens)), state)
         return self.drop(out), state
-
-    @property
-    def carries_state(self) -> bool:
-        return True
 
 
 def detach_state(state: State) -> State:

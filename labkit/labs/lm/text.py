@@ -1,18 +1,5 @@
-"""Language-model pieces around the shared engine: the LM task, text generation, context reach.
-
-* `LMTask` plugs word-level language models into `labkit.engine.fit/evaluate` (the one
-  training loop): a batch of `(inputs, targets)` word ids becomes the mean next-word loss.
-  Recurrent models can carry their hidden state from one bptt window to the next
-  (detached: truncated backpropagation through time); it is reset at each epoch start
-  and each evaluation pass through the engine's `Task.start` hook.
-* `generate` samples text from a trained model: temperature, top-k, a fixed seed gives
-  the same words every time; unknown prompt words become `<unk>` with a note.
-* `conv_receptive_field` / `attention_receptive_field` count how far back each layer of a
-  stack of causal 1-D convolutions or of self-attention layers can see, and
-  `plot_receptive_field`, `plot_attention` and `plot_word_frequencies` draw the lab's figures;
-  `layer_costs` / `layer_cost_table` give one layer's operations, sequential steps, maximum path
-  length and weights for convolution, recurrence and self-attention (Vaswani et al. 2017, Table 1).
-"""
+"""Language-model pieces around the shared engine: the LM task, text generation, context reach and the lab's
+figures."""
 
 from __future__ import annotations
 
@@ -36,23 +23,15 @@ from labkit.tables import Table
 def _language_model(model: nn.Module) -> LanguageModel:
     inner = unwrap(model)
     if not isinstance(inner, LanguageModel):
-        raise TypeError(
-            f"expected a labkit language model (TransformerLM or LSTMLM), got {type(inner).__name__}"
-        )
+        raise TypeError(f"expected a labkit language model (TransformerLM or LSTMLM), got {type(inner).__name__}")
     return inner
 
 
 class LMTask(Task):
-    """Next-word prediction for the engine: `(inputs, targets)` -> `(mean loss, None, targets)`.
-
-    The loss is the mean negative log-likelihood per target word; the engine weights it by
-    the number of target words, so `exp(val_loss)` is the exact perplexity (ask for
-    `metrics=("perplexity",)`). No per-word outputs are returned: building `(tokens, vocab)`
-    scores for accuracy would cost as much as the adaptive softmax saves.
-
-    `carry_state` (default: when the model is recurrent) keeps an LSTM's `(h, c)` between
-    consecutive batches, detached so gradients stop at the window boundary.
-    """
+    """Next-word prediction for the engine: `(inputs, targets)` -> `(mean NLL per word, None, targets)`; the engine
+    weights it by the target count, so `exp(val_loss)` is the exact perplexity. No outputs: `(tokens, vocab)` scores
+    would cost what the adaptive softmax saves. `carry_state` (default: for recurrent models) keeps an LSTM's
+    state between batches, detached (truncated BPTT), reset at each pass by `start`."""
 
     def __init__(self, carry_state: bool | None = None) -> None:
         self.carry_state = carry_state
@@ -61,9 +40,7 @@ class LMTask(Task):
     def start(self, model: nn.Module, training: bool) -> None:
         self.state = None  # a new pass over the text starts from a blank memory
 
-    def __call__(
-        self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, None, torch.Tensor]:
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, None, Any]:
         inputs, targets = batch
         lm = _language_model(model)
         carry = lm.carries_state if self.carry_state is None else self.carry_state
@@ -79,11 +56,7 @@ class LMTask(Task):
 
 
 def next_word_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
-    """Sampling probabilities for the next word from its scores `(vocab,)`.
-
-    softmax(logits / temperature), keeping only the `top_k` highest scores (the others get
-    probability 0 and the kept ones are renormalised). Ties at the k-th score are all kept.
-    """
+    """softmax(logits / temperature) over the `top_k` highest scores `(vocab,)` (ties at the k-th all kept)."""
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature} (use a small value like 0.1 for near-greedy)")
     if top_k is not None and top_k < 1:
@@ -114,27 +87,13 @@ class Generation:
 
 
 @torch.no_grad()
-def generate(
-    model: nn.Module,
-    vocab: Vocabulary,
-    prompt: str | Sequence[str] = "",
-    n_words: int = 50,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int = 0,
-    allow_unk: bool = True,
-    context: int | None = None,
-) -> Generation:
-    """Sample `n_words` words after `prompt` from `model`.
+def generate(model: nn.Module, vocab: Vocabulary, prompt: str | Sequence[str] = "", n_words: int = 50,
+             temperature: float = 1.0, top_k: int | None = None, seed: int = 0, allow_unk: bool = True,
+             context: int | None = None) -> Generation:
+    """Sample `n_words` words after `prompt` (`next_word_probs`), with a private generator seeded by `seed`.
 
-    Each next word is drawn from softmax(scores / `temperature`) — lower temperatures pick
-    likely words, higher ones take more risks — restricted to the `top_k` most likely words
-    when given. A private random generator seeded with `seed` makes the result the same for
-    the same arguments (and leaves the global RNG alone). Prompt words missing from the
-    vocabulary are replaced by `<unk>` and listed in `notes`; an empty prompt starts after an
-    `<eos>` (a new line). `allow_unk=False` never samples `<unk>`. A Transformer reads the
-    last `context` words (default: its positional limit; pass the training `bptt` to stay
-    within the lengths it has learned).
+    Unknown prompt words become `<unk>` (listed in `notes`); an empty prompt starts after an `<eos>`. A
+    Transformer reads the last `context` words (pass the training `bptt` to stay within the lengths it learned).
     """
     next_word_probs(torch.zeros(1), temperature, top_k)  # checks the arguments before any work
     lm = _language_model(model)
@@ -177,20 +136,15 @@ def generate(
             tokens = torch.cat([tokens, pending], dim=1)
     finally:
         lm.train(was_training)
-    shown_prompt = words if words else []
-    return Generation(prompt=shown_prompt, words=vocab.decode(out), unknown=unknown, notes=notes)
+    return Generation(prompt=words, words=vocab.decode(out), unknown=unknown, notes=notes)
 
 
 # --------------------------------------------------------------------------- context reach
 
 
 def conv_receptive_field(n_layers: int, kernel_size: int = 3, dilation_growth: int = 1) -> list[int]:
-    """Words each layer of a stack of causal 1-D convolutions can see, the current one included.
-
-    Layer `l` with kernel `k` and dilation `d_l` adds `(k - 1) * d_l` words of history:
-    `1 + sum_l (k - 1) * d_l`. With `dilation_growth=1` the reach grows linearly (3, 5, 7,
-    ... for k=3); with 2 (WaveNet-style dilations 1, 2, 4, ...) it doubles each layer.
-    """
+    """Words each layer of a stack of causal 1-D convolutions sees, the current one included: `1 + sum_l (k - 1)
+    * d_l` with dilations `d_l = dilation_growth ** l` (1: linear growth; 2, WaveNet-style: doubling)."""
     if n_layers < 1 or kernel_size < 1 or dilation_growth < 1:
         raise ValueError("n_layers, kernel_size and dilation_growth must be at least 1")
     reach, fields = 1, []
@@ -201,11 +155,7 @@ def conv_receptive_field(n_layers: int, kernel_size: int = 3, dilation_growth: i
 
 
 def attention_receptive_field(n_layers: int, context: int) -> list[int]:
-    """Words each causal self-attention layer can see: the whole context window from layer 1.
-
-    One attention layer connects the last position directly to every earlier one inside the
-    window of `context` words, so depth adds no reach (it adds ways to combine what is seen).
-    """
+    """Words each causal self-attention layer sees: the whole window from layer 1 (depth adds no reach)."""
     if n_layers < 1 or context < 1:
         raise ValueError("n_layers and context must be at least 1")
     return [context] * n_layers
@@ -259,9 +209,8 @@ def layer_cost_table(context: int, d_model: int, kernel_size: int = 3) -> Table:
                   "max path length", "weights"], rows, numeric_from=1)
 
 
-def plot_receptive_field(
-    n_layers: int = 8, context: int = 35, kernel_size: int = 3, figure: Figure | None = None
-) -> Figure:
+def plot_receptive_field(n_layers: int = 8, context: int = 35, kernel_size: int = 3,
+                         figure: Figure | None = None) -> Figure:
     """Reach per layer: causal convolutions (plain and dilated) vs one self-attention layer."""
     fig = figure or new_figure((6.4, 3.8))
     ax = fig.subplots()
@@ -283,15 +232,10 @@ def plot_receptive_field(
     return fig
 
 
-def plot_attention(
-    weights: torch.Tensor, words: Sequence[str], title: str = "attention", figure: Figure | None = None,
-    note: str = "",
-) -> Figure:
-    """Heat-map(s) of attention weights: `(time, time)` or `(heads, time, time)`, rows = queries.
-
-    `title` (with `note`, e.g. "smoke size: synthetic text") is the figure's title; each panel is
-    titled by its head. The figure grows with the longest word so no label or title is cut off.
-    """
+def plot_attention(weights: torch.Tensor, words: Sequence[str], title: str = "attention",
+                   figure: Figure | None = None, note: str = "") -> Figure:
+    """Heat-map(s) of attention weights `(time, time)` or `(heads, time, time)`, rows = queries, one panel a head;
+    the figure grows with the longest word so no label is cut off."""
     weights = weights.detach().float().cpu()
     if weights.dim() == 2:
         weights = weights.unsqueeze(0)
@@ -317,10 +261,7 @@ def plot_attention(
 
 
 def pick_sentence(corpus: Corpus, split: str, min_words: int = 8, max_words: int = 16) -> list[str]:
-    """The first line of `split` with `min_words`..`max_words` words and no heading (`=`) or `<unk>`.
-
-    A short, clean sentence for attention heat-maps and prompts.
-    """
+    """The first line of `split` with `min_words`..`max_words` words and no heading (`=`) or `<unk>`."""
     words = corpus.vocab.decode(corpus[split])
     line: list[str] = []
     for word in words:

@@ -1,11 +1,7 @@
 """Lab 03: MNIST CNN — MyConvNet and a fast small CNN, optimizer and schedule comparisons, early stopping.
 
-The lab is a config (`Config`: sizes and recipes), data, a model and its own analyses; training goes
-through `labkit.runner.run`. The data are tensor-resident (`labkit.data.tensor_loader.TensorLoader`):
-the whole split is one uint8 tensor, batches are index gathers and random shifts are batched
-(`RandomShift`), so an epoch of MNIST costs seconds on a laptop CPU. Model selection is on the
-validation split (`val_accuracy` picks `best.pt`); the test split is evaluated once, at the end,
-for the chosen checkpoint.
+The data are tensor-resident (`TensorLoader`, batched random shifts); `val_accuracy` picks `best.pt` and the
+test split is evaluated once, for the chosen checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from labkit.data.tensor_loader import TensorLoader
 from labkit.device import model_device
 from labkit.distributed import DistributedContext, per_rank_batch_size
 from labkit.engine import SupervisedTask, evaluate, predict
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, UsageError
 from labkit.lab import LABS, Lab, LabConfig, LabData, option, register
 from labkit.labs.mnist import data as mnist_data
 from labkit.labs.mnist.model import build_model
@@ -41,14 +37,13 @@ from labkit.tables import Table, markdown_table
 #: warm-up over `warmup_epochs`, then constant, per step; onecycle = OneCycleLR per step
 SCHEDULES = ("constant", "step", "warmup", "onecycle")
 MODELS = ("fast", "myconvnet")
-#: the generated MNIST of the smoke size (written once under LABKIT_DATA, in MNIST's IDX format)
+#: the generated MNIST of the smoke size (written once under `synthetic_root()`, in MNIST's IDX format)
 SYNTHETIC = {"n_train": 1200, "n_test": 300}
 
 
 @dataclass(frozen=True)
 class Config(LabConfig):
-    """Lab 03's settings. The defaults are the full size of the default recipe: FastConvNet, AdamW
-    (weight decay 5e-4 on every parameter) with a one-cycle schedule, label smoothing 0.1, random shifts."""
+    """Lab 03's settings; the defaults are the full size of the default recipe."""
 
     epochs: int = option(8, "training epochs", min=1)
     batch_size: int = option(256, "global batch size (under torchrun each process takes batch/N)", min=1)
@@ -94,10 +89,8 @@ class Config(LabConfig):
     myconvnet_lr: float = option(3e-3, "section 8: peak lr of the MyConvNet run", gt=0, cli=False)
 
 
-#: the course's comparison, table label -> recipe: same model (the student's MyConvNet), data, epochs and
-#: seed; only the optimizer, the schedule and the learning rate differ. The three SGD runs diagnose the
-#: student's SGD settings: lr 3e-4 with momentum 1e-5 (momentum in name only), the same lr with momentum
-#: 0.9 (10x the effective step lr / (1 - momentum)), and a learning rate that suits SGD.
+#: the course's comparison, table label -> recipe: same model (MyConvNet), data, epochs and seed; only the
+#: optimizer, schedule and lr differ. The SGD runs diagnose the student's lr 3e-4 with momentum 1e-5.
 COMPARISONS: dict[str, str] = {
     "Adam, constant": "adam-constant",
     "Adam + StepLR": "adam-step",
@@ -107,15 +100,12 @@ COMPARISONS: dict[str, str] = {
     "SGD, lr 3e-4, momentum 0.9": "sgd-student-momentum",
     "SGD, lr 0.05, Nesterov momentum 0.9": "sgd-momentum",
 }
-#: StepLR of the comparison: the learning rate halves after every epoch, so it visibly decays within
-#: even a 3-epoch run (1, 0.5, 0.25 x the start); a StepLR(2, 0.9) would reach only 0.81x in 6 epochs
+#: StepLR of the comparison: the lr halves every epoch, so it visibly decays within even a 3-epoch run
 STEP = {"step_size": 1, "gamma": 0.5}
 
 
 @register
 class MNIST(Lab):
-    """Lab 03: FastConvNet (default) or MyConvNet on MNIST; best checkpoint by validation accuracy."""
-
     name = "mnist"
     title = "Lab 03: MNIST CNN"
     Config = Config
@@ -170,17 +160,12 @@ class MNIST(Lab):
         if not getattr(args, "compare", False):
             return None  # the runner's default: one run, then report
         if getattr(args, "resume", None) is not None:
-            from labkit.cli import UsageError
-
             raise UsageError("--compare trains five new runs; it cannot --resume a checkpoint.")
         return compare_main(cfg)
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
-        """`labkit reproduce mnist`: the default recipe (FastConvNet, section 3) and the optimizer x schedule
-        comparison on MyConvNet (section 4), with the chosen set-up's test accuracy evaluated once; figures
-        curves.png (per run) and compare.png. At full size the default recipe only: the comparison's seven
-        6-epoch MyConvNet runs on all 50,000 images would take ~5 h on a 2-core CPU (~100 images/s), so
-        its committed reference is the laptop size's."""
+        """`labkit reproduce mnist`: the default recipe and the MyConvNet comparison (the chosen set-up's test
+        accuracy once). At full size the default recipe only: the comparison would take ~5 h on a 2-core CPU."""
         out = Path(out_dir)
         cfg = self.config(size, out=str(out / "default"))
         data = runner.load_data(self, cfg)
@@ -197,7 +182,7 @@ class MNIST(Lab):
         runs = compare(cfg.replace(out=str(out)), data)
         best = chosen_setup(runs)
         for label, run in runs.items():
-            records[f"compare: {label}"] = {**numbers(run), "last_lr": lr_at_epochs(run)[-1]}
+            records[f"compare: {label}"] = {**numbers(run), "last_lr": run.history.lr[-1]}
         records[f"compare: {best}"]["chosen"] = True
         records[f"compare: {best}"]["test_accuracy"] = accuracy(runs[best].model, data.source, "test")
         plot_comparison(runs, size, path=out / "compare.png")
@@ -205,9 +190,12 @@ class MNIST(Lab):
 
     def report(self, run: runner.Run) -> dict[str, Any]:
         h = run.history
+        if not len(h):
+            print(f"no epoch completed ({h.stop_reason or 'stopped'}): no results to report")
+            return {}
         print(h.table([k for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in h]))
         if h.diverged or "val_accuracy" not in h:
-            print(h.stop_reason or "no validation results")
+            print(f"{h.stop_reason or 'no validation results'}: no best epoch or test accuracy to report")
             return {}
         epoch, best = h.best("val_accuracy")
         print(f"best val accuracy {100 * best:.2f} % at epoch {epoch}; its test accuracy "
@@ -216,21 +204,20 @@ class MNIST(Lab):
         return {}
 
 
-LAB = LABS[MNIST.name]  # the registered instance
+LAB = LABS[MNIST.name]
 
 
-# --- data -----------------------------------------------------------------------------------------
+def synthetic_root() -> Path:
+    """Where the smoke size generates its MNIST: a cache folder, never LABKIT_DATA (read-only on a course server)."""
+    return _config.cache_dir() / "synthetic" / "mnist"
+
 
 def read_mnist(cfg: Config) -> mnist_data.MNISTData:
-    """MNIST split into train/val/test (the validation split seeded by `cfg.seed`).
-
-    From `cfg.data` at every size (torchvision's `MNIST/raw` layout or the course's `.pth` tensor
-    files); without it the smoke size writes (once) and reads tiny generated MNIST in the IDX format
-    under `config.synthetic_dir("mnist")`, the other sizes read real MNIST from LABKIT_DATA or the shared copy.
-    """
+    """MNIST split into train/val/test (val seeded by `cfg.seed`): `cfg.data` at every size (IDX or `.pth`);
+    without it generated MNIST at smoke size, else real MNIST from LABKIT_DATA or the shared copy."""
     root: str | Path | None = cfg.data
     if cfg.size == "smoke" and root is None:
-        root = _config.synthetic_dir("mnist")
+        root = synthetic_root()
         if not mnist_data.idx_available(root):
             mnist_data.write_synthetic_mnist(root, seed=0, **SYNTHETIC)
     return mnist_data.load_mnist(root, download=cfg.download, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
@@ -252,8 +239,7 @@ def loader(source: mnist_data.MNISTData, split: str, batch_size: int = 2000, dev
 
 def lab_data(cfg: Config, source: mnist_data.MNISTData,
              ctx: DistributedContext | torch.device | None = None) -> LabData:
-    """The runner's loaders of `source` for `cfg` on `ctx.device` (or on a device, in one process; default the
-    CPU): train shuffled and shifted, with batch = global batch / world size; every split sharded by rank."""
+    """The runner's loaders of `source` for `cfg` on `ctx.device` (or a device; default the CPU), sharded by rank."""
     if not isinstance(ctx, DistributedContext):
         ctx = DistributedContext(0, 1, 0, torch.device(ctx or "cpu"), None)
     shard = {"rank": ctx.rank, "world_size": ctx.world_size, "device": ctx.device}
@@ -285,24 +271,21 @@ def with_recipe(cfg: Config, recipe: str, **changes: Any) -> Config:
 
 
 def myconvnet_config(cfg: Config, out: str | Path | None = None) -> Config:
-    """Section 8's run of the student's MyConvNet: the default recipe with the section's epochs, batch and lr."""
+    """Section 8's MyConvNet run: the default recipe with the section's epochs, batch and lr."""
     return cfg.replace(model="myconvnet", epochs=cfg.myconvnet_epochs, batch_size=cfg.myconvnet_batch,
                        lr=cfg.myconvnet_lr, **({"out": str(out)} if out is not None else {}))
 
 
 def compare_config(cfg: Config, label: str, out: str | Path | None = None) -> Config:
-    """The config of one comparison run: `cfg` with the section-4 model, epochs and batch, and the
-    comparison's recipe (optimizer, schedule, lr) on top."""
+    """One comparison run's config: the section-4 model, epochs and batch, and the comparison's recipe."""
     return with_recipe(cfg.replace(model=cfg.compare_model, epochs=cfg.compare_epochs, batch_size=cfg.compare_batch),
                        COMPARISONS[label], **({"out": str(out)} if out is not None else {}))
 
 
 def compare(cfg: Config, data: LabData | None = None, labels: Sequence[str] = tuple(COMPARISONS), *,
             progress: bool | None = None, write_files: bool = True) -> dict[str, runner.Run]:
-    """One run per comparison (`compare_config`): same model, data, epochs and seed for all; each into
-    OUT/compare/<recipe>. The runs see only the train and validation images (the first `compare_images`
-    and `compare_val_images` of `data`, default `runner.load_data`): the test split is looked at once, for
-    the set-up chosen on validation (`chosen_setup`)."""
+    """One run per comparison (`compare_config`) into OUT/compare/<recipe>, on the first `compare_images` /
+    `compare_val_images` of `data` and no test images: the test split is for the chosen set-up, once."""
     unknown = [label for label in labels if label not in COMPARISONS]
     if unknown:
         raise LabkitError(f"unknown comparison {unknown[0]!r}: choose from {', '.join(COMPARISONS)}.")
@@ -318,15 +301,10 @@ def compare(cfg: Config, data: LabData | None = None, labels: Sequence[str] = tu
 
 
 def chosen_setup(runs: Mapping[str, runner.Run]) -> str:
-    """The comparison run with the best validation accuracy (the first of equals): the one to test."""
+    """The comparison run with the best validation accuracy (the first of equals)."""
     if not runs:
         raise LabkitError("no comparison runs to choose from.")
     return max(runs, key=lambda name: runs[name].history.best("val_accuracy")[1])
-
-
-def lr_at_epochs(run: runner.Run) -> list[float]:
-    """The learning rate of each epoch of a run (what StepLR did to it)."""
-    return list(run.history["lr"])
 
 
 def histories(runs: Mapping[str, runner.Run]) -> dict[str, Any]:
@@ -339,13 +317,12 @@ def _test_accuracy(run: runner.Run) -> float:
 
 
 def comparison_table(runs: Mapping[str, runner.Run]) -> Table:
-    """Final train loss, best val accuracy (epoch), the lr of the first and last epoch, seconds: validation
-    only (the test split is for the chosen set-up, once)."""
+    """Final train loss, best val accuracy (epoch), first and last lr, seconds (no test split)."""
     rows = []
     for name, run in runs.items():
         h = run.history
         epoch, val = h.best("val_accuracy")
-        lrs = lr_at_epochs(run)
+        lrs = h.lr
         rows.append([name, f"{h.last('train_loss'):.4f}", f"{100 * val:.2f} % ({epoch})",
                      f"{lrs[0]:.2g} → {lrs[-1]:.2g}", f"{h.total_seconds:.1f}"])
     return Table(["run", "final train loss", "best val acc (epoch)", "lr, first → last epoch", "seconds"], rows,
@@ -353,8 +330,7 @@ def comparison_table(runs: Mapping[str, runner.Run]) -> Table:
 
 
 def compare_main(cfg: Config) -> dict[str, float]:
-    """`labkit run mnist --compare`: the runs, their table, the chosen set-up's test accuracy (once), and two
-    figures in the output folder."""
+    """`labkit run mnist --compare`: the runs, their table and figure, the chosen set-up's test accuracy."""
     from labkit.files import write_text_atomic
 
     cfg = cfg.replace(compare_epochs=cfg.epochs)
@@ -374,13 +350,11 @@ def compare_main(cfg: Config) -> dict[str, float]:
 
 
 def size_note(size: str) -> str:
-    """' (smoke size, synthetic data)' for figures made at smoke size, else ''."""
     return " (smoke size, synthetic data)" if size == "smoke" else ""
 
 
 def plot_comparison(runs: Mapping[str, runner.Run], size: str = "", path: str | Path | None = None) -> Figure:
-    """Validation accuracy, train loss and learning rate per epoch of each comparison run (one colour per run
-    in all three panels), integer epoch ticks."""
+    """Validation accuracy, train loss and lr per epoch, one colour per run."""
     fig = new_figure((15, 3.8))
     axes = fig.subplots(1, 3)
     hist = histories(runs)
@@ -411,16 +385,12 @@ def accuracy(model: nn.Module, source: mnist_data.MNISTData, split: str = "test"
 
 
 def argmax_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The right way: the predicted class is the one with the largest logit (count / n, exact: a float32 mean
-    over 10,000 images is off by ~1e-8)."""
+    """The right way: the class with the largest logit (count / n: exact, unlike a float32 mean)."""
     return int((logits.argmax(dim=1) == labels).sum()) / len(labels)
 
 
 def sampled_accuracy(logits: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> float:
-    """The classic mistake: draw a label from softmax(logits) instead of taking the argmax.
-
-    It scores a random guess, so it is lower than the real accuracy and changes from run to run.
-    """
+    """The classic mistake: a label drawn from softmax(logits) instead of the argmax (lower, and random)."""
     gen = torch.Generator().manual_seed(seed)
     drawn = torch.multinomial(torch.softmax(logits.float(), dim=1), 1, generator=gen).squeeze(1)
     return int((drawn == labels).sum()) / len(labels)
@@ -443,9 +413,7 @@ class SoftmaxOutput(nn.Module):
 
 def softmax_mistake(cfg: Config, data: LabData | None = None, *,
                     progress: bool | None = None) -> dict[str, runner.Run]:
-    """Train the same model twice (same seed, `data` loaded for `cfg`): logits into CrossEntropyLoss, and
-    softmax into it. Both use plain cross-entropy (no label smoothing), so the only difference is the softmax.
-    """
+    """The same model trained twice (same seed, plain cross-entropy): logits, and softmax, into the loss."""
     cfg = cfg.replace(label_smoothing=0.0)
     out = runner.default_out_dir(LAB, cfg) / "softmax-mistake"
     options = {"data": data, "task": SupervisedTask(nn.CrossEntropyLoss()), "progress": progress,
@@ -512,11 +480,8 @@ def plot_class_counts(source: mnist_data.MNISTData, size: str = "", path: str | 
 
 def plot_confusion_matrix(matrix: torch.Tensor, title: str = "confusion matrix (test)", size: str = "",
                           path: str | Path | None = None) -> Figure:
-    """Counts, coloured by the mistakes only (the diagonal is blank, its counts in grey), so they stand out.
-
-    The colour scale starts at 0 mistakes (white) and reaches at least 1, so a matrix with no mistakes is
-    white with a 0..1 colour bar (and says so in its title) instead of a solid colour over a −0.1..0.1 bar.
-    """
+    """Counts, coloured by the mistakes only (diagonal counts in grey); the scale spans at least 0..1, so a
+    matrix with no mistakes is white (and says so) instead of a solid colour over a −0.1..0.1 bar."""
     matrix = torch.as_tensor(matrix)
     if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
         raise LabkitError(f"a confusion matrix is square (classes x classes), got shape {tuple(matrix.shape)}.")

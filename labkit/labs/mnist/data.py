@@ -1,20 +1,12 @@
-"""MNIST in its two on-disk forms, a seeded train/valid split, and tiny synthetic MNIST.
-
-* torchvision's layout: `<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`
-  (IDX files, uncompressed and/or `.gz`), downloaded with an md5 check from the
-  first mirror that answers;
-* the course's tensor files: `train_data.pth`, `train_labels.pth`,
-  `test_data.pth`, `test_labels.pth` (uint8 images (N, 28, 28), int64 labels (N,)).
-
-`load_mnist()` reads either form into uint8 tensors, checks them, and splits the
-training images into train and valid with a seeded permutation (default 1/6 valid);
-the test split is never used for model selection. `write_synthetic_mnist()` writes
-a tiny, learnable stand-in in the real IDX layout for smoke runs and tests.
+"""MNIST as torchvision's IDX files (`<root>/MNIST/raw/`, plain or .gz, md5-checked download) or the course's
+tensor files (`train_data.pth`, ...), read into checked uint8 tensors with a seeded train/valid split; tiny
+learnable synthetic MNIST in the IDX layout for smoke runs and tests.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 import struct
@@ -61,9 +53,6 @@ _IDX_DTYPES = {0x08: torch.uint8, 0x09: torch.int8, 0x0B: torch.int16, 0x0C: tor
                0x0D: torch.float32, 0x0E: torch.float64}
 
 
-# ---------------------------------------------------------------------------------------------
-# IDX files
-# ---------------------------------------------------------------------------------------------
 
 def raw_folder(root: str | os.PathLike) -> Path:
     """Where torchvision keeps the IDX files under `root`."""
@@ -96,7 +85,7 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         raise DataError(f"{path} is truncated: its header promises {ndim} dimensions.")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     itemsize = torch.empty((), dtype=dtype).element_size()
-    expected = header + itemsize * _prod(shape)
+    expected = header + itemsize * math.prod(shape)
     if len(data) != expected:
         raise DataError(
             f"{path} has {len(data):,} bytes but its header {tuple(shape)} needs {expected:,}: the file is "
@@ -124,13 +113,6 @@ def write_idx(path: str | os.PathLike, tensor: torch.Tensor) -> Path:
     return path
 
 
-def _prod(shape: Sequence[int]) -> int:
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
-
-
 def _find_idx(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
@@ -156,7 +138,7 @@ def load_idx_split(root: str | os.PathLike, split: str) -> tuple[torch.Tensor, t
             raise DataError(_missing_message(root, [folder / name]))
         paths.append(found)
     images, labels = (read_idx(p) for p in paths)
-    return validate(images, labels, source=f"{paths[0].name} / {paths[1].name}")
+    return validate(images, labels, source=f"{paths[0]} (labels {paths[1].name})")
 
 
 def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
@@ -169,14 +151,10 @@ def _missing_message(root: str | os.PathLike, missing: Sequence[Path]) -> str:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# download
-# ---------------------------------------------------------------------------------------------
 
 def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str] = MIRRORS,
                    checksums: Mapping[str, str] = GZ_MD5) -> Path:
-    """Download the four .gz archives into `root/MNIST/raw` (`labkit.files.fetch`: md5-checked, mirrors tried
-    in order) and unpack them beside themselves; files already present and intact are kept. Returns the folder."""
+    """Download the four .gz archives into `root/MNIST/raw` (md5-checked, mirrors in order) and unpack them."""
     folder = raw_folder(root if root is not None else config.data_root())
     for archive, md5 in checksums.items():
         gz = fetch([mirror.rstrip("/") + "/" + archive for mirror in mirrors], folder, archive, md5=md5)
@@ -187,9 +165,6 @@ def download_mnist(root: str | os.PathLike | None = None, mirrors: Sequence[str]
     return folder
 
 
-# ---------------------------------------------------------------------------------------------
-# the course's .pth tensor files
-# ---------------------------------------------------------------------------------------------
 
 def pth_available(folder: str | os.PathLike) -> bool:
     """True when the four course tensor files are in `folder`."""
@@ -230,32 +205,29 @@ def load_pth_split(folder: str | os.PathLike, split: str) -> tuple[torch.Tensor,
                 f"{path} holds a {type(value).__name__}, expected one tensor saved with torch.save(tensor, path)."
             )
         loaded.append(value)
-    return validate(loaded[0], loaded[1], source=f"{PTH_FILES[split][0]} / {PTH_FILES[split][1]} in {folder}")
+    return validate(loaded[0], loaded[1], source=f"{folder / PTH_FILES[split][0]} (labels {PTH_FILES[split][1]})")
 
 
-# ---------------------------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------------------------
 
 def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") -> tuple[torch.Tensor, torch.Tensor]:
-    """Check and normalise one split: uint8 images (N, 28, 28) and int64 labels (N,) in 0..9.
-
-    Accepted too, and converted: images (N, 1, 28, 28); float images scaled to [0, 1];
-    labels of any integer dtype. Anything else raises DataError saying what was found.
-    """
+    """Check and normalise one split to uint8 images (N ≥ 1, 28, 28) and int64 labels in 0..9; (N, 1, 28, 28),
+    finite float images in [0, 1] and any integer labels are converted; anything else is a DataError."""
     expected = "uint8 images of shape (N, 28, 28) (or float in [0, 1]) and integer labels of shape (N,)"
     if images.dim() == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.dim() != 3 or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{source}: images have shape {tuple(images.shape)}; expected {expected}.")
+    if not len(images):
+        raise DataError(f"{source} holds 0 images; expected {expected} with N ≥ 1 (an empty split would report "
+                        "its accuracy as nan). Fix: re-create the file from the MNIST data.")
     if images.is_floating_point():
-        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum()) if images.numel() else 0
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
         if bad:
             raise DataError(
                 f"{source}: {bad} of {len(images)} images hold NaN or infinite pixels; expected {expected}. "
                 "Fix: re-create the file from the raw MNIST pixels (a NaN usually comes from dividing by a zero "
                 "std or from an uninitialised tensor).")
-        if images.numel() and (images.min() < 0 or images.max() > 1):
+        if images.min() < 0 or images.max() > 1:
             raise DataError(
                 f"{source}: float images range over [{images.min():.3g}, {images.max():.3g}]; expected uint8 "
                 "0..255 or float in [0, 1] (un-normalised: save the raw pixels, not (x - mean) / std)."
@@ -271,16 +243,13 @@ def validate(images: torch.Tensor, labels: torch.Tensor, source: str = "MNIST") 
     if len(labels) != len(images):
         raise DataError(f"{source}: {len(images)} images but {len(labels)} labels; they must pair up.")
     labels = labels.long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise DataError(
             f"{source}: labels range over {int(labels.min())}..{int(labels.max())}; expected digits 0..9."
         )
     return images.contiguous(), labels.contiguous()
 
 
-# ---------------------------------------------------------------------------------------------
-# the splits a lab trains on
-# ---------------------------------------------------------------------------------------------
 
 def split_indices(n: int, valid_fraction: float = 1 / 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, valid) index tensors of a seeded permutation of range(n); same seed, same split."""
@@ -340,11 +309,8 @@ def default_root() -> Path:
 def load_splits(root: str | os.PathLike | None = None, download: bool = False,
                 source: str = "auto"
                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], str]:
-    """((train images, labels), (test images, labels), description) from `root` in either form.
-
-    `root` is torchvision's root (holding MNIST/raw), a folder with the course's .pth files,
-    or MNIST/raw itself. `source` forces 'idx' or 'pth'.
-    """
+    """((train images, labels), (test images, labels), description) from torchvision's root, MNIST/raw itself or
+    a folder of the course's .pth files; `source` forces 'idx' or 'pth'."""
     if source not in ("auto", "idx", "pth"):
         raise ValueError(f"source must be 'auto', 'idx' or 'pth', not {source!r}.")
     root = Path(root) if root is not None else default_root()
@@ -362,19 +328,14 @@ def load_splits(root: str | os.PathLike | None = None, download: bool = False,
 
 def load_mnist(root: str | os.PathLike | None = None, *, download: bool = False, valid_fraction: float = 1 / 6,
                seed: int = 0, source: str = "auto") -> MNISTData:
-    """Load MNIST (IDX or .pth) and split train into train/valid with a seeded permutation.
-
-    The test split is kept whole and never used for selection. Default `root`: see `default_root()`.
-    """
+    """Load MNIST (IDX or .pth; default root `default_root()`), train split into train/valid by a seeded
+    permutation; the test split is kept whole."""
     (images, labels), (test_images, test_labels), where = load_splits(root, download, source)
     train_idx, val_idx = split_indices(len(labels), valid_fraction, seed)
     return MNISTData(images[train_idx], labels[train_idx], images[val_idx], labels[val_idx],
                      test_images, test_labels, where)
 
 
-# ---------------------------------------------------------------------------------------------
-# tiny synthetic MNIST
-# ---------------------------------------------------------------------------------------------
 
 # seven-segment strokes: (row0, col0, row1, col1) boxes inside the 28 x 28 canvas
 _SEGMENTS = {
@@ -413,11 +374,7 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def write_synthetic_mnist(root: str | os.PathLike, n_train: int = 1200, n_test: int = 300, seed: int = 0) -> Path:
-    """Write tiny learnable MNIST in torchvision's layout (IDX, plain and .gz) under `root/MNIST/raw`.
-
-    `torchvision.datasets.MNIST(root, download=False)` and `load_mnist(root)` both read it.
-    Returns `root`.
-    """
+    """Write tiny learnable MNIST in torchvision's layout (IDX, plain and .gz) under `root/MNIST/raw`."""
     root = Path(root)
     folder = raw_folder(root)
     splits = {"train": synthetic_digits(n_train, seed), "test": synthetic_digits(n_test, seed + 1)}

@@ -4,19 +4,14 @@
     labkit run tiny-imagenet --resume runs/tiny-imagenet/checkpoints/epoch_005.pt    # trains epochs 6-10
     labkit run tiny-imagenet --resume runs/tiny-imagenet/checkpoints/best.pt --evaluate
     labkit compare runs/tiny-imagenet/checkpoints/epoch_005.pt runs/tiny-imagenet/checkpoints/epoch_010.pt
-    torchrun --standalone --nproc_per_node=8 -m labkit run tiny-imagenet --epochs 10
-
-The lab is a config, a model (`labkit.labs.tiny_imagenet.model`) and the data (`labkit.labs.tiny_imagenet.data`);
-`labkit.runner.run` does the training (SGD, the schedule, top-1/top-5 on val each epoch, TensorBoard,
-last/best/epoch_NNN checkpoints, DDP under torchrun). Its own: evaluating a checkpoint, comparing two
-image by image, the ablations.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,19 +20,18 @@ import torch
 from torch import nn
 
 from labkit import config, runner
+from labkit.checkpoint import LENGTH_SHAPED_SCHEDULES, load_checkpoint
 from labkit.distributed import per_rank_batch_size
 from labkit.engine import evaluate, predict
-from labkit.errors import CheckpointError, DataError, UsageError
+from labkit.errors import CheckpointError, DataError, LabkitError, UsageError
 from labkit.lab import Lab, LabConfig, LabData, option, register
 from labkit.labs.tiny_imagenet import data as tiny
 from labkit.labs.tiny_imagenet.model import ARCHS, build_model, parse_arch
 
 METRICS = ("accuracy", "top5")
-#: the schedules of this lab (labkit.optim): constant is "no lr decay"
 SCHEDULES = ("cosine", "step", "onecycle", "constant")
 #: ResNet options whose defaults give torchvision's ResNet18 (the course model, pretrained weights)
 MODEL_DEFAULTS = {"width": 64, "dropout": 0.0, "batch_norm": True, "residual": True}
-#: the generated data set smoke runs write once under config.synthetic_dir
 SMOKE_DATA = {"n_classes": 10, "n_train_per_class": 16, "n_val_per_class": 6, "seed": 0}
 #: one change at a time from the baseline (a ResNet-18 shape, cosine decay); `depth` sets the arch's depth
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -126,17 +120,11 @@ class TinyImageNetLab(Lab):
     title = "Lab 04: ResNet18 on Tiny-ImageNet"
     Config = Config
     sizes: ClassVar[dict[str, dict[str, Any]]] = {
-        # a narrow ResNet-10 on 10 generated classes (16 train / 6 val JPEGs each): seconds on a CPU
         "smoke": {"arch": "resnet10", "width": 8, "epochs": 3, "batch_size": 32, "at_epochs": (1, 2),
                   "ablation_epochs": 1, "ablation_width": 4},
-        # real data: 50 train images per class of all 200 classes (the subset in ../shared/datasets, or the
-        # first 50 of each class of the full set) and the 10,000 val images, on a 2-core CPU: a ResNet-18 at
-        # width 8 (~3 M multiply-adds per image instead of 148 M), 10 epochs, checkpoints of epochs 7 and 10
-        # (the resume trains 3 epochs); the ablations 4 epochs each at width 8. The whole notebook ran in
-        # 15 min 12 s with two other training jobs on the same 2 cores (8.6 CPU-minutes); the reference
-        # run's numbers and wall times are in results/tiny-imagenet/laptop/reference.json.
+        # 50 train images of each of the 200 classes, all 10,000 val ones; a width-8 ResNet-18 (~3 M
+        # multiply-adds an image): the notebook took 15 min on a shared 2-core CPU (results/tiny-imagenet/laptop)
         "laptop": {"width": 8, "train_per_class": 50, "at_epochs": (7, 10), "ablation_epochs": 4, "ablation_width": 8},
-        # the course: ResNet18, 10 epochs, batch 128, checkpoints of epochs 5 and 10 (a GPU recommended)
         "full": {},
     }
     metrics = METRICS
@@ -177,10 +165,21 @@ class TinyImageNetLab(Lab):
         return torch.zeros(1, 3, tiny.IMAGE_SIZE, tiny.IMAGE_SIZE, device=data.train.device)
 
     def report(self, run: runner.Run) -> dict[str, Any]:
+        """The per-epoch table and the best epoch; what a diverged or cut-short run lacks is skipped, saying why."""
         history = run.history
         if not len(history):
+            print("no epoch completed (stopped inside the first): no table, no best epoch")
             return {}
-        print(history.table(["train_loss", "train_top5", "val_loss", "val_accuracy", "val_top5"]))
+        keys = [k for k in ("train_loss", "train_top5", "val_loss", "val_accuracy", "val_top5") if k in history]
+        whole = [k for k in keys if len(history[k]) == len(history)]
+        print(history.table(whole))
+        if len(whole) < len(keys):
+            print(f"not in the table: {', '.join(sorted(set(keys) - set(whole)))} (not measured every epoch"
+                  + ("; the run diverged)" if history.diverged else ")"))
+        finite = "val_accuracy" in history and any(math.isfinite(v) for v in history["val_accuracy"])
+        if not finite:
+            print("no finite val top-1: no best epoch" + (" (the run diverged)" if history.diverged else ""))
+            return {}
         epoch, best = history.best("val_accuracy")
         top5 = history["val_top5"][epoch - 1]
         where = f"; checkpoints, curves and TensorBoard logs under {run.out_dir}/" if run.out_dir else ""
@@ -217,10 +216,12 @@ class TinyImageNetLab(Lab):
 
     def main(self, cfg: Config, args: argparse.Namespace) -> dict[str, Any] | None:
         if not getattr(args, "evaluate", False):
+            if getattr(args, "resume", None) is not None:  # training on from other classes would mislabel them
+                root = find_root(cfg)
+                _check_classes(args.resume, load_checkpoint(args.resume).config.get("model_info") or {},
+                               tiny.read_wnids(root), root)
             return None  # the runner's default: one run, then report
         if args.resume is None:
-            from labkit.cli import UsageError
-
             raise UsageError("--evaluate needs the checkpoint to evaluate: --resume CKPT --evaluate")
         result = evaluate_checkpoint(args.resume, cfg=cfg)
         print(f"{args.resume}: val loss {result['loss']:.4f}, top-1 {100 * result['accuracy']:.2f} %, "
@@ -245,8 +246,9 @@ LAB = TinyImageNetLab()
 # --- data ----------------------------------------------------------------------------------------
 
 def smoke_data_root() -> Path:
-    """Where smoke runs keep their generated Tiny-ImageNet (written on first use, official layout)."""
-    base = config.synthetic_dir("tiny-imagenet")
+    """The generated Tiny-ImageNet of smoke runs, written on first use under the cache (never into LABKIT_DATA,
+    which a course server may mount read-only)."""
+    base = config.cache_dir() / "synthetic" / "tiny-imagenet"
     if not (base / tiny.FOLDER / "val" / "val_annotations.txt").is_file():
         tiny.write_synthetic_tiny_imagenet(base, **SMOKE_DATA)
     return base / tiny.FOLDER
@@ -278,16 +280,24 @@ def load_tiny_run(checkpoint: str | os.PathLike, device: str | torch.device | No
     return run
 
 
-def _check_classes(name: str | os.PathLike, run: runner.Run, data: LabData) -> None:
-    if int(run.info["num_classes"]) != data.info["num_classes"]:
-        raise CheckpointError(f"{name} predicts {run.info['num_classes']} classes but the data at {data.source.root} "
-                              f"have {data.info['num_classes']}: use the data set it was trained on (--data).")
-    saved, here = run.info.get("wnids"), data.info.get("wnids")
-    if saved and here and list(saved) != list(here):
-        differ = next(i for i, (a, b) in enumerate(zip(saved, here)) if a != b)
-        raise CheckpointError(f"{name} was trained on other classes than the data at {data.source.root}: its class "
-                              f"{differ} is {saved[differ]}, the data's is {here[differ]}. Its predictions would be "
-                              "scored against the wrong labels: use the data set it was trained on (--data).")
+def _check_classes(name: str | os.PathLike, info: Mapping[str, Any], wnids: Sequence[str], root: Path) -> None:
+    """Refuse a checkpoint trained on other classes than the data at `root` (its scores would be mislabelled)."""
+    saved = list(info.get("wnids") or [])
+    count = int(info.get("num_classes", len(saved)))
+    if count == len(wnids) and (not saved or saved == list(wnids)):
+        return
+    fix = (" Its predictions would be scored against the wrong labels: use the data set it was trained on "
+           "(--data PATH, the tiny-imagenet-200 folder of its run).")
+    if not saved:
+        raise CheckpointError(f"{name} predicts {count} classes but the data at {root} have {len(wnids)}.{fix}")
+    only_ckpt, only_data = sorted(set(saved) - set(wnids)), sorted(set(wnids) - set(saved))
+    differ = next((i for i, (a, b) in enumerate(zip(saved, wnids)) if a != b), None)
+    detail = f"its class {differ} is {saved[differ]}, the data's is {wnids[differ]}; " if differ is not None else ""
+    detail += (f"{len(only_ckpt)} of its {len(saved)} classes are not in the data ({', '.join(only_ckpt[:3]) or '-'}"
+               f"{', ...' if len(only_ckpt) > 3 else ''}) and {len(only_data)} of the data's {len(wnids)} are not "
+               f"among its own ({', '.join(only_data[:3]) or '-'}{', ...' if len(only_data) > 3 else ''})"
+               if only_ckpt or only_data else "the same classes in another order")
+    raise CheckpointError(f"{name} was trained on other classes than the data at {root}: {detail}.{fix}")
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, data: LabData | None = None, *,
@@ -300,7 +310,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data: LabData | None = No
     run = load_tiny_run(checkpoint)
     cfg = cfg or run.config
     data = data if data is not None else runner.load_data(LAB, cfg)  # the device is decided there, once
-    _check_classes(checkpoint, run, data)
+    _check_classes(checkpoint, run.info, data.info["wnids"], data.source.root)
     val = data.eval["val"]
     run.model.to(val.device)
     return evaluate(run.model, val, metrics=METRICS, device=val.device, amp=cfg.amp, channels_last=cfg.channels_last,
@@ -329,7 +339,7 @@ def compare_runs(run_a: runner.Run, run_b: runner.Run, data: LabData, out_dir: s
     source, val = data.source, data.eval["val"]
     predicted = []
     for label, run in zip(labels, (run_a, run_b)):
-        _check_classes(label, run, data)
+        _check_classes(label, run.info, data.info["wnids"], source.root)
         outputs, targets = predict(run.model.to(val.device), val, device=val.device, amp=run.config.amp,
                                    channels_last=run.config.channels_last)
         predicted.append(outputs.argmax(1))
@@ -366,9 +376,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 def compare_main(args: argparse.Namespace) -> dict[str, Any]:
     """`labkit compare A.pt B.pt`: the models and the data set come from the checkpoints' own configs."""
     if args.max_images < 1:
-        from labkit.errors import UsageError
-
         raise UsageError(f"--max-images must be at least 1, got {args.max_images}.")
+    out = runner.writable_folder(args.out or config.runs_dir() / "tiny-imagenet-compare")
     run_a, run_b = load_tiny_run(args.ckpt_a), load_tiny_run(args.ckpt_b)
     given = {"data": str(args.data) if args.data else None, "val_per_class": args.val_per_class, "device": args.device}
     cfg = run_a.config.replace(**{k: v for k, v in given.items() if v is not None})
@@ -380,7 +389,6 @@ def compare_main(args: argparse.Namespace) -> dict[str, Any]:
         raise DataError(
             f"{err} {args.ckpt_a.name} was trained on the default data folder, which is not here: pass "
             "--data PATH, the tiny-imagenet-200 folder the checkpoints were trained on.") from None
-    out = args.out or config.runs_dir() / "tiny-imagenet-compare"
     result = compare_runs(run_a, run_b, data, out, args.max_images, labels=(args.ckpt_a.stem, args.ckpt_b.stem))
     print(f"{len(result.rows)} of {result.total} val images are predicted differently; "
           f"top-1 {100 * result.accuracy_a:.2f} % ({args.ckpt_a.name}) vs {100 * result.accuracy_b:.2f} % "
@@ -428,7 +436,6 @@ def resnet_layer_table(model: nn.Module, image_size: int = tiny.IMAGE_SIZE):
     """Every layer of `model` for one (3, image_size, image_size) input: each convolution, batch norm,
     ReLU, block, stage, pooling and the head, with its output shape and parameters
     (`labkit.summary.layer_table` at every depth, so stages and the layers inside them both show)."""
-    from labkit.errors import LabkitError
     from labkit.summary import layer_table
 
     if image_size < 1:
@@ -455,9 +462,6 @@ def resume_plan(run: runner.Run, extra: int | None = None) -> ResumePlan:
     """A resume of `run` that trains further: from its earliest kept `epoch_NNN.pt` before the run's
     end, for `epochs = done + k` with k the epochs the run trained after it (a cosine or one-cycle
     schedule fixes the length: `extra` epochs beyond the planned end need a step or constant schedule)."""
-    from labkit.checkpoint import LENGTH_SHAPED_SCHEDULES, load_checkpoint
-    from labkit.errors import LabkitError
-
     if run.checkpoint_dir is None or not run.checkpoint_dir.is_dir():
         raise LabkitError("resume_plan: the run kept no checkpoints (train it with checkpoints=True).")
     trained = run.history.epoch[-1] if len(run.history) else 0
@@ -499,8 +503,6 @@ def write_tensorboard_extras(run: runner.Run, data: LabData, log_dir: str | os.P
     rest, scored by its softmax probability), and one over all classes together. Returns the tags written
     and what they hold."""
     from torch.utils.tensorboard import SummaryWriter
-
-    from labkit.errors import LabkitError
 
     if max_images < 1 or pr_classes < 1:
         raise LabkitError(f"write_tensorboard_extras: max_images and pr_classes must be at least 1, got "

@@ -1,14 +1,4 @@
-"""One runner for ablation studies: train each variant, tabulate, overlay the curves.
-
-A lab describes its variants as plain settings and says how to train one:
-
-    variants = {"baseline": {}, "no batch norm": {"norm": False}, "no residual": {"residual": False}}
-    result = run_ablation(variants, lambda name, settings: train(**settings))   # -> History each
-    result.save(runs_dir() / "ablation")    # results.md, results.csv, one PNG of curves per key
-    print(result.to_markdown())
-
-The same call runs at smoke size in tests (tiny data, one epoch) and at real size for students.
-"""
+"""Ablation studies: train each variant (`run_ablation(variants, run_one)`), tabulate, overlay the curves."""
 
 from __future__ import annotations
 
@@ -66,18 +56,10 @@ class AblationResult:
         for name, history in self.histories.items():
             val = _values(history, f"val_{metric}")
             train = _values(history, f"train_{metric}")
-            table.append(
-                {
-                    "variant": name,
-                    "settings": _format_settings(self.variants.get(name, {})),
-                    f"final_val_{metric}": val[-1] if val else math.nan,
-                    f"best_val_{metric}": self._best(val),
-                    f"final_train_{metric}": train[-1] if train else math.nan,
-                    "epochs": len(history),
-                    "seconds": self.seconds[name],
-                    "diverged": bool(getattr(history, "diverged", False)),
-                }
-            )
+            table.append({"variant": name, "settings": _format_settings(self.variants.get(name, {})),
+                          f"final_val_{metric}": val[-1] if val else math.nan, f"best_val_{metric}": self._best(val),
+                          f"final_train_{metric}": train[-1] if train else math.nan, "epochs": len(history),
+                          "seconds": self.seconds[name], "diverged": bool(getattr(history, "diverged", False))})
         return table
 
     def best_variant(self) -> str:
@@ -152,21 +134,11 @@ class AblationResult:
         return written
 
 
-def run_ablation(
-    variants: Mapping[str, Mapping[str, Any]],
-    run_one: Callable[[str, dict[str, Any]], History],
-    metric: str = "accuracy",
-    curve_keys: Sequence[str] = (),
-    out_dir: str | Path | None = None,
-    verbose: bool = True,
-) -> AblationResult:
-    """Train every variant with `run_one(name, settings) -> History`, in order, and collect.
-
-    `metric` is the column the table reports (`val_<metric>`, `train_<metric>`);
-    `curve_keys` the History keys plotted by `save` (default val and train `<metric>`).
-    With `out_dir`, the table and curves are written there when all variants are done.
-    A failing variant stops the study with an error naming it.
-    """
+def run_ablation(variants: Mapping[str, Mapping[str, Any]], run_one: Callable[[str, dict[str, Any]], History],
+                 metric: str = "accuracy", curve_keys: Sequence[str] = (), out_dir: str | Path | None = None,
+                 verbose: bool = True) -> AblationResult:
+    """Train every variant with `run_one(name, settings) -> History`, in order; the table reports
+    `val_<metric>`/`train_<metric>`, `save` plots `curve_keys` (written to `out_dir` when given)."""
     if not variants:
         raise ValueError("no variants given: pass a dict like {'baseline': {}, 'no dropout': {...}}")
     histories: dict[str, History] = {}
@@ -181,18 +153,14 @@ def run_ablation(
             raise RuntimeError(f"ablation variant {name!r} ({_format_settings(settings)}) failed: {err}") from err
         seconds[name] = time.perf_counter() - start
         if not isinstance(history, History):
-            raise TypeError(
-                f"run_one({name!r}, ...) returned {type(history).__name__}; it must return the "
-                "History that labkit.engine.fit gives back"
-            )
+            raise TypeError(f"run_one({name!r}, ...) returned {type(history).__name__}; it must return the "
+                            "History that labkit.engine.fit gives back")
         histories[name] = history
         if verbose:
             val = _values(history, f"val_{metric}")
             shown = f"val_{metric}={val[-1]:.4f}" if val else f"no val_{metric}"
             print(f"[ablation] {name}: {shown} ({seconds[name]:.1f} s)", flush=True)
-    result = AblationResult(
-        {n: dict(s) for n, s in variants.items()}, histories, seconds, metric, tuple(curve_keys)
-    )
+    result = AblationResult({n: dict(s) for n, s in variants.items()}, histories, seconds, metric, tuple(curve_keys))
     if out_dir is not None:
         result.save(out_dir)
     return result

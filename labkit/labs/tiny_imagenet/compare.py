@@ -1,11 +1,5 @@
-"""Compare two checkpoints' predictions image by image.
-
-The course asked students to save checkpoints at two epochs and list the images on which
-they disagree; one student pickled raw outputs to do it. Here each checkpoint is loaded
-through `labkit.checkpoint.load_checkpoint` (plain types, `weights_only=True`), its class
-predictions are computed over one *unshuffled* loader, and the result is a list of plain
-rows saved as CSV, plus an image grid of the disagreements with readable class names.
-"""
+"""Compare two checkpoints' predictions image by image over one unshuffled loader: plain rows saved as CSV, and
+an image grid of the disagreements with readable class names."""
 
 from __future__ import annotations
 
@@ -21,15 +15,7 @@ from torch import nn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CSV_COLUMNS = (
-    "index",
-    "image",
-    "true_class",
-    "prediction_a",
-    "prediction_b",
-    "correct_a",
-    "correct_b",
-)
+CSV_COLUMNS = ("index", "image", "true_class", "prediction_a", "prediction_b", "correct_a", "correct_b")
 
 
 @dataclass(frozen=True)
@@ -67,28 +53,17 @@ def _is_shuffled(loader: Any) -> bool:
     if getattr(loader, "shuffle", False):
         return True
     sampler = getattr(loader, "sampler", None)
-    return isinstance(sampler, torch.utils.data.RandomSampler) or bool(
-        getattr(sampler, "shuffle", False)
-    )
+    return isinstance(sampler, torch.utils.data.RandomSampler) or bool(getattr(sampler, "shuffle", False))
 
 
 @torch.no_grad()
-def predictions(
-    model: nn.Module,
-    loader: Iterable,
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted class (argmax of the logits) and target of every example, in loader order.
-
-    The loader must yield `(inputs, targets)` batches in a fixed order: a shuffled loader
-    would make "image i" mean different images for two checkpoints, so it is refused.
-    Returns two int64 CPU tensors of equal length.
-    """
+def predictions(model: nn.Module, loader: Iterable,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted class (argmax) and target of every example as int64 CPU tensors, in loader order (a shuffled
+    loader is refused: "image i" would mean different images for two checkpoints)."""
     if _is_shuffled(loader):
-        raise ValueError(
-            "predictions() needs a loader in a fixed order, but this one shuffles; "
-            "build it with shuffle=False (e.g. the validation loader)"
-        )
+        raise ValueError("predictions() needs a loader in a fixed order, but this one shuffles; "
+                         "build it with shuffle=False (e.g. the validation loader)")
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
@@ -102,9 +77,7 @@ def predictions(
             inputs, target = batch[0], batch[1]
             logits = model(inputs.to(device, non_blocking=True))
             if logits.ndim != 2:
-                raise ValueError(
-                    f"expected class logits of shape (batch, classes), got {tuple(logits.shape)}"
-                )
+                raise ValueError(f"expected class logits of shape (batch, classes), got {tuple(logits.shape)}")
             preds.append(logits.argmax(dim=1).cpu())
             targets.append(torch.as_tensor(target).reshape(-1).cpu())
     finally:
@@ -118,90 +91,44 @@ def _class_name(class_names: Sequence[str] | None, index: int) -> str:
     if class_names is None:
         return str(index)
     if not 0 <= index < len(class_names):
-        raise ValueError(
-            f"class index {index} has no name: class_names has {len(class_names)} entries; "
-            "pass the dataset's class names in the model's output order"
-        )
+        raise ValueError(f"class index {index} has no name: class_names has {len(class_names)} entries; "
+                         "pass the dataset's class names in the model's output order")
     return str(class_names[index])
 
 
-def compare_predictions(
-    pred_a: torch.Tensor,
-    pred_b: torch.Tensor,
-    target: torch.Tensor,
-    class_names: Sequence[str] | None = None,
-    image_ids: Sequence[str] | None = None,
-    only_disagreements: bool = True,
-) -> list[PredictionRow]:
+def compare_predictions(pred_a: torch.Tensor, pred_b: torch.Tensor, target: torch.Tensor,
+                        class_names: Sequence[str] | None = None, image_ids: Sequence[str] | None = None,
+                        only_disagreements: bool = True) -> list[PredictionRow]:
     """Rows for the images where A and B predict different classes (or all images)."""
     n = len(target)
     if len(pred_a) != n or len(pred_b) != n:
-        raise ValueError(
-            f"prediction lengths differ: A {len(pred_a)}, B {len(pred_b)}, targets {n}"
-        )
+        raise ValueError(f"prediction lengths differ: A {len(pred_a)}, B {len(pred_b)}, targets {n}")
     if image_ids is not None and len(image_ids) != n:
-        raise ValueError(
-            f"{len(image_ids)} image ids for {n} predictions; pass one id or path per example "
-            "in loader order"
-        )
-    rows = []
-    for i, (a, b, t) in enumerate(zip(pred_a.tolist(), pred_b.tolist(), target.tolist())):
-        if only_disagreements and a == b:
-            continue
-        rows.append(
-            PredictionRow(
-                index=i,
-                image=str(image_ids[i]) if image_ids is not None else str(i),
-                true_class=_class_name(class_names, t),
-                prediction_a=_class_name(class_names, a),
-                prediction_b=_class_name(class_names, b),
-                target=t,
-                label_a=a,
-                label_b=b,
-            )
-        )
-    return rows
+        raise ValueError(f"{len(image_ids)} image ids for {n} predictions; pass one id or path per example "
+                         "in loader order")
+    return [PredictionRow(i, str(image_ids[i]) if image_ids is not None else str(i), _class_name(class_names, t),
+                          _class_name(class_names, a), _class_name(class_names, b), t, a, b)
+            for i, (a, b, t) in enumerate(zip(pred_a.tolist(), pred_b.tolist(), target.tolist()))
+            if not (only_disagreements and a == b)]
 
 
-def load_weights(path: str | Path, build_model: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh model from `build_model()` with the weights of checkpoint `path` (weights only)."""
+def compare_checkpoints(ckpt_a: str | Path, ckpt_b: str | Path, build_model: Callable[[], nn.Module],
+                        loader: Iterable, class_names: Sequence[str] | None = None,
+                        image_ids: Sequence[str] | None = None, device: torch.device | str | None = None,
+                        only_disagreements: bool = True) -> list[PredictionRow]:
+    """Rows where checkpoints A and B (weights into a fresh `build_model()`) predict differently on `loader`
+    (every image with `only_disagreements=False`), labelled by `image_ids` or the index."""
     from labkit.checkpoint import load_checkpoint
 
-    model = build_model()
-    load_checkpoint(path, model=model)
-    return model
-
-
-def compare_checkpoints(
-    ckpt_a: str | Path,
-    ckpt_b: str | Path,
-    build_model: Callable[[], nn.Module],
-    loader: Iterable,
-    class_names: Sequence[str] | None = None,
-    image_ids: Sequence[str] | None = None,
-    device: torch.device | str | None = None,
-    only_disagreements: bool = True,
-) -> list[PredictionRow]:
-    """Predictions of checkpoints A and B on every example of `loader`, compared.
-
-    `build_model()` returns an untrained model of the checkpoints' architecture; weights are
-    loaded with `labkit.checkpoint.load_checkpoint`. `image_ids` (paths, file names) label
-    the rows; by default rows are labelled by index. Returns the disagreements (or every
-    image with `only_disagreements=False`); save them with `save_rows_csv`. `device`: default the loader's
-    (the CPU for a loader that does not say).
-    """
-    if device is None:
-        device = getattr(loader, "device", None) or torch.device("cpu")
+    device = device or getattr(loader, "device", None) or torch.device("cpu")
     results = []
     for path in (ckpt_a, ckpt_b):
-        model = load_weights(path, build_model).to(device)
-        results.append(predictions(model, loader, device))
-        del model
+        model = build_model()
+        load_checkpoint(path, model=model)
+        results.append(predictions(model.to(device), loader, device))
     (pred_a, target), (pred_b, target_b) = results
     if not torch.equal(target, target_b):
-        raise ValueError(
-            "the loader gave different targets on its two passes; it must not shuffle or augment"
-        )
+        raise ValueError("the loader gave different targets on its two passes; it must not shuffle or augment")
     return compare_predictions(pred_a, pred_b, target, class_names, image_ids, only_disagreements)
 
 
@@ -223,11 +150,7 @@ def read_rows_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _as_display_image(
-    image: Any,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-):
+def _as_display_image(image: Any, mean: Sequence[float] | None, std: Sequence[float] | None):
     """An (H, W, C) or (H, W) float array in [0, 1] from a tensor, array or PIL image."""
     import numpy as np
 
@@ -257,24 +180,13 @@ def _short(name: str, width: int = 22) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def plot_disagreements(
-    rows: Sequence[PredictionRow],
-    images: Sequence[Any] | torch.Tensor | Callable[[int], Any],
-    path: str | Path | None = None,
-    max_images: int = 16,
-    columns: int = 4,
-    labels: tuple[str, str] = ("A", "B"),
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> Figure:
-    """A grid of the images in `rows`, titled with the true class and both predictions.
-
-    `images` is indexed by `row.index`: a (N, C, H, W) tensor (uint8, or float with
-    `mean`/`std` to undo normalisation), a list of PIL images/arrays, or a function
-    `index -> image` (e.g. one that opens `row.image`). A correct prediction is drawn in
-    green, a wrong one in red. Saved as PNG when `path` is given; returns the matplotlib
-    Figure (object API, like `labkit.plots`: display it, or `labkit.plots.save_figure` it).
-    """
+def plot_disagreements(rows: Sequence[PredictionRow], images: Sequence[Any] | torch.Tensor | Callable[[int], Any],
+                       path: str | Path | None = None, max_images: int = 16, columns: int = 4,
+                       labels: tuple[str, str] = ("A", "B"), mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None) -> Figure:
+    """A grid of the images in `rows` (`images[row.index]`: a (N, C, H, W) tensor, uint8 or float with
+    `mean`/`std` to undo normalisation, a list, or a function), titled with the true class and both
+    predictions (green right, red wrong); saved as PNG when `path` is given."""
     from matplotlib.figure import Figure
 
     from labkit.plots import save_figure
@@ -295,20 +207,10 @@ def plot_disagreements(
         picture = _as_display_image(get(row.index), mean, std)
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
         ax.set_title(f"true: {_short(row.true_class)}", fontsize=8)
-        for y, label, name, ok in (
-            (-0.08, labels[0], row.prediction_a, row.correct_a),
-            (-0.20, labels[1], row.prediction_b, row.correct_b),
-        ):
-            ax.text(
-                0.5,
-                y,
-                f"{label}: {_short(name)}",
-                transform=ax.transAxes,
-                ha="center",
-                va="top",
-                fontsize=8,
-                color="tab:green" if ok else "tab:red",
-            )
+        for y, label, name, ok in ((-0.08, labels[0], row.prediction_a, row.correct_a),
+                                   (-0.20, labels[1], row.prediction_b, row.correct_b)):
+            ax.text(0.5, y, f"{label}: {_short(name)}", transform=ax.transAxes, ha="center", va="top", fontsize=8,
+                    color="tab:green" if ok else "tab:red")
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -8,15 +8,7 @@
         val/val_annotations.txt        file <TAB> wnid <TAB> x0 y0 x1 y1 (the val labels)
 
 Class index `i` is the i-th wnid in **sorted** order, for train and val alike (what
-`ImageFolder` does on the train folder). The dataset folder is only ever read: it
-may be read-only, and derived files (the decoded-image cache, the reorganised val
-folder for `ImageFolder`) go elsewhere.
-
-Two ways to feed a model:
-* `TinyImageNet(root, split, transform)`: a map-style dataset of PIL images for
-  `torch.utils.data.DataLoader` (the teaching path, as in PyTorch's ImageNet example);
-* `tiny_imagenet_loaders(...)`: every JPEG decoded once into a cached uint8 tensor and
-  served by the shared `TensorLoader` with batched augmentation (the fast path).
+`ImageFolder` does on the train folder). The dataset folder is only ever read.
 """
 
 from __future__ import annotations
@@ -33,6 +25,7 @@ import torch
 from PIL import Image
 
 from labkit import config
+from labkit.data import image_cache
 from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.image_cache import cached_images, is_inside
 from labkit.data.tensor_loader import TensorLoader
@@ -191,13 +184,8 @@ def val_samples(root: Path, wnids: Sequence[str]) -> list[tuple[str, int]]:
 
 
 class TinyImageNet(torch.utils.data.Dataset):
-    """One split of Tiny-ImageNet-200 as (image, class index) pairs, read in place.
-
-    `classes` are the sorted wnids (index = class index, identical for train and val),
-    `class_names` their readable names from words.txt, `samples` the (path, index)
-    pairs. Items are PIL RGB images passed through `transform` (for `DataLoader`);
-    `tensors()` returns the whole split decoded once (cached) as uint8 tensors.
-    """
+    """One split as (PIL RGB image, class index) pairs read in place (`classes`: the sorted wnids); `tensors()`
+    gives the whole split decoded once (cached) as uint8 tensors."""
 
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  transform=None, target_transform=None) -> None:
@@ -241,12 +229,33 @@ class TinyImageNet(torch.utils.data.Dataset):
     def tensors(self, cache_dir: Path | None = None, verbose: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """All images as one (N, 3, 64, 64) uint8 tensor (decoded once, then cached) and int64 targets."""
         images = cached_images(self.root, [rel for rel, _ in self._relative], IMAGE_SIZE,
-                               name=f"tiny-imagenet-{self.split}", cache_dir=cache_dir, verbose=verbose)
+                               name=f"tiny-imagenet-{self.split}", cache_dir=cache_dir, verbose=verbose,
+                               decoder=_decode_64)
         return images, torch.tensor(self.targets, dtype=torch.int64)
 
     def __repr__(self) -> str:
         return (f"TinyImageNet(split={self.split!r}, images={len(self)}, classes={len(self.classes)}, "
                 f"root={str(self.root)!r})")
+
+
+def _decode_64(root: Path, relpaths: Sequence[str]) -> torch.Tensor:
+    """Decode every image; refuse (as CIFAR-10 does) any that is not 64×64 instead of resizing it silently."""
+    wrong = []
+    for rel in relpaths:
+        try:
+            with Image.open(root / rel) as image:
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    wrong.append((rel, image.size))
+        except OSError:
+            pass  # unreadable: decode_all names it
+    if wrong:
+        rel, (width, height) = wrong[0]
+        raise DataError(
+            f"{len(wrong)} of {len(relpaths):,} images in {root} are not {IMAGE_SIZE}×{IMAGE_SIZE}, the size of "
+            f"Tiny-ImageNet: {root / rel} is {width}×{height} (width×height). labkit does not resize them silently "
+            "(that changes the pixels every figure is measured on). Fix: replace them with the 64×64 originals, or "
+            "resize them yourself on purpose into a copy of the dataset.")
+    return image_cache.decode_all(root, relpaths, IMAGE_SIZE, desc="decoding Tiny-ImageNet once into the cache")
 
 
 def subset_per_class(targets: torch.Tensor, per_class: int) -> torch.Tensor:
@@ -295,12 +304,8 @@ def tiny_imagenet_loaders(root: str | Path | None = None, *, batch_size: int = 1
                           augment: bool = True, padding: int = 4, seed: int = 0,
                           train_per_class: int | None = None, val_per_class: int | None = None,
                           rank: int = 0, world_size: int = 1, verbose: bool = True) -> TinyImageNetData:
-    """Train and val `TensorLoader`s over the cached uint8 tensors, resident on `device`.
-
-    Train batches are shuffled per epoch and augmented as whole batches (`train_transform`);
-    val batches keep file order. `train_per_class` / `val_per_class` keep only the first N
-    images of each class (quick runs). `rank`/`world_size` shard both splits for DDP.
-    """
+    """Train (shuffled, batch-augmented) and val (file order) `TensorLoader`s over the cached uint8 tensors on
+    `device`, sharded by `rank`/`world_size`; `*_per_class` keep the first N images of each class."""
     train_set, val_set = TinyImageNet(root, "train"), TinyImageNet(root, "val")
     if train_per_class is not None:
         train_set.keep_per_class(train_per_class)
@@ -322,12 +327,8 @@ def tiny_imagenet_loaders(root: str | Path | None = None, *, batch_size: int = 1
 
 
 def build_val_imagefolder(root: str | Path | None, out: str | Path, copy: bool = False) -> Path:
-    """Reorganise val into `out/<wnid>/<file>` (symlinks, or copies) for `ImageFolder`; idempotent.
-
-    Writes only into `out`, which must lie outside the dataset folder. Every wnid gets
-    a folder, so `ImageFolder(out).classes` equals the sorted wnids, as on train.
-    Running it again leaves correct entries alone and fixes wrong or stale ones.
-    """
+    """Reorganise val into `out/<wnid>/<file>` (symlinks, or copies) for `ImageFolder`, outside the dataset; every
+    wnid gets a folder (so the classes match train's); running it again fixes wrong or stale entries only."""
     root = resolve_root(root)
     out = Path(out).expanduser()
     if out.resolve() == root.resolve() or is_inside(out, root):
@@ -362,10 +363,7 @@ def build_val_imagefolder(root: str | Path | None, out: str | Path, copy: bool =
 
 def imagefolder_datasets(root: str | Path | None, val_folder: str | Path,
                          train_transform=None, val_transform=None):
-    """torchvision `ImageFolder` datasets for train (read in place) and the reorganised val folder.
-
-    Raises when the two disagree on the class order, the silent bug that keeps val at chance.
-    """
+    """torchvision `ImageFolder`s of train (in place) and the reorganised val; refuses differing class orders."""
     from torchvision.datasets import ImageFolder
 
     root = resolve_root(root)
@@ -383,14 +381,9 @@ def imagefolder_datasets(root: str | Path | None, val_folder: str | Path,
 
 def write_synthetic_tiny_imagenet(root: str | Path, n_classes: int = 5, n_train_per_class: int = 20,
                                   n_val_per_class: int = 5, seed: int = 0) -> Path:
-    """Write a tiny, learnable Tiny-ImageNet in the official layout under `root/tiny-imagenet-200`.
-
-    Real JPEG files (one grayscale per class, as in the real data), a shuffled wnids.txt (so only sorting gives
-    the right order),
-    words.txt with extra unrelated lines, per-class boxes files and a shuffled
-    val_annotations.txt. Each class has its own colour and stripe pattern plus noise,
-    so a small model learns it in a few epochs. Returns the dataset folder.
-    """
+    """Write a tiny, learnable Tiny-ImageNet (a colour and stripes per class) in the official layout under
+    `root/tiny-imagenet-200`: JPEGs (one grayscale per class), a shuffled wnids.txt (only sorting gives the right
+    order), words.txt with extra lines, boxes files and a shuffled val_annotations.txt."""
     if n_classes < 1 or n_train_per_class < 1 or n_val_per_class < 1:
         raise ValueError("need n_classes >= 1, n_train_per_class >= 1 and n_val_per_class >= 1.")
     rng = np.random.default_rng(seed)

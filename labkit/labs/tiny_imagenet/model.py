@@ -1,19 +1,6 @@
-"""ResNets for 64×64 images: the course ResNet18, a 64×64 variant, and a configurable one for ablations.
-
-* `resnet18(num_classes=200)`: torchvision's ResNet18 with a new head, the course model.
-  Its ImageNet stem (7×7 stride-2 conv + max-pool) shrinks a 64×64 input to 16×16
-  before the first residual stage and to 2×2 at the end.
-* `resnet18_64(num_classes=200)`: the same network with a 3×3 stride-1 stem and no
-  max-pool, so the stages see 64, 32, 16 and 8 pixels: more accurate at this
-  resolution, about 16× more compute.
-* `ConfigurableResNet`: the same architecture with switches for the ablations
-  (depth 10/18/34, batch norm on/off, residual connections on/off, dropout before the
-  head, either stem). With the defaults it has exactly torchvision's parameter names
-  and shapes, so it loads a torchvision ResNet18 state dict.
-
-`build_model(arch)` builds any of them from a name such as "resnet18",
-"resnet18-64", "resnet10" or "resnet34-64".
-"""
+"""ResNets for 64×64 images: torchvision's ResNet18 (the course model; its ImageNet stem shrinks 64×64 to 16×16
+before the first stage), a "-64" variant (3×3 stride-1 stem, no max-pool: ~16× the compute) and
+`ConfigurableResNet` for the ablations (torchvision's parameter names at its defaults); `build_model(arch)`."""
 
 from __future__ import annotations
 
@@ -38,12 +25,10 @@ def _imagenet_state_dict() -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
-        raise DataError(
-            f"could not get the pretrained ImageNet ResNet18 weights from {weights.url} ({err}). "
-            "This machine may have no internet access. Either train from scratch (pretrained=False, "
-            "or leave out --pretrained), or download that file on a connected machine and put it in "
-            f"{torch.hub.get_dir()}/checkpoints/ (set TORCH_HOME to use another folder)."
-        ) from err
+        raise DataError(f"could not get the pretrained ImageNet ResNet18 weights from {weights.url} ({err}). This "
+                        "machine may have no internet access. Either train from scratch (pretrained=False, or leave "
+                        "out --pretrained), or download that file on a connected machine into "
+                        f"{torch.hub.get_dir()}/checkpoints/ (set TORCH_HOME to use another folder).") from err
 
 
 def _load_pretrained(model: nn.Module, skip: tuple[str, ...]) -> None:
@@ -105,17 +90,12 @@ class BasicBlock(nn.Module):
 
 
 class ConfigurableResNet(nn.Module):
-    """A BasicBlock ResNet with the knobs the ablations turn.
+    """A BasicBlock ResNet with the ablations' knobs: depth 10/18/34, batch norm (else conv biases), residual
+    (False: the plain CNN of the same shape), dropout before the head, stem "imagenet" (7×7 stride 2 + max-pool)
+    or "small" (3×3 stride 1)."""
 
-    depth: 10, 18 or 34; batch_norm: BatchNorm after every conv (else conv biases);
-    residual: shortcut connections (False gives the plain CNN of the same shape);
-    dropout: probability before the final linear layer; stem: "imagenet" (7×7 stride 2
-    + max-pool, like torchvision) or "small" (3×3 stride 1, no max-pool, for 64×64).
-    """
-
-    def __init__(self, depth: int = 18, num_classes: int = 200, batch_norm: bool = True,
-                 residual: bool = True, dropout: float = 0.0, stem: str = "imagenet",
-                 width: int = 64) -> None:
+    def __init__(self, depth: int = 18, num_classes: int = 200, batch_norm: bool = True, residual: bool = True,
+                 dropout: float = 0.0, stem: str = "imagenet", width: int = 64) -> None:
         super().__init__()
         if depth not in STAGES:
             raise ValueError(f"depth must be one of {sorted(STAGES)}, got {depth}.")
@@ -162,13 +142,9 @@ def parse_arch(arch: str) -> tuple[int, str]:
     return int(match.group(1)), "small" if match.group(2) else "imagenet"
 
 
-def build_model(arch: str = "resnet18", num_classes: int = 200, pretrained: bool = False,
-                **options) -> nn.Module:
-    """A model by name: torchvision's ResNet18 ('resnet18', '-64' variant) or a `ConfigurableResNet`.
-
-    `options` (dropout, batch_norm, residual, width) go to `ConfigurableResNet`; ImageNet
-    weights exist only for depth 18 with the defaults.
-    """
+def build_model(arch: str = "resnet18", num_classes: int = 200, pretrained: bool = False, **options) -> nn.Module:
+    """torchvision's ResNet18 ('resnet18', 'resnet18-64') or, for other depths or `options` (dropout, batch_norm,
+    residual, width), a `ConfigurableResNet`."""
     depth, stem = parse_arch(arch)
     if depth == 18 and not options:
         return resnet18_64(num_classes, pretrained) if stem == "small" else resnet18(num_classes, pretrained)
