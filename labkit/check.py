@@ -1,8 +1,6 @@
-"""The base of the friendly checks of the "Your turn" cells (each lab's own are in `labkit/labs/<lab>/check.py`).
-
-A check raises `CheckFailed` (an `AssertionError`, so nbval and pytest count it as a failure) with
-what was expected, what was found and what to try, and prints a short confirmation on success.
-"""
+"""The base of the checks of the "Your turn" cells (each lab's own are in `labkit/labs/<lab>/check.py`): a
+check raises `CheckFailed` (an AssertionError: nbval and pytest count it as a failure) saying what was expected,
+what was found and what to try, and prints a short confirmation on success."""
 
 from __future__ import annotations
 

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-_TRUE = {"1", "true", "yes", "on"}
+from labkit.errors import UsageError, WriteError
 
 
 def _flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in _TRUE
+    value = os.environ.get(name, "").strip().lower()
+    return value in {"1", "true", "yes", "on"} if value else default
+
+
+def _path(value: str) -> Path:
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # `~` with no HOME and no passwd entry
+        raise UsageError(f"cannot find the home directory to expand {value!r} (HOME is not set): set LABKIT_DATA "
+                         "(and LABKIT_RUNS) to folders without `~`.") from None
+
+
+def _user_cache() -> Path:
+    return _path(os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache") / "labkit"
 
 
 def is_smoke() -> bool:
@@ -24,21 +35,46 @@ def is_smoke() -> bool:
 
 
 def data_root() -> Path:
-    """Where datasets are downloaded and caches are kept (`LABKIT_DATA`, default `~/.cache/labkit`)."""
-    value = os.environ.get("LABKIT_DATA")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "labkit"
+    """Where datasets are downloaded (`LABKIT_DATA`, default `~/.cache/labkit`)."""
+    return _path(os.environ.get("LABKIT_DATA", "").strip() or "~/.cache/labkit")
+
+
+def writable(folder: Path) -> bool:
+    """`folder` (or, while it does not exist, its nearest existing parent) takes a new file: tried, not asked,
+    and a folder without write bits counts as read-only even for root (a course's `chmod -R a-w` data)."""
+    folder = Path(folder)
+    while not folder.is_dir():
+        if folder.exists() or folder == folder.parent:
+            return False
+        folder = folder.parent
+    if not folder.stat().st_mode & 0o222:
+        return False
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+        return True
+    except OSError:
+        return False
 
 
 def cache_dir() -> Path:
-    """Where derived files (decoded-image caches) go, never inside a dataset folder: `LABKIT_CACHE` (e.g. a
-    writable folder beside a course server's read-only `LABKIT_DATA`), else `$LABKIT_DATA/cache`."""
-    value = os.environ.get("LABKIT_CACHE", "").strip()
-    return Path(value).expanduser() if value else data_root() / "cache"
+    """Where derived files (decoded-image caches, smoke-size generated data) go, never inside a dataset folder:
+    `LABKIT_CACHE`, else `$LABKIT_DATA/cache` when LABKIT_DATA is writable, else the per-user cache
+    (`$XDG_CACHE_HOME/labkit`, `~/.cache/labkit`)."""
+    if value := os.environ.get("LABKIT_CACHE", "").strip():
+        return _path(value)
+    data = data_root()
+    if writable(data):
+        return data / "cache"
+    with contextlib.suppress(UsageError):  # no home: only LABKIT_CACHE is left
+        if (user := _user_cache()) != data and writable(user):
+            return user
+    raise WriteError(f"no writable folder for labkit's caches: LABKIT_DATA ({data}) is read-only and so is the "
+                     "per-user cache ($XDG_CACHE_HOME/labkit, ~/.cache/labkit). Set LABKIT_CACHE to a writable folder.")
 
 
 def runs_dir() -> Path:
     """Where runs write figures, checkpoints and logs (`LABKIT_RUNS`, default `./runs`)."""
-    return Path(os.environ.get("LABKIT_RUNS", "runs")).expanduser()
+    return _path(os.environ.get("LABKIT_RUNS", "").strip() or "runs")
 
 
 def shared_datasets() -> Path | None:
@@ -48,10 +84,7 @@ def shared_datasets() -> Path | None:
     candidates = [Path(value)] if value else []
     repo = Path(__file__).resolve().parent.parent
     candidates += [repo.parent / "shared" / "datasets", Path.cwd().parent / "shared" / "datasets"]
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+    return next((path for path in candidates if path.is_dir()), None)
 
 
 def progress_enabled() -> bool:

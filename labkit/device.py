@@ -1,9 +1,4 @@
-"""Device choice, seeding and RNG state: the one place that knows about hardware.
-
-`pick_device()` resolves a run's device once (the runner's distributed session calls it, and
-passes the device down); `rng_state()`/`set_rng_state()` capture all
-random-number generators as plain types, so checkpoints load with `weights_only=True`.
-"""
+"""Device choice, seeding and RNG state (as plain types, so checkpoints load with `weights_only=True`)."""
 
 from __future__ import annotations
 
@@ -22,12 +17,8 @@ _KNOWN = ("cuda", "mps", "cpu")
 
 def available_devices() -> list[str]:
     """What this machine can train on, e.g. ['cuda', 'cuda:0', 'cuda:1', 'cpu']."""
-    found = []
-    if torch.cuda.is_available():
-        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if _mps_available():
-        found.append("mps")
-    return found + ["cpu"]
+    cuda = ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))] if torch.cuda.is_available() else []
+    return [*cuda, *(["mps"] if _mps_available() else []), "cpu"]
 
 
 def _mps_available() -> bool:
@@ -36,10 +27,8 @@ def _mps_available() -> bool:
 
 
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
-    """The device to train on: the argument, else `LABKIT_DEVICE`, else cuda > mps > cpu.
-
-    Raises a clear error when an explicitly requested device is not available.
-    """
+    """The device to train on: the argument, else `LABKIT_DEVICE`, else cuda > mps > cpu; a requested device
+    that is not here is a `SetupError` listing those that are."""
     env = os.environ.get("LABKIT_DEVICE") or None
     if preference is None:
         preference = env
@@ -55,39 +44,25 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
             raise SetupError(f"{source} {str(device)!r} is not a device labkit trains on: use one of "
                              f"{', '.join(_KNOWN)}. {here}")
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise SetupError(
-                f"{source} {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU-only PyTorch "
-                f"build). {here} Use --device cpu, or unset LABKIT_DEVICE."
-            )
+            raise SetupError(f"{source} {str(device)!r}: CUDA is not available here (no NVIDIA GPU, or a CPU-only "
+                             f"PyTorch build). {here} Use --device cpu, or unset LABKIT_DEVICE.")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise SetupError(
-                f"{source} {str(device)!r}: only {torch.cuda.device_count()} GPU(s) exist. {here}"
-            )
+            raise SetupError(f"{source} {str(device)!r}: only {torch.cuda.device_count()} GPU(s) exist. {here}")
         if device.type == "mps" and not _mps_available():
             raise SetupError(f"{source} 'mps': Apple's MPS backend is not available here. {here}")
         return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if _mps_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter (the CPU for a model without parameters)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False,
                   compile: bool = False) -> torch.nn.Module:
-    """Move `model` to `device` (in place, and returned); channels_last weights and `compile` on CUDA only.
-
-    Both pay on CUDA (tensor cores, fused kernels); on a CPU the labs keep the plain model, so their
-    measured CPU figures stay those of plain PyTorch. `model.compile()` works in place: state_dict keys
-    (and checkpoints) stay those of the plain model.
-    """
+    """Move `model` to `device` (in place, and returned); channels_last weights and `compile` on CUDA only, where
+    they pay (on a CPU the figures stay those of plain PyTorch). `model.compile()` keeps the state_dict keys."""
     model.to(device)
     if channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -108,11 +83,8 @@ def describe_device(device: str | torch.device | None = None) -> str:
     device = device if isinstance(device, torch.device) else pick_device(device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        props = torch.cuda.get_device_properties(index)
-        what = f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
-        count = torch.cuda.device_count()
-        if count > 1:
-            what += f", {count} GPUs visible"
+        props, count = torch.cuda.get_device_properties(index), torch.cuda.device_count()
+        what = f"{props.name}, {props.total_memory / 2**30:.0f} GiB" + (f", {count} GPUs visible" if count > 1 else "")
         name = f"cuda:{index}"
     elif device.type == "mps":
         name, what = "mps", f"Apple GPU, {platform.machine()}"
@@ -139,15 +111,9 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": {"version": int(version), "internal": list(internal), "gauss": gauss},
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -164,14 +130,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
         np.random.set_state((nps["kind"], keys, nps["pos"], nps["has_gauss"], nps["cached"]))
     if "torch" in state:
         torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def synchronize(device: torch.device | str) -> None:
     """Wait for queued CUDA work, so a clock read after it measures the work itself."""
-    device = torch.device(device)
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)

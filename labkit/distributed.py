@@ -1,12 +1,7 @@
-"""Several processes, one model: DistributedDataParallel for any lab, under torchrun.
-
-    torchrun --standalone --nproc_per_node=2 -m labkit run tiny-imagenet --epochs 10
-
-`session()` joins torchrun's process group (or describes a single process: then `wrap_model` only moves
-the model, `rank()` is 0 and `world_size()` 1, so the same code runs in a notebook); `wrap_model` wraps
-the model in DDP; `tensor_loader` / `distributed_dataloader` give each rank its shard. DDP averages
-gradients over ranks, so N ranks of batch B/N step like one process of batch B (`per_rank_batch_size`).
-Files are written on rank 0 (`is_main_process()`).
+"""Several processes, one model: DistributedDataParallel for any lab, under torchrun
+(`torchrun --standalone --nproc_per_node=2 -m labkit run tiny-imagenet`). Outside torchrun the same code runs
+as one process (rank 0 of 1; `wrap_model` only moves the model). DDP averages gradients over ranks, so N ranks
+of batch B/N step like one process of batch B; files are written on rank 0.
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from labkit.device import model_device, pick_device, prepare_model
 from labkit.errors import LabkitError, SetupError
 
 
@@ -54,12 +50,9 @@ def _env_int(name: str) -> int:
 
 def _choose_device(preference: str | torch.device | None, local_rank: int) -> torch.device:
     """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU."""
-    from labkit.device import pick_device
-
     device = pick_device(preference)
     if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if local_rank >= count:
+        if local_rank >= (count := torch.cuda.device_count()):
             raise SetupError(f"local rank {local_rank} has no GPU: only {count} visible; "
                                    f"launch with --nproc_per_node={count} or fewer")
         return torch.device("cuda", local_rank)
@@ -71,14 +64,9 @@ def _choose_device(preference: str | torch.device | None, local_rank: int) -> to
 
 def init_distributed(device: str | torch.device | None = None, backend: str | None = None,
                      timeout_s: float = 600.0) -> DistributedContext:
-    """Join the process group torchrun set up, or describe a plain single process.
-
-    `device` is a preference (default `LABKIT_DEVICE`, else CUDA when present); under torchrun each
-    process takes `cuda:<LOCAL_RANK>`, with nccl (gloo on the CPU). Calling it again returns the context.
-    """
+    """Join the process group torchrun set up (each process on `cuda:<LOCAL_RANK>` with nccl, or the CPU with
+    gloo), or describe a plain single process. `device` is a preference (see `pick_device`)."""
     if not launched_by_torchrun():
-        from labkit.device import pick_device
-
         return DistributedContext(0, 1, 0, pick_device(device), None)
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world:
@@ -91,8 +79,7 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
     backend = backend or ("nccl" if chosen.type == "cuda" else "gloo")
     if backend == "nccl" and chosen.type != "cuda":
         raise SetupError("backend 'nccl' needs CUDA devices; use backend 'gloo' on the CPU")
-    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
-    if missing:
+    if missing := [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]:
         raise SetupError(f"{', '.join(missing)} not set; launch with `torchrun --standalone ...` (it sets them)")
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=timeout_s))
@@ -102,12 +89,8 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
 @contextlib.contextmanager
 def session(device: str | torch.device | None = None, backend: str | None = None,
             timeout_s: float = 600.0) -> Iterator[DistributedContext]:
-    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises.
-
-    Under torchrun, a collective that waits longer than `timeout_s` for another process (one that
-    was stopped, killed or hangs) ends this process with a `SetupError` that says so and what
-    to do, instead of a backend traceback.
-    """
+    """`init_distributed()` on entry and `cleanup()` on exit, even when training raises. A collective that
+    waits longer than `timeout_s` for another process is a `SetupError` saying what to do."""
     context = init_distributed(device, backend, timeout_s=timeout_s)
     try:
         yield context
@@ -140,16 +123,20 @@ def rank_zero_first() -> Iterator[None]:
             barrier()
 
 
+def _started() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return _started() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _started() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _started() else 1
 
 
 def is_main_process() -> bool:
@@ -158,12 +145,12 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _started():
         dist.barrier()
 
 
 def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _started():
         dist.destroy_process_group()
 
 
@@ -177,10 +164,8 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """`nn.SyncBatchNorm.convert_sync_batchnorm` for a DDP run on `device`, saying how many layers changed.
-
-    PyTorch's SyncBatchNorm trains on GPUs (and XPU/HPU) only: on a CPU it is refused here, before
-    training, with what to do instead."""
+    """`nn.SyncBatchNorm.convert_sync_batchnorm`, saying how many layers changed; refused on a CPU (PyTorch's
+    SyncBatchNorm trains on GPUs only) before training rather than during it."""
     device = torch.device(device)
     if device.type in ("cpu", "mps"):
         raise LabkitError(f"--sync-bn: PyTorch's SyncBatchNorm trains on GPUs only, not on {device.type} (its "
@@ -198,11 +183,8 @@ def wrap_model(model: nn.Module, device: torch.device | str | None = None, sync_
     """Move `model` to `device` and, under a process group, wrap it in DistributedDataParallel (which
     broadcasts rank 0's parameters, so every rank starts identical). `channels_last` converts the weights
     before wrapping (on CUDA), so DDP's gradient buckets match the layout `fit` trains with."""
-    device = torch.device(device) if device is not None else next((p.device for p in model.parameters()),
-                                                                  torch.device("cpu"))
-    model = model.to(device)
-    if channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    device = torch.device(device) if device is not None else model_device(model)
+    model = prepare_model(model, device, channels_last)
     if not is_distributed():
         return model
     if sync_batchnorm:
@@ -240,8 +222,6 @@ def distributed_dataloader(dataset: torch.utils.data.Dataset, batch_size: int, s
     if not is_distributed():
         if shuffle:
             kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                                           **kwargs)
-    sampler = torch.utils.data.distributed.DistributedSampler(dataset, num_replicas=world_size(), rank=rank(),
-                                                              shuffle=shuffle, seed=seed, drop_last=drop_last)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs)
+        return torch.utils.data.DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs)
+    sampler = torch.utils.data.distributed.DistributedSampler(dataset, world_size(), rank(), shuffle, seed, drop_last)
+    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, **kwargs)

@@ -1,10 +1,4 @@
-"""Files written so that a kill never leaves half of one, file digests, and downloads: one place for all three.
-
-`atomic_write(path)` yields a binary handle on a temporary file in the same folder; on success the
-file is flushed, fsynced and renamed over `path` (readable by the group, like any file a course
-server shares); on failure the temporary file is removed and `path` is untouched. `fetch(urls, folder, ...)`
-downloads a file (torchvision's `download_url`), checks its md5 or SHA-256 (`file_digest`) and unpacks it.
-"""
+"""Files written so that a kill never leaves half of one (`atomic_write`), file digests, and downloads."""
 
 from __future__ import annotations
 
@@ -47,14 +41,12 @@ def _free_space(folder: Path) -> str:
     return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
 
 
-def disk_full(path: str | os.PathLike, err: BaseException) -> WriteError | None:
-    """A WriteError for `err` when it says the disk or quota is full (None otherwise).
-
-    Also recognises the message of an error that wraps the OSError (e.g. a RuntimeError from torch.save).
-    """
-    text = str(err)
-    if getattr(err, "errno", None) not in _FULL and "No space left on device" not in text \
-            and "Disk quota exceeded" not in text:
+def disk_full(path: str | os.PathLike, err: BaseException | None) -> WriteError | None:
+    """A WriteError for `err` when it, or an error it arose from, says the disk or quota is full (None
+    otherwise): torch.save reports a full disk as a RuntimeError whose context is the OSError."""
+    while err is not None and getattr(err, "errno", None) not in _FULL and "No space left on device" not in str(err):
+        err = err.__cause__ or err.__context__
+    if err is None:
         return None
     path = Path(path)
     kept = f" the previous {path.name} is kept unchanged." if path.exists() else ""
@@ -67,11 +59,9 @@ def disk_full(path: str | os.PathLike, err: BaseException) -> WriteError | None:
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """Write `path` through a temporary sibling (`.NAME.tmp-PID`), then fsync and rename it.
-
-    A full disk (or quota) is a `WriteError` that says so; the temporary file is removed and the
-    previous `path`, if any, is left as it was.
-    """
+    """A binary handle on a temporary sibling (`.NAME.tmp-PID`), fsynced and renamed over `path` (mode 0o644;
+    a symlink at `path` is replaced, not written through). On failure the temporary file is removed and
+    `path` left as it was; a full disk (or quota) is a `WriteError` that says so."""
     path = Path(path)
     if path.is_dir():
         raise _write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
@@ -90,8 +80,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        full = disk_full(path, err) if isinstance(err, (OSError, RuntimeError)) else None
-        if full is not None:
+        if (full := disk_full(path, err)) is not None:
             raise full from err
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
@@ -103,14 +92,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file (UTF-8) atomically; returns the path."""
-    with atomic_write(path) as handle:
-        handle.write(text.encode("utf-8"))
-    return Path(path)
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write a binary file atomically; returns the path."""
     with atomic_write(path) as handle:
         handle.write(data)
     return Path(path)
@@ -127,10 +112,9 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
 
 def fetch(urls: str | Sequence[str], folder: str | os.PathLike, filename: str | None = None, *,
           md5: str | None = None, sha256: str | None = None, extract: bool = False, hint: str = "") -> Path:
-    """`folder/filename` downloaded from the first of `urls` that serves it with the given checksum (md5 or
-    SHA-256); a copy already there that matches is kept. With `extract`, the archive (zip, tar, .gz) is
-    unpacked into `folder` and deleted, and `folder` is returned. Every failure is one `DataError` that lists
-    each address tried and why, then says how to get the file by hand (`hint` adds a sentence)."""
+    """`folder/filename` from the first of `urls` that serves it with the given md5 or SHA-256 (a matching copy
+    there is kept); with `extract`, unpacked into `folder` (returned) and deleted. A failure is one DataError
+    listing each address tried and why, and how to get the file by hand (`hint` adds a sentence)."""
     from torchvision.datasets.utils import download_url, extract_archive
 
     urls = [urls] if isinstance(urls, str) else list(urls)
@@ -178,15 +162,9 @@ def _archive_members(archive: Path) -> list[str]:
 
 
 def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete `.NAME.tmp-PID` files left in `folder` by a process that was killed while writing.
-
-    Files of a process that is still alive are kept. Returns the removed paths.
-    """
+    """Delete the `.NAME.tmp-PID` files in `folder` of processes no longer alive (killed while writing)."""
     removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for tmp in folder.glob(".*.tmp-*"):
+    for tmp in Path(folder).glob(".*.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and process_alive(int(pid)):
             continue
@@ -202,17 +180,14 @@ def process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # another user's
+        pass
     return True
 
 
 def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
-    """A UTF-8 text file's contents, or an error naming the file, the line and what to do.
-
-    UTF-16 (a byte-order mark, as Windows editors write "Unicode" files) and other encodings
-    are reported instead of decoded as garbage or raised as a bare UnicodeDecodeError.
-    """
+    """A UTF-8 text file's contents; UTF-16 (Windows' "Unicode") and other encodings are a DataError naming
+    the file, the line and what to do."""
     path = Path(path)
     data = path.read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):

@@ -48,8 +48,7 @@ class History:
             known = ", ".join(self.keys()) or "none yet"
             raise KeyError(f"History has no {key!r}; it has: {known}") from None
 
-    def __iter__(self) -> Iterator[str]:
-        """The metric keys, like a dict's (`len()` counts epochs: one row per epoch)."""
+    def __iter__(self) -> Iterator[str]:  # the metric keys, like a dict's (`len()` counts epochs)
         return iter(self.metrics)
 
     def __contains__(self, key: str) -> bool:
@@ -59,8 +58,7 @@ class History:
         return list(self.metrics)
 
     def last(self, key: str) -> float:
-        values = self[key]
-        if not values:
+        if not (values := self[key]):
             raise ValueError(f"History has no epochs yet, so no last {key!r}.")
         return values[-1]
 
@@ -70,8 +68,7 @@ class History:
         finite = [(e, v) for e, v in zip(self.epoch, self[key]) if math.isfinite(v)]
         if not finite:
             raise ValueError(f"History has no finite {key!r} values yet.")
-        pick = min if mode == "min" else max
-        return pick(finite, key=lambda item: item[1])
+        return (min if mode == "min" else max)(finite, key=lambda item: item[1])
 
     @property
     def total_seconds(self) -> float:

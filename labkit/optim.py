@@ -1,36 +1,17 @@
-"""The one place for optimizers and learning-rate schedules.
+"""Optimizers and learning-rate schedules, built from a lab's config: `make_optimizer(cfg, model)` and
+`make_scheduler(cfg, optimizer, steps_per_epoch) -> (scheduler, "epoch" | "step")`.
 
-Every lab builds its optimizer and scheduler from its config (a `labkit.lab.LabConfig`):
-
-    optimizer = make_optimizer(cfg, model)
-    scheduler, interval = make_scheduler(cfg, optimizer, steps_per_epoch)   # interval: "epoch" | "step"
-
-Optimizers (`cfg.optimizer`): `sgd` (momentum, nesterov), `adam`, `adamw`, `nadam`; weight decay
-on every parameter, or only on weight matrices when `cfg.decay_matrices_only` (not on biases,
-norms and embeddings, as transformer recipes do). Adam and AdamW use PyTorch's fused kernel where
-it exists (about 4x faster on a CPU than the for-each one).
-
-Schedules (`cfg.schedule`):
-
-| name | what | stepped |
-| --- | --- | --- |
-| `constant` | the lr stays `cfg.lr` | - |
-| `step` | x `gamma` every `step_size` epochs (default a third of the run) | per epoch |
-| `multistep` | x `gamma` at each epoch in `milestones` (default: halfway) | per epoch |
-| `cosine` | cosine decay from `lr` to 0 over the epochs | per epoch |
-| `warmup` | linear ramp over the warm-up, then constant | per step |
-| `warmup_cosine` | linear ramp over the warm-up, then cosine decay to `final_lr_fraction` x lr | per step |
-| `onecycle` | `OneCycleLR`: up from lr/`div_factor` over `pct_start` of the steps, then cosine down | per step |
-| `plateau` | `ReduceLROnPlateau`: x `gamma` when the monitored value stalls for `patience_lr` epochs | per epoch |
-
-The warm-up length is `warmup_steps + warmup_epochs x steps_per_epoch` optimizer steps; `onecycle` ends at
-lr/(`div_factor` x `final_div_factor`).
+Optimizers: sgd (momentum, nesterov), adam, adamw (PyTorch's fused kernel where it exists, ~4x faster on a
+CPU), nadam; weight decay on every parameter or, with `cfg.decay_matrices_only`, on weight matrices only.
+Schedules: constant; step (x gamma every `step_size` epochs, default a third of the run); multistep (at
+`milestones`, default halfway); cosine (to 0 over the epochs); warmup (linear ramp, then constant);
+warmup_cosine (ramp, then cosine to `final_lr_fraction` x lr); onecycle; plateau (x gamma after
+`patience_lr` stalled epochs). Warm-up lasts `warmup_steps + warmup_epochs x steps_per_epoch` steps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -43,11 +24,8 @@ LENGTH_SHAPED = ("cosine", "warmup_cosine", "onecycle")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, matrices_only: bool = True) -> list[dict[str, Any]]:
-    """Parameter groups with weight decay on weight matrices only (not biases, norms, embeddings).
-
-    With `matrices_only=False`, one group with weight decay on everything. A parameter shared by two
-    modules (tied weights) is counted once.
-    """
+    """Weight decay on weight matrices only (not biases, norms, embeddings), or with `matrices_only=False`
+    on everything; a parameter shared by two modules (tied weights) is counted once."""
     seen: set[int] = set()
     decay, no_decay = [], []
     for module in model.modules():
@@ -62,8 +40,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, matrices_only: bool 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _fused(cls: type[torch.optim.Optimizer], groups: Iterable[dict[str, Any]], **kwargs: Any) -> torch.optim.Optimizer:
-    groups = list(groups)
+def _fused(cls: type[torch.optim.Optimizer], groups: list[dict[str, Any]], **kwargs: Any) -> torch.optim.Optimizer:
     try:
         return cls(groups, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for these parameters/device
@@ -75,12 +52,9 @@ def make_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
     groups = parameter_groups(model, cfg.weight_decay, cfg.decay_matrices_only)
     name = cfg.optimizer
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0)
-    if name == "adam":
-        return _fused(torch.optim.Adam, groups, lr=cfg.lr)
-    if name == "adamw":
-        return _fused(torch.optim.AdamW, groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if name in ("adam", "adamw"):
+        return _fused(torch.optim.Adam if name == "adam" else torch.optim.AdamW, groups, lr=cfg.lr)
     if name == "nadam":
         return torch.optim.NAdam(groups, lr=cfg.lr)
     raise ValueError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")

@@ -1,13 +1,9 @@
-"""`labkit release`: write the student edition of the labs from the instructor sources.
-
-The sources are `labs/NN_name.py` (jupytext percent, paired with `labs/NN_name.ipynb`). An exercise is a
-cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` / `### END SOLUTION`
-lines; the student edition replaces each region by `raise NotImplementedError("your code here")` at the
-marker's indentation (a markdown answer by "YOUR ANSWER HERE"), clears outputs and keeps every other cell.
-Both editions carry nbgrader metadata: code exercises are "autograded answer" cells, the check cell after
-each one an "autograder tests" cell worth a point, a written answer (a markdown exercise) a "manually
-graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition for nbgrader's
-`source/` folder.
+"""`labkit release`: the student edition of the labs (`labs/NN_name.py`, jupytext percent) from the instructor
+sources. An exercise is a cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` /
+`### END SOLUTION` lines; the student edition replaces it by `raise NotImplementedError("your code here")` (a
+markdown answer by "YOUR ANSWER HERE") and clears outputs. Both editions carry nbgrader metadata: exercises are
+"autograded answer" cells, the check cell after one an "autograder tests" cell worth a point, a written answer
+a "manually graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ from jupytext.combine import combine_inputs_with_outputs
 from nbformat import NotebookNode
 
 from labkit.errors import UsageError
+from labkit.files import write_text_atomic
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
@@ -39,9 +36,7 @@ _CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
 
 @dataclass(frozen=True)
 class Lab:
-    """One lab: its jupytext percent source and the paired notebook beside it (if any)."""
-
-    source: Path
+    source: Path  # the jupytext percent source; its paired notebook is beside it
 
     @property
     def name(self) -> str:
@@ -58,12 +53,9 @@ def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
         raise UsageError(f"No labs folder at {labs_dir}: run from the repository root or pass --labs DIR.")
     labs = [Lab(path) for path in sorted(labs_dir.glob("*.py")) if not path.name.startswith("_")]
     if names:
-        chosen = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
-        unknown = [n for n in names if not any(lab.name.startswith(n) for lab in labs)]
-        if unknown:
-            available = ", ".join(lab.name for lab in labs)
-            raise UsageError(f"No lab matches {', '.join(unknown)}; available: {available}.")
-        labs = chosen
+        if unknown := [n for n in names if not any(lab.name.startswith(n) for lab in labs)]:
+            raise UsageError(f"No lab matches {', '.join(unknown)}; available: {', '.join(lab.name for lab in labs)}.")
+        labs = [lab for lab in labs if any(lab.name.startswith(n) for n in names)]
     if not labs:
         raise UsageError(f"No lab sources (*.py in jupytext percent format) under {labs_dir}.")
     return labs
@@ -83,12 +75,10 @@ def read_lab(lab: Lab) -> NotebookNode:
 
 
 def is_exercise(cell: NotebookNode) -> bool:
-    """The cell is tagged `exercise` (in the percent header: `# %% tags=["exercise"]`)."""
     return EXERCISE_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def is_check(cell: NotebookNode) -> bool:
-    """The cell is a code cell that calls a `labkit.check` helper."""
     return cell.cell_type == "code" and bool(_CHECK_CALL.search(cell.source))
 
 
@@ -120,17 +110,18 @@ def strip_solutions(source: str, stub: str = CODE_STUB, where: str = "cell") -> 
     return "\n".join(out)
 
 
-def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: int | None = None) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA_VERSION,
-            "solution": solution, "task": False}
-    return meta if points is None else {**meta, "points": points}
+def _set_nbgrader(cell: NotebookNode, grade_id: str, solution: bool, grade: bool, points: int | None = None) -> None:
+    """nbgrader's metadata on `cell` (what the source already has wins); answers are unlocked, checks locked."""
+    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": NBGRADER_SCHEMA_VERSION,
+            "solution": solution, "task": False, **({} if points is None else {"points": points})}
+    cell.metadata["nbgrader"] = {**meta, **cell.metadata.get("nbgrader", {})}
 
 
 def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     """A copy of the instructor notebook with nbgrader metadata on exercise and check cells; markers outside
     `exercise` cells, or an exercise without them, are refused. Metadata in the source wins over the defaults."""
     nb = copy.deepcopy(nb)
-    exercise_count = 0
+    exercise_count = answer_count = 0
     awaiting_check = False
     for index, cell in enumerate(nb.cells, start=1):
         where = f"{lab_name}, cell {index}"
@@ -139,36 +130,29 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
                 raise UsageError(f"{where}: only code and markdown cells can be exercises.")
             if not has_markers(cell.source):
                 raise UsageError(f"{where} is tagged {EXERCISE_TAG!r} but has no {BEGIN_SOLUTION} / {END_SOLUTION} "
-                                   "lines: put the solution between them (or remove the tag).")
+                                 "lines: put the solution between them (or remove the tag).")
             strip_solutions(cell.source, where=where)  # validates the markers
             exercise_count += 1
             if cell.cell_type == "markdown":  # a written answer: graded by hand, with points
-                answer_count = sum(1 for c in nb.cells[:index] if is_exercise(c) and c.cell_type == "markdown")
-                default = _nbgrader(f"{lab_name}-answer-{answer_count}", solution=True, grade=True, locked=False,
-                                    points=ANSWER_POINTS)
+                answer_count += 1
+                _set_nbgrader(cell, f"{lab_name}-answer-{answer_count}", True, True, ANSWER_POINTS)
             else:
-                default = _nbgrader(f"{lab_name}-exercise-{exercise_count}", solution=True, grade=False,
-                                    locked=False)
-            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+                _set_nbgrader(cell, f"{lab_name}-exercise-{exercise_count}", True, False)
             awaiting_check = cell.cell_type == "code"
         elif has_markers(cell.source):
             raise UsageError(f"{where} has {BEGIN_SOLUTION} / {END_SOLUTION} lines but is not tagged "
-                               f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
-                               "removed from the student edition.")
+                             f"{EXERCISE_TAG!r}: tag it (`# %% tags=[\"{EXERCISE_TAG}\"]`) so the solution is "
+                             "removed from the student edition.")
         elif awaiting_check and is_check(cell):
-            default = _nbgrader(f"{lab_name}-check-{exercise_count}", solution=False, grade=True,
-                                locked=True, points=1)
-            cell.metadata["nbgrader"] = {**default, **cell.metadata.get("nbgrader", {})}
+            _set_nbgrader(cell, f"{lab_name}-check-{exercise_count}", False, True, 1)
             awaiting_check = False
     grade_ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.get("metadata", {})]
-    duplicates = sorted({g for g in grade_ids if grade_ids.count(g) > 1})
-    if duplicates:
+    if duplicates := sorted({g for g in grade_ids if grade_ids.count(g) > 1}):
         raise UsageError(f"{lab_name}: nbgrader grade_id used twice: {', '.join(duplicates)}.")
     return nb
 
 
 def clear_outputs(nb: NotebookNode) -> NotebookNode:
-    """Outputs, execution counts and run timings removed (in place); returns `nb`."""
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -178,12 +162,10 @@ def clear_outputs(nb: NotebookNode) -> NotebookNode:
 
 
 def instructor_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    """Solutions kept, outputs cleared, nbgrader metadata added: nbgrader's `source/` notebook."""
     return clear_outputs(mark_exercises(nb, lab_name))
 
 
 def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    """Solutions replaced by stubs, outputs cleared, every other cell identical."""
     nb = instructor_edition(nb, lab_name)
     for index, cell in enumerate(nb.cells, start=1):
         if is_exercise(cell):
@@ -193,28 +175,34 @@ def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
 
 
 def write_notebook(nb: NotebookNode, ipynb_path: Path, with_py: bool = True) -> list[Path]:
-    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths."""
-    ipynb_path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `nb` as `.ipynb` (and as its paired jupytext percent `.py`); return the paths. Each file is
+    replaced atomically: a symlink there is replaced by a file, never written through."""
     paths = [ipynb_path, ipynb_path.with_suffix(".py")] if with_py else [ipynb_path]
     for path in paths:
-        jupytext.write(nb, path, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+        text = jupytext.writes(nb, fmt="ipynb" if path.suffix == ".ipynb" else "py:percent")
+        write_text_atomic(path, text if text.endswith("\n") else text + "\n")
     return paths
 
 
 def release(labs_dir: Path, out: Path, names: list[str] | None = None,
             nbgrader_source: Path | None = None) -> list[Path]:
-    """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files."""
-    if out.resolve() == labs_dir.resolve():
-        raise UsageError(f"--out {out} is the labs folder itself: that would overwrite the instructor sources.")
+    """Write the student edition of each lab into `out` (and the nbgrader source edition); return the files.
+    A target that is one of the instructor sources (`--out` the labs folder, or a link to it) is refused."""
+    sources = {path.resolve() for lab in find_labs(labs_dir) for path in (lab.source, lab.notebook)}
     written: list[Path] = []
     for lab in find_labs(labs_dir, names):
         nb = read_lab(lab)
-        written += write_notebook(student_edition(nb, lab.name), out / f"{lab.name}.ipynb")
-        if nbgrader_source is not None:
-            # Only the .ipynb: nbgrader copies every other file of source/<lab>/ to the students as is,
-            # so a .py twin there would hand out the solutions.
-            written += write_notebook(instructor_edition(nb, lab.name),
-                                      nbgrader_source / lab.name / f"{lab.name}.ipynb", with_py=False)
+        student = out / f"{lab.name}.ipynb"
+        # Only the .ipynb for nbgrader: it copies every other file of source/<lab>/ to the students as is,
+        # so a .py twin there would hand out the solutions.
+        source = None if nbgrader_source is None else nbgrader_source / lab.name / f"{lab.name}.ipynb"
+        for target in [student, student.with_suffix(".py"), *([source] if source else [])]:
+            if target.parent.resolve() / target.name in sources:
+                raise UsageError(f"--out {out}: {target} is an instructor source"
+                                 "; writing there would overwrite the instructor sources. Choose another folder.")
+        written += write_notebook(student_edition(nb, lab.name), student)
+        if source is not None:
+            written += write_notebook(instructor_edition(nb, lab.name), source, with_py=False)
     return written
 
 
@@ -235,12 +223,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    labs_dir = args.labs or default_labs_dir()
-    try:
-        written = release(labs_dir, args.out, args.names or None, args.nbgrader_source)
-    except UsageError as err:
-        print(f"labkit release: {err}")
-        return 2
-    for path in written:
+    for path in release(args.labs or default_labs_dir(), args.out, args.names or None, args.nbgrader_source):
         print(f"wrote {path}")
     return 0

@@ -310,9 +310,35 @@ def test_release_refuses_an_exercise_without_solution(demo_labs: Path, tmp_path:
         release.release(demo_labs, tmp_path / "out")
 
 
+def test_release_replaces_symlinks_instead_of_writing_through_them(demo_labs: Path, tmp_path: Path):
+    """A site folder of links to labs/*: the links become student files, the instructor sources stay."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (demo_labs / "01_demo.ipynb").write_text("instructor notebook")
+    for name in ("01_demo.py", "01_demo.ipynb"):
+        (site / name).symlink_to(demo_labs / name)
+    (demo_labs / "01_demo.ipynb").unlink()  # read_lab would pair it: keep only the .py source
+    (site / "01_demo.ipynb").unlink()
+    (site / "01_demo.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    (tmp_path / "elsewhere.ipynb").write_text("someone else's")
+    assert cli.main(["release", "--out", str(site), "--labs", str(demo_labs)]) == 0
+    assert (demo_labs / "01_demo.py").read_text() == DEMO
+    assert (tmp_path / "elsewhere.ipynb").read_text() == "someone else's"
+    for name in ("01_demo.py", "01_demo.ipynb"):
+        assert not (site / name).is_symlink() and "your code here" in (site / name).read_text()
+
+
+def test_release_refuses_a_link_to_the_labs_folder(demo_labs: Path, tmp_path: Path, capsys):
+    (tmp_path / "site").symlink_to(demo_labs)
+    assert cli.main(["release", "--out", str(tmp_path / "site"), "--labs", str(demo_labs)]) == 2
+    assert "labkit: error: " in capsys.readouterr().err
+    assert (demo_labs / "01_demo.py").read_text() == DEMO
+
+
 def test_release_refuses_to_overwrite_the_sources(demo_labs: Path, capsys):
     assert cli.main(["release", "--out", str(demo_labs), "--labs", str(demo_labs)]) == 2
-    assert "would overwrite the instructor sources" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert err.startswith("labkit: error: ") and "would overwrite the instructor sources" in err
     assert (demo_labs / "01_demo.py").read_text() == DEMO
 
 

@@ -1,10 +1,6 @@
-"""Augmentations applied to whole batches on the training device.
-
-Each transform is a callable `(x, generator) -> x` on an (N, C, H, W) batch, so a
-batch of 512 images is cropped, flipped and normalised in a few tensor ops
-instead of 512 PIL calls. Crops and flips work on uint8 too (cheaper to move);
-`ToFloat` and `Normalize` end the chain.
-"""
+"""Augmentations of whole (N, C, H, W) batches on the training device: each transform is a callable
+`(x, generator) -> x`, a few tensor ops instead of one PIL call per image. Crops and flips work on uint8 too
+(cheaper to move); `ToFloat` and `Normalize` end the chain."""
 
 from __future__ import annotations
 
@@ -46,11 +42,8 @@ class ToFloat(BatchTransform):
 
 
 class Normalize(BatchTransform):
-    """Per-channel (x - mean) / std.
-
-    A uint8 batch is read as bytes in [0, 255], so `Normalize` alone does `ToFloat` + `Normalize`
-    in two passes over the batch instead of four (one conversion, one fused multiply-add).
-    """
+    """Per-channel (x - mean) / std; a uint8 batch is read as bytes in [0, 255] (`ToFloat` + `Normalize` in
+    two passes over the batch instead of four)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != len(std):
@@ -84,23 +77,18 @@ def _randint(high: int, n: int, x: torch.Tensor, generator: torch.Generator | No
 
 
 def _draw_flips(p: float, n: int, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    device = generator.device if generator is not None else x.device
-    return (torch.rand(n, generator=generator, device=device) < p).to(x.device)
+    return (torch.rand(n, generator=generator, device=generator.device if generator else x.device) < p).to(x.device)
 
 
 def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0,
                 generator: torch.Generator | None = None, flip: float = 0.0) -> torch.Tensor:
-    """A random crop of each image of the batch padded by `padding` pixels of `fill`, each image
-    also mirrored left-right with probability `flip`.
+    """A random crop of each image padded by `padding` pixels of `fill`, mirrored with probability `flip`.
 
-    The batch is padded once (and, with `flip`, a mirrored copy beside it); each output row is
-    then one contiguous run of `w` values in that buffer, so a single `index_select` over row
-    windows builds the whole result, crop and flip together: one pass over the data, with one
-    index per row instead of one per element (gather) and no per-image Python. The same code
-    runs on CUDA. Random draws: row offsets, column offsets, then flips.
+    The batch is padded once (with `flip`, a mirrored copy beside it); each output row is one contiguous run
+    of `w` values there, so one `index_select` over row windows crops and flips in one pass, one index per row.
+    Random draws: row offsets, column offsets, then flips.
     """
-    n, c, h, w = x.shape
-    p = padding
+    (n, c, h, w), p = x.shape, padding
     hp, wp = h + 2 * p, w + 2 * p
     copies = 2 if flip > 0 else 1
     padded = x.new_full((copies * n, c, hp, wp), fill)
@@ -128,9 +116,7 @@ class RandomCrop(BatchTransform):
             raise ValueError(f"padding must be >= 0, got {padding}.")
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip is a probability, got {flip}.")
-        self.padding = padding
-        self.fill = fill
-        self.flip = flip
+        self.padding, self.fill, self.flip = padding, fill, flip
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.padding == 0:

@@ -1,17 +1,11 @@
-"""Decode a list of image files once into one uint8 tensor, cached on disk.
-
-JPEG decoding is the slow part of an image pipeline: at 64×64 it costs more than
-the augmentation itself. This module decodes every file once into a
-`(N, 3, H, W)` uint8 tensor and stores it under `labkit.config.cache_dir()`
-(never beside the images, so read-only dataset folders work). The cache key is a
-hash of the dataset folder's resolved path and every file's relative path, size
-and modification time, so editing, adding or removing an image rebuilds it.
-"""
+"""Decode image files once (JPEG decoding costs more than the augmentation) into one (N, 3, H, W) uint8
+tensor, cached under `labkit.config.cache_dir()`, never beside the images. The key hashes the folder and
+every file's relative path, size and mtime, so editing, adding or removing an image rebuilds it."""
 
 from __future__ import annotations
 
 import hashlib
-import os
+import math
 import pickle
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from labkit import config
 from labkit.errors import DataError, WriteError
-from labkit.files import atomic_write
+from labkit.files import atomic_write, remove_orphan_temp_files
 
 
 def cache_key(root: Path, relpaths: Sequence[str], size: int) -> str:
@@ -54,11 +48,8 @@ def decode_file(path: Path, size: int) -> torch.Tensor:
 
 
 def decode_all(root: Path, relpaths: Sequence[str], size: int, desc: str = "decoding images") -> torch.Tensor:
-    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor.
-
-    A progress bar (`LABKIT_PROGRESS=0` turns it off) shows the build: the full Tiny-ImageNet
-    takes minutes to decode on a CPU.
-    """
+    """Decode every file (relative to `root`) into one (N, 3, size, size) uint8 tensor, with a progress bar
+    (the full Tiny-ImageNet takes minutes on a CPU)."""
     from tqdm.auto import tqdm
 
     images = torch.empty((len(relpaths), 3, size, size), dtype=torch.uint8)
@@ -69,60 +60,59 @@ def decode_all(root: Path, relpaths: Sequence[str], size: int, desc: str = "deco
     return images
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before any decoding when the cache folder cannot be created or written."""
-    probe = Path(folder)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise WriteError(
-            f"cannot write the decoded-image cache under {folder}: {probe} is not writable. Set "
-            "LABKIT_CACHE to a writable folder (e.g. LABKIT_CACHE=~/.cache/labkit-cache), or LABKIT_DATA "
-            "to a writable copy of the data.")
-
-
 def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
                   cache_dir: Path | None = None, verbose: bool = True, *,
                   decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None) -> torch.Tensor:
     """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
 
     `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
-    `labkit.config.cache_dir()`. A cache file that is unreadable or does not match is rebuilt.
-    `decoder(root, relpaths)` replaces `decode_all` (resizing, RGB conversion) when given: it
-    must return the (N, 3, size, size) uint8 tensor, and whatever it raises leaves no cache
-    behind. The cache file is written atomically (`labkit.files.atomic_write`: a full disk is a
-    `WriteError`) with mode 0o644, readable by the group, so one student's cache serves the next on a
-    shared course server.
+    `labkit.config.cache_dir()`. `decoder(root, relpaths)` replaces `decode_all` when given: it must return
+    the (N, 3, size, size) uint8 tensor. The cache is written atomically (a full disk is a `WriteError`),
+    mode 0o644 so one student's cache serves the next on a course server; temp files of killed builds are
+    removed. It is read into memory, not memory-mapped: a cache file truncated or replaced while a run uses
+    it must not kill the process (SIGBUS); a damaged or stale one is rebuilt.
     """
     root = Path(root)
     key = cache_key(root, relpaths, size)
+    shape = (len(relpaths), 3, size, size)
     folder = Path(cache_dir) if cache_dir is not None else config.cache_dir()
     path = folder / f"{name}-{key[:20]}.pt"
     if is_inside(path, root):
         raise WriteError(f"the image cache {path} would be inside the dataset folder {root}; "
                          "set LABKIT_CACHE (or LABKIT_DATA) to a folder outside the dataset.")
+    damaged = None
     if path.exists():
         try:
-            stored = torch.load(path, weights_only=True, mmap=True)
+            if path.stat().st_size < math.prod(shape):
+                raise EOFError(f"{path.stat().st_size:,} bytes, shorter than its {math.prod(shape):,} bytes of images")
+            stored = torch.load(path, weights_only=True)
             images = stored["images"]
-            if stored.get("key") == key and tuple(images.shape) == (len(relpaths), 3, size, size):
+            if stored.get("key") == key and tuple(images.shape) == shape and images.dtype == torch.uint8:
                 return images
+            damaged = "it does not match the images"
         except (OSError, RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
-            print(f"the image cache {path} is unreadable ({type(err).__name__}); rebuilding it")
-    check_writable(folder)
+            damaged = f"{type(err).__name__}: {str(err)[:120]}"
+    if not config.writable(folder):
+        if damaged:
+            raise DataError(f"the image cache {path} is unreadable ({damaged}) and {folder} is read-only: delete the "
+                            "file (or set LABKIT_CACHE to a writable folder) and run again.")
+        raise WriteError(f"cannot write the decoded-image cache under {folder}: it is not writable. Set "
+                         "LABKIT_CACHE to a writable folder (e.g. LABKIT_CACHE=~/.cache/labkit-cache), or "
+                         "LABKIT_DATA to a writable copy of the data.")
+    if damaged:
+        print(f"the image cache {path} is unreadable ({damaged}); rebuilding it")
+    remove_orphan_temp_files(folder)
     start = time.perf_counter()
     if decoder is None:
         images = decode_all(root, relpaths, size, desc=f"decoding {name} once into the cache")
     else:
         images = decoder(root, relpaths)
-        if images.dtype != torch.uint8 or tuple(images.shape) != (len(relpaths), 3, size, size):
-            raise ValueError(f"the decoder returned {images.dtype} {tuple(images.shape)}, expected "
-                             f"uint8 {(len(relpaths), 3, size, size)}")
+        if images.dtype != torch.uint8 or tuple(images.shape) != shape:
+            raise ValueError(f"the decoder returned {images.dtype} {tuple(images.shape)}, expected uint8 {shape}")
     with atomic_write(path) as handle:
         torch.save({"key": key, "images": images}, handle)
     if verbose:
-        print(f"decoded {len(relpaths):,} images in {time.perf_counter() - start:.1f} s "
-              f"-> cache {path}")
+        print(f"decoded {len(relpaths):,} images in {time.perf_counter() - start:.1f} s -> cache {path}")
     return images
 
 

@@ -1,10 +1,6 @@
-"""The one tensor-resident loader: a whole split lives as tensors on the training device.
-
-Batches are index gathers from those tensors, shuffled by a permutation drawn from
-`seed` and the epoch (so a resumed run sees the same order as an uninterrupted
-one), optionally augmented as whole batches (`labkit.data.augment`), and sharded by
-rank under DistributedDataParallel. No per-sample Python, no worker processes.
-"""
+"""The one tensor-resident loader: a whole split lives as tensors on the training device. Batches are index
+gathers, shuffled by a permutation drawn from `seed` and the epoch (a resumed run sees the same order),
+augmented as whole batches (`labkit.data.augment`) and sharded by rank under DDP; no workers."""
 
 from __future__ import annotations
 
@@ -18,13 +14,9 @@ Transform = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 @contextlib.contextmanager
 def single_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """Run the enclosed torch ops on one CPU thread, then restore the thread count.
-
-    A batch gather and its augmentation are memory-bound and take well under a millisecond on
-    one core; splitting each op across threads gains little, while on a busy machine every
-    parallel op waits for a descheduled helper thread (milliseconds each, measured 20x slower
-    with 2 threads on a loaded 2-core machine). The model's compute keeps all threads.
-    """
+    """Run the enclosed torch ops on one CPU thread: a batch gather and its augmentation are memory-bound,
+    and on a busy machine each parallel op waits for a descheduled helper thread (measured 20x slower with
+    2 threads on a loaded 2-core machine). The model's compute keeps all threads."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1:
         yield
@@ -37,32 +29,15 @@ def single_thread_on_cpu(device: torch.device) -> Iterator[None]:
 
 
 class TensorLoader:
-    """Iterate `(tensor_0[idx], tensor_1[idx], ...)` batches; the first tensor gets `transform`.
-
-    Args:
-        tensors: tensors with the same first dimension (e.g. uint8 images and int64 labels).
-        batch_size: items per batch.
-        shuffle: a new permutation each epoch (see `set_epoch`).
-        drop_last: drop a final short batch.
-        device: where the data lives and batches are made (default: where the tensors are).
-        transform: batch transform for the first tensor, e.g. `Compose([RandomCrop(4), ToFloat()])`.
-        seed: base seed for shuffling and augmentation.
-        rank, world_size: shard for DistributedDataParallel (each rank gets every world_size-th index
-            of the same permutation, padded like DistributedSampler so ranks see equal batch counts).
+    """Iterate `(tensor_0[idx], tensor_1[idx], ...)` batches of tensors with the same first dimension (e.g. uint8
+    images and int64 labels) on `device` (default: where they are); `transform` (e.g. `Compose([RandomCrop(4),
+    ToFloat()])`) applies to the first. `shuffle` draws a new permutation each epoch (`set_epoch`) from `seed`;
+    `rank`/`world_size` shard it for DDP (every world_size-th index, padded like DistributedSampler).
     """
 
-    def __init__(
-        self,
-        *tensors: torch.Tensor,
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        device: str | torch.device | None = None,
-        transform: Transform | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
+    def __init__(self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+                 device: str | torch.device | None = None, transform: Transform | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
         if not tensors:
             raise ValueError("TensorLoader needs at least one tensor.")
         sizes = {int(t.shape[0]) for t in tensors}
@@ -74,14 +49,8 @@ class TensorLoader:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}.")
         self.device = torch.device(device) if device is not None else tensors[0].device
         self.tensors = tuple(t.to(self.device) for t in tensors)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.transform = transform
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
+        self.batch_size, self.shuffle, self.drop_last, self.transform = batch_size, shuffle, drop_last, transform
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
 
     @property
     def num_items(self) -> int:
