@@ -183,12 +183,15 @@ def prepare(work: Path, families: bool = False) -> dict[str, Path]:
     env = base_env(work)
     runs = {f"good-{lab}": (lab, ("--schedule", "step") if lab == "mnist" else ())  # resumable for more epochs
             for lab in ("mnist", "lm", "tiny-imagenet")}
+    if families:  # a mid-run checkpoint to continue within the planned schedule
+        runs["good-lm"] = ("lm", ("--at-epochs", "1"))
     if families:  # the families resume every lab, and a run stopped within its first epoch
         runs["good-function-fitting"] = ("function-fitting", ())
         runs["mid-mnist"] = ("mnist", ("--time-budget", "1e-9"))
     for key, (lab, extra) in runs.items():
         out = fx / key
-        if not (out / "checkpoints" / "last.pt").is_file():
+        wanted = ["last.pt"] + (["epoch_001.pt"] if "--at-epochs" in extra else [])
+        if not all((out / "checkpoints" / name).is_file() for name in wanted):
             res = run_process(labkit_cmd("run", lab, "--smoke", "--epochs", "2", "--out", str(out), "--overwrite",
                                          "--no-tensorboard", *extra), env, 300, work)
             if res.rc != 0:
@@ -1050,6 +1053,9 @@ def _resume_place_case(lab_name: str, target: str, fx: dict[str, Path]) -> Case:
 
     source = fx[f"good-{lab_name}"].parent
     done = int(load_checkpoint(source / "checkpoints" / "last.pt").config["epochs"])
+    # a schedule planned for `done` epochs cannot be extended: continue its epoch-1 checkpoint instead
+    mid = (source / "checkpoints" / "epoch_001.pt").is_file()
+    ckpt_name, epochs = ("epoch_001.pt", done) if mid else ("last.pt", done + 1)
 
     def setup(folder: Path) -> None:
         copy_run(source, folder, "orig").rename(folder / "runA")
@@ -1066,12 +1072,12 @@ def _resume_place_case(lab_name: str, target: str, fx: dict[str, Path]) -> Case:
 
     def argv(folder: Path) -> list[str]:
         if target == "a copy of the run (no --out)":
-            return ["run", lab_name, "--resume", str(folder / "mycopy" / "checkpoints" / "last.pt"),
-                    "--epochs", str(done + 1)]
+            return ["run", lab_name, "--resume", str(folder / "mycopy" / "checkpoints" / ckpt_name),
+                    "--epochs", str(epochs)]
         out = {"--out holds another run": folder / "runB", "--out is the source run": folder / "runA",
                "--out is a file": folder / "afile", "--out under a file": folder / "afile" / "out"}[target]
-        return ["run", lab_name, "--resume", str(folder / "runA" / "checkpoints" / "last.pt"), "--epochs",
-                str(done + 1), "--out", str(out)]
+        return ["run", lab_name, "--resume", str(folder / "runA" / "checkpoints" / ckpt_name), "--epochs",
+                str(epochs), "--out", str(out)]
 
     def protect(folder: Path) -> list[Path]:
         if target == "a copy of the run (no --out)":
@@ -1085,7 +1091,7 @@ def _resume_place_case(lab_name: str, target: str, fx: dict[str, Path]) -> Case:
     def check(res: Result, folder: Path) -> bool:
         if target == "a copy of the run (no --out)":
             record = json.loads((folder / "mycopy" / "metrics.json").read_text())
-            if record["summary"]["epochs_run"] != done + 1:
+            if record["summary"]["epochs_run"] != epochs:
                 raise AssertionError(f"the copy's metrics.json shows epochs_run={record['summary']['epochs_run']}")
         elif target == "--out holds another run":
             raise AssertionError("exit 0: the other run in --out was replaced without --overwrite")
