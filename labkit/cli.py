@@ -13,6 +13,7 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any
 
+from labkit import config
 from labkit.errors import LabkitError, UsageError
 
 #: name -> (module, add-arguments function, main function, help); a lab adds its own through `Lab.commands`
@@ -125,14 +126,12 @@ def lab_parser(lab: Any) -> Parser:
 def config_from_args(lab: Any, args: argparse.Namespace) -> Any:
     """The run's config: the size and recipe, then every option given; on --resume the checkpoint's config with
     the options given (the runner refuses those a resume cannot change), written into --out, else into the
-    run folder that holds the checkpoint file."""
+    run folder that holds the checkpoint file. `size` and `recipe` (cli=False) come from --size/--recipe."""
     from labkit import runner
     from labkit.lab import config_fields, shown
 
-    # only the fields offered as options: `size` and `recipe` (cli=False) come from --size/--recipe below
-    given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config)
-             if f.metadata.get("cli", True) and f.name not in lab.unused_options
-             and getattr(args, f.name, None) is not None}
+    given = {f.name: getattr(args, f.name) for f, _ in config_fields(lab.Config) if f.metadata.get("cli", True)
+             and f.name not in lab.unused_options and getattr(args, f.name, None) is not None}
     if args.smoke and args.size not in (None, "smoke"):
         raise UsageError(f"--smoke and --size {args.size} contradict each other: give one of them.")
     size, recipe, resume = "smoke" if args.smoke else args.size, getattr(args, "recipe", None), args.resume
@@ -169,7 +168,6 @@ def run_main(argv: Sequence[str]) -> Any:
 
 def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
     """`labkit smoke [LAB ...]`: each lab at smoke size on generated data; figures and a metrics table."""
-    from labkit import config
     from labkit.files import write_text_atomic
     from labkit.lab import get_lab, lab_names
     from labkit.runner import smoke_run, writable_folder, write_json
@@ -189,10 +187,9 @@ def smoke_main(argv: Sequence[str]) -> dict[str, dict]:
         metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in smoke_run(lab, out / lab.name).items()}
         rows[lab.name] = {**metrics, "seconds": round(time.perf_counter() - start, 1)}
         print(f"[smoke] {lab.name}: {rows[lab.name]}", flush=True)
+    cells = [[name, ", ".join(f"{k}={v}" for k, v in m.items())] for name, m in rows.items()]
     table = ("Smoke size: tiny generated (synthetic) data, seconds per lab. These numbers show that each lab "
-             "runs end to end; they are not results.\n\n"
-             + markdown_table(["lab", "metrics"], [[name, ", ".join(f"{k}={v}" for k, v in m.items())]
-                                                   for name, m in rows.items()], numeric_from=99))
+             "runs end to end; they are not results.\n\n" + markdown_table(["lab", "metrics"], cells, numeric_from=99))
     write_text_atomic(out / "metrics.md", table + "\n")
     write_json(out / "metrics.json", {"size": "smoke", "data": "generated", "labs": rows})
     print(table)
@@ -221,29 +218,23 @@ def command_main(name: str, argv: Sequence[str]) -> Any:
     return command(parser.parse_args(argv))
 
 
-def top_parser() -> Parser:
-    parser = Parser(prog="labkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run one lab from the command line (labkit run LAB --help)", add_help=False)
-    sub.add_parser("smoke", help="run every lab end to end at smoke size, on generated data", add_help=False)
-    for name, (*_, help_text) in all_commands().items():
-        sub.add_parser(name, help=help_text, add_help=False)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"run", "smoke", *COMMANDS}
     if argv and argv[0] not in commands and not argv[0].startswith("-"):
         commands |= set(all_commands())  # a lab's own command (imports the labs)
-    if not argv or argv[0] not in commands:
-        top_parser().parse_args(argv[:1])  # help, or the error naming the commands
+    if not argv or argv[0] not in commands:  # help, or the error naming the commands
+        parser = Parser(prog="labkit", description=__doc__.splitlines()[0])
+        sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        sub.add_parser("run", help="run one lab from the command line (labkit run LAB --help)", add_help=False)
+        sub.add_parser("smoke", help="run every lab end to end at smoke size, on generated data", add_help=False)
+        for name, (*_, help_text) in all_commands().items():
+            sub.add_parser(name, help=help_text, add_help=False)
+        parser.parse_args(argv[:1])
         return USAGE_ERROR
     command, rest = argv[0], argv[1:]
-    from labkit.config import running_command
-
     try:
-        with running_command():  # every fit shows its epochs (a bar, or a line per epoch in a log)
+        with config.running_command():  # every fit shows its epochs (a bar, or a line per epoch in a log)
             result = (run_main(rest) if command == "run" else smoke_main(rest) if command == "smoke"
                       else command_main(command, rest))
     except LabkitError as err:  # bad data, checkpoint or options: the message says what to do

@@ -25,10 +25,6 @@ def _path(value: str) -> Path:
                          "(and LABKIT_RUNS) to folders without `~`.") from None
 
 
-def _user_cache() -> Path:
-    return _path(os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache") / "labkit"
-
-
 def is_smoke() -> bool:
     """True when `LABKIT_SMOKE=1`: labs run at seconds-on-CPU size on tiny data."""
     return _flag("LABKIT_SMOKE")
@@ -58,15 +54,15 @@ def writable(folder: Path) -> bool:
 
 def cache_dir() -> Path:
     """Where derived files (decoded-image caches, smoke-size generated data) go, never inside a dataset folder:
-    `LABKIT_CACHE`, else `$LABKIT_DATA/cache` when LABKIT_DATA is writable, else the per-user cache
-    (`$XDG_CACHE_HOME/labkit`, `~/.cache/labkit`)."""
+    `LABKIT_CACHE`, else `$LABKIT_DATA/cache` when writable, else `$XDG_CACHE_HOME/labkit` (`~/.cache/labkit`)."""
     if value := os.environ.get("LABKIT_CACHE", "").strip():
         return _path(value)
     data = data_root()
     if writable(data):
         return data / "cache"
     with contextlib.suppress(UsageError):  # no home: only LABKIT_CACHE is left
-        if (user := _user_cache()) != data and writable(user):
+        user = _path(os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache") / "labkit"
+        if user != data and writable(user):
             return user
     raise WriteError(f"no writable folder for labkit's caches: LABKIT_DATA ({data}) is read-only and so is the "
                      "per-user cache ($XDG_CACHE_HOME/labkit, ~/.cache/labkit). Set LABKIT_CACHE to a writable folder.")
@@ -92,8 +88,7 @@ def progress_enabled() -> bool:
     return _flag("LABKIT_PROGRESS", default=True)
 
 
-#: set by the `labkit` command while it runs (`terminal_command()`)
-_TERMINAL_COMMAND = False
+_TERMINAL_COMMAND = False  # set by the `labkit` command while it runs
 
 
 @contextlib.contextmanager

@@ -5,16 +5,21 @@ and `labkit run <lab>` makes one option per config field."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
+import pkgutil
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
+from labkit import config as _config
+from labkit.engine import SupervisedTask
 from labkit.errors import UsageError
 from labkit.optim import OPTIMIZERS, SCHEDULES
 
@@ -45,8 +50,7 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any]) -> None:
     flag = "--" + name.replace("_", "-")
     if value is None:
         return
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
+    if (choices := meta.get("choices")) is not None and value not in choices:
         raise UsageError(f"{flag} must be one of {', '.join(map(str, choices))}, not {value!r}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
@@ -115,8 +119,7 @@ class LabConfig:
                 check_value(f.name, item, f.metadata)
 
     def replace(self, **changes: Any) -> LabConfig:
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
+        if unknown := set(changes) - {f.name for f in dataclasses.fields(self)}:
             raise UsageError(f"{type(self).__name__} has no field {', '.join(sorted(unknown))}; its fields: "
                              f"{', '.join(f.name for f in dataclasses.fields(self))}.")
         return dataclasses.replace(self, **changes)
@@ -127,9 +130,8 @@ class LabConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LabConfig:
         """The config saved by `to_dict` (unknown fields ignored)."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
-        return cls(**kwargs)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known})
 
     @property
     def out_dir(self) -> Path | None:
@@ -170,12 +172,9 @@ class Lab:
     epoch_splits: ClassVar[tuple[str, ...]] = ("val",)
     #: the validation metric that picks best.pt and drives early stopping (never a test metric)
     monitor: ClassVar[str | None] = "val_accuracy"
-    #: the splits evaluated once, at the end, with the chosen checkpoint
-    final_splits: ClassVar[tuple[str, ...]] = ("test",)
-    #: history keys the run's curves.png shows (None: all)
-    curve_keys: ClassVar[tuple[str, ...] | None] = None
-    #: write last.pt every this many epochs (and at the end)
-    checkpoint_every: ClassVar[int] = 1
+    final_splits: ClassVar[tuple[str, ...]] = ("test",)  # evaluated once, at the end, with the chosen checkpoint
+    curve_keys: ClassVar[tuple[str, ...] | None] = None  # history keys the run's curves.png shows (None: all)
+    checkpoint_every: ClassVar[int] = 1  # write last.pt every this many epochs (and at the end)
     #: shared config fields this lab does not use: not offered by `labkit run <lab>`
     unused_options: ClassVar[tuple[str, ...]] = ()
     #: keyword arguments for DistributedDataParallel under torchrun (e.g. find_unused_parameters=True)
@@ -193,8 +192,7 @@ class Lab:
         values = {**self.recipes[recipe], **sized, **per_recipe,
                   **{k: v for k, v in overrides.items() if v is not None}, "size": size, "recipe": recipe}
         fields = {f.name for f in dataclasses.fields(self.Config)}
-        unknown = set(values) - fields
-        if unknown:
+        if unknown := set(values) - fields:
             raise UsageError(f"{self.name} has no setting {', '.join(sorted(unknown))}; its settings: "
                              f"{', '.join(sorted(fields))}.")
         return self.Config(**values)
@@ -207,8 +205,6 @@ class Lab:
 
     def task(self, cfg: LabConfig) -> Any:
         """How one batch becomes a loss (default: cross-entropy with the config's label smoothing)."""
-        from labkit.engine import SupervisedTask
-
         return SupervisedTask(nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
 
     def graph_input(self, cfg: LabConfig, data: LabData) -> Any:
@@ -227,16 +223,14 @@ class Lab:
     #: summary keys a reference run records (None: every number of `Run.summary()`)
     reference_keys: ClassVar[tuple[str, ...] | None] = None
 
-    # `labkit run <lab>`, `labkit reproduce` (each run into `out_dir/<name>/`), `labkit smoke`: None means the
-    # runner's default (one run of the config, then `report`); a lab returns its own result to replace it.
     def main(self, cfg: LabConfig, args: Any) -> dict[str, Any] | None:
-        return None
+        """`labkit run <lab>`: None runs the default (one run of the config, then `report`); a result replaces it."""
 
     def reference(self, size: str, out_dir: Path) -> dict[str, dict[str, Any]] | None:
-        return None
+        """`labkit reproduce`: None runs the first recipe into `out_dir/<recipe>/`; {name: numbers} replaces it."""
 
     def smoke(self, out_dir: Path) -> dict[str, Any] | None:
-        return None
+        """`labkit smoke`: None runs the smoke size into `out_dir` (then `report`); a result replaces it."""
 
 
 LABS: dict[str, Lab] = {}  # name -> Lab, filled by `@register` when a lab's package is imported
@@ -253,9 +247,6 @@ def register(cls: type[Lab]) -> type[Lab]:
 def discover() -> dict[str, Lab]:
     """Import every package under `labkit.labs` (each registers its lab), in the order of their titles: nothing
     lists the labs, a new package `labkit/labs/<lab>/` is a new lab."""
-    import importlib
-    import pkgutil
-
     import labkit.labs
 
     for info in pkgutil.iter_modules(labkit.labs.__path__, "labkit.labs."):
@@ -278,20 +269,15 @@ def get_lab(name: str | Lab) -> Lab:
 
 
 def choose_size(explicit: str | None = None) -> tuple[str, str]:
-    """(size, why): `explicit`, else `LABKIT_SIZE`, else smoke under `LABKIT_SMOKE=1`, else full on a
-    GPU and laptop on a CPU."""
+    """(size, why): `explicit`, else `LABKIT_SIZE`, else smoke under `LABKIT_SMOKE=1`, else full on a GPU, laptop."""
     env = os.environ.get("LABKIT_SIZE", "").strip()
     for given, what, why in ((explicit, "size", "chosen in the notebook"), (env, "LABKIT_SIZE", f"LABKIT_SIZE={env}")):
         if given:
             if given not in SIZES:
                 raise UsageError(f"{what} must be one of {', '.join(SIZES)}, not {given!r}.")
             return given, why
-    from labkit import config
-
-    if config.is_smoke():
+    if _config.is_smoke():
         return "smoke", "LABKIT_SMOKE=1 (tests and CI)"
-    import torch
-
     if torch.cuda.is_available():
         return "full", f"a GPU is available ({torch.cuda.get_device_name(0)})"
     return "laptop", "no GPU: the laptop size keeps a CPU run to about 15 minutes"

@@ -1,10 +1,9 @@
-"""`labkit release`: the student edition of the labs (`labs/NN_name.py`, jupytext percent) from the instructor
-sources. An exercise is a cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` /
-`### END SOLUTION` lines; the student edition replaces it by `raise NotImplementedError("your code here")` (a
-markdown answer by "YOUR ANSWER HERE") and clears outputs. Both editions carry nbgrader metadata: exercises are
-"autograded answer" cells, the check cell after one an "autograder tests" cell worth a point, a written answer
-a "manually graded answer" worth `ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition.
-"""
+"""`labkit release`: the student edition of the labs (`labs/NN_name.py`, jupytext percent) from the instructor sources.
+An exercise is a cell tagged `exercise` whose solution sits between nbgrader's `### BEGIN SOLUTION` / `### END SOLUTION`
+lines; the student edition replaces it by `raise NotImplementedError("your code here")` (a markdown answer by "YOUR
+ANSWER HERE") and clears outputs. Both editions carry nbgrader metadata: exercises are "autograded answer" cells, the
+check cell after one an "autograder tests" cell worth a point, a written answer a "manually graded answer" worth
+`ANSWER_POINTS`. `--nbgrader-source` writes the instructor edition."""
 
 from __future__ import annotations
 
@@ -27,24 +26,16 @@ CODE_STUB = 'raise NotImplementedError("your code here")'
 ANSWER_STUB = "YOUR ANSWER HERE"
 EXERCISE_TAG = "exercise"
 NBGRADER_SCHEMA_VERSION = 3
-#: points of a written answer (a markdown exercise cell) unless its nbgrader metadata says otherwise
-ANSWER_POINTS = 2
+ANSWER_POINTS = 2  # of a written answer (a markdown exercise cell) unless its nbgrader metadata says otherwise
 
-#: a code cell that calls a `labkit.check` helper (`check_shape(...)`, `labkit.check.x(...)`)
-_CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")
+_CHECK_CALL = re.compile(r"\bcheck_\w*\s*\(|\blabkit\.check\b")  # calls `check_shape(...)`, `labkit.check.x(...)`
 
 
 @dataclass(frozen=True)
 class Lab:
     source: Path  # the jupytext percent source; its paired notebook is beside it
-
-    @property
-    def name(self) -> str:
-        return self.source.stem
-
-    @property
-    def notebook(self) -> Path:
-        return self.source.with_suffix(".ipynb")
+    name = property(lambda self: self.source.stem)
+    notebook = property(lambda self: self.source.with_suffix(".ipynb"))
 
 
 def find_labs(labs_dir: Path, names: list[str] | None = None) -> list[Lab]:
@@ -152,17 +143,15 @@ def mark_exercises(nb: NotebookNode, lab_name: str) -> NotebookNode:
     return nb
 
 
-def clear_outputs(nb: NotebookNode) -> NotebookNode:
+def instructor_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
+    """The notebook with nbgrader metadata and no outputs."""
+    nb = mark_exercises(nb, lab_name)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
         cell.get("metadata", {}).pop("execution", None)
     return nb
-
-
-def instructor_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
-    return clear_outputs(mark_exercises(nb, lab_name))
 
 
 def student_edition(nb: NotebookNode, lab_name: str) -> NotebookNode:
@@ -206,12 +195,6 @@ def release(labs_dir: Path, out: Path, names: list[str] | None = None,
     return written
 
 
-def default_labs_dir() -> Path:
-    """`./labs` when it exists, else the `labs/` folder of the checkout this package lives in."""
-    here = Path("labs")
-    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "labs"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the student edition (.ipynb + .py)")
     parser.add_argument("--labs", type=Path, default=None,
@@ -223,6 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for path in release(args.labs or default_labs_dir(), args.out, args.names or None, args.nbgrader_source):
+    labs_dir = args.labs or (Path("labs") if Path("labs").is_dir() else Path(__file__).resolve().parent.parent / "labs")
+    for path in release(labs_dir, args.out, args.names or None, args.nbgrader_source):
         print(f"wrote {path}")
     return 0

@@ -1,11 +1,10 @@
 """The one runner: config -> data -> model -> `fit` (checkpoints, TensorBoard) -> the checkpoint chosen by
-validation -> the test split once -> metrics.json and curves.png (rank 0). `load_run(ckpt)` rebuilds any
-lab's model from a checkpoint alone.
-"""
+validation -> the test split once -> metrics.json and curves.png (rank 0). `load_run(ckpt)` rebuilds any lab's model."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import os
@@ -26,11 +25,12 @@ from labkit import plots
 from labkit.callbacks import Callback, EarlyStopping, Progress, StopOnSignal, TimeBudget, progress_mode
 from labkit.checkpoint import Checkpoint, CheckpointPolicy, check_resume_length, load_checkpoint, load_model_state
 from labkit.data.tensor_loader import single_thread_on_cpu
-from labkit.device import describe_device, prepare_model, seed_everything
-from labkit.engine import evaluate, fit
+from labkit.device import describe_device, prepare_model, rng_state, seed_everything, set_rng_state, synchronize
+from labkit.engine import Trainer, evaluate, fit
 from labkit.errors import CheckpointError, LabkitError, UsageError, WriteError
+from labkit.files import atomic_write, process_alive, remove_orphan_temp_files, write_text_atomic
 from labkit.history import History
-from labkit.lab import Lab, LabConfig, LabData, get_lab
+from labkit.lab import Lab, LabConfig, LabData, get_lab, shown
 from labkit.optim import make_optimizer, make_scheduler
 from labkit.tensorboard import TensorBoardLogger
 
@@ -60,8 +60,7 @@ class Run:
         return path if path is not None and path.is_file() else None
 
     def summary(self) -> dict[str, Any]:
-        """The final train metrics, the best validation value and its epoch, the chosen checkpoint's
-        final-split metrics (e.g. test_accuracy), epochs and seconds."""
+        """The final train metrics, the best validation value and its epoch, the final splits' metrics, seconds."""
         h, lab = self.history, get_lab(self.lab)
         out: dict[str, Any] = {"size": self.config.size, "recipe": self.config.recipe,
                                "epochs_run": h.epoch[-1] if len(h) else 0,
@@ -102,23 +101,13 @@ def writable_folder(out: Path) -> Path:
     return out
 
 
-def checkpoint_files(folder: Path) -> list[str]:
-    """The `*.pt` files of a checkpoint folder; a broken or looping link is named in a note and left out."""
-    found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
-    broken = [p.name for p in found if not p.is_file()]
-    if broken:
-        print(f"note: {', '.join(broken)} in {folder}: a broken or looping link, not a checkpoint; ignored.")
-    return [p.name for p in found if p.is_file()]
-
-
 @contextlib.contextmanager
 def claim_folder(out: Path, *, resume: str | os.PathLike | None = None, overwrite: bool = True) -> Iterator[None]:
     """Hold `out` for one run: a lock file (pid, host) that a second run stops at (a dead process's is taken
     over), orphan temporary files of killed saves removed, and another run's checkpoints refused, or
     removed when `overwrite`; a resume keeps only the checkpoints of its own folder."""
-    from labkit.files import process_alive, remove_orphan_temp_files
-
-    for inner in (out, out / "checkpoints", out / "tensorboard"):
+    ckpts = out / "checkpoints"
+    for inner in (out, ckpts, out / "tensorboard"):
         if inner.exists() and not inner.is_dir():
             raise WriteError(f"{inner} is a file, not a folder: a run writes its outputs there. Move or delete that "
                              "file, or write the run elsewhere with --out DIR.")
@@ -133,27 +122,27 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None, overwrit
                 owner = json.loads(lock.read_text())
             pid = owner.get("pid")
             if owner.get("host") != host or not isinstance(pid, int) or process_alive(pid):
-                raise WriteError(
-                    f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
-                    f"{owner.get('started', '?')}). Wait for it, or write this run elsewhere with --out DIR. "
-                    f"(If no such run exists, delete {lock}.)") from None
+                raise WriteError(f"{out} is in use by another run (pid {pid} on {owner.get('host', '?')}, started "
+                                 f"{owner.get('started', '?')}). Wait for it, or write this run elsewhere with "
+                                 f"--out DIR. (If no such run exists, delete {lock}.)") from None
             print(f"note: {out} was locked by pid {pid}, which no longer runs; taking the folder over.")
             lock.unlink(missing_ok=True)
     with os.fdopen(fd, "w") as handle:
         json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, handle)
     try:
-        for folder in (out, out / "checkpoints"):
-            removed = remove_orphan_temp_files(folder)
-            if removed:
+        for folder in (out, ckpts):
+            if removed := remove_orphan_temp_files(folder):
                 print(f"note: removed {len(removed)} unfinished temporary file(s) of a killed save in {folder}")
-        old = checkpoint_files(out / "checkpoints")
-        own = resume is not None and Path(resume).parent.resolve() == (out / "checkpoints").resolve()
+        found = sorted(ckpts.glob("*.pt")) if ckpts.is_dir() else []
+        if broken := [p.name for p in found if not p.is_file()]:
+            print(f"note: {', '.join(broken)} in {ckpts}: a broken or looping link, not a checkpoint; ignored.")
+        old = [p.name for p in found if p.is_file()]
+        own = resume is not None and Path(resume).parent.resolve() == ckpts.resolve()
         if old and not own:
             if not overwrite:
-                raise WriteError(
-                    f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that run with "
-                    f"--resume {out / 'checkpoints' / 'last.pt'}, write this one elsewhere with --out DIR, or "
-                    "replace it with --overwrite.")
+                raise WriteError(f"{out} already holds another run's checkpoints ({', '.join(old)}). Continue that "
+                                 f"run with --resume {ckpts / 'last.pt'}, write this one elsewhere with --out DIR, "
+                                 "or replace it with --overwrite.")
             for target in (out / name for name in RUN_OUTPUTS):
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         yield
@@ -169,8 +158,6 @@ RESUMABLE = ("epochs", "time_budget", "checkpoint_minutes", "device", "out", "da
 def check_resume(cfg: LabConfig, resume: str | os.PathLike) -> Checkpoint:
     """Refuse a resume whose config differs from the checkpoint's in anything but `RESUMABLE` (it would not
     continue that run), or that has nothing left to train."""
-    from labkit.lab import shown
-
     ckpt, values = load_checkpoint(resume), cfg.to_dict()
     for f in dataclasses.fields(cfg):
         saved, value = ckpt.config.get(f.name, ...), values[f.name]
@@ -207,12 +194,11 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
         resume: str | os.PathLike | None = None, progress: bool | None = None,
         epoch_splits: Sequence[str] | None = None, write_files: bool = True, checkpoints: bool = True,
         overwrite: bool = True, estimate: bool | None = None) -> Run:
-    """Train one config of a lab. `model`: a module or a function building one after seeding; `resume`: a
-    checkpoint, whose config `cfg` may differ from only in `RESUMABLE` fields; `write_files=False`: no
-    metrics.json/curves.png, `checkpoints=False`: no checkpoints either. A folder holding another run's
-    checkpoints is replaced when `overwrite` (a notebook re-running its cell), else refused. `estimate` (default:
-    all but smoke) prints the estimated time; in a notebook a run over `LONG_RUN_MINUTES` does not start by
-    itself (`LongRunError`) unless inside `with allow_long_runs():` (the panel's Train button)."""
+    """Train one config of a lab. `model`: a module or a function building one after seeding; `resume`: a checkpoint
+    whose config `cfg` may differ from only in `RESUMABLE` fields; `write_files=False`: no metrics.json/curves.png,
+    `checkpoints=False`: no checkpoints either. `overwrite`: replace a folder holding another run's checkpoints (a
+    notebook re-running its cell), else refuse. `estimate` (default: all but smoke) prints the estimated time; in a
+    notebook a run over `LONG_RUN_MINUTES` raises `LongRunError` unless inside `with allow_long_runs():`."""
     lab = get_lab(lab)
     start = check_resume(cfg, resume) if resume is not None else None
     out = default_out_dir(lab, cfg)
@@ -254,16 +240,13 @@ def load_data(lab: str | Lab, cfg: LabConfig) -> LabData:
 
 
 # The commands' default runs; a lab whose `main`/`reference`/`smoke` hook returns a result replaces them.
-
 def _run_and_report(lab: Lab, cfg: LabConfig, **kwargs: Any) -> dict[str, Any]:
-    """One run of `cfg`, then the lab's `report` (on rank 0): its summary and the report's numbers."""
-    result = run(lab, cfg, **kwargs)
+    result = run(lab, cfg, **kwargs)  # then the lab's `report` (on rank 0): its summary and the report's numbers
     main_process = not dist.launched_by_torchrun() or os.environ.get("RANK", "0") == "0"
     return {**result.summary(), **((lab.report(result) or {}) if main_process else {})}
 
 
 def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, Any]:
-    """`labkit run <lab>`."""
     lab = get_lab(lab)
     custom = lab.main(cfg, args)
     return custom if custom is not None else _run_and_report(
@@ -273,8 +256,7 @@ def command_run(lab: str | Lab, cfg: LabConfig, args: Any = None) -> dict[str, A
 def reference_runs(lab: str | Lab, size: str, out_dir: Path) -> dict[str, dict[str, Any]]:
     """`labkit reproduce`: by default the first recipe at `size` into `out_dir/<recipe>/`; {name: numbers}."""
     lab, name = get_lab(lab), next(iter(get_lab(lab).recipes))
-    custom = lab.reference(size, out_dir)
-    if custom is not None:
+    if (custom := lab.reference(size, out_dir)) is not None:
         return custom
     summary = _run_and_report(lab, lab.config(size, out=str(Path(out_dir) / name)))
     keys = lab.reference_keys or [k for k, v in summary.items() if isinstance(v, (int, float))]
@@ -355,11 +337,6 @@ def duration(seconds: float) -> str:
 def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
                  splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
     """Time `steps` training steps (after one warm-up) on copies of the model and optimizer (RNG restored)."""
-    import copy
-
-    from labkit.device import rng_state, set_rng_state, synchronize
-    from labkit.engine import Trainer
-
     saved = rng_state()
     probe = copy.deepcopy(model).to(device)
     trainer = Trainer(probe, make_optimizer(cfg, probe), task=task if task is not None else lab.task(cfg),
@@ -397,11 +374,10 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
     evals = {s: data.eval[s] for s in splits if data.eval.get(s) is not None}
     monitor = lab.monitor if lab.monitor and lab.monitor.split("_", 1)[0] in evals else None
     best = out / "checkpoints" / "best.pt"
-    policy = (CheckpointPolicy(out / "checkpoints", every=lab.checkpoint_every, at_epochs=cfg.at_epochs,
-                               best=monitor is not None, monitor=monitor,
-                               every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None,
-                               config={"lab": lab.name, **cfg.to_dict(), "model_info": dict(data.info)})
-              if checkpoints else None)
+    policy = None if not checkpoints else CheckpointPolicy(
+        best.parent, every=lab.checkpoint_every, at_epochs=cfg.at_epochs, best=monitor is not None, monitor=monitor,
+        every_seconds=cfg.checkpoint_minutes * 60 if cfg.checkpoint_minutes else None,
+        config={"lab": lab.name, **cfg.to_dict(), "model_info": dict(data.info)})
     if policy is not None and monitor is not None and start is not None and ctx.is_main_process:
         best.parent.mkdir(parents=True, exist_ok=True)
         carry_best(start, best, monitor)
@@ -425,9 +401,9 @@ def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, 
         split: evaluate(model, data.eval[split], task=task, metrics=lab.metrics, device=ctx.device, amp=cfg.amp,
                         channels_last=cfg.channels_last, progress=progress_mode(progress) == "bar", desc=split)
         for split in lab.final_splits if data.eval.get(split) is not None}
-    return Run(lab=lab.name, config=cfg, model=model, history=history, data=data,
-               out_dir=out if (write_files or checkpoints) else None, final=final, chosen_epoch=chosen,
-               seconds=time.perf_counter() - started, info=dict(data.info))
+    return Run(lab=lab.name, config=cfg, model=model, history=history, data=data, final=final, chosen_epoch=chosen,
+               out_dir=out if write_files or checkpoints else None, seconds=time.perf_counter() - started,
+               info=dict(data.info))
 
 
 def write_outputs(lab: Lab, result: Run) -> None:
@@ -463,8 +439,6 @@ def run_title(lab: Lab, result: Run) -> str:
 
 
 def write_json(path: Path, record: Mapping[str, Any]) -> Path:
-    from labkit.files import write_text_atomic
-
     return write_text_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
@@ -502,16 +476,13 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
 def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write a checkpoint's weights as a plain `state_dict` (the course's hand-in file), which
     `model.load_state_dict(torch.load(out, weights_only=True))` reads without labkit. Never over a checkpoint."""
-    from labkit.files import atomic_write
-
     ckpt, out = load_checkpoint(checkpoint, map_location="cpu"), Path(out)
     if out.exists() and (out.samefile(checkpoint) or _is_checkpoint(out)):
         what = "the checkpoint being exported" if out.samefile(checkpoint) else "a labkit checkpoint"
         raise UsageError(f"{out} is {what}: export never replaces one. Name a new file, e.g. hw7_123456_name.pth.")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone()
              for k, v in ckpt.payload["model"].items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
         raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(bad[:3])}...): the run "
                               "diverged; export a checkpoint from before it did.")
     with atomic_write(out) as handle:
