@@ -276,8 +276,8 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
                 ax.imshow(shown if image.dtype == torch.uint8 else shown.clip(0, 1), interpolation="nearest")
             if i < len(titles):
                 ax.set_title(titles[i], fontsize=7)
-    if title:
-        fig.suptitle(title)
+    if title:  # an empty grid's one axes carries the title itself
+        fig.axes[0].set_title(title) if n == 0 else fig.suptitle(title)
     if path is not None:
         save_figure(fig, path)
     return fig
