@@ -1,6 +1,6 @@
 """Callbacks: what `fit()` does besides training — progress, early stopping, time budgets, signals. Hooks run in
-`Callback.order`; setting `state.stop` in `on_step_end` stops inside the epoch (a `CheckpointPolicy` then writes
-a mid-epoch checkpoint), in `on_epoch_end` after it."""
+`Callback.order`; setting `state.stop` in `on_step_end` stops inside the epoch (a `CheckpointPolicy` then writes a
+mid-epoch checkpoint), in `on_epoch_end` after it."""
 
 from __future__ import annotations
 
@@ -41,13 +41,11 @@ class FitState:
     stop: bool = False
     stop_reason: str = ""
 
-    def epoch_seconds(self) -> float:
-        """Seconds since the current epoch started (0 outside an epoch)."""
+    def epoch_seconds(self) -> float:  # 0 outside an epoch
         return 0.0 if self.epoch_started is None else time.perf_counter() - self.epoch_started
 
     @property
-    def stopped_mid_epoch(self) -> bool:
-        """A stop inside `epoch` (it has no History row)."""
+    def stopped_mid_epoch(self) -> bool:  # a stop inside `epoch` (it has no History row)
         return self.stop and (self.history.epoch[-1] if len(self.history) else 0) < self.epoch
 
 
@@ -57,12 +55,8 @@ class Callback:
     order = 0
 
     def on_fit_start(self, state: FitState) -> None: ...
-
-    def on_step_end(self, state: FitState) -> None:
-        """After every optimizer step (only callbacks that override it are called per step)."""
-
+    def on_step_end(self, state: FitState) -> None: ...  # after every optimizer step (only overriders are called)
     def on_epoch_end(self, state: FitState) -> None: ...
-
     def on_fit_end(self, state: FitState) -> None: ...
 
 
@@ -104,14 +98,11 @@ class EarlyStopping(Callback):
 
 
 class TimeBudget(Callback):
-    """Stop when `seconds` of training have passed: inside an epoch once the budget is spent (the run
-    writes a mid-epoch checkpoint to resume from), or after an epoch when another epoch (at the mean
-    epoch time so far) would not fit."""
+    """Stop when `seconds` of training have passed: inside an epoch once the budget is spent (the run writes a mid-epoch
+    checkpoint to resume from), or after an epoch when another epoch (at the mean epoch time so far) would not fit."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = float(seconds)
-        self._start: float | None = None
-        self._epochs = 0
+        self.seconds, self._start, self._epochs = float(seconds), None, 0
 
     def on_fit_start(self, state: FitState) -> None:
         self._start, self._epochs = time.perf_counter(), 0
@@ -122,8 +113,7 @@ class TimeBudget(Callback):
         return time.perf_counter() - self._start
 
     def on_step_end(self, state: FitState) -> None:
-        elapsed = self._elapsed()
-        if elapsed > self.seconds:
+        if (elapsed := self._elapsed()) > self.seconds:
             state.stop, state.stop_reason = True, f"time budget of {self.seconds:.0f} s reached ({elapsed:.0f} s)"
 
     def on_epoch_end(self, state: FitState) -> None:
@@ -173,9 +163,8 @@ def _interactive() -> bool:
     """Where a tqdm bar redraws in place: a Jupyter front end (tqdm.auto's widget) or a terminal."""
     from tqdm.auto import tqdm as auto
 
-    if any(cls.__module__ == "tqdm.notebook" for cls in auto.__mro__):  # tqdm.auto chose the widget
-        return True
-    return bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
+    widget = any(cls.__module__ == "tqdm.notebook" for cls in auto.__mro__)  # tqdm.auto chose the widget
+    return widget or bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
 
 
 def progress_mode(progress: bool | None) -> str:
@@ -201,25 +190,22 @@ def _bar(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
 
 
 class Progress(Callback):
-    """The epochs of one fit as a bar, a line per epoch, or nothing (`progress_mode`); fit() adds `Progress()`
-    unless given one. `split_labels` name the splits, e.g. {"test": "hold-out (5,000 of train)"} ("hold-out
-    accuracy"). A run that stops early says why once: as the bar's description (not left red unless it
-    diverged), or as one line."""
+    """The epochs of one fit as a bar, a line per epoch, or nothing (`progress_mode`); fit() adds `Progress()` unless
+    given one. `split_labels` name the splits, e.g. {"test": "hold-out (5,000 of train)"} ("hold-out accuracy"). A run
+    that stops early says why once: as the bar's description (not left red unless it diverged), or as one line."""
 
     order = 10  # after the callbacks that stop the run or add to its stop reason
 
     def __init__(self, show: bool | None = None, split_labels: Mapping[str, str] | None = None) -> None:
-        self.show = show
+        self.show, self.mode = show, "quiet"
         # "test" -> "hold-out" when the split named test is held out of train (the part before " (")
         self.names = {split: label.split(" (")[0] for split, label in (split_labels or {}).items()
                       if split != "train" and label}
         self.bar: Any = None
         self.lines: list[str] = []  # what "lines" mode printed (for tests and callers)
-        self.mode = "quiet"
 
     @property
-    def batch_bars(self) -> bool:
-        """Whether fit shows a batch bar inside each (long enough) epoch and evaluation."""
+    def batch_bars(self) -> bool:  # whether fit shows a batch bar inside each (long enough) epoch and evaluation
         return self.mode == "bar"
 
     def on_fit_start(self, state: FitState) -> None:

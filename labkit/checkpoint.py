@@ -1,6 +1,6 @@
-"""The one checkpoint format: plain types and tensors (model, optimizer, scheduler, scaler, epoch, History,
-RNG states, config), written atomically (a crash mid-save keeps the previous file), read with
-weights_only=True after checking the zip's CRCs; loading names the problem and how to fix it."""
+"""The one checkpoint format: plain types and tensors (model, optimizer, scheduler, scaler, epoch, History, RNG
+states, config), written atomically (a crash mid-save keeps the previous file), read with weights_only=True after
+checking the zip's CRCs; loading names the problem and how to fix it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from labkit.device import rng_state, set_rng_state
 from labkit.errors import CheckpointError
 from labkit.files import atomic_write
 from labkit.history import History, metric_mode
+from labkit.optim import LENGTH_SHAPED as LENGTH_SHAPED_SCHEDULES  # schedules shaped by the run's planned length
 
 FORMAT = "labkit.checkpoint"
 VERSION = 1
@@ -39,8 +40,6 @@ def to_plain(value: Any) -> Any:
     """Convert config values to types `weights_only` loading accepts (paths -> str, numpy -> python)."""
     if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
         return value
-    if isinstance(value, PurePath):
-        return str(value)
     if isinstance(value, enum.Enum):
         return to_plain(value.value)
     if isinstance(value, Mapping):
@@ -49,13 +48,12 @@ def to_plain(value: Any) -> Any:
         return [to_plain(v) for v in value]
     if hasattr(value, "tolist"):  # numpy scalars and arrays
         return value.tolist()
-    return str(value) if isinstance(value, torch.device | torch.dtype) else repr(value)
+    return str(value) if isinstance(value, PurePath | torch.device | torch.dtype) else repr(value)
 
 
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns."""
-
     path: Path
     epoch: int
     history: History
@@ -69,24 +67,19 @@ class Checkpoint:
 def build_payload(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                   scaler: Any = None, epoch: int = 0, history: History | None = None,
                   config: Mapping[str, Any] | None = None, partial: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The checkpoint dictionary (plain types and tensors only). `epoch` is the last *finished* epoch;
-    `partial` marks a checkpoint written inside the next one (its steps done and running sums), so a
-    resume continues from that very step."""
+    """The checkpoint dictionary (plain types and tensors only). `epoch` is the last *finished* epoch; `partial`
+    marks a checkpoint written inside the next one (its steps done and running sums), so a resume continues there."""
     inner = unwrap(model)
-    return {
-        "format": FORMAT, "version": VERSION, "model_class": type(inner).__name__, "model": inner.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": to_plain(scheduler.state_dict()) if scheduler is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "epoch": int(epoch), "history": (history or History()).to_dict(), "rng": rng_state(),
-        "config": to_plain(dict(config or {})), "partial": to_plain(dict(partial)) if partial is not None else None,
-        "torch_version": str(torch.__version__),
-        "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return {"format": FORMAT, "version": VERSION, "model_class": type(inner).__name__, "model": inner.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(),
+            "scheduler": to_plain(scheduler.state_dict()) if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "epoch": int(epoch), "history": (history or History()).to_dict(), "torch_version": str(torch.__version__),
+            "config": to_plain(dict(config or {})), "partial": to_plain(dict(partial)) if partial is not None else None,
+            "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_atomic(payload: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then os.replace over `path`."""
     with atomic_write(path) as handle:
         torch.save(dict(payload), handle)
     return Path(path)
@@ -109,10 +102,9 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         with open(path, "rb") as handle:
             head = handle.read(2)
         if head[:1] == b"\x80" and len(head) == 2 and head[1] <= 5:  # a pickle stream: torch's legacy format
-            raise CheckpointError(
-                f"{path} is in PyTorch's legacy (pre-1.6, non-zip) format, which labkit does not read. Load it "
-                "in Python with torch.load(path, weights_only=True) and save it again with torch.save (the zip "
-                "format), then pass the new file.")
+            raise CheckpointError(f"{path} is in PyTorch's legacy (pre-1.6, non-zip) format, which labkit does not "
+                                  "read. Load it in Python with torch.load(path, weights_only=True) and save it again "
+                                  "with torch.save (the zip format), then pass the new file.")
         raise _corrupt(path, ValueError("not a zip archive, so not a PyTorch checkpoint file"))
     try:
         with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs: a flipped bit loads
@@ -127,30 +119,21 @@ def _read(path: Path, map_location: Any) -> dict[str, Any]:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" in str(err).lower() or "weights_only" in str(err):
-            raise CheckpointError(
-                f"{path} holds Python objects that labkit will not unpickle (it loads with "
-                "weights_only=True so a checkpoint cannot run code). Re-save it with labkit's "
-                "save_checkpoint, or if you trust its source load it yourself with weights_only=False."
-            ) from err
+            raise CheckpointError(f"{path} holds Python objects that labkit will not unpickle (it loads with "
+                                  "weights_only=True so a checkpoint cannot run code). Re-save it with labkit's "
+                                  "save_checkpoint, or if you trust its source load it yourself with "
+                                  "weights_only=False.") from err
         raise _corrupt(path, err) from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise _corrupt(path, err) from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, not a checkpoint dictionary.")
     if data.get("format") != FORMAT:
-        if data and all(isinstance(v, torch.Tensor) for v in data.values()):
-            # a bare state_dict saved with torch.save(model.state_dict(), path): accept it
+        if data and all(isinstance(v, torch.Tensor) for v in data.values()):  # a bare state_dict: accepted
             return {"format": FORMAT, "version": VERSION, "model": data, "epoch": 0,
                     "model_class": "", "history": {}, "config": {}}
         raise CheckpointError(f"{path} is not a labkit checkpoint (no '{FORMAT}' marker; keys: {sorted(data)[:8]}).")
-    _check_fields(path, data)
-    if data.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer labkit (format v{data['version']}); upgrade labkit.")
-    return data
-
-
-def _check_fields(path: Path, data: Mapping[str, Any]) -> None:
-    """A labkit checkpoint edited by hand (or by another tool) fails here with what is wrong."""
+    # a labkit checkpoint edited by hand (or by another tool) fails here with what is wrong
     version, model, epoch = data.get("version", 0), data.get("model"), data.get("epoch", 0)
     problems = [f"'version' is {version!r}, not a whole number"] * (isinstance(version, bool) or
                                                                     not isinstance(version, int))
@@ -166,6 +149,9 @@ def _check_fields(path: Path, data: Mapping[str, Any]) -> None:
         raise CheckpointError(
             f"{path} is a damaged labkit checkpoint: {'; '.join(problems)}. Was it edited by hand? Use another "
             "checkpoint of the run (best.pt, last.pt, epoch_NNN.pt) or train again.")
+    if data.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer labkit (format v{data['version']}); upgrade labkit.")
+    return data
 
 
 def _corrupt(path: Path, err: BaseException) -> CheckpointError:
@@ -174,12 +160,6 @@ def _corrupt(path: Path, err: BaseException) -> CheckpointError:
         f"{path} ({size} bytes) is truncated or corrupt and cannot be read ({type(err).__name__}: "
         f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}). It was probably cut off while "
         "being written or copied: use another checkpoint of the run (best.pt, epoch_NNN.pt) or train again.")
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return state
 
 
 def _listed(what: str, items: list[str], shown: int, sep: str = ", ") -> list[str]:
@@ -191,8 +171,10 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
     """load_state_dict with an error that names missing, unexpected, mis-shaped and mis-typed keys (load_state_dict
     would cast int8 or float16 weights silently)."""
     target = unwrap(model)
-    state = _strip_prefix(_strip_prefix(state, "module."), "_orig_mod.")
     own = target.state_dict()
+    for prefix in ("module.", "_orig_mod."):  # saved from a DDP or torch.compile wrapper
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state and state[k].shape != own[k].shape]
     parts = (_listed("missing keys", [k for k in own if k not in state], 6)
@@ -209,8 +191,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], *, 
             f"The {source} holds weights of another dtype than {type(target).__name__}: "
             + "; ".join(_listed("dtype mismatches", dtypes, 4, "; ")) + ". Loading would cast them (e.g. int8 "
             "weights evaluate at chance): use the checkpoint as it was saved, or convert the model to its dtype.")
-    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if broken:
+    if broken := [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]:
         raise CheckpointError(
             f"The {source} holds NaN or infinite weights ({', '.join(broken[:4])}{' ...' if len(broken) > 4 else ''}"
             "): the run that wrote it had diverged. Use a checkpoint from before (e.g. an epoch_NNN.pt or best.pt), "
@@ -233,10 +214,9 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
             optimizer.load_state_dict(data["optimizer"])
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"The optimizer state in {path} does not fit this optimizer: {err}") from err
-    if scheduler is not None and data.get("scheduler") is not None:
-        scheduler.load_state_dict(data["scheduler"])
-    if scaler is not None and data.get("scaler") is not None:
-        scaler.load_state_dict(data["scaler"])
+    for name, obj in (("scheduler", scheduler), ("scaler", scaler)):
+        if obj is not None and data.get(name) is not None:
+            obj.load_state_dict(data[name])
     if restore_rng and data.get("rng"):
         try:
             set_rng_state(data["rng"])
@@ -248,10 +228,6 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
     return Checkpoint(path=path, epoch=int(data.get("epoch", 0)), history=History.from_dict(data.get("history") or {}),
                       config=dict(data.get("config") or {}), model_class=str(data.get("model_class", "")),
                       payload=data, partial=dict(data["partial"]) if isinstance(data.get("partial"), dict) else None)
-
-
-#: schedules whose shape depends on the run's planned length (a per-step or per-epoch decay to its end)
-LENGTH_SHAPED_SCHEDULES = ("cosine", "warmup_cosine", "onecycle")  # labkit.optim.LENGTH_SHAPED
 
 
 def check_resume_length(path: str | os.PathLike, saved_config: Mapping[str, Any], epochs: int | None) -> None:
@@ -282,10 +258,6 @@ class CheckpointPolicy(Callback):
     every_steps: int | None = None
     every_seconds: float | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.directory)
 
     def on_fit_start(self, state: FitState) -> None:
         self._last_saved, self._last_time = state.epoch, time.perf_counter()
@@ -318,8 +290,7 @@ class CheckpointPolicy(Callback):
         `every` skipped it (e.g. every=500 of 2,000 epochs)."""
         h = state.history
         if state.stopped_mid_epoch:
-            path = self.save_mid_epoch(state)
-            if path is not None:
+            if (path := self.save_mid_epoch(state)) is not None:
                 h.stop_reason = f"{h.stop_reason}; resume with --resume {path}"
         elif state.is_main and self.every and len(h) and h.epoch[-1] == state.epoch and not h.diverged \
                 and getattr(self, "_last_saved", 0) < state.epoch:
@@ -332,5 +303,5 @@ class CheckpointPolicy(Callback):
                                 scaler=state.scaler, epoch=state.epoch if epoch is None else epoch,
                                 history=state.history, config=self.config, partial=partial)
         for name in names:
-            write_atomic(payload, self.path / name)
-        return self.path / names[-1]
+            write_atomic(payload, Path(self.directory) / name)
+        return Path(self.directory) / names[-1]

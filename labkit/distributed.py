@@ -1,8 +1,7 @@
-"""Several processes, one model: DistributedDataParallel for any lab, under torchrun
-(`torchrun --standalone --nproc_per_node=2 -m labkit run tiny-imagenet`). Outside torchrun the same code runs
-as one process (rank 0 of 1; `wrap_model` only moves the model). DDP averages gradients over ranks, so N ranks
-of batch B/N step like one process of batch B; files are written on rank 0.
-"""
+"""Several processes, one model: DistributedDataParallel for any lab, under torchrun (`torchrun --standalone
+--nproc_per_node=2 -m labkit run tiny-imagenet`). Outside torchrun the same code runs as one process (rank 0 of 1;
+`wrap_model` only moves the model). DDP averages gradients over ranks, so N ranks of batch B/N step like one
+process of batch B; files are written on rank 0."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from labkit.data.tensor_loader import TensorLoader
 from labkit.device import model_device, pick_device, prepare_model
 from labkit.errors import LabkitError, SetupError
 
@@ -48,20 +48,6 @@ def _env_int(name: str) -> int:
                                "`torchrun --standalone --nproc_per_node=N -m labkit run <lab> ...`") from None
 
 
-def _choose_device(preference: str | torch.device | None, local_rank: int) -> torch.device:
-    """One device per local rank: `cuda:<local_rank>` when CUDA is used, else the CPU."""
-    device = pick_device(preference)
-    if device.type == "cuda":
-        if local_rank >= (count := torch.cuda.device_count()):
-            raise SetupError(f"local rank {local_rank} has no GPU: only {count} visible; "
-                                   f"launch with --nproc_per_node={count} or fewer")
-        return torch.device("cuda", local_rank)
-    if device.type != "cpu":
-        raise SetupError(f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not "
-                               f"{device.type!r}; pass device 'cpu' or set LABKIT_DEVICE=cpu")
-    return torch.device("cpu")
-
-
 def init_distributed(device: str | torch.device | None = None, backend: str | None = None,
                      timeout_s: float = 600.0) -> DistributedContext:
     """Join the process group torchrun set up (each process on `cuda:<LOCAL_RANK>` with nccl, or the CPU with
@@ -71,7 +57,14 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
     rank, world, local = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world:
         raise SetupError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
-    chosen = _choose_device(device, local)
+    chosen = pick_device(device)
+    if chosen.type not in ("cuda", "cpu"):
+        raise SetupError(f"distributed training supports 'cuda' (nccl) and 'cpu' (gloo), not "
+                         f"{chosen.type!r}; pass device 'cpu' or set LABKIT_DEVICE=cpu")
+    if chosen.type == "cuda" and local >= (count := torch.cuda.device_count()):
+        raise SetupError(f"local rank {local} has no GPU: only {count} visible; "
+                         f"launch with --nproc_per_node={count} or fewer")
+    chosen = torch.device(chosen.type, local if chosen.type == "cuda" else None)  # cuda:<LOCAL_RANK>, or the CPU
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if dist.is_initialized():
@@ -100,11 +93,10 @@ def session(device: str | torch.device | None = None, backend: str | None = None
         if not context.is_distributed or isinstance(err, LabkitError):
             raise
         raise SetupError(
-            f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply "
-            f"within {timeout_s:g} s: it was stopped, killed or is stuck): {str(err).splitlines()[0][:200]}. "
-            "Every process of a torchrun job must keep running. Restart the job, continuing from the last "
-            "checkpoint with --resume <out>/checkpoints/last.pt; if single steps are just slow, raise "
-            "--ddp-timeout.") from err
+            f"rank {context.rank} of {context.world_size}: another process stopped answering (no reply within "
+            f"{timeout_s:g} s: it was stopped, killed or is stuck): {str(err).splitlines()[0][:200]}. Every process "
+            "of a torchrun job must keep running. Restart the job, continuing from the last checkpoint with "
+            "--resume <out>/checkpoints/last.pt; if single steps are just slow, raise --ddp-timeout.") from err
     finally:
         cleanup()
 
@@ -191,8 +183,7 @@ def wrap_model(model: nn.Module, device: torch.device | str | None = None, sync_
         model = convert_sync_batchnorm(model, device)
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
-        ddp_kwargs.setdefault("device_ids", [index])
-        ddp_kwargs.setdefault("output_device", index)
+        ddp_kwargs = {"device_ids": [index], "output_device": index, **ddp_kwargs}
     return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
 
 
@@ -208,11 +199,7 @@ def per_rank_batch_size(global_batch_size: int, world: int | None = None) -> int
 def tensor_loader(*tensors: torch.Tensor, **kwargs: Any):
     """A `TensorLoader` of this rank's shard (`rank`/`world_size` default to this process's). Give every
     rank the same `seed` so they agree on the permutation they shard."""
-    from labkit.data.tensor_loader import TensorLoader
-
-    kwargs.setdefault("rank", rank())
-    kwargs.setdefault("world_size", world_size())
-    return TensorLoader(*tensors, **kwargs)
+    return TensorLoader(*tensors, **{"rank": rank(), "world_size": world_size(), **kwargs})
 
 
 def distributed_dataloader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,

@@ -1,8 +1,6 @@
-"""The one training loop every lab uses: `fit()` and `evaluate()`.
-
-A `Task` turns one batch into `(loss, outputs, targets)`; a `Trainer` runs the steps; `fit` is the epoch loop
-and everything else (progress, early stopping, checkpoints, ...) is a callback. Losses and metric sums stay on
-the device and the host syncs once per epoch, so tiny steps cost almost nothing extra."""
+"""The one training loop every lab uses: `fit()` and `evaluate()`. A `Task` turns one batch into `(loss, outputs,
+targets)`; a `Trainer` runs the steps; `fit` is the epoch loop and everything else (progress, early stopping,
+checkpoints, ...) is a callback. Losses and metric sums stay on the device and the host syncs once per epoch."""
 
 from __future__ import annotations
 
@@ -67,7 +65,6 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -
 
 
 def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
-    """The autocast context for this device (AMP is used on CUDA only) and its dtype."""
     dtype = amp_dtype(device, amp)
     return (contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)), dtype
 
@@ -144,10 +141,9 @@ def _explain(err: RuntimeError, model: nn.Module, batch: Batch) -> None:
     inputs = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if torch.is_tensor(inputs) and inputs.is_floating_point() and dtype is not None and inputs.dtype != dtype:
-        raise UsageError(
-            f"The model's parameters are {dtype} but its inputs are {inputs.dtype} (torch: "
-            f"{str(err).splitlines()[0][:100]}). Make them match: model.float() with float32 inputs (the usual "
-            f"choice), or inputs cast with .to({dtype}).") from err
+        raise UsageError(f"The model's parameters are {dtype} but its inputs are {inputs.dtype} (torch: "
+                         f"{str(err).splitlines()[0][:100]}). Make them match: model.float() with float32 inputs "
+                         f"(the usual choice), or inputs cast with .to({dtype}).") from err
 
 
 def _collective_device() -> torch.device:
@@ -195,7 +191,8 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
             sums.add(loss.float(), None if outputs is None else outputs.float(), targets)
     finally:
         model.train(was_training)
-        _close(batches)
+        if hasattr(batches, "close"):
+            batches.close()
     if sums.count == 0 and not _distributed():
         raise ValueError("evaluate() got no batches: the data loader is empty (check the split and batch size).")
     return sums.result()
@@ -207,8 +204,7 @@ def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.devi
     """(outputs, targets) of `model` over every batch of `data`, in order, as float32 on the CPU (in eval mode)."""
     device = pick_device(device) if device is not None else model_device(model)
     autocast, _ = _autocast(device, amp)
-    outputs, targets = [], []
-    was_training = model.training
+    outputs, targets, was_training = [], [], model.training
     model.eval()
     try:
         for inputs, labels in data:
@@ -228,11 +224,6 @@ def _batch_bar(data: Iterable[Batch], show: bool, desc: str) -> Iterable[Batch]:
     return _bar(data, show and (n is None or n >= EVAL_BAR_BATCHES), desc=desc, unit="batch", total=n, leave=False)
 
 
-def _close(batches: Any) -> None:
-    if hasattr(batches, "close"):
-        batches.close()
-
-
 def _set_epoch(data: Any, epoch: int) -> None:
     """Reshuffle per epoch: TensorLoader.set_epoch, or a DataLoader's DistributedSampler."""
     for obj in (data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)):
@@ -241,17 +232,13 @@ def _set_epoch(data: Any, epoch: int) -> None:
             return
 
 
-def _nonfinite(batch: Batch) -> bool:
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return torch.is_tensor(x) and x.is_floating_point() and not bool(x.isfinite().all())
-
-
 def divergence_message(epoch: int, loss: float, lr: float, data: Iterable[Batch] = (),
                        sums: _Sums | None = None) -> str:
     """Why the training loss became non-finite: the data when it was so from the epoch's first step and the inputs
     hold NaN/inf (looked for in up to 32 batches, only after a divergence), else the learning rate."""
     first_step_bad = sums is not None and bool(sums.losses) and not math.isfinite(sums.losses[0].item())
-    if first_step_bad and any(map(_nonfinite, itertools.islice(data, 32))):
+    inputs = (b[0] if isinstance(b, (tuple, list)) else b for b in itertools.islice(data, 32))
+    if first_step_bad and any(torch.is_tensor(x) and x.is_floating_point() and not x.isfinite().all() for x in inputs):
         return (f"Training stopped at epoch {epoch}: the training loss was {loss} from the epoch's first step, and the "
                 "inputs of the train split contain NaN or infinite values, so the learning rate is not the cause. "
                 "Clean the data (find the samples with ~torch.isfinite(x), drop or repair them) and train again.")
@@ -273,12 +260,23 @@ class Trainer:
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step', not {scheduler_interval!r}.")
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and scheduler_interval == "step":
             raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (it reacts to validation results).")
-        _check_setup(model, optimizer, grad_clip)
+        # what would train silently wrong, or fail with a raw torch error, is refused before the first step
+        if any(p.is_meta for p in model.parameters()):
+            raise UsageError("The model's weights are on the meta device (shapes without values), so it cannot "
+                             "train: build it outside torch.device('meta'), or call model.to_empty(device=...) and "
+                             "then initialize or load its weights.")
+        own, held = {id(p) for p in model.parameters()}, {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if own and not own & held:
+            raise UsageError("The optimizer does not hold this model's parameters (was it built for another model, "
+                             "or before the model was rebuilt?), so training would change nothing: build it from "
+                             "model.parameters() of the model you pass to fit().")
+        if grad_clip is not None and not grad_clip > 0:
+            raise UsageError(f"grad_clip={grad_clip} must be a positive gradient norm (e.g. 1.0), or None for no "
+                             "clipping: a negative one turns the steps into gradient ascent, 0 stops learning.")
         self.model, self.optimizer, self.task = model, optimizer, task if task is not None else SupervisedTask()
         self.metrics = [metric_from_name(m) for m in metrics]
         self.scheduler, self.scheduler_interval, self.monitor = scheduler, scheduler_interval, monitor
-        self.device = pick_device(device)
-        self.amp, self.grad_clip = amp, grad_clip
+        self.device, self.amp, self.grad_clip = pick_device(device), amp, grad_clip
         self.channels_last = channels_last and self.device.type == "cuda"
         prepare_model(model, self.device, self.channels_last)
         self.autocast, dtype = _autocast(self.device, amp)
@@ -287,10 +285,9 @@ class Trainer:
     def train_one_epoch(self, data: Iterable[Batch], *, bar: bool = False, desc: str = "training",
                         sums: _Sums | None = None, skip: int = 0,
                         after_step: Callable[[int, _Sums], bool] | None = None) -> dict[str, float] | None:
-        """One pass over `data` (the GradScaler is a pass-through except for fp16); its mean loss and metrics.
-
-        `skip` batches are drawn and dropped first (a mid-epoch resume keeps the epoch's order and augmentation);
-        `after_step(steps_done, sums)` returns True to stop the epoch there (None is then returned)."""
+        """One pass over `data`: its mean loss and metrics. `skip` batches are drawn and dropped first (a mid-epoch
+        resume keeps the epoch's order and augmentation); `after_step(steps_done, sums)` returns True to stop the
+        epoch there (None is then returned). The GradScaler is a pass-through except for fp16."""
         model, optimizer, scaler = self.model, self.optimizer, self.scaler
         if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
             model.train()
@@ -319,7 +316,8 @@ class Trainer:
                 self.scheduler.step()
             sums.add(loss, outputs, targets)
             if after_step is not None and after_step(steps, sums):
-                _close(batches)
+                if hasattr(batches, "close"):
+                    batches.close()
                 return None
         if sums.count == 0 and sums.offset is None:
             raise ValueError("The training loader yielded no batches: check the split and batch size "
@@ -336,29 +334,12 @@ class Trainer:
         return values
 
     def step_scheduler(self, values: Mapping[str, float], monitor: str) -> None:
-        """The per-epoch scheduler step (ReduceLROnPlateau gets the monitored value)."""
         if self.scheduler is None or self.scheduler_interval != "epoch":
             return
         plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if plateau and monitor not in values:
             raise KeyError(f"ReduceLROnPlateau monitors {monitor!r}, not among {sorted(values)}.")
         self.scheduler.step(*[values[monitor]] * plateau)
-
-
-def _check_setup(model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
-    """What would train silently wrong, or fail with a raw torch error, refused before the first step."""
-    if any(p.is_meta for p in model.parameters()):
-        raise UsageError("The model's weights are on the meta device (shapes without values), so it cannot train: "
-                         "build it outside torch.device('meta'), or call model.to_empty(device=...) and then "
-                         "initialize or load its weights.")
-    own, held = {id(p) for p in model.parameters()}, {id(p) for g in optimizer.param_groups for p in g["params"]}
-    if own and not own & held:
-        raise UsageError("The optimizer does not hold this model's parameters (was it built for another model, or "
-                         "before the model was rebuilt?), so training would change nothing: build it from "
-                         "model.parameters() of the model you pass to fit().")
-    if grad_clip is not None and not grad_clip > 0:
-        raise UsageError(f"grad_clip={grad_clip} must be a positive gradient norm (e.g. 1.0), or None for no "
-                         "clipping: a negative one turns the steps into gradient ascent, 0 stops learning.")
 
 
 #: under DDP the processes agree whether to stop every this many steps (one 1-element all_reduce)

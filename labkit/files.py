@@ -33,14 +33,6 @@ def _write_error(path: Path, err: OSError) -> WriteError:
     return WriteError(f"cannot write {path}: {why}. Choose another path.")
 
 
-def _free_space(folder: Path) -> str:
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return "unknown"
-    return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
-
-
 def disk_full(path: str | os.PathLike, err: BaseException | None) -> WriteError | None:
     """A WriteError for `err` when it, or an error it arose from, says the disk or quota is full (None
     otherwise): torch.save reports a full disk as a RuntimeError whose context is the OSError."""
@@ -50,11 +42,15 @@ def disk_full(path: str | os.PathLike, err: BaseException | None) -> WriteError 
         return None
     path = Path(path)
     kept = f" the previous {path.name} is kept unchanged." if path.exists() else ""
+    try:
+        free = shutil.disk_usage(path.parent).free
+        space = f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
+    except OSError:
+        space = "unknown"
     return WriteError(
-        f"the disk holding {path.parent} is full ({_free_space(path.parent)} free): {path.name} could not be "
-        f"written;{kept or ' nothing was written.'} Free some space (e.g. delete old runs or their epoch_NNN.pt "
-        "files), or write to another disk (--out DIR, LABKIT_CACHE), then run again (a run can continue with "
-        "--resume CKPT).")
+        f"the disk holding {path.parent} is full ({space} free): {path.name} could not be written;"
+        f"{kept or ' nothing was written.'} Free some space (e.g. delete old runs or their epoch_NNN.pt files), or "
+        "write to another disk (--out DIR, LABKIT_CACHE), then run again (a run can continue with --resume CKPT).")
 
 
 @contextlib.contextmanager
@@ -177,17 +173,16 @@ def remove_orphan_temp_files(folder: str | os.PathLike) -> list[Path]:
 def process_alive(pid: int) -> bool:
     """True when a process with this id runs on this machine (a lock's or temp file's owner)."""
     try:
-        os.kill(pid, 0)
+        with contextlib.suppress(PermissionError):  # another user's
+            os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's
-        pass
     return True
 
 
 def read_utf8(path: str | os.PathLike, what: str = "text file") -> str:
-    """A UTF-8 text file's contents; UTF-16 (Windows' "Unicode") and other encodings are a DataError naming
-    the file, the line and what to do."""
+    """A UTF-8 text file's contents; UTF-16 (Windows' "Unicode") and other encodings are a DataError naming the
+    file, the line and what to do."""
     path = Path(path)
     data = path.read_bytes()
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):

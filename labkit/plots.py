@@ -10,7 +10,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from labkit.callbacks import Callback, FitState
 from labkit.history import History
@@ -19,18 +22,12 @@ SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
 def metric_groups(history: History, keys: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear (keys the History
-    has: a run stopped before its first epoch ended has none)."""
+    """{'loss': ['train_loss', 'val_loss'], 'accuracy': [...]} in the order metrics appear (keys the History has)."""
     groups: dict[str, list[str]] = {}
     for key in keys or history.keys():
         if key in history.metrics:
             groups.setdefault(key.partition("_")[2] or key, []).append(key)
     return groups
-
-
-def _epochs(history: History, key: str) -> list[int]:
-    """The epochs of `key`'s values: a run that diverged after evaluating has one train value more than val."""
-    return history.epoch[:len(history[key])]
 
 
 def plot_history(history: History, keys: Sequence[str] | None = None, path: str | os.PathLike | None = None,
@@ -49,10 +46,9 @@ def plot_history(history: History, keys: Sequence[str] | None = None, path: str 
         axes[0].text(0.5, 0.5, "no epoch finished: nothing to plot", ha="center", va="center")
     for ax, (metric, members) in zip(axes, groups.items()):
         for key in members:
-            split = key.partition("_")[0]
-            ax.plot(_epochs(history, key), history[key], SPLIT_STYLE.get(split, "-"),
-                    label=(split_labels or {}).get(split, split),
-                    marker="o" if len(history) <= 12 else None, markersize=3)
+            split = key.partition("_")[0]  # epoch[:len]: a run that diverged has one train value more than val
+            ax.plot(history.epoch[:len(history[key])], history[key], SPLIT_STYLE.get(split, "-"), markersize=3,
+                    label=(split_labels or {}).get(split, split), marker="o" if len(history) <= 12 else None)
         for i, x in enumerate(mark_epochs):
             ax.axvline(x, color="grey", lw=1, ls="-.", label=mark_label if i == 0 and mark_label else None)
         values = [v for k in members for v in history[k] if math.isfinite(v)]
@@ -75,7 +71,7 @@ def plot_curves(histories: Mapping[str, History], key: str, path: str | os.PathL
     ax = ax or fig.subplots()
     for (name, history), color in zip(histories.items(), series_colors(len(histories))):
         if key in history:
-            ax.plot(_epochs(history, key), history[key], label=name, color=color,
+            ax.plot(history.epoch[:len(history[key])], history[key], label=name, color=color,
                     marker="o" if len(history) <= 12 else None, markersize=3)
     ax.set_ylabel(key)
     _style(ax, title or key)
@@ -103,12 +99,6 @@ def new_figure(figsize: tuple[float, float] = (6, 4)) -> Figure:
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> None:
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     fig.savefig(path, dpi=dpi)
-
-
-def render_png(fig: Figure, dpi: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
 
 
 def final_metrics(result: Any) -> str:
@@ -199,8 +189,7 @@ class LivePlot(Callback):
     def draw(self, history: History) -> None:
         """Redraw now. The next throttled redraw waits `every_seconds`, or 3x this draw's duration when
         drawing is slower than that (a loaded machine), so drawing takes at most a quarter of the run."""
-        started = time.perf_counter()
-        self._last = started
+        self._last = started = time.perf_counter()
         if self.image is None and not in_notebook() and self.path is None:
             return
         if self.figure is None:
@@ -208,12 +197,14 @@ class LivePlot(Callback):
             self.figure = Figure(figsize=(4.2 * groups, 3.2), layout="constrained")
         self.figure = plot_history(history, self.keys, title=self.title, figure=self.figure)
         self.draws += 1
-        if self.image is not None:
-            self.png = render_png(self.figure)
-            self.image.value = self.png
-        elif in_notebook():
-            self.png = render_png(self.figure)
-            self._picture.show_png(self.png)
+        if self.image is not None or in_notebook():
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", dpi=90)
+            self.png = buffer.getvalue()
+            if self.image is not None:
+                self.image.value = self.png
+            else:
+                self._picture.show_png(self.png)
         self._last = time.perf_counter()
         self._gap = max(self.every_seconds, 3 * (self._last - started))
 
@@ -221,16 +212,12 @@ class LivePlot(Callback):
 def integer_epochs(ax: Any) -> None:
     """Label an epoch axis with whole epochs only (no 1.5, 2.5; a one-epoch run gets the single tick 1, not
     0.945 … 1.065: `min_n_ticks=1` stops the locator falling back to fractions)."""
-    from matplotlib.ticker import MaxNLocator
-
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 def series_colors(n: int) -> list[Any]:
     """n distinct colours, so one series keeps its colour across the panels of a figure."""
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -239,8 +226,6 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
                path: str | os.PathLike | None = None, cell: float = 1.2, empty: str = "nothing to show") -> Figure:
     """Images (N, H, W) grey or (N, 3, H, W) colour, uint8 or float, in a grid with a caption under each
     (one axes per image); without captions tiled by `torchvision.utils.make_grid`. An empty set shows `empty`."""
-    import torch
-
     images = torch.as_tensor(images).detach().cpu()
     n = len(images)
     images = images.unsqueeze(1) if images.dim() == 3 else images
@@ -253,8 +238,7 @@ def image_grid(images: Any, titles: Sequence[str] = (), ncols: int = 8, title: s
     elif not titles:
         from torchvision.utils import make_grid
 
-        tiled = make_grid(images.float() / (255 if images.dtype == torch.uint8 else 1), nrow=ncols, padding=2,
-                          pad_value=1.0)
+        tiled = make_grid(images.float() / (255 if images.dtype == torch.uint8 else 1), nrow=ncols, pad_value=1.0)
         fig = new_figure((cell * min(n, ncols), cell * math.ceil(n / ncols) + (0.4 if title else 0)))
         ax = fig.subplots()
         ax.imshow(tiled.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")

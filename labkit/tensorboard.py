@@ -13,12 +13,8 @@ from typing import Any
 import torch
 
 from labkit.callbacks import Callback, FitState
-
-
-def scalar_tag(key: str) -> str:
-    """'val_accuracy' -> 'accuracy/val' (one chart per metric, one line per split)."""
-    split, _, metric = key.partition("_")
-    return f"{metric}/{split}" if metric else key
+from labkit.checkpoint import unwrap
+from labkit.plots import in_notebook
 
 
 def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> bool:
@@ -27,8 +23,7 @@ def add_graph_or_summary(writer: Any, model: torch.nn.Module, example: Any) -> b
     model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
-            # tracing is how TensorBoard draws graphs; its deprecation and tracer notes are noise here
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # TensorBoard draws graphs by tracing: its tracer notes are noise here
             writer.add_graph(model, example, use_strict_trace=False)
         writer.flush()
         return True
@@ -58,18 +53,16 @@ class TensorBoardLogger(Callback):
 
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
         print(f"TensorBoard logs: {self.log_dir}  (view: tensorboard --logdir {self.log_dir.parent})")
-        if self.graph_input is not None:
-            # the bare model: tracing a DDP wrapper on rank 0 alone would wait for the other ranks
-            from labkit.checkpoint import unwrap
-
+        if self.graph_input is not None:  # the bare model: tracing DDP on rank 0 alone would wait for the others
             add_graph_or_summary(self.writer, unwrap(state.model), self.graph_input)
 
     def on_epoch_end(self, state: FitState) -> None:
         if self.writer is None:
             return
         history, epoch = state.history, state.epoch
-        for key, values in history.metrics.items():
-            self.writer.add_scalar(scalar_tag(key), values[-1], epoch)
+        for key, values in history.metrics.items():  # 'val_accuracy' -> 'accuracy/val': a chart per metric
+            split, _, metric = key.partition("_")
+            self.writer.add_scalar(f"{metric}/{split}" if metric else key, values[-1], epoch)
         self.writer.add_scalar("lr", history.lr[-1], epoch)
         self.writer.add_scalar("seconds_per_epoch", history.seconds[-1], epoch)
 
@@ -87,8 +80,6 @@ class TensorBoardLogger(Callback):
 
 def headless_reason() -> str | None:
     """Why TensorBoard cannot be shown inline here (None: it can)."""
-    from labkit.plots import in_notebook
-
     if os.environ.get("LABKIT_HEADLESS"):
         return "LABKIT_HEADLESS is set"
     if not in_notebook():
@@ -100,8 +91,7 @@ def headless_reason() -> str | None:
 def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:
     """TensorBoard inside the notebook (`%tensorboard --logdir log_dir`); where `headless_reason` says it cannot,
     one line saying why and the command to run instead. True when started."""
-    reason = headless_reason()
-    if reason is not None:
+    if (reason := headless_reason()) is not None:
         print(f"TensorBoard not shown inline ({reason}); view the logs with: tensorboard --logdir {log_dir}")
         return False
     from IPython import get_ipython

@@ -8,12 +8,14 @@ the next run); the live plot in the panel is shown only while a run trains, so t
 from __future__ import annotations
 
 import html
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from labkit.plots import DisplaySlot, LivePlot, final_metrics, in_notebook
+from labkit.runner import LongRunError, allow_long_runs
 
 #: train_fn(epochs, lr, plot) -> anything (usually a History); pass `callbacks=[plot]` to fit()
 TrainFn = Callable[[int, float, LivePlot], Any]
@@ -28,8 +30,6 @@ class TrainingPanel:
     def __init__(self, train_fn: TrainFn, *, epochs: int, lr: float,
                  epoch_choices: Sequence[int] | tuple[int, int, int] | None = None,
                  lr_range: tuple[float, float] = (1e-4, 1.0), title: str = "Train") -> None:
-        import math
-
         import ipywidgets as w
 
         self.train_fn, self.result, self.error, self.runs = train_fn, None, None, 0
@@ -42,13 +42,12 @@ class TrainingPanel:
         if not lr_range[0] <= lr <= lr_range[1]:
             raise ValueError(f"lr={lr:g} is outside the learning-rate slider's range {lr_range[0]:g} to "
                              f"{lr_range[1]:g}: pass a value inside it, or widen lr_range.")
+        slider = {"description": "epochs", "continuous_update": False}
         if linear:
-            self.epochs = w.IntSlider(value=epochs, min=low, max=high, step=epoch_choices[2], description="epochs",
-                                      continuous_update=False)
+            self.epochs = w.IntSlider(value=epochs, min=low, max=high, step=epoch_choices[2], **slider)
         else:
             options = sorted({int(e) for e in epoch_choices} | {int(epochs)})
-            self.epochs = w.SelectionSlider(options=options, value=int(epochs), description="epochs",
-                                            continuous_update=False)
+            self.epochs = w.SelectionSlider(options=options, value=int(epochs), **slider)
         low, high = lr_range
         self.lr = w.FloatLogSlider(value=lr, base=10, min=math.log10(low), max=math.log10(high), step=0.25,
                                    description="learning rate", readout_format=".0e",
@@ -56,14 +55,11 @@ class TrainingPanel:
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.status = w.HTML(value="")
         # At its natural size (a flex column would stretch the PNG and blur it); shown only while a run trains.
-        self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start",
-                                                           display="none"))
+        self.image = w.Image(format="png", layout=w.Layout(max_width="100%", align_self="flex-start", display="none"))
         self.output = w.Output()
         self.plot = LivePlot(image=self.image, every_seconds=0.5)
-        #: the last run's result line, as shown under the panel ("trained 2000 epochs at lr 0.005 ...")
-        self.result_line = ""
-        # plain copies of the plot and the result line, for a notebook reopened without its kernel
-        self._static_plot, self._static_line = DisplaySlot(), DisplaySlot()
+        self.result_line = ""  # the last run's, as shown under the panel ("trained 2000 epochs at lr 0.005 ...")
+        self._static_plot, self._static_line = DisplaySlot(), DisplaySlot()  # plain copies: a kernel-less reopen
         self.button.on_click(lambda _button: self._clicked())
         self.widget = w.VBox([w.HTML(f"<b>{title}</b>"), w.HBox([self.epochs, self.lr, self.button]), self.status,
                               self.image, self.output])
@@ -103,8 +99,6 @@ class TrainingPanel:
                 self._static_line.show_text(self.result_line)
 
     def _clicked(self) -> None:
-        from labkit.runner import allow_long_runs
-
         try:
             self.error = None
             with allow_long_runs():  # a click is the student's go-ahead, whatever the estimate
@@ -118,15 +112,12 @@ class TrainingPanel:
         from IPython.display import display
 
         display(self.widget)
-        # The plain copies' places, under the panel, while this cell runs: a Train click later only
-        # replaces them (a callback's own new outputs would not reach this cell).
+        # the plain copies' places under the panel, made while this cell runs (a click's outputs would not reach it)
         if not self._static_plot.shown:
             self._static_plot.show_text("")
         if not self._static_line.shown:
             self._static_line.show_text("not trained yet: press Train")
         if train_now:
-            from labkit.runner import LongRunError
-
             try:
                 self.train()
             except LongRunError as err:  # too long to start by itself: show the estimate, wait for Train
