@@ -1,8 +1,5 @@
-"""labkit: the library behind the deep-learning lab workbook.
-
-Import the pieces from their modules (`labkit.engine.fit`, `labkit.device.pick_device`, ...)
-or from here for the most used names.
-"""
+"""labkit: the library behind the deep-learning lab workbook. Import the pieces from their modules
+(`labkit.runner.run`, `labkit.engine.fit`, `labkit.labs.mnist`, ...)."""
 
 from pkgutil import extend_path
 

@@ -92,7 +92,7 @@ def save_checkpoint(path: str | os.PathLike, **state: Any) -> Path:
 
 def _read(path: Path, map_location: Any) -> dict[str, Any]:
     if not path.exists():
-        nearby = sorted(p.name for p in path.parent.glob("*.pt")) if path.parent.is_dir() else []
+        nearby = sorted(p.name for p in path.parent.glob("*.pt") if p.is_file()) if path.parent.is_dir() else []
         hint = f" Checkpoints in {path.parent}: {', '.join(nearby)}." if nearby else (
             " Runs write checkpoints as <run>/checkpoints/last.pt, best.pt and epoch_NNN.pt.")
         raise CheckpointError(f"No checkpoint at {path}.{hint}")

@@ -22,8 +22,7 @@ def available_devices() -> list[str]:
 
 
 def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend and backend.is_available())
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
@@ -94,8 +93,7 @@ def describe_device(device: str | torch.device | None = None) -> str:
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (all devices). `deterministic=True` also asks for
-    deterministic kernels (slower on GPU; needed for bit-exact GPU reruns)."""
+    """Seed Python, NumPy and torch; `deterministic=True` also asks for deterministic (slower) GPU kernels."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

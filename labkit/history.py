@@ -1,5 +1,4 @@
-"""`History`: what a run measured, epoch by epoch, as plain lists (what `fit()` returns, plots draw and
-checkpoints store)."""
+"""`History`: what a run measured, epoch by epoch, as plain lists (fit returns it, checkpoints store it)."""
 
 from __future__ import annotations
 
