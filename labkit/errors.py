@@ -1,10 +1,6 @@
-"""labkit's errors about what the user gave it: one base class and one class per thing the user does about it.
-
-Their messages say what was expected and how to fix it, so `labkit` on the command line prints them as one
-`labkit: error: ...` line without a traceback (exit code 2 for a `UsageError`, 1 for the others); in a notebook
-they are ordinary exceptions. Each keeps a standard base too (`ValueError`, `FileNotFoundError`, `RuntimeError`,
-`OSError`), so `except ValueError` and the like still catch them.
-"""
+"""labkit's errors about what the user gave it: one class per thing the user does about it. Each message says
+what was expected and how to fix it; `labkit` prints it as one `labkit: error: ...` line (exit 2 for a
+`UsageError`, 1 for the others). Each keeps a standard base too (`ValueError`, `OSError`, ...) for `except`."""
 
 from __future__ import annotations
 
@@ -30,5 +26,4 @@ class WriteError(LabkitError, OSError):
 
 
 class SetupError(LabkitError, RuntimeError):
-    """This machine or launch cannot do what was asked (a device that is not here, a distributed launch set up
-    wrong): change the device or the launch."""
+    """This machine or launch cannot do what was asked (no such device, a distributed launch set up wrong)."""

@@ -91,6 +91,7 @@ class History:
         keys = keys or self.keys()
         head = "| epoch | " + " | ".join(keys) + " | lr | s |"
         rule = "|" + "---|" * (len(keys) + 3)
-        rows = [f"| {e} | " + " | ".join(f"{self.metrics[k][i]:.4g}" if i < len(self.metrics[k]) else "–" for k in keys)
+        rows = [f"| {e} | " + " | ".join(f"{self.metrics[k][i]:.4g}" if i < len(self.metrics.get(k, ())) else "–"
+                                        for k in keys)
                 + f" | {self.lr[i]:.3g} | {self.seconds[i]:.1f} |" for i, e in enumerate(self.epoch)]
         return "\n".join([head, rule, *rows])

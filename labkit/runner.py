@@ -111,6 +111,9 @@ def claim_folder(out: Path, *, resume: str | os.PathLike | None = None, overwrit
         if inner.exists() and not inner.is_dir():
             raise WriteError(f"{inner} is a file, not a folder: a run writes its outputs there. Move or delete that "
                              "file, or write the run elsewhere with --out DIR.")
+    if out.is_dir() and (inside := sorted(p.name for p in out.glob("*.pt") if p.is_file())):
+        raise WriteError(f"{out} holds checkpoint files ({', '.join(inside)}): another run's checkpoints folder, not "
+                         "a run folder. Write this run into a folder of its own with --out DIR.")
     lock, host = writable_folder(out) / LOCK_NAME, socket.gethostname()
     while True:
         try:
@@ -480,8 +483,9 @@ def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     if out.exists() and (out.samefile(checkpoint) or _is_checkpoint(out)):
         what = "the checkpoint being exported" if out.samefile(checkpoint) else "a labkit checkpoint"
         raise UsageError(f"{out} is {what}: export never replaces one. Name a new file, e.g. hw7_123456_name.pth.")
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone()
-             for k, v in ckpt.payload["model"].items()}
+    # a lab's checkpoint loads into the lab's model first: wrong keys, shapes or dtypes (int8 weights) stop here
+    weights = load_run(checkpoint).model.state_dict() if ckpt.config.get("lab") else ckpt.payload["model"]
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone() for k, v in weights.items()}
     if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
         raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(bad[:3])}...): the run "
                               "diverged; export a checkpoint from before it did.")

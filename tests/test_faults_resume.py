@@ -161,3 +161,37 @@ def test_smoke_checks_its_output_folder_before_training(unwritable_runs, capsys)
 def test_compare_checks_its_output_folder_first(unwritable_runs, tmp_path, capsys):
     code, err = _code(["compare", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")], capsys)
     assert code == 1 and str(unwritable_runs) in err and "LABKIT_RUNS" in err and "--out" in err, err
+
+
+def test_export_checks_the_weights_against_the_labs_model(run_a, capsys):
+    """Weights cast to int8 (or any dtype the model does not have) are refused by export, not handed in."""
+    import torch
+
+    best = run_a / "checkpoints" / "best.pt"
+    data = torch.load(best, weights_only=True)
+    data["model"] = {k: v.to(torch.int8) if v.is_floating_point() else v for k, v in data["model"].items()}
+    torch.save(data, run_a / "int8.pt")
+    code, err = _code(["export", str(run_a / "int8.pt"), str(run_a / "hw.pth")], capsys)
+    assert code == 1 and "int8" in err and "labkit: error:" in err, err
+    assert not (run_a / "hw.pth").exists()
+    assert _code(["export", str(best), str(run_a / "hw.pth")], capsys)[0] == 0
+    model = runner.load_run(best).model
+    model.load_state_dict(torch.load(run_a / "hw.pth", weights_only=True))  # the hand-in loads without labkit
+
+
+def test_a_run_into_another_runs_checkpoints_folder_is_refused(blobs, run_a, capsys):  # noqa: F811
+    ckpts = run_a / "checkpoints"
+    before = {p.name: p.read_bytes() for p in ckpts.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        code, err = _code(["run", "blobs", "--smoke", "--out", str(ckpts), *extra], capsys)
+        assert code == 1 and "checkpoints folder" in err and "--out DIR" in err, err
+    assert {p.name: p.read_bytes() for p in ckpts.iterdir()} == before, "nothing written into it"
+
+
+def test_the_history_table_marks_a_metric_a_diverged_run_never_recorded():
+    from labkit.history import History
+
+    history = History()
+    history.append(1, 1e6, 0.5, {"train_loss": float("nan"), "train_accuracy": 0.1})
+    table = history.table(["train_loss", "test_loss"])
+    assert table.splitlines()[-1].startswith("| 1 | nan | – |"), table
