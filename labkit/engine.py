@@ -58,7 +58,8 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
     if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(b, device, channels_last) for b in batch)
+        moved = [to_device(b, device, channels_last) for b in batch]
+        return batch if all(a is b for a, b in zip(moved, batch)) else type(batch)(moved)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     return batch
@@ -88,7 +89,7 @@ class _Sums:
         self.count += n
         self.losses.append(loss.detach())
         self.sizes.append(n)
-        if outputs is not None:
+        if outputs is not None and self.metrics:
             detached = outputs.detach()
             for scores, metric in zip(self.scores, self.metrics):
                 scores.append(metric.batch_sum(detached, targets))
@@ -224,12 +225,11 @@ def _batch_bar(data: Iterable[Batch], show: bool, desc: str) -> Iterable[Batch]:
     return _bar(data, show and (n is None or n >= EVAL_BAR_BATCHES), desc=desc, unit="batch", total=n, leave=False)
 
 
-def _set_epoch(data: Any, epoch: int) -> None:
-    """Reshuffle per epoch: TensorLoader.set_epoch, or a DataLoader's DistributedSampler."""
-    for obj in (data, getattr(data, "sampler", None), getattr(data, "batch_sampler", None)):
-        if obj is not None and hasattr(obj, "set_epoch"):
-            obj.set_epoch(epoch)
-            return
+def _epoch_setter(data: Any) -> Callable[[int], None]:
+    """What reshuffles per epoch: TensorLoader.set_epoch, or a DataLoader's DistributedSampler's (or nothing)."""
+    found = (getattr(obj, "set_epoch", None) for obj in (data, getattr(data, "sampler", None),
+                                                          getattr(data, "batch_sampler", None)))
+    return next((setter for setter in found if setter is not None), lambda epoch: None)
 
 
 def divergence_message(epoch: int, loss: float, lr: float, data: Iterable[Batch] = (),
@@ -288,7 +288,7 @@ class Trainer:
         """One pass over `data`: its mean loss and metrics. `skip` batches are drawn and dropped first (a mid-epoch
         resume keeps the epoch's order and augmentation); `after_step(steps_done, sums)` returns True to stop the
         epoch there (None is then returned). The GradScaler is a pass-through except for fp16."""
-        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        model, optimizer, scaler, scaled = self.model, self.optimizer, self.scaler, self.scaler.is_enabled()
         if not model.training:  # evaluate() restores the mode; avoid a recursive call per tiny epoch
             model.train()
         self.task.start(model, True)
@@ -299,18 +299,18 @@ class Trainer:
             if steps <= skip:
                 continue
             batch = to_device(batch, self.device, self.channels_last)
+            optimizer.zero_grad(set_to_none=True)  # before the forward pass: its activations reuse the grads' memory
             try:
                 with self.autocast:
                     loss, outputs, targets = self.task(model, batch)
             except RuntimeError as err:
                 _explain(err, model, batch)
                 raise
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            (scaler.scale(loss) if scaled else loss).backward()
             if self.grad_clip is not None:
-                scaler.unscale_(optimizer)
+                scaler.unscale_(optimizer)  # a no-op unless fp16 scales
                 nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-            scaler.step(optimizer)
+            scaler.step(optimizer) if scaled else optimizer.step()
             scaler.update()
             if step_scheduler:
                 self.scheduler.step()
@@ -372,13 +372,13 @@ def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer
     for cb in overriding(callbacks, "on_fit_start"):
         cb.on_fit_start(state)
     after_step = _after_step(state, overriding(callbacks, "on_step_end"))
-    epoch_hooks = overriding(callbacks, "on_epoch_end")
+    epoch_hooks, set_epoch = overriding(callbacks, "on_epoch_end"), _epoch_setter(train_data)
     bars, n_batches = any(getattr(cb, "batch_bars", False) for cb in callbacks), getattr(train_data, "__len__", None)
     try:
         for epoch in range(start + 1, epochs + 1):
             state.epoch, state.step, state.epoch_lr = epoch, 0, float(optimizer.param_groups[0]["lr"])
             state.epoch_started = time.perf_counter()
-            _set_epoch(train_data, epoch)
+            set_epoch(epoch)
             sums, skip = _resume_point(state, partial, trainer.metrics)
             values = trainer.train_one_epoch(train_data, bar=bars, desc=f"epoch {epoch}", sums=sums, skip=skip,
                                              after_step=after_step)

@@ -32,7 +32,8 @@ class History:
         for key, value in values.items():
             column = self.metrics.setdefault(key, [])
             # a metric that appears late (or skips epochs) is padded so columns line up with `epoch`
-            column.extend([math.nan] * (len(self.epoch) - 1 - len(column)))
+            if len(column) < len(self.epoch) - 1:
+                column.extend([math.nan] * (len(self.epoch) - 1 - len(column)))
             column.append(float(value))
 
     def __len__(self) -> int:
