@@ -1464,14 +1464,14 @@ def api_worker(name: str) -> None:
             warnings.simplefilter("always")
             verdict = _api_call(name, fit, batches, kwargs, nn, torch)
         said = out.getvalue() + " ".join(str(w.message) for w in caught)
-        if name == "NaN inputs" and "learning rate" in said:
+        if name == "NaN inputs" and "lower the learning rate" in said.lower():
             verdict = ("wrong advice", f"NaN in the inputs answered with: {said.strip()[-140:]}")
         elif verdict[0] != "handled" and said.strip():
             verdict = (verdict[0], f"{verdict[1]}; it said: {said.strip()[-100:]}")
     except LabkitError as err:
         text = str(err)
         verdict = ("clear error", text[:160])
-        if name == "NaN inputs" and "learning rate" in text:
+        if name == "NaN inputs" and "lower the learning rate" in text.lower():
             verdict = ("wrong advice", f"NaN in the inputs, advice: {text[:140]}")
     except (ValueError, TypeError) as err:  # raised on purpose with a message by the library's own checks
         tb = traceback.extract_tb(err.__traceback__)
