@@ -477,15 +477,16 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
 
 
 def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write a checkpoint's weights as a plain `state_dict` (the course's hand-in file), which
-    `model.load_state_dict(torch.load(out, weights_only=True))` reads without labkit. Never over a checkpoint."""
+    """A checkpoint's weights as a plain `state_dict` (the hand-in file, loaded without labkit); never over one."""
     ckpt, out = load_checkpoint(checkpoint, map_location="cpu"), Path(out)
     if out.exists() and (out.samefile(checkpoint) or _is_checkpoint(out)):
         what = "the checkpoint being exported" if out.samefile(checkpoint) else "a labkit checkpoint"
         raise UsageError(f"{out} is {what}: export never replaces one. Name a new file, e.g. hw7_123456_name.pth.")
-    # a lab's checkpoint loads into the lab's model first: wrong keys, shapes or dtypes (int8 weights) stop here
-    weights = load_run(checkpoint).model.state_dict() if ckpt.config.get("lab") else ckpt.payload["model"]
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone() for k, v in weights.items()}
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().clone()
+             for k, v in ckpt.payload["model"].items()}
+    if cast := [f"{k} ({v.dtype})" for k, v in state.items() if k.endswith((".weight", ".bias"))
+                and not v.is_floating_point()]:  # e.g. weights cast to int8: a model would evaluate at chance
+        raise CheckpointError(f"{checkpoint} holds weights that are not floating point: {', '.join(cast[:3])}.")
     if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
         raise CheckpointError(f"{checkpoint} holds NaN or infinite weights ({', '.join(bad[:3])}...): the run "
                               "diverged; export a checkpoint from before it did.")
@@ -495,10 +496,9 @@ def export_state_dict(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
 
 
 def _is_checkpoint(path: Path) -> bool:
-    try:
+    with contextlib.suppress(LabkitError):
         return bool(load_checkpoint(path).model_class)  # a plain state_dict loads with none
-    except LabkitError:
-        return False
+    return False
 
 
 def add_export_arguments(parser: Any) -> None:
