@@ -4,6 +4,7 @@ and `labkit run <lab>` makes one option per config field."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
@@ -245,13 +246,11 @@ def register(cls: type[Lab]) -> type[Lab]:
 
 
 def discover() -> dict[str, Lab]:
-    """Import every package under `labkit.labs` (each registers its lab), in the order of their titles: nothing
-    lists the labs, a new package `labkit/labs/<lab>/` is a new lab."""
+    """Import every package under `labkit.labs` (each registers its lab; nothing lists them), ordered by title."""
     import labkit.labs
 
-    for info in pkgutil.iter_modules(labkit.labs.__path__, "labkit.labs."):
-        if info.ispkg:
-            importlib.import_module(info.name)
+    for info in (i for i in pkgutil.iter_modules(labkit.labs.__path__, "labkit.labs.") if i.ispkg):
+        importlib.import_module(info.name)
     return dict(sorted(LABS.items(), key=lambda item: (item[1].title or item[0], item[0])))
 
 
@@ -262,6 +261,8 @@ def lab_names() -> list[str]:
 def get_lab(name: str | Lab) -> Lab:
     if isinstance(name, Lab):
         return name
+    with contextlib.suppress(ImportError, ValueError):  # its own package first, fast (tiny-imagenet: tiny_imagenet)
+        importlib.import_module(f"labkit.labs.{name.replace('-', '_')}")
     labs = LABS if name in LABS else discover()
     if name not in labs:
         raise UsageError(f"unknown lab {name!r}; the labs are: {', '.join(labs)}.")

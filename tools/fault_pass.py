@@ -582,6 +582,13 @@ def kill_cases(fx: dict[str, Path]) -> list[Case]:
     return cases
 
 
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 90.0) -> None:
+    """Until `path` exists (or the process ended, or `seconds` passed): the case then acts on a running run."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _kill_then_resume(sig: int, delay: float) -> Callable[[Case, Path], Result]:
     """Start an mnist run that writes last.pt every few milliseconds, send `sig` after `delay` s, check
     that every checkpoint left loads, then resume from last.pt (or rerun into the folder)."""
@@ -593,6 +600,7 @@ def _kill_then_resume(sig: int, delay: float) -> Callable[[Case, Path], Result]:
                          str(out), "--no-tensorboard")
         proc = subprocess.Popen(cmd, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
+        _wait_for(out / "checkpoints" / "last.pt", proc)  # "during training": once it has saved, not at start-up
         time.sleep(delay)
         first_rc = proc.poll()
         if first_rc is None:
@@ -643,14 +651,15 @@ def _kill_a_resume(fx: dict[str, Path]) -> Callable[[Case, Path], Result]:
 
 
 def concurrency_cases(fx: dict[str, Path]) -> list[Case]:
-    def two(lab: str, second_extra: tuple[str, ...] = ()) -> Callable[[Case, Path], Result]:
+    def two(lab: str, second_extra: tuple[str, ...] = (),
+            first_extra: tuple[str, ...] = ()) -> Callable[[Case, Path], Result]:
         def go(case: Case, folder: Path) -> Result:
             env = base_env(folder.parent.parent)
             out = folder / "out"
             base = ["run", lab, "--smoke", "--out", str(out), "--no-tensorboard"]
-            first = subprocess.Popen(labkit_cmd(*base, "--lr", "0.01"), env=env, cwd=folder,
+            first = subprocess.Popen(labkit_cmd(*base, "--lr", "0.01", *first_extra), env=env, cwd=folder,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(0.3)
+            _wait_for(out / ".labkit-run.lock", first)  # the first run holds the folder (start-up takes seconds)
             second = subprocess.Popen(labkit_cmd(*base, "--lr", "0.02", *second_extra), env=env, cwd=folder,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
@@ -678,8 +687,9 @@ def concurrency_cases(fx: dict[str, Path]) -> list[Case]:
 
     return [Case("concurrency", f"two {lab} runs into one --out at once", runner=two(lab), timeout=300)
             for lab in ("mnist",)] + [
-        Case("concurrency", "a run and an --overwrite run into one --out", runner=two("function-fitting",
-                                                                                       ("--overwrite",)), timeout=300)]
+        # the first run lasts longer than the second one's start-up (a few seconds), so they overlap
+        Case("concurrency", "a run and an --overwrite run into one --out",
+             runner=two("function-fitting", ("--overwrite",), ("--epochs", "20000")), timeout=300)]
 
 
 def ddp_cases(fx: dict[str, Path]) -> list[Case]:
