@@ -60,21 +60,46 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False,
                   compile: bool = False) -> torch.nn.Module:
-    """Move `model` to `device` (in place, and returned); channels_last weights and `compile` on CUDA only, where
-    they pay (on a CPU the figures stay those of plain PyTorch). `model.compile()` keeps the state_dict keys."""
+    """Move `model` to `device` (in place, and returned); `channels_last`: 4-D weights in channels_last on CUDA and
+    CPU (convolutions run faster there; other layers are untouched); `compile` on CUDA only (on a CPU it compiled
+    for half a minute and gained nothing). `model.compile()` keeps the state_dict keys."""
     model.to(device)
-    if channels_last and device.type == "cuda":
+    if channels_last and device.type in ("cuda", "cpu"):
         model.to(memory_format=torch.channels_last)
     if compile and device.type == "cuda":
         model.compile()
     return model
 
 
+def cpu_bf16_native() -> bool:
+    """Whether this CPU runs bf16 matmuls and convolutions in hardware (AVX-512 BF16 or AMX, through oneDNN).
+    Elsewhere bf16 is emulated and slower than fp32. `LABKIT_CPU_BF16=0`/`1` overrides the check."""
+    forced = os.environ.get("LABKIT_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return torch.backends.mkldnn.is_available() and any(check() for check in checks if check is not None)
+
+
 def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
-    """The autocast dtype for `device`: bf16 on CUDA where supported, else fp16; None (no AMP) elsewhere."""
-    if not amp or device.type != "cuda":
+    """The autocast dtype where `device` runs mixed precision natively: bf16 on CUDA where supported, else fp16;
+    bf16 on a CPU with native bf16 (`cpu_bf16_native`); None (fp32) elsewhere or when `amp` is off."""
+    if not amp:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_bf16_native() else None
+
+
+def describe_precision(device: torch.device, amp: bool, channels_last: bool) -> str:
+    """What a run computes in: 'bf16 mixed precision, channels_last' or 'fp32 (this CPU has no native bf16)'."""
+    dtype = amp_dtype(device, amp)
+    what = {None: "fp32", torch.bfloat16: "bf16 mixed precision", torch.float16: "fp16 mixed precision"}[dtype]
+    if amp and dtype is None:
+        what += " (no native bf16 here)" if device.type == "cpu" else f" (no mixed precision on {device.type})"
+    layout = channels_last and device.type in ("cuda", "cpu")
+    return f"{what}, {'channels_last' if layout else 'contiguous'} memory format"
 
 
 def describe_device(device: str | torch.device | None = None) -> str:

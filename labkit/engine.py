@@ -67,7 +67,7 @@ def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -
 
 def _autocast(device: torch.device, amp: bool) -> tuple[Any, torch.dtype | None]:
     dtype = amp_dtype(device, amp)
-    return (contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)), dtype
+    return (contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)), dtype
 
 
 class _Sums:
@@ -182,7 +182,7 @@ def evaluate(model: nn.Module, data: Iterable[Batch], *, task: Task | None = Non
     batches = _batch_bar(data, show and _is_main(), desc)
     try:
         for batch in batches:
-            batch = to_device(batch, device, channels_last and device.type == "cuda")
+            batch = to_device(batch, device, channels_last)
             try:
                 with autocast:
                     loss, outputs, targets = task(model, batch)
@@ -209,7 +209,7 @@ def predict(model: nn.Module, data: Iterable[Batch], *, device: str | torch.devi
     model.eval()
     try:
         for inputs, labels in data:
-            inputs = to_device(inputs, device, channels_last and device.type == "cuda")
+            inputs = to_device(inputs, device, channels_last)
             with autocast:
                 out = model(inputs)
             outputs.append(out.float().cpu())
@@ -249,8 +249,8 @@ def divergence_message(epoch: int, loss: float, lr: float, data: Iterable[Batch]
 
 class Trainer:
     """How the steps of one fit run (`fit` builds one; alone it times a few steps). `scheduler_interval`: "epoch"
-    or "step" (ReduceLROnPlateau gets the `monitor`ed value); `amp` / `channels_last`: on CUDA only (bf16
-    autocast where supported, else fp16 + GradScaler)."""
+    or "step" (ReduceLROnPlateau gets the `monitor`ed value); `amp`: mixed precision where the device runs it
+    natively (`device.amp_dtype`: bf16, or fp16 + GradScaler on older GPUs); `channels_last`: CUDA and CPU."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, task: Task | None = None,
                  metrics: Sequence[str | Metric] = (), scheduler: Any = None, scheduler_interval: str = "epoch",
@@ -277,7 +277,7 @@ class Trainer:
         self.metrics = [metric_from_name(m) for m in metrics]
         self.scheduler, self.scheduler_interval, self.monitor = scheduler, scheduler_interval, monitor
         self.device, self.amp, self.grad_clip = pick_device(device), amp, grad_clip
-        self.channels_last = channels_last and self.device.type == "cuda"
+        self.channels_last = channels_last
         prepare_model(model, self.device, self.channels_last)
         self.autocast, dtype = _autocast(self.device, amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # fp16 only

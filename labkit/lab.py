@@ -96,8 +96,9 @@ class LabConfig:
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", min=0, max=1)
     grad_clip: float | None = option(None, "clip the gradient norm to this value", gt=0)
     patience: int = option(0, "early stopping after this many epochs without improvement (0: off)", min=0)
-    amp: bool = option(True, "mixed precision on CUDA (bf16 where supported, else fp16); ignored on CPU")
-    channels_last: bool = option(True, "channels_last memory format on CUDA; ignored on CPU")
+    amp: bool = option(True, "mixed precision where the device runs it natively (bf16 on CUDA and on "
+                       "CPUs with AVX-512 BF16 or AMX, fp16 on older GPUs); fp32 elsewhere")
+    channels_last: bool = option(True, "channels_last memory format for convolutions (CUDA and CPU)")
     # where and how
     seed: int = option(0, "random seed (same seed, same run)", min=0)
     device: str | None = option(None, "cpu, cuda, cuda:1 or mps (default: LABKIT_DEVICE, else the best available)")

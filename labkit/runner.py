@@ -25,7 +25,15 @@ from labkit import plots
 from labkit.callbacks import Callback, EarlyStopping, Progress, StopOnSignal, TimeBudget, progress_mode
 from labkit.checkpoint import Checkpoint, CheckpointPolicy, check_resume_length, load_checkpoint, load_model_state
 from labkit.data.tensor_loader import single_thread_on_cpu
-from labkit.device import describe_device, prepare_model, rng_state, seed_everything, set_rng_state, synchronize
+from labkit.device import (
+    describe_device,
+    describe_precision,
+    prepare_model,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    synchronize,
+)
 from labkit.engine import Trainer, evaluate, fit
 from labkit.errors import CheckpointError, LabkitError, UsageError, WriteError
 from labkit.files import atomic_write, process_alive, remove_orphan_temp_files, write_text_atomic
@@ -207,6 +215,9 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
     out = default_out_dir(lab, cfg)
     with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
         writes = (write_files or checkpoints) and ctx.is_main_process
+        if ctx.is_main_process and cfg.size != "smoke":
+            print(f"computing in {describe_precision(ctx.device, cfg.amp, cfg.channels_last)} on {ctx.device}",
+                  flush=True)
         with (claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext(),
               single_thread_on_cpu(ctx.device) if cfg.size == "smoke" else contextlib.nullcontext()):
             seed_everything(cfg.seed)
@@ -313,15 +324,17 @@ def allow_long_runs() -> Iterator[None]:
 
 @dataclass
 class Estimate:
-    """A run's estimated wall time from a few timed steps (an evaluation batch costs about a third of one)."""
+    """A run's estimated wall time from timed training steps and evaluation batches (after warm-up ones)."""
 
     seconds_per_step: float
     steps_per_epoch: int
     eval_batches: int
     epochs: int
     device: str
+    seconds_per_eval_batch: float = 0.0
 
-    seconds_per_epoch = property(lambda self: self.seconds_per_step * (self.steps_per_epoch + self.eval_batches / 3))
+    seconds_per_epoch = property(lambda self: self.seconds_per_step * self.steps_per_epoch
+                                 + self.seconds_per_eval_batch * self.eval_batches)
     seconds = property(lambda self: self.seconds_per_epoch * self.epochs)
 
     def __str__(self) -> str:
@@ -337,32 +350,56 @@ def duration(seconds: float) -> str:
             else f"{minutes // 60} h {minutes % 60:02d} min")
 
 
+#: the estimate's warm-up steps (a CPU's first steps build oneDNN kernels and grow the allocator: 2-3x slower)
+ESTIMATE_WARMUP = 3
+#: and it times steps until this many seconds have passed (at least 3 steps, at most `steps`)
+ESTIMATE_SECONDS = 5.0
+
+
 def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
-                 splits: Sequence[str], device: torch.device, steps: int = 3) -> Estimate:
-    """Time `steps` training steps (after one warm-up) on copies of the model and optimizer (RNG restored)."""
+                 splits: Sequence[str], device: torch.device, steps: int = 30) -> Estimate:
+    """Time training steps (after `ESTIMATE_WARMUP`, for `ESTIMATE_SECONDS` or `steps`) and evaluation batches
+    on copies of the model and optimizer (RNG restored, the loader rewound)."""
     saved = rng_state()
     probe = copy.deepcopy(model).to(device)
-    trainer = Trainer(probe, make_optimizer(cfg, probe), task=task if task is not None else lab.task(cfg),
-                      device=device, amp=cfg.amp, channels_last=cfg.channels_last, grad_clip=cfg.grad_clip)
+    task = task if task is not None else lab.task(cfg)
+    trainer = Trainer(probe, make_optimizer(cfg, probe), task=task, device=device, amp=cfg.amp,
+                      channels_last=cfg.channels_last, grad_clip=cfg.grad_clip)
+    n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
+    warmup = min(ESTIMATE_WARMUP, max(n_steps - 3, 0))
     times: list[float] = []
 
     def timed(done: int, _sums: Any) -> bool:
         synchronize(device)
         times.append(time.perf_counter())
-        return done >= steps + 1
+        timed_steps = len(times) - 1 - warmup
+        return timed_steps >= steps or (timed_steps >= 3 and times[-1] - times[warmup] >= ESTIMATE_SECONDS)
 
-    start = time.perf_counter()
+    evals = [data.eval[s] for s in splits if data.eval.get(s) is not None]
     try:
         trainer.train_one_epoch(data.train, desc="estimate", after_step=timed)
+        per_eval = sum(_seconds_per_batch(probe, loader, task, device, cfg) for loader in evals[:1])
     finally:
         set_rng_state(saved)
     if hasattr(data.train, "set_epoch"):
         data.train.set_epoch(1)
-    per_step = ((times[-1] - times[0]) / (len(times) - 1) if len(times) >= 2
-                else (times[-1] if times else time.perf_counter()) - start)
-    n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
-    n_eval = sum(len(data.eval[s]) for s in splits if data.eval.get(s) is not None and hasattr(data.eval[s], "__len__"))
-    return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device))
+    first = min(warmup, len(times) - 2) if len(times) >= 2 else 0
+    per_step = (times[-1] - times[first]) / (len(times) - 1 - first) if len(times) >= 2 else 0.0
+    n_eval = sum(len(loader) for loader in evals if hasattr(loader, "__len__"))
+    return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device), per_eval)
+
+
+def _seconds_per_batch(model: nn.Module, loader: Any, task: Any, device: torch.device, cfg: LabConfig,
+                       batches: int = 3) -> float:
+    """Seconds per evaluation batch of `loader`: one warm-up batch, then up to `batches` timed."""
+    marks: list[float] = []
+    for i, batch in enumerate(loader):
+        if i > batches:
+            break
+        evaluate(model, [batch], task=task, device=device, amp=cfg.amp, channels_last=cfg.channels_last)
+        synchronize(device)
+        marks.append(time.perf_counter())
+    return (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else 0.0
 
 
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,

@@ -54,7 +54,8 @@ class Config(LabConfig):
                            choices=SCHEDULES)
     warmup_steps: int = option(50, "warm-up length in optimizer steps (warmup, warmup_cosine)", min=0)
     grad_clip: float | None = option(0.5, "clip the gradient norm to this value", gt=0)
-    amp: bool = option(False, "mixed precision on CUDA (off: the lab trains in float32, as before)")
+    amp: bool = option(False, "mixed precision where the device runs it natively (off: the lab trains in "
+                       "float32, as before)")
     seed: int = option(1111, "random seed (1111: the example's)", min=0)
     # model
     model: str = option("transformer", "transformer (causal self-attention) or lstm",

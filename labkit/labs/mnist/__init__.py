@@ -58,8 +58,8 @@ class Config(LabConfig):
     gamma: float = option(0.5, "step schedule: lr factor at each decay", gt=0, max=1)
     warmup_epochs: float = option(1.0, "warmup schedule: warm-up length in epochs (added to --warmup-steps)", min=0)
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy loss", min=0, max=1)
-    amp: bool = option(False, "mixed precision on CUDA (off: these small CNNs train in fp32, as before); "
-                       "ignored on CPU")
+    amp: bool = option(False, "mixed precision where the device runs it natively (off: these small CNNs "
+                       "train in fp32, as before)")
     # the lab's own
     model: str = option("fast", "fast (FastConvNet, ~30 k parameters) or myconvnet (the course's MyConvNet, "
                         "5.07 M)", choices=MODELS)
