@@ -231,6 +231,7 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
             prepare_model(model, ctx.device, cfg.channels_last, compile=getattr(cfg, "compile", False))
             splits = lab.epoch_splits if epoch_splits is None else tuple(epoch_splits)
             shards = shard_fingerprints(data, ctx)
+            est = None
             if estimate if estimate is not None else cfg.size != "smoke":
                 est = estimate_run(lab, cfg, data, model, task, splits, ctx.device)
                 if ctx.is_main_process:
@@ -243,6 +244,10 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
             result = _train(lab, cfg, ctx, data, model, task if task is not None else lab.task(cfg),
                             callbacks, start, progress, splits, out, write_files, checkpoints)
             result.ddp = shards
+            if est is not None and len(result.history):  # `labkit reproduce` records estimate against measured
+                ESTIMATES.append({"run": str(out), "estimated_epoch_seconds": round(est.seconds_per_epoch, 1),
+                                  "measured_epoch_seconds": round(result.history.total_seconds
+                                                                  / len(result.history), 1)})
             if write_files and ctx.is_main_process:
                 write_outputs(lab, result)
     return result
@@ -350,6 +355,8 @@ def duration(seconds: float) -> str:
             else f"{minutes // 60} h {minutes % 60:02d} min")
 
 
+#: every estimated run of this process: its estimated and measured seconds per epoch
+ESTIMATES: list[dict[str, Any]] = []
 #: the estimate's warm-up steps (a CPU's first steps build oneDNN kernels and grow the allocator: 2-3x slower)
 ESTIMATE_WARMUP = 3
 #: and it times steps until this many seconds have passed (at least 3 steps, at most `steps`)

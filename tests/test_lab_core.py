@@ -266,6 +266,9 @@ def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp
     measured = result.history.total_seconds
     assert est.seconds_per_step == pytest.approx(0.010)  # the warm-up steps are not timed
     assert est.seconds_per_eval_batch == pytest.approx(0.003)
+    logged = runner.ESTIMATES[-1]  # what `labkit reproduce` records: estimated against measured, per epoch
+    assert logged["run"] == str(tmp_path / "r") and logged["measured_epoch_seconds"] == round(measured / 3, 1)
+    assert abs(logged["estimated_epoch_seconds"] - logged["measured_epoch_seconds"]) <= 0.3 * measured / 3
     assert abs(est.seconds - measured) <= 0.3 * measured, (est, measured)
 
 

@@ -15,13 +15,14 @@ from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_readme_results_table_is_generated_from_results():
-    text = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("readme, detail", [("README.md", False), ("results/README.md", True)])
+def test_the_readme_results_tables_are_generated_from_results(readme, detail):
+    text = (ROOT / readme).read_text()
     assert results.README_BEGIN in text and results.README_END in text
     start = text.index(results.README_BEGIN)
     end = text.index(results.README_END) + len(results.README_END)
-    assert text[start:end] == results.readme_section(ROOT / "results"), (
-        "README's results table is stale: run `python -m labkit.results --readme`")
+    assert text[start:end] == results.readme_section(ROOT / "results", detail=detail), (
+        f"{readme}'s results table is stale: run `python -m labkit.results --readme`")
 
 
 def test_every_committed_reference_names_its_provenance():
@@ -42,11 +43,15 @@ def test_reproduce_records_a_reference_and_notebooks_compare_with_it(blobs, tmp_
     assert (tmp_path / "results" / "blobs" / "smoke" / "default" / "metrics.json").is_file()
     accuracy = ref["runs"]["default"]["test_accuracy"]
     assert ref["provenance"]["wall_seconds"] > 0 and "labkit reproduce blobs" in ref["provenance"]["command"]
+    prov = ref["provenance"]  # a wall time is a figure only from a quiet machine: the load before and after
+    assert {"load_average_before", "load_average_after", "torch_threads"} <= set(prov)
+    assert prov["quiet"] == (max(prov["load_average_before"], prov["load_average_after"]) <= results.QUIET_LOAD)
+    assert ref["estimates"] == []  # smoke runs print no estimate
     assert results.show_reference("blobs", "smoke") is not None
     assert "reference run: smoke size" in capsys.readouterr().out
     results.check_against_reference("blobs", "smoke", "default", "test_accuracy", accuracy - 0.01, tolerance=0.05)
     with pytest.raises(CheckFailed, match="more than 0.05 below"):
         results.check_against_reference("blobs", "smoke", "default", "test_accuracy", accuracy - 0.2,
                                         tolerance=0.05)
-    table = results.readme_table(tmp_path / "results")
-    assert "| blobs | smoke | default |" in table
+    assert "| blobs | smoke | default | " in results.detail_table(tmp_path / "results")
+    assert "| blobs | smoke | default: see results/README.md |" in results.readme_table(tmp_path / "results")
