@@ -201,14 +201,3 @@ def tensor_loader(*tensors: torch.Tensor, **kwargs: Any):
     rank the same `seed` so they agree on the permutation they shard."""
     return TensorLoader(*tensors, **{"rank": rank(), "world_size": world_size(), **kwargs})
 
-
-def distributed_dataloader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,
-                           drop_last: bool = False, seed: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader:
-    """A torch `DataLoader`; under a process group it draws through a `DistributedSampler` (the engine calls
-    its `set_epoch` each epoch: shuffles differ between epochs, agree between ranks)."""
-    if not is_distributed():
-        if shuffle:
-            kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
-        return torch.utils.data.DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs)
-    sampler = torch.utils.data.distributed.DistributedSampler(dataset, world_size(), rank(), shuffle, seed, drop_last)
-    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, **kwargs)

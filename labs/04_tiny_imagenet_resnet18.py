@@ -44,11 +44,11 @@ from labkit.errors import LabkitError
 from labkit.lab import choose_size
 from labkit.labs import tiny_imagenet as lab
 from labkit.labs.tiny_imagenet import data as tiny
+from labkit.labs.tiny_imagenet import show_tensorboard
 from labkit.labs.tiny_imagenet.model import build_model
 from labkit.plots import new_figure, plot_curves
 from labkit.results import check_against_reference, show_reference
 from labkit.summary import layer_table
-from labkit.tensorboard import show_tensorboard
 from labkit.widgets import TrainingPanel
 
 SIZE = None  # "smoke", "laptop" or "full"; None: laptop on a CPU, full on a GPU (or LABKIT_SIZE)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,6 +42,20 @@ def build_model() -> nn.Module:
     return nn.Sequential(nn.Linear(FEATURES, 16), nn.Tanh(), nn.Linear(16, CLASSES))
 
 
+def distributed_dataloader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True,
+                           drop_last: bool = False, seed: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A torch `DataLoader` (the "dataloader" kind); under a process group it draws through a
+    `DistributedSampler` (the engine calls its `set_epoch` each epoch: shuffles differ between epochs, agree
+    between ranks)."""
+    if not distributed.is_distributed():
+        if shuffle:
+            kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
+        return torch.utils.data.DataLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs)
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        dataset, distributed.world_size(), distributed.rank(), shuffle, seed, drop_last)
+    return torch.utils.data.DataLoader(dataset, batch_size, sampler=sampler, drop_last=drop_last, **kwargs)
+
+
 def train(out_dir: Path, global_batch: int, epochs: int, loader_kind: str, progress: bool) -> dict:
     """Train the MLP with SGD on this process's shard; return what the test compares."""
     context = distributed.init_distributed(device="cpu")
@@ -52,8 +67,8 @@ def train(out_dir: Path, global_batch: int, epochs: int, loader_kind: str, progr
         val_loader = distributed.tensor_loader(xv, yv, batch_size=8, shuffle=False)
     else:
         dataset = torch.utils.data.TensorDataset(x, y)
-        train_loader = distributed.distributed_dataloader(dataset, batch, shuffle=False)
-        val_loader = distributed.distributed_dataloader(
+        train_loader = distributed_dataloader(dataset, batch, shuffle=False)
+        val_loader = distributed_dataloader(
             torch.utils.data.TensorDataset(xv, yv), 8, shuffle=False
         )
     model = distributed.wrap_model(build_model(), context.device)

@@ -10,10 +10,10 @@ from labkit.data.augment import (
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
-    RandomShift,
     ToFloat,
 )
 from labkit.data.tensor_loader import TensorLoader
+from labkit.labs.mnist import RandomShift
 
 
 def test_batches_cover_the_data_once_per_epoch():

@@ -15,8 +15,8 @@ from torch import nn
 from labkit import distributed
 from labkit.errors import LabkitError
 from labkit.labs import tiny_imagenet as lab
+from labkit.labs.tiny_imagenet import show_tensorboard
 from labkit.labs.tiny_imagenet.model import build_model, resnet18
-from labkit.tensorboard import show_tensorboard
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -124,13 +124,6 @@ class RandomCrop(BatchTransform):
         return random_crop(x, self.padding, self.fill, generator, self.flip)
 
 
-class RandomShift(RandomCrop):
-    """Shift each image by up to `max_shift` pixels in each direction (a crop of the padded image)."""
-
-    def __init__(self, max_shift: int = 2) -> None:
-        super().__init__(padding=max_shift)
-
-
 class RandomHorizontalFlip(BatchTransform):
     """Mirror each image left-right with probability `p`."""
 

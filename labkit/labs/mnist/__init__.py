@@ -20,7 +20,7 @@ from torch import nn
 
 from labkit import config as _config
 from labkit import runner
-from labkit.data.augment import Compose, Normalize, RandomShift
+from labkit.data.augment import Compose, Normalize, RandomCrop
 from labkit.data.tensor_loader import TensorLoader
 from labkit.device import model_device
 from labkit.distributed import DistributedContext, per_rank_batch_size
@@ -221,6 +221,13 @@ def read_mnist(cfg: Config) -> mnist_data.MNISTData:
         if not mnist_data.idx_available(root):
             mnist_data.write_synthetic_mnist(root, seed=0, **SYNTHETIC)
     return mnist_data.load_mnist(root, download=cfg.download, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
+
+
+class RandomShift(RandomCrop):
+    """Shift each image by up to `max_shift` pixels in each direction (a crop of the padded image)."""
+
+    def __init__(self, max_shift: int = 2) -> None:
+        super().__init__(padding=max_shift)
 
 
 def transform(max_shift: int = 0) -> Compose:

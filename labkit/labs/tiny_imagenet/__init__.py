@@ -445,6 +445,34 @@ def resnet_layer_table(model: nn.Module, image_size: int = tiny.IMAGE_SIZE):
     return layer_table(model, (3, image_size, image_size))
 
 
+# --- TensorBoard in the notebook -------------------------------------------------------------------------
+
+def headless_reason() -> str | None:
+    """Why TensorBoard cannot be shown inline here (None: it can)."""
+    if os.environ.get("LABKIT_HEADLESS"):
+        return "LABKIT_HEADLESS is set"
+    from labkit.plots import in_notebook
+
+    if not in_notebook():
+        return "not in a notebook"
+    smoke = os.environ.get("LABKIT_SMOKE") == "1"  # nbval's kernels inherit it
+    return "a test run (LABKIT_SMOKE=1: no TensorBoard server under nbval)" if smoke else None
+
+
+def show_tensorboard(log_dir: str | os.PathLike, port: int | None = None) -> bool:
+    """TensorBoard inside the notebook (`%tensorboard --logdir log_dir`); where `headless_reason` says it cannot,
+    one line saying why and the command to run instead. True when started."""
+    if (reason := headless_reason()) is not None:
+        print(f"TensorBoard not shown inline ({reason}); view the logs with: tensorboard --logdir {log_dir}")
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "tensorboard")
+    shell.run_line_magic("tensorboard", f"--logdir {log_dir}" + (f" --port {port}" if port else ""))
+    return True
+
+
 # --- resuming a run for more epochs ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
