@@ -9,7 +9,10 @@ the shared data (or with `--quick`) a small generated image folder in the same l
 numbers for correctness only.
 
 1. tooling — ResNet-20, the course recipe's optimizer (SGD lr 0.1, momentum 0.9, weight decay 5e-4),
-   batch 128, cross-entropy, fp32, the same device, the same initial weights; three pipelines:
+   batch 128, cross-entropy, the same device, the same initial weights, every side at the device's best
+   settings (channels_last, and bf16 autocast where the device runs it natively, `labkit.device.amp_dtype`;
+   fp32 elsewhere): the hand-written loops through `TrainingTimer(fast_math=True)`, labkit through `fit` with
+   `amp=True, channels_last=True`; three pipelines:
    * course: what the course script does, on this image folder: `torchvision.datasets.ImageFolder` (limited
      to the same 45,000 files) with `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, `ToTensor()`,
      `Normalize(mean, std)` on PIL images, served by `DataLoader(batch_size=128, shuffle=True,
@@ -20,8 +23,9 @@ numbers for correctness only.
      flipped with probability 0.5 per image in a few whole-tensor operations; batches are slices of a random
      permutation, normalised as they are served; the same hand-written loop. Kept as airbench does except
      where parity with the recipe asks otherwise: zero padding of 4 pixels (airbench: reflect, 2) so that
-     the augmentation is the course's, uint8 resident images (airbench: fp16 on the GPU) so that the row
-     is fp32 like the others, a random flip every epoch (later airbench versions alternate flips);
+     the augmentation is the course's, uint8 resident images served as fp32 (airbench: fp16 on the GPU) so
+     that its loop casts under autocast like the others, a random flip every epoch (later airbench versions
+     alternate flips);
    * labkit: the uint8 images resident as one tensor (`TensorLoader` via `cifar10_loaders`), each batch
      gathered, cropped, flipped and normalised as a whole on the device, trained by `labkit.engine.fit`
      (one `fit` call per round, over the round's batches).
@@ -32,8 +36,12 @@ numbers for correctness only.
    every other round) with equal samples per round (one epoch each, or the same number of steps); min / median
    / max over the rounds; ratios of medians, > 1 means labkit faster. `tooling_ratio` is labkit's training
    images/s over the stronger peer's.
-   On CUDA (when present): the same three sides, fp32 against fp32, and a separate row labelled
-   "labkit AMP + channels_last vs reference fp32" (not a parity figure).
+   On CUDA (when present): the same three sides at the same best settings, and a separate row labelled
+   "labkit at best settings vs the course loop in fp32" (not a parity figure).
+   Against the limit: in the same run the device's 2048×2048 matmul FLOP/s is measured in fp32 and in bf16
+   where native (`throughput.matmul_flops`), the FLOPs of one training step of ResNet-20 at the batch are
+   counted with `FlopCounterMode` (`throughput.training_flops`), and `peak_fraction` = labkit's training
+   FLOP/s (images/s × FLOPs per image) ÷ the matmul FLOP/s of the precision it trained in.
 2. recipe — Lab 02's `course` recipe (the course script: SGD momentum 0.9, wd 5e-4, batch 128, lr 0.1 then
    0.01 after half the epochs) against its `fast` recipe (the same epochs and batch: warm-up + cosine
    one-cycle to peak lr 0.2, Nesterov, label smoothing 0.1), both through `labkit.runner.run`,
@@ -62,8 +70,9 @@ reference's and the course pipeline's settings are their authors' (except as sai
     python bench/cifar_bench.py --quick    # seconds: a correctness run on generated images
 
 Last line: `RESULT tooling_ratio=<x> recipe_ratio=<x> recipe_measure=time|accuracy tooling_ratio_course=<x>
-tooling_ratio_airbench=<x> pipeline_ratio_course=<x> pipeline_ratio_airbench=<x>` (+ `cuda_tooling_ratio`,
-`cuda_amp_vs_ref_fp32` on CUDA).
+tooling_ratio_airbench=<x> pipeline_ratio_course=<x> pipeline_ratio_airbench=<x> peak_fraction=<x>
+precision=<fp32|bf16> matmul_fp32_gflops=<x> matmul_bf16_gflops=<x or na>` (+ `cuda_tooling_ratio`,
+`cuda_amp_vs_ref_fp32`, `cuda_peak_fraction`, `cuda_matmul_*_gflops` on CUDA).
 """
 
 from __future__ import annotations
@@ -85,10 +94,24 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 
-from throughput import Speed, TrainingTimer, alternate, endless, markdown_table, spread_text, synchronize
+from throughput import (
+    Speed,
+    TrainingTimer,
+    alternate,
+    endless,
+    markdown_table,
+    matmul_flops,
+    matmul_text,
+    peak_fraction,
+    precision_name,
+    spread_text,
+    synchronize,
+    training_flops,
+)
 
 from labkit import config
 from labkit.callbacks import Progress
+from labkit.device import amp_dtype, describe_precision
 from labkit.engine import fit
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10.data import CIFAR10Split
@@ -319,12 +342,20 @@ def model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
 
 
-def reference_timer(loader: Iterable, device: torch.device) -> TrainingTimer:
+def reference_timer(loader: Iterable, device: torch.device, fast: bool = True) -> TrainingTimer:
+    """The hand-written loop; `fast`: the device's best settings (channels_last, native mixed precision)."""
     model, optimizer = model_and_optimizer()
-    return TrainingTimer(model, optimizer, loader, device, warmup_steps=2)
+    return TrainingTimer(model, optimizer, loader, device, fast_math=fast, warmup_steps=2)
 
 
-def labkit_timer(loader: Iterable, device: torch.device, amp: bool = False) -> FitTimer:
+def step_flops(batch: int, device: torch.device) -> float:
+    """FLOPs per training image of ResNet-20 (one forward + backward at `batch`, FlopCounterMode)."""
+    model, _ = model_and_optimizer()
+    images, labels = torch.randn(batch, *SHAPE, device=device), torch.randint(0, 10, (batch,), device=device)
+    return training_flops(model.to(device), images, labels) / batch
+
+
+def labkit_timer(loader: Iterable, device: torch.device, amp: bool = True) -> FitTimer:
     model, optimizer = model_and_optimizer()
     return FitTimer(model.to(device), optimizer, loader, device, amp=amp)
 
@@ -445,8 +476,8 @@ def tooling(folder: Path, train: CIFAR10Split, held: CIFAR10Split, device: torch
     timers = [reference_timer(course_loader(folder, train, args.batch, args.workers), device),
               reference_timer(AirbenchStyleLoader(train.images, train.labels, args.batch, device), device),
               labkit_timer(labkit_loader(train, held, device, args.batch), device)]
-    if device.type == "cuda":
-        timers.append(labkit_timer(labkit_loader(train, held, device, args.batch), device, amp=True))
+    if device.type == "cuda":  # the course loop in plain fp32: what the best settings buy (not parity)
+        timers.append(reference_timer(course_loader(folder, train, args.batch, args.workers), device, fast=False))
     out["train"] = in_rounds(timers, args.steps, args.rounds)
     out["wait"] = [timer.speed.wait_share for timer in timers]
     return out
@@ -478,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
                         "figure (default: 0.35 bench, 0.40 laptop, 0.85 full)")
     parser.add_argument("--no-recipe", action="store_true", help="the tooling figure only")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--peak-seconds", type=float, default=None,
+                        help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -486,6 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     args.pipeline_rounds = args.pipeline_rounds or 3
     target = args.target if args.target is not None else RECIPE_SIZES[args.recipe_size][2]
     cpu = torch.device("cpu")
+    peak_seconds = args.peak_seconds if args.peak_seconds is not None else (0.3 if args.quick else 1.5)
+    peaks = matmul_flops(cpu, peak_seconds)
+    flops = step_flops(args.batch, cpu)
+    precision = describe_precision(cpu, True, True)
 
     with tempfile.TemporaryDirectory(prefix="cifar-bench-") as tmp:
         folder = None if args.quick else find_image_folder(args.data)
@@ -508,36 +545,48 @@ def main(argv: list[str] | None = None) -> int:
             lab_median = statistics.median(result["train"][2])
             stronger = max(statistics.median(side) for side in result["train"][:2])
             tooling_ratio = lab_median / stronger
+            fraction = peak_fraction(lab_median, flops, peaks, amp_dtype(cpu, True))
             waits = result["wait"]
             rows = [
                 ["pipeline alone (CPU, no model), batches/s", *(spread_text(s) for s in result["pipeline"]),
                  *pipe_cells],
-                ["ResNet-20 training (CPU, fp32), images/s", *(spread_text(s) for s in result["train"]),
+                [f"ResNet-20 training (CPU, {precision}), images/s", *(spread_text(s) for s in result["train"]),
                  *train_cells],
                 ["  share of time waiting for data", *(f"{w:.1%}" for w in waits), "", ""],
                 [f"  seconds per epoch ({len(train):,} images, median)",
                  *(f"{len(train) / statistics.median(s):,.0f}" for s in result["train"]), "", ""],
+                [(f"  peak_fraction: training FLOP/s ({flops / 1e6:,.1f} MFLOPs per image) / matmul FLOP/s "
+                 f"({precision_name(amp_dtype(cpu, True))})"),
+                 *(f"{peak_fraction(statistics.median(s), flops, peaks, amp_dtype(cpu, True)):.3f}"
+                   for s in result["train"]), "", ""],
             ]
             extra = ""
             if torch.cuda.is_available():
                 gpu = torch.device("cuda")
                 name = torch.cuda.get_device_name(gpu)
+                cuda_peaks = matmul_flops(gpu, peak_seconds)
+                cuda_flops = step_flops(args.batch, gpu)
                 cuda = tooling(folder, train, held, gpu, args, pipeline=False)
                 _, _, cuda_cells = ratio_cells(cuda["train"][:3])
                 cuda_ratio = statistics.median(cuda["train"][2]) / max(statistics.median(s)
                                                                        for s in cuda["train"][:2])
-                amp_ratio = statistics.median(cuda["train"][3]) / statistics.median(cuda["train"][0])
-                rows.append([f"ResNet-20 training ({name}, fp32 vs fp32), images/s",
+                amp_ratio = statistics.median(cuda["train"][2]) / statistics.median(cuda["train"][3])
+                cuda_fraction = peak_fraction(statistics.median(cuda["train"][2]), cuda_flops, cuda_peaks,
+                                              amp_dtype(gpu, True))
+                rows.append([f"ResNet-20 training ({name}, {describe_precision(gpu, True, True)}), images/s",
                              *(spread_text(s, "{:,.0f}") for s in cuda["train"][:3]), *cuda_cells])
                 rows.append(["  share of host time waiting for data", *(f"{w:.1%}" for w in cuda["wait"][:3]),
                              "", ""])
-                rows.append([f"labkit AMP + channels_last ({name}) vs reference fp32 — not parity, images/s",
-                             spread_text(cuda["train"][0], "{:,.0f}"), "", spread_text(cuda["train"][3], "{:,.0f}"),
+                rows.append([f"  peak_fraction ({name}, {precision_name(amp_dtype(gpu, True))} matmul)",
+                             "", "", f"{cuda_fraction:.3f}", "", ""])
+                rows.append([f"labkit at best settings ({name}) vs the course loop in fp32 — not parity, images/s",
+                             spread_text(cuda["train"][3], "{:,.0f}"), "", spread_text(cuda["train"][2], "{:,.0f}"),
                              f"{amp_ratio:.2f}x", ""])
-                extra = f" cuda_tooling_ratio={cuda_ratio:.2f} cuda_amp_vs_ref_fp32={amp_ratio:.2f}"
+                extra = (f" cuda_tooling_ratio={cuda_ratio:.2f} cuda_amp_vs_ref_fp32={amp_ratio:.2f} "
+                         f"cuda_peak_fraction={cuda_fraction:.3f} {matmul_text(cuda_peaks, 'cuda_')}")
 
-            print(f"\n## tooling: ResNet-20, the course's SGD, batch {args.batch}, fp32, same device, same initial "
-                  "weights\n")
+            print(f"\n## tooling: ResNet-20, the course's SGD, batch {args.batch}, {precision} on every side (the "
+                  "device's best settings), same device, same initial weights\n")
             print(markdown_table(("measure (min / median / max over rounds)", "course: DataLoader + PIL",
                                   "airbench-style", "labkit", "labkit / course", "labkit / airbench-style"), rows))
             print(f"\n(pipeline: {args.pipeline_rounds} rounds of one whole epoch per side; training: "
@@ -561,10 +610,14 @@ def main(argv: list[str] | None = None) -> int:
             print("\n## full-size reference runs (ResNet-20, 45,000 images, 10 epochs; read from results/)\n")
             print(markdown_table(("run", "final hold-out accuracy", "time to 85 %", "time to 90 %"),
                                  full_reference_rows()))
+            print(f"\n## against the limit (CPU): 2048x2048 matmul, {matmul_text(peaks)} (GFLOP/s); ResNet-20 "
+                  f"training step: {flops / 1e6:,.1f} MFLOPs per image (FlopCounterMode); labkit's peak_fraction "
+                  f"= {fraction:.3f} of the {precision_name(amp_dtype(cpu, True))} matmul")
 
     print(f"\nRESULT tooling_ratio={tooling_ratio:.2f} recipe_ratio={recipe_ratio:.2f} recipe_measure={measure} "
           f"tooling_ratio_course={train_course:.2f} tooling_ratio_airbench={train_air:.2f} "
-          f"pipeline_ratio_course={pipe_course:.2f} pipeline_ratio_airbench={pipe_air:.2f}{extra}")
+          f"pipeline_ratio_course={pipe_course:.2f} pipeline_ratio_airbench={pipe_air:.2f} "
+          f"peak_fraction={fraction:.3f} precision={precision_name(amp_dtype(cpu, True))} {matmul_text(peaks)}{extra}")
     return 0
 
 

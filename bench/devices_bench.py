@@ -4,7 +4,9 @@ the table students fill in.
 The course asked students to time CPU vs 1 GPU vs 8 GPUs. This bench trains the same model (default:
 torchvision's resnet18 with a 200-way head, the Lab 04 course model) on synthetic 64x64 images through
 the one labkit training loop (`labkit.engine.fit`, via `throughput.FitTimer` (bench/throughput.py); tensor-resident
-`TensorLoader`; AMP and channels_last on CUDA only, fp32 on the CPU), and reports images/s per round
+`TensorLoader`; with `--amp` (default on) `fit(amp=True, channels_last=True)` on every device: channels_last on
+the CPU and CUDA, and mixed precision where the device runs it natively (`labkit.device.amp_dtype`: bf16 on
+recent GPUs, else fp16; bf16 on a CPU with native bf16, fp32 on other CPUs)), and reports images/s per round
 (min / median / max over `--rounds` rounds of `--cpu-batches` / `--gpu-batches` batches each; the first
 batches of every setup are untimed warm-up).
 
@@ -26,8 +28,12 @@ Devices that do not exist are `na`.
     python bench/devices_bench.py --model labkit.labs.tiny_imagenet.model:resnet18_64   # any factory
 
 Last line: `RESULT cpu=<img/s> cpu_ddp_global=<img/s or na> cpu_ddp_per_process=<img/s or na> cpu_procs=<N>
-gpu1=<img/s or na> gpus=<img/s or na> gpus_global=<img/s or na>` (medians over the rounds; `gpus` keeps
-the per-device batch, `gpus_global` the global one).
+gpu1=<img/s or na> gpus=<img/s or na> gpus_global=<img/s or na> peak_fraction=<x or na> precision=<fp32|bf16>
+matmul_fp32_gflops=<x> matmul_bf16_gflops=<x or na>` (+ `gpu1_peak_fraction`, `cuda_matmul_*_gflops` with a
+GPU) (medians over the rounds; `gpus` keeps the per-device batch, `gpus_global` the global one).
+`peak_fraction`: the one-process CPU row's training FLOP/s (images/s × the FLOPs of one training step per
+image, counted by `FlopCounterMode` at the CPU batch) over the CPU's 2048x2048 matmul FLOP/s in the
+precision it trained in, measured in the same run (`throughput.matmul_flops`, `--peak-seconds`).
 """
 
 from __future__ import annotations
@@ -86,16 +92,26 @@ def make_timer(args: argparse.Namespace, device: torch.device, batch: int):
     from labkit.data.augment import Compose, Normalize, ToFloat
 
     world = distributed.world_size()
-    cuda = device.type == "cuda"
     torch.manual_seed(0)
-    model = distributed.wrap_model(build_model(args.model, args.classes), device, channels_last=cuda)
+    fast = args.amp  # the device's best settings: channels_last and native mixed precision, CPU and CUDA
+    model = distributed.wrap_model(build_model(args.model, args.classes), device, channels_last=fast)
     images, labels = synthetic_images(batch * world * 8, args.size, args.classes)  # the stream wraps epochs
     loader = distributed.tensor_loader(
         images, labels, batch_size=batch, shuffle=True, drop_last=True, device=device, seed=0,
         transform=Compose([ToFloat(), Normalize((0.48, 0.45, 0.40), (0.27, 0.26, 0.28))]),
     )  # fmt: skip
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return FitTimer(model, optimizer, loader, device, fast_math=cuda and args.amp, warmup_steps=WARMUP_STEPS)
+    return FitTimer(model, optimizer, loader, device, fast_math=fast, warmup_steps=WARMUP_STEPS)
+
+
+def step_flops(args: argparse.Namespace, device: torch.device, batch: int) -> float:
+    """FLOPs per training image of the bench's model: one forward + backward at `batch` (FlopCounterMode)."""
+    from throughput import training_flops
+
+    torch.manual_seed(0)
+    model = build_model(args.model, args.classes).to(device)
+    images = torch.randn(batch, 3, args.size, args.size, device=device)
+    return training_flops(model, images, torch.randint(0, args.classes, (batch,), device=device)) / batch
 
 
 def _record(timer, processes: int, batch: int, batches: int) -> dict:
@@ -195,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-batches", type=int, default=None, help="batches per CPU round (default 8)")
     parser.add_argument("--gpu-batches", type=int, default=None, help="batches per GPU round (default 50)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                        help="mixed precision on CUDA (default on)")  # fmt: skip
+                        help="channels_last and native mixed precision, CPU and CUDA (default on)")  # fmt: skip
+    parser.add_argument("--peak-seconds", type=float, default=None,
+                        help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     parser.add_argument("--no-cpu", action="store_true", help="skip the (slow) CPU measurements")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a correctness run")
     parser.add_argument("--cpu-processes", type=int, default=2,
@@ -227,6 +245,13 @@ def main(argv: list[str] | None = None) -> None:
           f"(CPU) / {args.gpu_batches} (GPU) batches per setup; {torch.get_num_threads()} CPU threads per process; "
           f"visible GPUs: {gpus}", flush=True)  # fmt: skip
 
+    from throughput import matmul_flops, matmul_text, peak_fraction, precision_name
+
+    from labkit.device import amp_dtype
+
+    seconds = args.peak_seconds if args.peak_seconds is not None else (0.3 if args.quick else 1.5)
+    cpu_device = torch.device("cpu")
+    peaks = matmul_flops(cpu_device, seconds)
     cpu = cpu_ddp = None
     if not args.no_cpu:
         cpu, cpu_ddp = bracketed(args, "cpu", args.cpu_processes, args.cpu_batches, args.cpu_batch)
@@ -263,9 +288,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{kind}, {n} processes: keeping the per-device batch gives {kept / split:.2f}x the images/s of "
                   f"keeping the global batch ({kept:.1f} vs {split:.1f}); scaling efficiency {kept / ideal:.0%} of "
                   f"{n}x one process with the per-device batch, {split / ideal:.0%} with the global batch")
+    dtype = amp_dtype(cpu_device, args.amp)
+    fraction = "na"
+    if cpu is not None:
+        value = peak_fraction(median(cpu), step_flops(args, cpu_device, args.cpu_batch), peaks, dtype)
+        fraction = f"{value:.3f}"
+    extra = ""
+    if gpu1 is not None:
+        gpu = torch.device("cuda", 0)
+        gpu_peaks = matmul_flops(gpu, seconds)
+        value = peak_fraction(median(gpu1), step_flops(args, gpu, args.batch), gpu_peaks, amp_dtype(gpu, args.amp))
+        extra = f" gpu1_peak_fraction={value:.3f} {matmul_text(gpu_peaks, 'cuda_')}"
+    print(f"\nagainst the limit (CPU): 2048x2048 matmul {matmul_text(peaks)} (GFLOP/s); one-process CPU "
+          f"peak_fraction {fraction} of the {precision_name(dtype)} matmul{extra}")
     print(f"RESULT cpu={_fmt(cpu)} cpu_ddp_global={_fmt(cpu_ddp.get(GLOBAL))} "
           f"cpu_ddp_per_process={_fmt(cpu_ddp.get(PER_DEVICE))} cpu_procs={n_cpu if cpu_ddp else 0} "
-          f"gpu1={_fmt(gpu1)} gpus={_fmt(gpu_ddp.get(PER_DEVICE))} gpus_global={_fmt(gpu_ddp.get(GLOBAL))}")
+          f"gpu1={_fmt(gpu1)} gpus={_fmt(gpu_ddp.get(PER_DEVICE))} gpus_global={_fmt(gpu_ddp.get(GLOBAL))} "
+          f"peak_fraction={fraction} precision={precision_name(dtype)} {matmul_text(peaks)}{extra}")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,14 @@ validation pass; within the budgets here (about one epoch) it would not change t
 
 Two questions, two figures (> 1 means labkit better, everywhere):
   1. tooling_ratio — the same work: the reference model and recipe (SGD lr 5, clip 0.25, batch 20,
-     bptt 35, fp32, CPU, the same windows) trained by the example's hand-written loop and by
+     bptt 35, CPU, the same windows) trained by the example's hand-written loop and by
      `labkit.engine.fit` (torch.optim.SGD, which does the same update), in alternating rounds with equal
-     numbers of batches; tokens/s, ratio of medians over the rounds.
+     numbers of batches; tokens/s, ratio of medians over the rounds. Both at the CPU's best settings: bf16
+     autocast where it runs bf16 natively (`labkit.device.amp_dtype`; `fit(amp=True)`, the loop under the
+     same `torch.autocast`), else fp32. Against the limit, in the same run: the CPU's 2048x2048 matmul
+     FLOP/s in fp32 and bf16 where native (`throughput.matmul_flops`), the FLOPs per token of one training
+     step counted by `FlopCounterMode`, and `peak_fraction` = labkit's training FLOP/s (tokens/s × FLOPs
+     per token) ÷ the matmul FLOP/s of the precision it trained in.
   2. recipe_ratio — each side's own default: labkit's `modern` recipe (adaptive softmax, batch 32, fused
      AdamW with warm-up and a cosine decay over the time budget, clip 0.5) against the reference recipe,
      the same wall-clock training budget each, `--seeds` seeds per side (sides alternated in order),
@@ -38,7 +43,8 @@ tuned on what: the grid on the hold-out only; the reference's settings are the e
     python bench/lm_bench.py --quick    # seconds: a correctness run on small budgets
 
 Last line: `RESULT tooling_ratio=<x> recipe_ratio=<x> ppl=<labkit median> ref_ppl=<reference median>
-tps_ratio=<labkit/reference tokens/s of the recipe runs>`.
+tps_ratio=<labkit/reference tokens/s of the recipe runs> peak_fraction=<x> precision=<fp32|bf16>
+matmul_fp32_gflops=<x> matmul_bf16_gflops=<x or na>`.
 """
 
 from __future__ import annotations
@@ -59,10 +65,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 
-from throughput import spread_text
+from throughput import matmul_flops, matmul_text, peak_fraction, precision_name, spread_text, training_flops
 
 from labkit import config
 from labkit.callbacks import Callback, Progress
+from labkit.device import amp_dtype
 from labkit.engine import Task, evaluate, fit
 from labkit.labs import lm as lab
 from labkit.labs.lm import data as wikitext
@@ -270,7 +277,10 @@ class Windows:
 
 
 def tooling(ids: torch.Tensor, ntokens: int, batches: int, rounds: int, seed: int) -> dict[str, list[float]]:
-    """tokens/s per round of the reference recipe through the example's loop and through `fit`."""
+    """tokens/s per round of the reference recipe through the example's loop and through `fit`, both at the
+    CPU's best settings: bf16 autocast where the CPU runs it natively (`labkit.device.amp_dtype`), else fp32
+    (`fit(amp=True)`; the example's loop under the same `torch.autocast`)."""
+    dtype = amp_dtype(torch.device("cpu"), True)
     source = example_batchify(ids, 20)
     sides = {}
     for name in ("reference loop", "labkit fit"):
@@ -292,16 +302,28 @@ def tooling(ids: torch.Tensor, ntokens: int, batches: int, rounds: int, seed: in
                 model = side["model"]
                 for data, targets in chunk_batches:
                     model.zero_grad()
-                    loss = F.nll_loss(model(data).view(-1, ntokens), targets)
+                    with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                        loss = F.nll_loss(model(data).view(-1, ntokens), targets)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
                     for p in model.parameters():
                         p.data.add_(p.grad, alpha=-5.0)
             else:
                 fit(side["model"], chunk_batches, epochs=1, optimizer=side["optimizer"], task=task,
-                    device="cpu", grad_clip=0.25, callbacks=[Progress(False)])
+                    device="cpu", grad_clip=0.25, amp=True, callbacks=[Progress(False)])
             side["speeds"].append(tokens / (time.perf_counter() - start))
     return {name: side["speeds"] for name, side in sides.items()}
+
+
+def tokens_flops(ntokens: int, seed: int, bsz: int = 20, bptt: int = 35) -> float:
+    """FLOPs per training token of the example's Transformer: one forward + backward of a (bptt, bsz) window
+    counted by `FlopCounterMode` (`throughput.training_flops`), over its bptt x bsz tokens."""
+    torch.manual_seed(seed)
+    model = ReferenceTransformer(ntokens)
+    data = torch.randint(0, ntokens, (bptt, bsz))
+    targets = torch.randint(0, ntokens, (bptt * bsz,))
+    return training_flops(model, data, targets,
+                          loss_fn=lambda output, target: F.nll_loss(output.view(-1, ntokens), target)) / (bptt * bsz)
 
 
 # --------------------------------------------------------------------------- recipe: each side's default
@@ -357,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per side for the recipe figure (default 3)")
     parser.add_argument("--tooling-batches", type=int, default=None, help="batches per side (default 240)")
     parser.add_argument("--seed", type=int, default=1111, help="the first seed")
+    parser.add_argument("--peak-seconds", type=float, default=None,
+                        help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is steadier on a busy machine)")
     args = parser.parse_args(argv)
@@ -376,11 +400,16 @@ def main(argv: list[str] | None = None) -> int:
           f"); vocabulary {ntokens:,} words")
     print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
 
-    # 1. tooling
+    # 1. tooling, and the limit it is measured against
+    cpu = torch.device("cpu")
+    peaks = matmul_flops(cpu, args.peak_seconds if args.peak_seconds is not None else (0.3 if args.quick else 1.5))
+    dtype = amp_dtype(cpu, True)
+    flops = tokens_flops(ntokens, args.seed)
     n_tool = args.tooling_batches or (8 if args.quick else 240)
     speeds = tooling(train_ids, ntokens, n_tool, rounds=4, seed=args.seed)
     ref_tool, lab_tool = (statistics.median(speeds[k]) for k in ("reference loop", "labkit fit"))
     tooling_ratio = lab_tool / ref_tool
+    fraction = peak_fraction(lab_tool, flops, peaks, dtype)
 
     # 2. choosing labkit's setting on the hold-out text
     base: dict = {}
@@ -416,8 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| question | reference | labkit | labkit better by |")
     print("|---|---:|---:|---:|")
-    print(f"| tooling: the example's model and recipe, tokens/s (median of 4 rounds, {n_tool} batches a side) | "
-          f"{ref_tool:,.0f} | {lab_tool:,.0f} | {tooling_ratio:.2f}x |")
+    print(f"| tooling: the example's model and recipe, {precision_name(dtype)} (the CPU's best), tokens/s (median of "
+          f"4 rounds, {n_tool} batches a side) | {ref_tool:,.0f} | {lab_tool:,.0f} | {tooling_ratio:.2f}x |")
+    print(f"| tooling: peak_fraction = training FLOP/s ({flops / 1e6:,.2f} MFLOPs per token, FlopCounterMode) / "
+          f"{precision_name(dtype)} matmul FLOP/s | {peak_fraction(ref_tool, flops, peaks, dtype):.3f} | "
+          f"{fraction:.3f} | |")
     print(f"| recipe: test perplexity after {budget:.0f} s of training, min / median / max over {len(seeds)} seeds | "
           f"{spread_text([r['ppl'] for r in runs['reference']])} | {spread_text([r['ppl'] for r in runs['labkit']])} | "
           f"{recipe_ratio:.2f}x |")
@@ -430,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({'chosen now on the hold-out text' if args.tune else 'the lab default'}); reference: SGD lr 5 (the "
           "example README's Transformer command). The test text was read once per run and chose nothing.")
     print(f"RESULT tooling_ratio={tooling_ratio:.2f} recipe_ratio={recipe_ratio:.2f} ppl={med['labkit']:.1f} "
-          f"ref_ppl={med['reference']:.1f} tps_ratio={tps['labkit'] / tps['reference']:.2f}")
+          f"ref_ppl={med['reference']:.1f} tps_ratio={tps['labkit'] / tps['reference']:.2f} "
+          f"peak_fraction={fraction:.3f} precision={precision_name(dtype)} {matmul_text(peaks)}")
     return 0
 
 

@@ -4,18 +4,26 @@
     python bench/mnist_bench.py --device cuda         # every side on that device
     python bench/mnist_bench.py --quick               # seconds: a correctness run on a few images
 
-Every side runs on the same device (`--device`, default cpu) in fp32, in this process.
+Every side runs on the same device (`--device`, default cpu), in this process; the recipes in fp32, the tooling
+figure at the device's best settings (below).
 
 1. tooling_ratio: the same work through two loops. pytorch/examples' mnist/main.py -- its 2-conv `Net`
    (log-softmax + NLL loss), Adadelta lr 1.0, batches of 64 -- trained (a) by the example's loop over
    torchvision's `MNIST` with ToTensor + Normalize((0.1307,), (0.3081,)) in a `DataLoader` (shuffled,
    `--workers` workers, 0 as the example on a CPU) and (b) by `labkit.engine.fit` over the tensor-resident
    `TensorLoader` (uint8 images, normalised batch by batch), both on all 60,000 training images, from the
-   same initial weights, in PyTorch's default memory layout. `throughput.alternate` runs the sides in
+   same initial weights, both at the device's best settings: channels_last, and autocast where the device runs
+   mixed precision natively (`labkit.device.amp_dtype`: bf16 on a CPU with native bf16 and on recent GPUs,
+   else fp32 on a CPU): the example's loop with those added by hand, `fit` with `amp=True,
+   channels_last=True`. `throughput.alternate` runs the sides in
    `--tool-rounds` rounds of equal numbers of batches; training images/s per round, min/median/max,
    ratio of the medians (labkit / reference). Within these steps StepLR(1, 0.7) would not yet have changed
    the lr (it steps at epoch ends), so neither side has one here. Both models are then tested once on the
-   10,000 test images: the same work should reach about the same accuracy.
+   10,000 test images: the same work should reach about the same accuracy. Against the limit, in the same
+   run: the device's 2048x2048 matmul FLOP/s in fp32 and in bf16 where native (`throughput.matmul_flops`,
+   `--peak-seconds` per precision), the FLOPs of one training step of `Net` at batch 64 counted by
+   `FlopCounterMode` (`throughput.training_flops`), and `peak_fraction` = labkit's training FLOP/s ÷ the
+   matmul FLOP/s of the precision it trained in.
 2. recipe_ratio and peer_ratio: wall-clock training time (and epochs) until the test accuracy first reaches
    `--target` (99.0 %), `--seeds` seeds per recipe, min/median/max; ratio of the medians (other / labkit).
    All recipes train on the same 50,000 images (the lab's train split; its other 10,000 are the validation
@@ -45,7 +53,8 @@ Every side runs on the same device (`--device`, default cpu) in fp32, in this pr
 `--max-epochs` caps labkit and the peer too (their schedules keep their length). Last line:
 `RESULT tooling_ratio=<x> recipe_ratio=<x> recipe_bound=<exact|lower|upper|none> peer_ratio=<x>
 peer_bound=<...> acc=<labkit's median test % at the target time> epochs=<labkit's median epochs to target>
-reached=<labkit runs at target>/<runs> ref_reached=<n/N> peer_reached=<n/N>`; > 1 means labkit better.
+reached=<labkit runs at target>/<runs> ref_reached=<n/N> peer_reached=<n/N> peak_fraction=<x or na>
+precision=<fp32|bf16|fp16> matmul_fp32_gflops=<x> matmul_bf16_gflops=<x or na>`; > 1 means labkit better.
 """
 
 from __future__ import annotations
@@ -67,12 +76,23 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/throughput.py
 
-from throughput import Speed, alternate, endless, spread_text, synchronize
+from throughput import (
+    Speed,
+    alternate,
+    endless,
+    matmul_flops,
+    matmul_text,
+    peak_fraction,
+    precision_name,
+    spread_text,
+    synchronize,
+    training_flops,
+)
 
 from labkit import runner
 from labkit.callbacks import Callback, FitState, Progress
 from labkit.data.tensor_loader import TensorLoader
-from labkit.device import describe_device, pick_device, seed_everything
+from labkit.device import amp_dtype, describe_device, describe_precision, pick_device, seed_everything
 from labkit.engine import SupervisedTask, evaluate, fit
 from labkit.labs import mnist as lab
 from labkit.labs.mnist import data as mnist_data
@@ -131,6 +151,7 @@ class Side:
 
     def __init__(self, name: str, model: nn.Module, device: torch.device, stream: Iterator) -> None:
         self.name, self.model, self.device, self.stream = name, model.to(device), device, stream
+        self.dtype = amp_dtype(device, True)  # the device's best settings: native mixed precision, channels_last
         self.optimizer = torch.optim.Adadelta(self.model.parameters(), lr=1.0)
         self.rounds: list[float] = []
         self.images = 0
@@ -155,16 +176,19 @@ class Side:
 
 
 class ReferenceLoop(Side):
-    """The example's train(): batches from a DataLoader, moved to the device, one plain step each."""
+    """The example's train(): batches from a DataLoader, moved to the device, one plain step each; with the
+    device's best settings added (channels_last, autocast in its native mixed precision where it has one)."""
 
     def train(self, steps: int) -> int:
         model, optimizer, images = self.model, self.optimizer, 0
+        model.to(memory_format=torch.channels_last)
         model.train()
         for _ in range(steps):
             data, target = next(self.stream)
-            data, target = data.to(self.device), target.to(self.device)
+            data, target = data.to(self.device, memory_format=torch.channels_last), target.to(self.device)
             optimizer.zero_grad()
-            loss = F.nll_loss(model(data), target)
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                loss = F.nll_loss(model(data), target)
             loss.backward()
             optimizer.step()
             images += data.shape[0]
@@ -188,12 +212,12 @@ class Batches:
 
 
 class LabkitFit(Side):
-    """The same steps through `labkit.engine.fit` over a TensorLoader stream (fp32, default memory layout)."""
+    """The same steps through `labkit.engine.fit` over a TensorLoader stream (`amp=True, channels_last=True`)."""
 
     def train(self, steps: int) -> int:
         chunk = Batches(self.stream, steps)
-        fit(self.model, chunk, epochs=1, optimizer=self.optimizer, task=NLL, device=self.device, amp=False,
-            channels_last=False, callbacks=[Progress(False)])
+        fit(self.model, chunk, epochs=1, optimizer=self.optimizer, task=NLL, device=self.device, amp=True,
+            channels_last=True, callbacks=[Progress(False)])
         return chunk.images
 
 
@@ -232,9 +256,13 @@ def tooling(root: Path, source: mnist_data.MNISTData, device: torch.device, step
     out = {}
     for side in sides:
         acc = evaluate(side.model, test, task=NLL, metrics=("accuracy",), device=device)["accuracy"]
-        out[side.name] = {"rounds": side.rounds, "images": side.images, "test_accuracy": acc}
+        out[side.name] = {"rounds": side.rounds, "images": side.images, "test_accuracy": acc, "dtype": side.dtype}
         print(f"  {side.name}: {spread_text(side.rounds, '{:,.0f}')} images/s over {len(side.rounds)} rounds, "
               f"test {100 * acc:.2f} % after {side.images + warm:,} images", flush=True)
+    torch.manual_seed(seed)
+    out["flops"] = training_flops(Net().to(device), torch.randn(64, 1, 28, 28, device=device),
+                                  torch.randint(0, 10, (64,), device=device),
+                                  loss_fn=lambda output, target: F.nll_loss(output, target)) / 64
     return out
 
 
@@ -418,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-epochs", type=float, default=None, help="epoch cap of labkit and the peer")
     parser.add_argument("--tool-steps", type=int, default=None, help="tooling batches per side (default 250)")
     parser.add_argument("--tool-rounds", type=int, default=5, help="tooling rounds (default 5)")
+    parser.add_argument("--peak-seconds", type=float, default=None,
+                        help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     parser.add_argument("--workers", type=int, default=0,
                         help="DataLoader workers of the example's pipeline (the example uses 0 on a CPU)")
     parser.add_argument("--skip-tooling", action="store_true", help="only the recipe figure")
@@ -431,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ref_max_epochs = 1.0
     tool_steps = args.tool_steps or (6 if args.quick else 250)
     seeds = [args.seed + i for i in range(max(1, args.seeds))]
+    peaks = matmul_flops(device, args.peak_seconds if args.peak_seconds is not None else (0.3 if args.quick else 1.5))
 
     with tempfile.TemporaryDirectory() as tmp:
         root, what = find_root(args.data, Path(tmp))
@@ -442,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"device: {describe_device(device)}; torch threads {torch.get_num_threads()}")
         tool: dict[str, dict] = {}
         if not args.skip_tooling:
-            print(f"1. tooling: the example's Net + Adadelta 1.0, batch 64, fp32; {tool_steps} batches a side in "
+            print(f"1. tooling: the example's Net + Adadelta 1.0, batch 64, {describe_precision(device, True, True)}; "
+                  f"{tool_steps} batches a side in "
                   f"{args.tool_rounds} alternating rounds:", flush=True)
             tool = tooling(root, source, device, tool_steps, args.tool_rounds, args.workers, n_train, args.seed)
         runs: dict[str, list[Attempt]] = {"reference": [], "labkit": [], "peer": []}
@@ -467,19 +499,28 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     results = {}
+    fraction, dtype = "na", amp_dtype(device, True)
     if tool:
         ref, ours = tool["reference"], tool["labkit"]
         tooling_ratio = statistics.median(ours["rounds"]) / statistics.median(ref["rounds"])
+        fractions = [peak_fraction(statistics.median(side["rounds"]), tool["flops"], peaks, dtype)
+                     for side in (ref, ours)]
+        fraction = f"{fractions[1]:.3f}"
         results["tooling_ratio"] = f"{tooling_ratio:.2f}"
         print(markdown_table(
-            (f"tooling: the example's Net + Adadelta 1.0, batch 64, fp32, {device.type}",
+            ((f"tooling: the example's Net + Adadelta 1.0, batch 64, {describe_precision(device, True, True)}, "
+             f"{device.type}"),
              f"training images/s, min / median / max of {len(ref['rounds'])} rounds",
              f"test accuracy after {ref['images']:,} timed images"),
             [(f"reference: its loop, torchvision MNIST + DataLoader (ToTensor + Normalize, {args.workers} workers)",
               spread_text(ref["rounds"], "{:,.0f}"), f"{100 * ref['test_accuracy']:.2f} %"),
              ("labkit: `fit` + TensorLoader", spread_text(ours["rounds"], "{:,.0f}"),
               f"{100 * ours['test_accuracy']:.2f} %"),
-             ("tooling_ratio (labkit / reference, medians)", f"{tooling_ratio:.2f}x", "")]))
+             ("tooling_ratio (labkit / reference, medians)", f"{tooling_ratio:.2f}x", ""),
+             ((f"peak_fraction (training FLOP/s at {tool['flops'] / 1e6:,.2f} MFLOPs per image, FlopCounterMode, / "
+              f"{precision_name(dtype)} matmul FLOP/s), reference / labkit"),
+              f"{fractions[0]:.3f} / {fractions[1]:.3f}", "")]))
+        print(f"\nagainst the limit ({device.type}): 2048x2048 matmul, {matmul_text(peaks)} (GFLOP/s)")
         print()
     if runs["labkit"]:
         names = {
@@ -520,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
             "ref_reached": f"{sum(a.hit is not None for a in runs['reference'])}/{len(runs['reference'])}",
             "peer_reached": f"{sum(a.hit is not None for a in runs['peer'])}/{len(runs['peer'])}",
         })
-    print("RESULT " + " ".join(f"{k}={v}" for k, v in results.items()))
+    results["peak_fraction"] = fraction
+    results["precision"] = precision_name(dtype)
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in results.items()) + " " + matmul_text(peaks))
     return 0
 
 

@@ -10,6 +10,8 @@ hits all of them alike. Students can time their own loaders with the same calls.
 
 from __future__ import annotations
 
+import copy
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from labkit.device import synchronize
+from labkit.device import amp_dtype, synchronize
 from labkit.engine import to_device
 from labkit.tables import markdown_table  # noqa: F401 - moved to labkit.tables, re-exported
 
@@ -104,24 +106,25 @@ def loader_speed(loader: Iterable, batches: int, device: torch.device | str = "c
 class TrainingTimer:
     """Times training steps of `model` fed by `loader`, and the part of that time spent in `next(loader)`.
 
-    `fast_math` turns on what labkit's engine uses on CUDA: channels_last and autocast (bf16 where
-    supported, else fp16 with a GradScaler); on the CPU it changes nothing. `warmup_steps` untimed
-    steps run first (first-call overheads, cuDNN algorithm choice, worker start-up).
+    `fast_math` turns on what labkit's engine uses with `amp=True, channels_last=True`: channels_last
+    (CUDA and CPU) and autocast where the device runs mixed precision natively (`labkit.device.amp_dtype`:
+    bf16, or fp16 with a GradScaler on older GPUs; bf16 on a CPU with native bf16, fp32 elsewhere): the
+    bare loop at its best settings. `warmup_steps` untimed steps run first (first-call overheads, cuDNN
+    algorithm choice, worker start-up).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable,
                  device: torch.device | str = "cpu", loss_fn: Callable[..., torch.Tensor] | None = None,
                  fast_math: bool = False, warmup_steps: int = 1) -> None:
         self.device = torch.device(device)
-        self.cuda_fast = fast_math and self.device.type == "cuda"
+        self.channels_last = fast_math and self.device.type in ("cuda", "cpu")
         self.model = model.to(self.device)
-        if self.cuda_fast:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = optimizer
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
-        bf16 = self.cuda_fast and torch.cuda.is_bf16_supported()
-        self.dtype = torch.bfloat16 if bf16 else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_fast and not bf16)
+        self.amp_dtype = amp_dtype(self.device, fast_math)  # None: fp32
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.stream = endless(loader)
         self.seconds = self.waited = 0.0
         self.images = 0
@@ -132,8 +135,9 @@ class TrainingTimer:
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """One optimizer step on one batch."""
-        images, labels = to_device((images, labels), self.device, channels_last=self.cuda_fast)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.cuda_fast):
+        images, labels = to_device((images, labels), self.device, channels_last=self.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
             loss = self.loss_fn(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -247,3 +251,79 @@ def alternate(timers: Sequence[Timer], steps: int, rounds: int = 4) -> list[Spee
             timer.run(chunk)
     return [timer.speed for timer in timers]
 
+
+
+# --- against the limit: the machine's matmul FLOP/s and the FLOPs of a training step ---------------------------
+
+PRECISION = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """'fp32' for None (no autocast) or float32, else 'bf16' / 'fp16'."""
+    return PRECISION[dtype or torch.float32]
+
+
+def matmul_flops(device: torch.device | str = "cpu", seconds: float = 1.5,
+                 size: int = 2048) -> dict[str, float | None]:
+    """The device's matmul FLOP/s: a `size`×`size` matmul repeated for about `seconds` after warm-up, in fp32
+    and in the device's native half precision (`labkit.device.amp_dtype`: bf16 on CUDA where supported, else
+    fp16; bf16 on a CPU with native bf16). {'fp32': FLOP/s, 'bf16': FLOP/s or None, 'fp16': FLOP/s or None}:
+    None where that precision is not native here (emulated bf16 is not a limit worth comparing to)."""
+    device = torch.device(device)
+    out: dict[str, float | None] = {"fp32": None, "bf16": None, "fp16": None}
+    half = amp_dtype(device, True)
+    for dtype in (torch.float32, half):
+        if dtype is None:
+            continue
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        for _ in range(2):  # warm-up: first-call overheads, kernel choice
+            torch.mm(a, b)
+        synchronize(device)
+        count, start = 0, time.perf_counter()
+        while True:
+            for _ in range(4 if device.type == "cuda" else 1):
+                torch.mm(a, b)
+                count += 1
+            synchronize(device)
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+        out[precision_name(dtype)] = 2 * size ** 3 * count / elapsed
+    return out
+
+
+def training_flops(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | None = None,
+                   loss_fn: Callable[..., torch.Tensor] | None = None, backward: bool = True) -> int:
+    """FLOPs of one forward (+ backward) pass of `model` on this batch, counted by
+    `torch.utils.flop_counter.FlopCounterMode` (matmuls, convolutions, attention: the work a matmul peak
+    bounds). A copy of the model is run (its weights, gradients and BatchNorm statistics stay as they
+    were), on the inputs' device, in fp32: the count does not depend on the precision. `loss_fn(outputs,
+    targets)` (default cross-entropy) gives the loss the backward pass starts from. Divide by the batch's
+    samples (images, tokens) for FLOPs per sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    twin = copy.deepcopy(model).to(inputs.device)
+    twin.train()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    with FlopCounterMode(display=False) as counter:
+        outputs = twin(inputs)
+        if backward:
+            loss_fn(outputs, targets).backward()
+    return int(counter.get_total_flops())
+
+
+def peak_fraction(samples_per_s: float, flops_per_sample: float, peaks: dict[str, float | None],
+                  dtype: torch.dtype | None) -> float:
+    """Training FLOP/s (samples/s × FLOPs per sample) over the matmul FLOP/s of the precision the training
+    used (`dtype`: the autocast dtype, None for fp32); nan when that precision was not measured."""
+    peak = peaks.get(precision_name(dtype))
+    return samples_per_s * flops_per_sample / peak if peak else math.nan
+
+
+def matmul_text(peaks: dict[str, float | None], prefix: str = "") -> str:
+    """`matmul_fp32_gflops=… matmul_bf16_gflops=…` (na where not native; fp16 only where measured), for a
+    RESULT line; `prefix` (e.g. 'cuda_') names another device's figures."""
+    keys = ["fp32", "bf16"] + (["fp16"] if peaks.get("fp16") else [])
+    return " ".join(f"{prefix}matmul_{k}_gflops=" + ("na" if peaks.get(k) is None else f"{peaks[k] / 1e9:.1f}")
+                    for k in keys)

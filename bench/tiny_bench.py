@@ -15,9 +15,10 @@ batches (`labkit.labs.tiny_imagenet.data.tiny_imagenet_loaders`), trained by `la
 
 Two questions, two figures (> 1 means labkit better, everywhere):
   1. tooling — the same work: torchvision's resnet18 (200 classes), the example's recipe (SGD lr 0.1,
-     momentum 0.9, weight decay 1e-4), batch 128, fp32, CPU, through the reference pipeline and loop and
-     through labkit's (`throughput.TrainingTimer` against `FitTimer`). The sides alternate in rounds
-     (`throughput.alternate`, the order reversed every other round) with equal numbers of batches;
+     momentum 0.9, weight decay 1e-4), batch 128, CPU, through the reference pipeline and loop and
+     through labkit's (`throughput.TrainingTimer` against `FitTimer`), both at the CPU's best settings
+     (`fast_math`: channels_last, and bf16 autocast where the CPU runs it natively, else fp32). The sides
+     alternate in rounds (`throughput.alternate`, the order reversed every other round) with equal numbers of batches;
      images/s per round, min/median/max, ratio of medians. The same for the pipeline alone (augmented,
      normalised train batches, no model; val batches too). The reference's DataLoader workers keep
      prefetching (up to 2 batches each) while labkit's rounds run, which favours the reference.
@@ -46,7 +47,11 @@ set too; it reuses the cache) must reach val top-5 >= 7.5 % (3x chance).
     python bench/tiny_bench.py --quick              # a fast correctness run (no 10-minute check unless --check)
 
 Last line: `RESULT tooling_ratio=<x> recipe_ratio=<x or na> pipeline_ratio=<x> val_top1=<labkit median %>
-ref_val_top1=<reference median %> val_top5=<the check's %, or na> label_check=<PASS, FAIL or na>`.
+ref_val_top1=<reference median %> val_top5=<the check's %, or na> label_check=<PASS, FAIL or na>
+peak_fraction=<x> precision=<fp32|bf16> matmul_fp32_gflops=<x> matmul_bf16_gflops=<x or na>`: `peak_fraction` is
+labkit's training FLOP/s (images/s × the FLOPs of one training step per image, counted by `FlopCounterMode`)
+over the CPU's 2048×2048 matmul FLOP/s in the precision it trained in, measured in the same run
+(`throughput.matmul_flops`, `--peak-seconds` per precision).
 """
 
 from __future__ import annotations
@@ -67,9 +72,22 @@ if str(_REPO) not in sys.path:  # run from a checkout without installing labkit
 sys.path.insert(0, str(_REPO / "bench"))  # bench/throughput.py
 
 import torch
-from throughput import FitTimer, LoaderTimer, TrainingTimer, alternate, markdown_table, spread_text
+from throughput import (
+    FitTimer,
+    LoaderTimer,
+    TrainingTimer,
+    alternate,
+    markdown_table,
+    matmul_flops,
+    matmul_text,
+    peak_fraction,
+    precision_name,
+    spread_text,
+    training_flops,
+)
 
 from labkit import config
+from labkit.device import amp_dtype, describe_precision
 from labkit.labs.tiny_imagenet import data as tiny
 
 #: the label-mapping check: model and recipe, and its limits
@@ -113,14 +131,24 @@ REFERENCE_RECIPE = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule"
 
 def resnet18_timer(kind: type[TrainingTimer], loader: Iterable, num_classes: int) -> TrainingTimer:
     """The course model (torchvision resnet18, seed 0) with the example's SGD, fed by one loader and timed by
-    `kind`: `TrainingTimer` (a plain loop, the reference) or `FitTimer` (`labkit.engine.fit`)."""
+    `kind`: `TrainingTimer` (a plain loop, the reference) or `FitTimer` (`labkit.engine.fit`), both at the
+    CPU's best settings (`fast_math`: channels_last, bf16 autocast where native)."""
     from torchvision.models import resnet18
 
     torch.manual_seed(0)
     model = resnet18(num_classes=num_classes)
     optimizer = torch.optim.SGD(model.parameters(), lr=REFERENCE_RECIPE["lr"], momentum=REFERENCE_RECIPE["momentum"],
                                 weight_decay=REFERENCE_RECIPE["weight_decay"])
-    return kind(model, optimizer, loader)
+    return kind(model, optimizer, loader, fast_math=True)
+
+
+def resnet18_flops(batch: int, num_classes: int) -> float:
+    """FLOPs per training image of the course ResNet18 at 64x64 (one forward + backward at `batch`)."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(batch, *SHAPE), torch.randint(0, num_classes, (batch,))
+    return training_flops(resnet18(num_classes=num_classes), images, labels) / batch
 
 
 # --- recipe: Lab 04's default against the example's ---------------------------------------------------------
@@ -229,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="run the 10-minute real-data check even with --quick")
     parser.add_argument("--no-check", action="store_true", help="skip the 10-minute real-data check")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of this process")
+    parser.add_argument("--peak-seconds", type=float, default=None,
+                        help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if rounds < 1 or pipe_batches < rounds or steps < rounds:
         parser.error("--rounds must be at least 1, and --pipeline-batches and --steps at least --rounds")
     seeds = [i for i in range(max(1, args.seeds))]
+    cpu = torch.device("cpu")
+    peaks = matmul_flops(cpu, args.peak_seconds if args.peak_seconds is not None else (0.3 if args.quick else 1.5))
+    dtype = amp_dtype(cpu, True)
+    precision = describe_precision(cpu, True, True)
 
     with tempfile.TemporaryDirectory(prefix="tiny-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -290,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         alternate(timers, steps, rounds)
         ref_med, lab_med = (statistics.median(_speeds(t)) for t in timers)
         tooling_ratio = lab_med / ref_med
+        flops = resnet18_flops(args.batch, lab_data.num_classes)
+        fraction = peak_fraction(lab_med, flops, peaks, dtype)
         ref_wait, lab_wait = (t.speed.wait_share for t in timers)
         del ref_train, ref_val
 
@@ -305,9 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                          spread_text(_speeds(ref_t), "{:,.0f}"), spread_text(_speeds(lab_t), "{:,.0f}"),
                          f"{pipe_med[split][1] / pipe_med[split][0]:.1f}x"))
         rows += [
-            ("tooling", "ResNet18 training, fp32 CPU, images/s (min / median / max)",
+            ("tooling", f"ResNet18 training, CPU, {precision} on both sides, images/s (min / median / max)",
              spread_text(_speeds(timers[0])), spread_text(_speeds(timers[1])), f"{tooling_ratio:.2f}x"),
             ("", "  share of time waiting for data", f"{ref_wait:.1%}", f"{lab_wait:.1%}", ""),
+            ("limit", (f"  peak_fraction: training FLOP/s ({flops / 1e9:,.2f} GFLOPs per image, FlopCounterMode) / "
+             f"{precision_name(dtype)} matmul FLOP/s (2048x2048: {matmul_text(peaks)} GFLOP/s)"),
+             f"{peak_fraction(ref_med, flops, peaks, dtype):.3f}", f"{fraction:.3f}", ""),
         ]
         del timers
 
@@ -366,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
           f"reference = the example's SGD (wd 1e-4, lr x0.1 every 30 epochs), labkit = Lab 04's default (wd 5e-4, "
           f"cosine); val read once per run; nothing tuned. Train images {len(train_tensors[0]):,}.)")
     print(f"RESULT tooling_ratio={tooling_ratio:.2f} recipe_ratio={recipe_ratio} pipeline_ratio={pipeline_ratio:.2f} "
-          f"val_top1={med_top1} ref_val_top1={ref_top1} val_top5={val_top5} label_check={verdict}")
+          f"val_top1={med_top1} ref_val_top1={ref_top1} val_top5={val_top5} label_check={verdict} "
+          f"peak_fraction={fraction:.3f} precision={precision_name(dtype)} {matmul_text(peaks)}")
     return 0
 
 

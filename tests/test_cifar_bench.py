@@ -14,6 +14,7 @@ import torch
 
 from labkit.history import History
 from labkit.labs.cifar10 import data as cifar
+from tests.bench_result import check_limit_keys
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "cifar_bench.py"
 
@@ -145,7 +146,8 @@ def test_course_dataset_is_limited_to_the_split_and_agrees_with_labkits_labels(b
 
 
 def test_bench_quick_run_prints_both_figures_and_the_result(bench, capsys):
-    args = ["--quick", "--batch", "16", "--workers", "0", "--steps", "1", "--rounds", "3", "--seeds", "2"]
+    args = ["--quick", "--peak-seconds", "0.1",
+            "--batch", "16", "--workers", "0", "--steps", "1", "--rounds", "3", "--seeds", "2"]
     assert bench.main(args) == 0
     out = capsys.readouterr().out
     assert "generated images" in out and "pipeline alone" in out and "waiting for data" in out
@@ -154,8 +156,10 @@ def test_bench_quick_run_prints_both_figures_and_the_result(bench, capsys):
     last = out.strip().splitlines()[-1]
     match = re.fullmatch(r"RESULT tooling_ratio=([\d.]+) recipe_ratio=([\d.]+) recipe_measure=(time|accuracy) "
                          r"tooling_ratio_course=([\d.]+) tooling_ratio_airbench=([\d.]+) "
-                         r"pipeline_ratio_course=([\d.]+) pipeline_ratio_airbench=([\d.]+)"
-                         r"( cuda_tooling_ratio=[\d.]+ cuda_amp_vs_ref_fp32=[\d.]+)?", last)
+                         r"pipeline_ratio_course=([\d.]+) pipeline_ratio_airbench=([\d.]+) "
+                         r"peak_fraction=\S+ precision=\S+ matmul_fp32_gflops=\S+ matmul_bf16_gflops=\S+"
+                         r"( cuda_tooling_ratio=[\d.]+ cuda_amp_vs_ref_fp32=[\d.]+ cuda_peak_fraction=\S+ .*)?", last)
+    check_limit_keys(last)
     assert match and all(float(match.group(i)) > 0 for i in (1, 2, 4, 5, 6, 7))
     # tooling_ratio is against the stronger peer: the smaller of the two per-peer ratios
     assert float(match.group(1)) == pytest.approx(min(float(match.group(4)), float(match.group(5))), abs=0.011)

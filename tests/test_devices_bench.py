@@ -12,10 +12,14 @@ import pytest
 import torch
 from torch import nn
 
+from tests.bench_result import check_limit_keys
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "devices_bench.py"
-TOY = ["--quick", "--model", "tests.test_devices_bench:tiny_cnn", "--classes", "5", "--size", "16"]
+TOY = ["--quick", "--peak-seconds", "0.1",
+       "--model", "tests.test_devices_bench:tiny_cnn", "--classes", "5", "--size", "16"]
 RESULT = (r"RESULT cpu=([0-9.]+) cpu_ddp_global=(\S+) cpu_ddp_per_process=(\S+) cpu_procs=(\d+) "
-          r"gpu1=(\S+) gpus=(\S+) gpus_global=(\S+)")
+          r"gpu1=(\S+) gpus=(\S+) gpus_global=(\S+) peak_fraction=\S+ precision=\S+ matmul_fp32_gflops=\S+ "
+          r"matmul_bf16_gflops=\S+.*")
 
 
 def tiny_cnn(num_classes: int) -> nn.Module:
@@ -42,6 +46,7 @@ def test_one_process_rounds_are_reported_with_their_spread(capsys):
     assert match, lines[-1]
     assert float(match.group(1)) > 0
     assert match.group(2) == match.group(3) == "na" and match.group(4) == "0"
+    check_limit_keys(lines[-1])
     if not torch.cuda.is_available():
         assert match.group(5) == match.group(6) == match.group(7) == "na"
     cells = _row(lines, "CPU, 1 process")

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from labkit.labs import lm as lab
+from tests.bench_result import check_limit_keys
 
 _PATH = Path(__file__).resolve().parent.parent / "bench" / "lm_bench.py"
 
@@ -76,3 +77,12 @@ def test_choosing_never_sees_the_test_text():
     ids = torch.arange(1_000)
     train, holdout = bench.split_valid(ids)
     assert train.numel() == 900 and holdout.numel() == 100 and torch.equal(torch.cat([train, holdout]), ids)
+
+
+def test_quick_run_reports_the_limit(capsys):
+    bench = _bench()
+    assert bench.main(["--quick", "--peak-seconds", "0.1", "--seeds", "1", "--budget", "0.5",
+                       "--tooling-batches", "4"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    result = check_limit_keys(last)
+    assert list(result)[:5] == ["tooling_ratio", "recipe_ratio", "ppl", "ref_ppl", "tps_ratio"]

@@ -15,10 +15,11 @@ import torch
 from labkit.data.tensor_loader import single_thread_on_cpu
 from labkit.labs import mnist as lab
 from labkit.labs.mnist.data import load_mnist, write_synthetic_mnist
+from tests.bench_result import check_limit_keys
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "mnist_bench.py"
 KEYS = ("tooling_ratio", "recipe_ratio", "recipe_bound", "peer_ratio", "peer_bound", "acc", "epochs", "reached",
-        "ref_reached", "peer_reached")
+        "ref_reached", "peer_reached", "peak_fraction", "precision", "matmul_fp32_gflops", "matmul_bf16_gflops")
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ def root(tmp_path):
 
 def test_quick_run_prints_both_figures_and_the_result_keys(bench, root, capsys):
     with single_thread_on_cpu(torch.device("cpu")):  # tiny sizes: robust to a busy CI machine
-        assert bench.main(["--quick", "--data", str(root), "--tool-steps", "3", "--tool-rounds", "3"]) == 0
+        assert bench.main(["--quick", "--peak-seconds", "0.1", "--data", str(root), "--tool-steps", "3",
+                           "--tool-rounds", "3"]) == 0
     out = capsys.readouterr().out
     assert "tooling_ratio (labkit / reference, medians)" in out
     for side in ("reference: its loop", "labkit: `fit` + TensorLoader", "reference: pytorch/examples defaults",
@@ -48,6 +50,7 @@ def test_quick_run_prints_both_figures_and_the_result_keys(bench, root, capsys):
     assert last.startswith("RESULT ")
     values = dict(item.split("=", 1) for item in last.split()[1:])
     assert tuple(values) == KEYS
+    check_limit_keys(last)
     assert float(values["tooling_ratio"]) > 0 and float(values["peer_ratio"]) > 0
     assert values["recipe_bound"] in ("exact", "lower", "upper", "none")
     assert re.fullmatch(r"\d/3", values["reached"]) and re.fullmatch(r"\d/3", values["ref_reached"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from throughput import (
@@ -12,7 +14,10 @@ from throughput import (
     endless,
     loader_speed,
     markdown_table,
+    matmul_flops,
+    peak_fraction,
     spread,
+    training_flops,
 )
 from torch import nn
 
@@ -143,3 +148,22 @@ def test_spread_text_is_min_median_max_formatted():
 
     assert spread_text([3.0, 1.0, 2.0, 10.0]) == "1.0 / 2.5 / 10.0"
     assert spread_text([1234.5, 99.0, 5000.0], "{:,.0f}", " s") == "99 / 1,234 / 5,000 s"
+
+
+def test_training_flops_counts_a_linear_layer_exactly():
+    x, y = torch.randn(8, 64), torch.randint(0, 32, (8,))
+    layer = nn.Linear(64, 32)
+    forward = 2 * 8 * 64 * 32
+    assert training_flops(layer, x, y, backward=False) == forward
+    assert training_flops(layer, x, y) == 2 * forward  # + the weight gradient (the input needs none)
+    assert training_flops(layer, x.requires_grad_(), y) == 3 * forward  # + the input gradient
+    assert layer.weight.grad is None  # a copy was run
+
+
+def test_matmul_flops_are_positive_and_finite_and_give_the_peak_fraction():
+    peaks = matmul_flops("cpu", seconds=0.05, size=256)
+    assert peaks["fp32"] is not None and 0 < peaks["fp32"] < float("inf")
+    for name in ("bf16", "fp16"):
+        assert peaks[name] is None or 0 < peaks[name] < float("inf")
+    assert peak_fraction(10.0, peaks["fp32"] / 100, peaks, None) == pytest.approx(0.1)
+    assert math.isnan(peak_fraction(10.0, 1.0, {"fp32": 1.0, "bf16": None}, torch.bfloat16))  # not measured

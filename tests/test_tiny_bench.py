@@ -11,10 +11,12 @@ from pathlib import Path
 import torch
 
 from labkit.labs.tiny_imagenet.data import write_synthetic_tiny_imagenet
+from tests.bench_result import check_limit_keys
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "tiny_bench.py"
 RESULT = (r"RESULT tooling_ratio=([\d.]+) recipe_ratio=(\S+) pipeline_ratio=([\d.]+) val_top1=(\S+) "
-          r"ref_val_top1=(\S+) val_top5=na label_check=na")
+          r"ref_val_top1=(\S+) val_top5=na label_check=na peak_fraction=\S+ precision=\S+ "
+          r"matmul_fp32_gflops=\S+ matmul_bf16_gflops=\S+")
 
 
 def _bench(monkeypatch):
@@ -28,7 +30,8 @@ def _bench(monkeypatch):
 def test_bench_quick_run_prints_both_questions_and_the_result(capsys, monkeypatch, tmp_path):
     bench = _bench(monkeypatch)
     root = write_synthetic_tiny_imagenet(tmp_path, n_classes=3, n_train_per_class=8, n_val_per_class=2)
-    assert bench.main(["--quick", "--data", str(root), "--batch", "8", "--workers", "0", "--seeds", "3"]) == 0
+    assert bench.main(["--quick", "--peak-seconds", "0.1",
+                       "--data", str(root), "--batch", "8", "--workers", "0", "--seeds", "3"]) == 0
     out = capsys.readouterr().out
     assert "cache build" in out and "pipeline alone" in out and "waiting for data" in out
     rows = {line.split("|")[2].strip(): line for line in out.splitlines() if line.startswith("| ")}
@@ -40,6 +43,7 @@ def test_bench_quick_run_prints_both_questions_and_the_result(capsys, monkeypatc
     last = out.strip().splitlines()[-1]
     match = re.fullmatch(RESULT, last)
     assert match, last
+    check_limit_keys(last)
     assert float(match.group(1)) > 0 and float(match.group(3)) > 0
     assert 0 <= float(match.group(4)) <= 100 and 0 <= float(match.group(5)) <= 100
 
