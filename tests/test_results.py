@@ -11,6 +11,7 @@ import pytest
 from labkit import results
 from labkit.check import CheckFailed
 from tests.test_lab_core import blobs  # noqa: F401  (the documented toy lab, as a fixture)
+from tools import results_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("readme, detail", [("README.md", False), ("results/README.md", True)])
 def test_the_readme_results_tables_are_generated_from_results(readme, detail):
     text = (ROOT / readme).read_text()
-    assert results.README_BEGIN in text and results.README_END in text
-    start = text.index(results.README_BEGIN)
-    end = text.index(results.README_END) + len(results.README_END)
-    assert text[start:end] == results.readme_section(ROOT / "results", detail=detail), (
-        f"{readme}'s results table is stale: run `python -m labkit.results --readme`")
+    assert results_tables.README_BEGIN in text and results_tables.README_END in text
+    start = text.index(results_tables.README_BEGIN)
+    end = text.index(results_tables.README_END) + len(results_tables.README_END)
+    assert text[start:end] == results_tables.readme_section(ROOT / "results", detail=detail), (
+        f"{readme}'s results table is stale: run `python tools/results_tables.py --readme`")
 
 
 def test_every_committed_reference_names_its_provenance():
@@ -53,5 +54,5 @@ def test_reproduce_records_a_reference_and_notebooks_compare_with_it(blobs, tmp_
     with pytest.raises(CheckFailed, match="more than 0.05 below"):
         results.check_against_reference("blobs", "smoke", "default", "test_accuracy", accuracy - 0.2,
                                         tolerance=0.05)
-    assert "| blobs | smoke | default | " in results.detail_table(tmp_path / "results")
-    assert "| blobs | smoke | default: see results/README.md |" in results.readme_table(tmp_path / "results")
+    assert "| blobs | smoke | default | " in results_tables.detail_table(tmp_path / "results")
+    assert "| blobs | smoke | default: see results/README.md |" in results_tables.readme_table(tmp_path / "results")
