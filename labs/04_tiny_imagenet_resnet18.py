@@ -256,7 +256,8 @@ show_tensorboard(runs)
 # The companion report (`001_…txt`) logged the same set-up; at its 15th epoch (numbered from 0):
 #
 # ```
-# Epoch: [14][390/391]  Time 0.037 (0.180)  Data 0.000 (0.146)  Loss 5.5408e-01 (2.9483e-01)  Acc@1 85.00 (91.01)  Acc@5 96.25 (99.39)
+# Epoch: [14][390/391]  Time 0.037 (0.180)  Data 0.000 (0.146)  Loss 5.5408e-01 (2.9483e-01)
+#                       Acc@1 85.00 (91.01)  Acc@5 96.25 (99.39)
 # * Acc@1 28.070 Acc@5 53.880
 # ```
 #
