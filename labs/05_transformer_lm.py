@@ -12,31 +12,22 @@
 # %% [markdown]
 # # Lab 05 — A word-level Transformer language model on WikiText-2
 #
-# A *language model* gives a probability to the next word given the words before it. You will train a
-# small causal Transformer on WikiText-2 (Wikipedia articles, about 2 million training words, rare words
-# replaced by `<unk>`), measure it by **perplexity**, let it write text at different *temperatures*, look
-# at what its attention looks at, and compare how far back a Transformer and a convolutional network can
-# see.
+# A *language model* gives a probability to the next word given the words before it. You will train a small
+# causal Transformer on WikiText-2 (Wikipedia articles, about 2 million training words, rare words replaced
+# by `<unk>`), measure it by **perplexity**, let it write text, look at its attention and compare how far
+# back a Transformer and a convolutional network can see.
 #
 # The model has the sizes of PyTorch's `word_language_model` example (embedding 200, feed-forward 200,
-# 2 layers, 2 heads). What differs is the recipe: an **adaptive softmax** output (cheap on the 33,278-word
-# vocabulary), AdamW (weight decay 0.1) with warm-up and a cosine decay, and dropout 0.4 instead of 0.2:
-# the faster recipe sees the data more often per minute and over-fits sooner without it.
-# `bench/lm_bench.py` compares it with the example's recipe.
+# 2 layers, 2 heads). The recipe differs: an **adaptive softmax** output (defined below), AdamW (weight decay
+# 0.1) with warm-up and a cosine decay, and dropout 0.4 where the example uses 0.2. `bench/lm_bench.py`
+# compares this recipe with the example's; its tuning on held-out text preferred dropout 0.2 with a higher
+# learning rate (see the README).
 #
-# The first cell picks the size of the run. *Smoke size* (`LABKIT_SMOKE=1`, used by the tests) trains a
-# tiny model for 3 epochs on a synthetic corpus written in WikiText's layout (a random Markov chain over
-# ~60 words), so the numbers only show that the code runs. *Laptop size* (the default without a GPU)
-# reads the shared copy of WikiText-2, which has only `valid.txt` and `test.txt`: it trains the full-size
-# model for 5 epochs on `valid.txt` but its last 10%, validates (and picks the best checkpoint) on that
-# held-out 10% and tests once on `test.txt`; its perplexities are not comparable with published ones,
-# which train on `train.txt`. A whole Run All at this size took 4 min 2 s (measured with
-# `LABKIT_SIZE=laptop jupyter nbconvert --execute`, one thread of this course's 2-core CPU at load
-# average ~2–3; the 5 epochs were 214 s of it). On the same CPU shared with four other long runs (load
-# 9–11) the committed reference run took 19 min 26 s for the same numbers. *Full size* (the
-# default on a GPU) is the course's run: 6 epochs of `$LABKIT_DATA/wikitext-2/train.txt` (downloaded with
-# checksums if missing: `python data_prep/wikitext2.py`). The discussion is about the real data at full
-# size.
+# The first cell picks the size. *Smoke* (`LABKIT_SMOKE=1`, for the tests) trains a tiny model on generated
+# text and only shows that the code runs. *Laptop* (the default without a GPU) reads the shared copy of
+# WikiText-2, which has only `valid.txt` and `test.txt`: it trains on `valid.txt` but its last 10 %,
+# validates on that 10 % and tests once on `test.txt`, so its perplexities are not comparable with published
+# ones. *Full* (the default on a GPU) is the course's run: 6 epochs of `train.txt`.
 
 # %%
 import matplotlib.pyplot as plt
@@ -71,11 +62,9 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 # %% [markdown]
 # ## A look at the data
 #
-# Each file has one paragraph per line, tokens separated by spaces. As in the PyTorch example, a line is
-# split on spaces and `<eos>` (end of sentence) is appended, so the model also learns where paragraphs
-# end. The vocabulary collects every word of the files; words are numbered by how often they occur in the
-# training text (the adaptive softmax needs the frequent words first). `runner.load_data` reads the files
-# the size uses (`lab.download_data` fetches them first where they are missing) and cuts them into batches.
+# Each file has one paragraph per line, tokens separated by spaces. As in the PyTorch example, `<eos>` (end
+# of sentence) is appended to every line, so the model also learns where paragraphs end. Words are numbered
+# by how often they occur in the training text.
 
 # %%
 lab.download_data(CFG)  # WikiText-2 (checksummed) when the files this size reads are missing
@@ -89,11 +78,9 @@ print("the text starts:", " ".join(vocab.decode(data.source.streams["train"][:40
 assert "<eos>" in vocab and vocab.decode(vocab.encode(["the"])[0]) == ["the"]
 
 # %% [markdown]
-# Word counts fall off like a power law (Zipf's law): a straight line on log–log axes. A few words
-# (*the*, *,*, *.*, *of*) make up a large share of the text, and most words are rare. That is why a
-# full softmax, which scores all 33,278 words for every position, wastes most of its work, and why
-# the adaptive softmax gives the 2,000 most frequent words a full-size output and the rare ones
-# smaller, cheaper clusters.
+# Word counts fall off like a power law (Zipf's law): a few words make up a large share of the text and
+# most words are rare. A full softmax scores all 33,278 words for every position; the **adaptive softmax**
+# gives the 2,000 most frequent words a full-size output and the rare ones smaller, cheaper clusters.
 
 # %%
 fig = plot_word_frequencies(corpus, CFG.train_split, top=15)
@@ -107,10 +94,9 @@ print(f"the 100 most frequent words are {top_share:.0%} of the training text")
 # %% [markdown]
 # ## Batches: streams, `batchify` and bptt windows
 #
-# The whole training text is one long stream of word ids. `batchify` cuts it into `batch_size` equal
-# rows that are read in parallel; the model then sees windows of `bptt` = 35 words of every row. The
-# target of each word is simply the next word, so the target window is the input window shifted by one.
-# `data.train` serves exactly these windows.
+# The training text is one long stream of word ids. `batchify` cuts it into `batch_size` equal rows read in
+# parallel; the model sees windows of `bptt` = 35 words of every row, and the target window is the input
+# window shifted by one word.
 
 # %%
 inputs, targets = next(iter(data.train))
@@ -122,10 +108,9 @@ assert torch.equal(inputs[0, 1:], targets[0, :-1])
 # %% [markdown]
 # ## The model
 #
-# Word embedding (×√200) plus sinusoidal positions, two blocks of *causal* self-attention and a
-# feed-forward layer (each with LayerNorm before it and a residual connection), a final LayerNorm and the
-# adaptive-softmax output. "Causal" means position *t* may only attend to positions ≤ *t*: the
-# attention calls `scaled_dot_product_attention(..., is_causal=True)`, so no future word leaks in.
+# Word embedding plus sinusoidal positions, two blocks of *causal* self-attention and a feed-forward layer
+# (each with LayerNorm and a residual connection), then the adaptive-softmax output. *Causal*: position *t*
+# may only attend to positions ≤ *t*, so no future word leaks in.
 
 # %%
 model = lab.LAB.build_model(CFG, data.info)
@@ -139,11 +124,9 @@ assert table.row("output").output_shape == (CFG.bptt, len(vocab))
 # %% [markdown]
 # ## How far back a layer sees: convolutions vs self-attention
 #
-# A causal 1-D convolution with kernel *k* lets each position see *k − 1* earlier words, and stacking
-# layers adds up: with *k* = 3 the last position sees 3, 5, 7, … words — `1 + L·(k−1)` after *L* layers.
-# Doubling the dilation each layer (WaveNet) makes the reach grow exponentially (3, 7, 15, 31, …). One
-# self-attention layer instead connects every position directly to all earlier positions in its window:
-# the whole 35-word window after the first layer, with a path of length 1 between any two words.
+# The *receptive field* of a layer is the number of words one output position can draw on. For a stack of
+# causal 1-D convolutions with kernel *k* (optionally dilated: kernel taps spaced apart, the spacing doubling
+# each layer as in WaveNet), and for self-attention over a window of `bptt` words:
 
 # %%
 window = CFG.bptt
@@ -158,36 +141,42 @@ print(f"to see {window} words: {layers_to_reach(window, 3)} plain conv layers, "
 assert layers_to_reach(35, 3) == 17 and layers_to_reach(35, 3, 2) == 5
 
 # %% [markdown]
-# **How the two capture context.** A CNN builds context *locally and hierarchically*: early layers combine
-# neighbouring words into phrases, later layers combine phrases; its reach is fixed by the architecture
-# (17 plain layers of kernel 3 for a 35-word window). Its weights are **shared across positions** (the
-# same kernel slides over the whole window) and depend on *relative position* only, the same for every
-# input. Self-attention computes its mixing weights *from the content*: each word asks (query) which
-# earlier words are relevant (keys) and takes a weighted average of them (values), at any distance inside
-# the window. It knows word order only through the positional encoding. Depth in a Transformer does not
-# add reach; it adds rounds of combining (e.g. first find the subject, then use it). Beyond its window a
-# Transformer sees nothing at all, whereas an LSTM carries a (compressed) memory of everything read so far.
-#
-# Three beliefs from the course report, corrected:
-#
-# * *Attention needs an encoder–decoder.* No: this lab's model is a **decoder-only** stack of causal
-#   self-attention blocks (GPT-style); an encoder–decoder is for mapping one sequence to another
-#   (translation). A causal language model needs only the mask that hides future words.
-# * *A CNN has a separate weight for every position.* No: a convolution shares one kernel across all
-#   positions; what it lacks is content-dependent weights and a direct path between distant words.
-# * *Global context costs more parameters.* No: an attention layer's weights are its four d×d projections,
-#   4·d² whatever the window length n; what grows with n is the **computation** (n² scores per head) and
-#   the memory for them. The table below counts both for this lab's own sizes.
-#
-# One layer of each kind on this lab's window (n = bptt words of width d = emsize), counted as in
-# Vaswani et al. 2017, Table 1 (operations of the mixing across positions; the projections of attention,
-# 4·n·d² more, are left out there too):
+# The cost of one layer of each kind on this lab's window (n = bptt words of width d = emsize), counted as in
+# Vaswani et al. 2017, Table 1 (the mixing across positions only):
 
 # %%
 show_table(layer_cost_table(CFG.bptt, CFG.emsize, kernel_size=3))
 costs = {c["layer"]: c for c in layer_costs(CFG.bptt, CFG.emsize, 3)}
 assert costs["self-attention"]["max_path"] == 1 and costs["recurrence (RNN)"]["sequential"] == CFG.bptt
 assert costs["self-attention"]["weights"] == 4 * CFG.emsize**2  # independent of the window length
+
+# %% [markdown]
+# **Question (Transformer vs CNN).** Both course reports were asked how a Transformer and a CNN differ in
+# capturing context. The companion report (`../shared/seeds/001_…txt`) answered, among other things:
+# "Transformer 是基于自注意力机制的序列到序列模型，其中包含 Encoder 和 Decoder 两部分" (a sequence-to-sequence
+# model with an encoder and a decoder), the CNN "对于输入数据的每个不同区域使用不同的权重进行加权汇聚" (uses
+# different weights for each region of the input), and "Transformer 由于需要考虑全局信息，因此模型参数较多"
+# (needs more parameters because it considers global context). Using the receptive fields and the table
+# above, explain how each captures context, and judge each of the three claims for this lab's model.
+
+# %% [markdown] tags=["exercise"] nbgrader={"points": 4}
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# A CNN builds context *locally and hierarchically*: each layer combines neighbouring positions, so its reach
+# grows by k − 1 words per layer (1 + L·(k − 1): 17 plain layers of kernel 3 for a 35-word window, 5 dilated
+# ones). Its weights depend only on the relative position, the same for every input. Self-attention
+# computes its mixing weights *from the content*: each word's query is compared with every earlier word's key
+# and takes a weighted average of their values, at any distance inside the window, from the first layer on
+# (path length 1); it knows word order only through the positional encoding. Depth adds rounds of combining,
+# not reach, and beyond its window a Transformer sees nothing (an LSTM carries a compressed memory).
+# The three claims: (1) No encoder–decoder is needed: this lab's model is a decoder-only stack of causal
+# self-attention blocks; an encoder–decoder maps one sequence to another (translation). (2) A convolution
+# *shares* one kernel across all positions; what it lacks is content-dependent weights and a direct path
+# between distant words. (3) An attention layer's weights are its four d×d projections, 4·d² whatever the
+# window length; what grows with the window n is the computation (n²·d scores) and their memory, as the
+# table shows.
+# ### END SOLUTION
 
 # %% [markdown]
 # **Question W.** With bptt = 35, why do the first words of every window get a worse prediction than the
@@ -206,19 +195,12 @@ assert costs["self-attention"]["weights"] == 4 * CFG.emsize**2  # independent of
 # %% [markdown]
 # ## Training
 #
-# Training runs through labkit's runner and engine (`labkit.runner.run`, `labkit.engine.fit`) with the
-# language-model task: the loss is the mean cross-entropy per word and **perplexity = exp(loss)**, "as
-# confused as a uniform choice among that many words". A model that knows nothing scores the vocabulary
-# size. The
-# checkpoint with the best validation perplexity is tested once at the end. At laptop size the training
-# text is small (196,000 words) and the model over-fits it: in the reference run (below) the validation
-# perplexity was best after epoch 1 (523.5; 526.3 after epoch 2) and then rose to 655.3 by epoch 5 while
-# the training perplexity kept falling (741 → 116) — the reason the test uses the best validation
-# checkpoint (test perplexity 498.2) rather than the last one. Checkpoints (with the
-# vocabulary) go to `runs/lm/checkpoints/`, TensorBoard logs with the model graph to
-# `runs/lm/tensorboard/`.
-#
-# Move the sliders and press **Train** to retrain; the learning rate is AdamW's peak after warm-up.
+# The loss is the mean cross-entropy per word and **perplexity = exp(loss)**: "as confused as a uniform
+# choice among that many words". The checkpoint with the best validation perplexity is tested once at the
+# end. At laptop size the training text is small (196,000 words) and the model over-fits it: in the committed
+# reference run the validation perplexity was best after epoch 1 (523.5) and rose to 655.3 by epoch 5 while
+# the training perplexity kept falling (741 → 116). Checkpoints go to `runs/lm/checkpoints/`, TensorBoard
+# logs to `runs/lm/tensorboard/`. The slider's learning rate is AdamW's peak after warm-up.
 
 # %%
 def train(epochs, lr, plot):
@@ -241,10 +223,9 @@ assert run.history.best(val_key)[1] < len(vocab) / 2, "the model should do far b
 # %% [markdown]
 # ## Generating text
 #
-# The model gives a distribution over the next word; we draw one, append it and repeat. The
-# **temperature** *T* divides the scores before the softmax: *T* < 1 sharpens the distribution (safe,
-# repetitive text), *T* > 1 flattens it (surprising, often ungrammatical text). `top_k` keeps only the
-# *k* most likely words. A fixed `seed` gives the same text every time. The same is available as
+# The model gives a distribution over the next word; we draw one, append it and repeat. The **temperature**
+# *T* divides the scores (*logits*) before the softmax; `top_k` keeps only the *k* highest-scored words; a
+# fixed `seed` gives the same text every time. From the command line:
 # `labkit generate runs/lm/checkpoints/best.pt --words 50 --temperature 1.0`.
 
 # %%
@@ -261,11 +242,10 @@ assert unknown.unknown == ["zorblax"]
 # %% [markdown]
 # ## Your turn — the sampling distribution
 #
-# Write `next_word_probs(logits, temperature, top_k)`: given the model's scores for the next word (a
-# 1-D tensor over the vocabulary), return the probabilities to sample from — the softmax of
-# `logits / temperature`, where only the `top_k` highest scores are kept (the others get probability 0;
-# `top_k=None` keeps all). Hint: `torch.topk(logits, k).values[-1]` is the k-th highest score, and a logit
-# of `-inf` becomes probability 0 after the softmax.
+# Write `next_word_probs(logits, temperature, top_k)`: given the model's scores for the next word (a 1-D
+# tensor over the vocabulary), return the probabilities to sample from — the softmax of `logits /
+# temperature`, where only the `top_k` highest scores are kept (the others get probability 0; `top_k=None`
+# keeps all).
 
 # %% tags=["exercise"]
 def next_word_probs(logits, temperature=1.0, top_k=None):
@@ -302,12 +282,10 @@ print(" ".join(vocab.decode(ids[0])))
 # %% [markdown]
 # ## What attention looks at
 #
-# For one sentence the trained model's attention weights of each layer and head: row = the word being
-# predicted *from*, column = an earlier word it takes information from (each row sums to 1; everything
-# above the diagonal is zero — the causal mask). Heads can specialise, for instance attending mostly to
-# the previous word (a strong diagonal just below the main one) or to the sentence start or punctuation;
-# look for it in your maps. At smoke size the text is a random Markov chain and the model tiny, so the
-# maps show no such pattern.
+# For one sentence, each layer's attention weights: row = the word being predicted *from*, column = an
+# earlier word it takes information from (each row sums to 1; above the diagonal all zero, the causal mask).
+# Look for heads that specialise, e.g. on the previous word or on punctuation. (Not at smoke size: random
+# text, tiny model.)
 
 # %%
 sentence = pick_sentence(corpus, lab.sample_split(CFG), 8, 16)
@@ -321,10 +299,8 @@ assert all(torch.all(w.triu(1) == 0) for w in maps)
 # %% [markdown]
 # ## The model graph in TensorBoard
 #
-# The run wrote the model graph (traced with a window of 35 words) to `runs/lm/tensorboard/`. Start TensorBoard
-# with `tensorboard --logdir runs/lm` and open the **Graphs** tab: double-click `TransformerLM` to open the
-# embedding, the two blocks (attention, feed-forward) and the adaptive softmax; **Scalars** has the loss
-# and perplexity curves (and the test perplexity).
+# The run wrote the model graph to `runs/lm/tensorboard/`: `tensorboard --logdir runs/lm`, then the
+# **Graphs** tab (double-click `TransformerLM` to open it) and **Scalars** for the curves.
 
 # %%
 events = sorted((run.out_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -334,9 +310,8 @@ assert events
 # %% [markdown]
 # ## What you should see: the reference run
 #
-# `python -m labkit reproduce lm --size laptop` trained the modern recipe at laptop size on this
-# course's 2-core CPU and committed its numbers and curves under `results/lm/laptop/`. Your run at
-# laptop size should land close to it; the check says when your test perplexity is far above it.
+# `python -m labkit reproduce lm --size laptop` committed its numbers and curves under `results/lm/laptop/`
+# (how it was measured: `results/lm/README.md`). The check says when your test perplexity is far above it.
 
 # %%
 reference_size = "laptop" if SIZE == "smoke" else SIZE  # smoke size has no reference: show laptop's
@@ -402,3 +377,28 @@ if "test" in run.final:
 # per layer), the weights not at all. Or carry context between windows: cache the keys and values of the
 # previous window and let the next one attend to them, as Transformer-XL does.
 # ### END SOLUTION
+
+# %% [markdown]
+# **Question 5.** Both course reports trained PyTorch's `word_language_model` Transformer (SGD, gradients
+# clipped to norm 0.25 by default). The course report (`000_…txt`) kept the script's default lr 20 and
+# logged, at the end of epoch 1, `valid ppl 1583.01`, with training perplexities of 4,100–6,400 through the
+# second half of the epoch. The companion report (`001_…txt`) used lr 5, as the example's README does for the
+# Transformer: `end of epoch 1 … valid ppl 312.56`, and after 6 epochs `test ppl 195.58`. What does the
+# difference say about lr 20 for this model, and how would you choose the learning rate without the test set?
+
+# %% [markdown] tags=["exercise"] nbgrader={"points": 3}
+# **Your answer:**
+#
+# ### BEGIN SOLUTION
+# lr 20 is too large for this Transformer: from batch 400 on its training loss stayed at 8.3–9.0
+# (perplexity 4,100–8,100, against 505 by batch 1,200 at lr 5) and its validation perplexity after one epoch
+# was 5× worse. The script's default 20 serves its LSTM models; its README runs the Transformer at lr 5.
+# Clipping bounds a clipped step's length to lr × 0.25 = 5 at lr 20 (1.25 at lr 5): it stops a single
+# huge gradient from blowing the weights up, but the lr still sets how far every clipped step jumps, so it
+# does not rescue a learning rate that is too high. Both figures are one run
+# each, on different machines, but the gap (1,583 against 313) is far larger than run-to-run noise. To
+# choose: try a few learning rates spaced by factors of 2–3 (e.g. 1, 2, 5, 10, 20) for an epoch or two and
+# keep the one with the lowest *validation* perplexity; the test set is read once, at the end, for the
+# chosen model (test ppl 195.58 in the companion report).
+# ### END SOLUTION
+

@@ -105,6 +105,20 @@ def test_generation_temperature_and_top_k(corpus):
         generate(model, corpus.vocab, "the", temperature=0)
 
 
+def test_generation_top_k_samples_only_among_the_k_best(corpus):
+    torch.manual_seed(0)
+    model = LSTMLM(len(corpus.vocab), emsize=16, nhid=16).eval()
+    result = generate(model, corpus.vocab, "the", n_words=30, top_k=3, temperature=3.0, seed=4)
+    ids = [corpus.vocab["the"]] + [corpus.vocab[w] for w in result.words]
+    with torch.no_grad():
+        scores = model(torch.tensor([ids[:-1]]))[0]
+    for step, word in enumerate(ids[1:]):
+        assert word in scores[step].topk(3).indices.tolist()
+    assert len(set(result.words)) > 1  # a hot temperature still samples, among the three
+    with pytest.raises(ValueError, match="top_k"):
+        generate(model, corpus.vocab, "the", top_k=0)
+
+
 def test_unknown_prompt_words_become_unk_with_a_note(corpus):
     model = TransformerLM(len(corpus.vocab), emsize=16, nhid=16)
     result = generate(model, corpus.vocab, "the zebra-unicorn of", n_words=5, seed=0, allow_unk=False)

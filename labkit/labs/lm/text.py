@@ -55,17 +55,21 @@ class LMTask(Task):
 # --------------------------------------------------------------------------- generation
 
 
-def next_word_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
-    """softmax(logits / temperature) over the `top_k` highest scores `(vocab,)` (ties at the k-th all kept)."""
+def _check_sampling(temperature: float, top_k: int | None) -> None:
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature} (use a small value like 0.1 for near-greedy)")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 or None, got {top_k}")
-    logits = logits.float() / temperature
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> int:
+    """One word id drawn among the `top_k` best-scored candidates (all words when None), each weighted by
+    exp(score / temperature)."""
+    candidates = torch.arange(logits.numel())
     if top_k is not None and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.softmax(logits, dim=-1)
+        logits, candidates = torch.topk(logits, top_k)
+    weights = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(candidates[torch.multinomial(weights, 1, generator=generator)])
 
 
 @dataclass
@@ -90,12 +94,12 @@ class Generation:
 def generate(model: nn.Module, vocab: Vocabulary, prompt: str | Sequence[str] = "", n_words: int = 50,
              temperature: float = 1.0, top_k: int | None = None, seed: int = 0, allow_unk: bool = True,
              context: int | None = None) -> Generation:
-    """Sample `n_words` words after `prompt` (`next_word_probs`), with a private generator seeded by `seed`.
+    """Sample `n_words` words after `prompt` (temperature, top-k), with a private generator seeded by `seed`.
 
     Unknown prompt words become `<unk>` (listed in `notes`); an empty prompt starts after an `<eos>`. A
     Transformer reads the last `context` words (pass the training `bptt` to stay within the lengths it learned).
     """
-    next_word_probs(torch.zeros(1), temperature, top_k)  # checks the arguments before any work
+    _check_sampling(temperature, top_k)  # before any work
     lm = _language_model(model)
     if len(vocab) != lm.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} words but the model predicts {lm.vocab_size}")
@@ -129,8 +133,7 @@ def generate(model: nn.Module, vocab: Vocabulary, prompt: str | Sequence[str] = 
             logits = scores[0, -1].float().cpu()
             if not allow_unk and vocab.unk_index is not None:
                 logits[vocab.unk_index] = float("-inf")
-            probs = next_word_probs(logits, temperature, top_k)
-            next_id = int(torch.multinomial(probs, 1, generator=generator))
+            next_id = _sample(logits, temperature, top_k, generator)
             out.append(next_id)
             pending = torch.tensor([[next_id]], device=device)
             tokens = torch.cat([tokens, pending], dim=1)
