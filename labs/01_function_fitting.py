@@ -12,23 +12,13 @@
 # %% [markdown]
 # # Lab 01 — Function fitting with a multilayer perceptron
 #
-# A small neural network learns the function
+# A *multilayer perceptron* (MLP: layers of weighted sums, each followed by a non-linear function) learns
 #
 # $$f(x) = x^2 + 2\sin x + \cos(x-1) - 5, \qquad x \in [-4, 4]$$
 #
-# from 200 samples. You will vary the **number of epochs** and the **learning rate**, see what each
-# does to the learnt curve, and then fit a function of your own.
-#
-# Every epoch here is one *full-batch* gradient step over all 200 points, so thousands of epochs take
-# seconds. The training loop is `labkit.engine.fit`, the same one the later labs use for CNNs and
-# Transformers.
-#
-# The laptop and full sizes are the same here (the course's own numbers of epochs): a whole Run All
-# at laptop size took 4 min 15 s (measured with `LABKIT_SIZE=laptop jupyter nbconvert --execute`, one
-# thread of this course's 2-core CPU while four other jobs ran, load average ~9); the 50,000-epoch run
-# is most of it.
-# *Smoke size* (`LABKIT_SMOKE=1`, the tests) trains a few hundred epochs only: its figures say so and
-# its numbers are not the lab's results.
+# from 200 samples. Training repeats *gradient steps*: each weight moves by lr × the gradient of the loss, lr being
+# the **learning rate**. An **epoch** is one pass over the data, here one step over all 200 points (*full batch*).
+# *Smoke* size (`LABKIT_SMOKE=1`, the tests) trains a few hundred epochs; its numbers are not the lab's results.
 
 # %%
 import matplotlib.pyplot as plt
@@ -51,10 +41,8 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY}")
 # %% [markdown]
 # ## The target and the model
 #
-# `runner.run(lab.LAB, CFG)` samples $f$, builds `MLP(1, (64, 64), 1)` — two hidden layers of 64 `tanh` units and a
-# **linear output layer** — and trains it with plain SGD on the mean squared error. On $[-4, 4]$ the
-# target spans about −6.1 (near $x = -1$) to 12.8 (at $x = -4$): half of the 200 training targets are
-# below zero, so a network that fits $f$ already outputs negative numbers.
+# `MLP(1, (64, 64), 1)`: two hidden layers of 64 `tanh` units and a **linear output layer**, trained with plain
+# SGD (gradient descent; here each step sees all points) on the mean squared error (MSE).
 
 # %%
 x, y = lab.sample(lab.course_function)
@@ -76,7 +64,7 @@ assert y.min() < -6 and 12.7 < y.max() < 12.9
 # %% [markdown]
 # ## Try it: epochs and learning rate
 #
-# Move the sliders and press **Train**. The curves are redrawn while the network trains.
+# Move the sliders and press **Train**.
 
 # %%
 def train_from_panel(epochs, lr, plot):
@@ -93,10 +81,8 @@ assert panel.result is not None and len(panel.result) == CFG.epochs
 # %% [markdown]
 # ## Exercise A — more epochs
 #
-# Same learning rate (0.005), same seed; only the number of epochs changes. At laptop and full size that
-# is 61,100 epochs in all (each full-batch epoch costs about 1 ms on one CPU thread). The runs share the
-# seed, so a longer run retraces the shorter ones: the loss (right) is one curve, with each run's end
-# marked on it.
+# Same learning rate (0.005) and seed; only the number of epochs changes, so a longer run retraces the shorter
+# ones: the loss (right) is one curve with each run's end marked.
 
 # %%
 by_epochs = lab.sweep(CFG.epochs_sweep, "epochs", lr=CFG.lr)
@@ -107,8 +93,9 @@ mses = [r.mse for r in by_epochs.values()]
 assert mses[-1] < mses[0] / 2, "more epochs should fit clearly better"
 
 # %% [markdown]
-# **Question A.** What do more epochs do to the learnt curve and to the loss, and why does "train
-# longer" stop paying off? Use the table's numbers.
+# **Question A.** The course report expected the fit to get better and then worse as epochs grow:
+# "曲线拟合的效果先增大,再减小" (`002_12677c9053a9d06b.txt`, exercise A). What do more epochs do to the
+# curve and the loss here? Use the table's numbers.
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
@@ -143,27 +130,29 @@ assert by_lr[1.0].history.diverged, "lr = 1 should diverge with plain SGD"
 assert not by_lr[0.01].history.diverged
 
 # %% [markdown]
-# **Question B1.** Why do lr = 1 and lr = 0.1 diverge with plain SGD, and what does `fit()` do when
-# they do?
+# **Question B1.** Why do lr = 1 and lr = 0.1 diverge (the loss grows without bound) with plain SGD, and what does
+# `fit()` do when they do?
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
 #
 # ### BEGIN SOLUTION
-# Plain SGD moves every weight by lr × gradient. A gradient step is stable only while it is shorter than
-# about 2 / (the largest curvature of the loss surface); above that, a step overshoots the minimum along
-# the steepest direction and lands where the error is larger, so the gradient is larger and the next step
-# overshoots further: the loss grows geometrically. For this network and data the limit lies between
-# 0.01 (trains) and 0.1 (measured: diverged at epoch 35; lr = 1 at epoch 13, from a starting MSE of about
-# 24). The scale of the targets (−6.1 to 12.8) enters through the gradient of the squared error, which
-# grows with the error, but the cause is the step size against the curvature. `fit()` notices the
-# non-finite loss, stops, sets `history.diverged` and records the reason in `history.stop_reason` instead
-# of crashing; the figure's loss curve ends where the loss became inf/NaN.
+# Plain SGD moves every weight by lr × gradient. Near a minimum the loss is close to a quadratic bowl whose
+# steepest direction has curvature λ_max (the largest eigenvalue of the Hessian, the matrix of second
+# derivatives). Along that direction one step multiplies the distance to the minimum by (1 − lr·λ_max), so
+# gradient descent is stable only while the learning rate satisfies lr < 2/λ_max; above that, each step
+# overshoots the minimum and lands farther away on the other side, and the loss grows geometrically. For this
+# network and data the limit lies between 0.01 (trains) and 0.1 (measured: diverged at epoch 35; lr = 1 at
+# epoch 13, from a starting MSE of about 24). The scale of the targets (−6.1 to 12.8) enters through the
+# gradient of the squared error, which grows with the error, but the cause is the learning rate against the
+# curvature. `fit()` notices the non-finite loss, stops, sets `history.diverged` and records the reason in
+# `history.stop_reason` instead of crashing; the figure's loss curve ends where the loss became inf/NaN.
 # ### END SOLUTION
 
 # %% [markdown]
-# **Question B2.** After the same number of epochs, how do lr = 0.01 and lr = 0.001 compare in the
-# table? Is the smaller learning rate "slower but more precise" here?
+# **Question B2.** The course report concluded "随着 LEARNING\_RATE 的降低,准确度将会逐渐升高" (as the
+# learning rate falls, accuracy rises; `002_12677c9053a9d06b.txt`, exercise B). After the same number of
+# epochs, how do lr = 0.01 and 0.001 compare in the table? Is the smaller lr "slower but more precise" here?
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
@@ -172,22 +161,19 @@ assert not by_lr[0.01].history.diverged
 # After the same 1,000 epochs lr = 0.01 is far ahead: MSE 0.123 against 1.25 for lr = 0.001 (measured).
 # The smaller steps travel a tenth of the distance, so the lr = 0.001 curve is still too flat — about
 # where lr = 0.005 was after 100–1,000 epochs (3.93 and 0.122). The numbers do not show it being "more
-# precise": this is full-batch gradient descent, with no gradient noise, so a stable learning rate does
-# not bounce around the minimum and a smaller one only follows the same downhill path more slowly. The
-# "small steps settle more precisely" argument belongs to mini-batch SGD, whose noisy gradients keep a
-# large-lr run jittering around the minimum (Labs 02–04). What a smaller lr buys here is stability: lr
-# 0.1 and 1 diverged, and lr 0.01 (like the default 0.005 in Exercise A) shows loss spikes where a step
-# overshoots and the network recovers. So: as large as is stable, which is also why schedules start high
+# precise". This is full-batch gradient descent: there is no gradient noise, so no noise floor, no level
+# of jitter that a large lr keeps the weights at (that argument belongs to mini-batch SGD, Labs 02–04). A
+# smaller lr follows the same downhill path more slowly. But a large lr does oscillate as it nears 2/λ_max:
+# the lab's own curves spike at lr 0.005 (Exercise A, around epochs 350–700) and at lr 0.01, where a step
+# overshoots along the steepest direction and the network recovers; lr 0.1 and 1 are past the limit and
+# diverge. So: as large as is stable, which is also why schedules start high
 # and decay.
 # ### END SOLUTION
 
 # %% [markdown]
 # ## What you should see: the reference run
 #
-# The same two sweeps (and the negative-target test below), run by
-# `python -m labkit reproduce function-fitting --size laptop` and committed under
-# `results/function-fitting/`: its figures and numbers are what your run at this size should look
-# like. The check compares your longest run's MSE with the reference's (at smoke size there is none).
+# The committed reference (`results/function-fitting/`); the check compares your longest run's MSE with it.
 
 # %%
 reference_size = "laptop" if SIZE == "smoke" else SIZE  # smoke size has no reference: show laptop's
@@ -199,12 +185,8 @@ check_against_reference("function-fitting", SIZE, "epochs", f"mse_{longest}", by
 # %% [markdown]
 # ## Over-fitting a 1-D function
 #
-# With 200 noise-free points and a smooth target, this MLP cannot over-fit: there is no noise to
-# memorise, and the points cover the interval densely. Over-fitting appears when there are **few,
-# noisy** points and a big model trained for long: the curve threads through every noisy point and
-# wiggles between them. Then the training error drops *below* the noise level while the error against
-# the true $f$ grows. The cure is more data, a smaller model, fewer epochs (early stopping on a
-# validation set) or regularisation.
+# *Over-fitting*: fitting the training points' noise instead of the function. 200 noise-free points cannot be
+# over-fitted; 12 noisy points trained long can: the training error falls *below* the noise level.
 
 # %%
 demo = lab.overfit_demo(epochs=CFG.overfit_epochs)
@@ -214,10 +196,9 @@ print(f"12 noisy points: training MSE {demo['train_mse']:.3f}, noise variance {d
 # %% [markdown]
 # ## Negative targets: the course's belief, tested
 #
-# The course report says the student believed `exp1.py` could not fit negative values. It does not say
-# why, and the course's own $f$ is below zero on half the interval. So test the belief in numbers: the
-# same MLP and recipe (plain SGD, lr 0.005, the size's epochs) on $f$, on $f - 20$ (every target below
-# zero) and on $-f$.
+# The course report wrote: "由于在 exp1.py 中并不支持负数方向的 f(x) 值" (exp1.py does not support
+# negative f(x); `002_12677c9053a9d06b.txt`, exercise C). Yet $f$ is below zero on half the interval. The
+# same MLP and recipe on $f$, on $f - 20$ (every target below zero) and on $-f$:
 
 # %%
 negative = lab.negative_target_test(epochs=CFG.epochs, lr=CFG.lr)
@@ -226,8 +207,8 @@ assert not any(r.history.diverged for r in negative.values())
 assert (negative["f-20"].prediction < 0).all(), "the MLP should predict below zero everywhere for f − 20"
 
 # %% [markdown]
-# **Question N.** What does the table say about the belief that this network cannot fit negative
-# values? Which part of the network decides whether it can output a negative number?
+# **Question N.** What does the table say about that belief? Which part of the network decides whether it can output
+# a negative number?
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
@@ -244,10 +225,11 @@ assert (negative["f-20"].prediction < 0).all(), "the MLP should predict below ze
 # ### END SOLUTION
 
 # %% [markdown]
-# ## Exercise C — your turn: your own function
+# ## Exercise C — your own function
 #
-# Define a function of your own **with negative values**, e.g.
-# $(x+1)^2 + \sin(x^2+1) - \log(x^2+1) - 6$, using torch operations (`torch.sin`, not `math.sin`).
+# Define a function **with negative values**, e.g. $(x+1)^2 + \sin(x^2+1) - \log(x^2+1) - 6$, with torch
+# operations (`torch.sin`, not `math.sin`). It is trained with Adam, an optimizer that sets each weight's step
+# from its own gradients' history (Question 2).
 
 # %% tags=["exercise"]
 def my_function(x):

@@ -12,26 +12,15 @@
 # %% [markdown]
 # # Lab 02 — ResNet-20 on CIFAR-10
 #
-# CIFAR-10 has 60,000 colour images of 32×32 pixels in 10 classes (50,000 for training, 10,000 for
-# testing). You will train **ResNet-20** (He et al., 2016, §4.2) with the course recipe — SGD with
-# momentum 0.9, weight decay 5·10⁻⁴, batch 128, **learning rate 0.1 for 5 epochs, then 0.01 for 5** —
-# watch what the learning-rate drop does to train and test accuracy, and compare it with a second
-# 10-epoch recipe.
+# CIFAR-10: 60,000 colour images of 32×32 pixels in 10 classes (50,000 for training, 10,000 for testing). You will
+# train **ResNet-20** (He et al., 2016, §4.2) with the course recipe — SGD with momentum 0.9, weight decay 5·10⁻⁴,
+# batches of 128, **learning rate 0.1 for 5 epochs, then 0.01 for 5** — see what the drop does, and compare a
+# second 10-epoch recipe. (*Momentum* keeps a running sum of past gradients, the *momentum buffer*, and steps along
+# it; *weight decay* shrinks every weight a little each step; an *epoch* is one pass over the training images.)
 #
-# The data are loaded once into uint8 tensors on the training device, and each batch is cropped,
-# flipped and normalised there as a whole, so no worker processes decode images one by one.
-#
-# The lab has three sizes. *Full* (the default on a GPU) is the course's experiment: ResNet-20 on all
-# the training images for 10 epochs (its committed reference run, on the real images with a 5,000-image
-# hold-out, took about an hour per recipe on one CPU thread; it is shown further down). *Laptop* (the
-# default on a CPU) trains a ResNet-8 on 5,000 real training images (500 per class) for the same 10
-# epochs, three times (the course recipe, the course
-# report's bug, a faster recipe): enough to see what the learning-rate drop does, not the course's
-# accuracy. The measured reference run of that size, what you should expect to see, is shown beside
-# yours (`results/cifar10/laptop/`, with its wall time on a 2-core CPU). *Smoke*
-# (`LABKIT_SMOKE=1`, used by the tests) trains a ResNet-8 for 4 epochs on a few hundred synthetic images
-# written in CIFAR-10's file format, so the figures only show that the code runs; the discussion below
-# is about the real data.
+# `SIZE`: *full* (the default on a GPU) is the course's experiment; *laptop* (the default on a CPU) is a run sized
+# for a CPU, printed below; *smoke* (`LABKIT_SMOKE=1`, the tests) uses a few hundred synthetic images, so its
+# figures only show that the code runs.
 
 # %%
 import matplotlib.pyplot as plt
@@ -59,13 +48,9 @@ print(describe_device(CFG.device), f"· {SIZE} size: {WHY} · ResNet-{CFG.depth}
 # %% [markdown]
 # ## A look at the data
 #
-# `runner.load_data` reads CIFAR-10 into `(N, 3, 32, 32)` uint8 tensors from either layout it finds (under
-# `$LABKIT_DATA`, else the course's shared copy): the five training pickles and the test pickle of
-# `cifar-10-batches-py/` (`download=True` fetches the 163 MB archive and checks its md5), or an image
-# folder `train/<class>/*.jpg` (and `test/<class>/` if there is one). A copy **without a test split**
-# (such as the course's `cifar-10-jpeg`) gives no test set: 5,000 training images (500 per class, a
-# fixed seed) are held out instead and never trained on. That evaluation split is called **hold-out**,
-# not test, in every figure and table below; with the official pickles it is the real test set.
+# `runner.load_data` reads CIFAR-10 as uint8 tensors, from the official pickles (`download=True` fetches them) or
+# an image folder `train/<class>/`. A copy **without a test split** gives none: 5,000 training images are held out
+# instead and never trained on, and every figure calls that split **hold-out**, not test.
 
 # %%
 DATA = runner.load_data(lab.LAB, CFG.replace(download=True))  # download: fetch the official pickles if no copy is found
@@ -80,10 +65,8 @@ plt.show()
 assert train_set.images.dtype == torch.uint8 and train_set.images.shape[1:] == (3, 32, 32)
 
 # %% [markdown]
-# **Augmentation.** Every epoch each training image is shifted by up to 4 pixels (a random 32×32 crop of
-# the image padded with 4 black pixels on each side) and mirrored left–right with probability ½. The
-# network rarely sees exactly the same picture twice, which is a cheap way to get more data: a cat
-# moved 3 pixels or mirrored is still a cat. Here is one image augmented eight times:
+# **Augmentation.** Every epoch each training image is shifted by up to 4 pixels and mirrored left–right with
+# probability ½, so the network rarely sees the same picture twice. One image augmented eight times:
 
 # %%
 one = train_set.images[:1].repeat(8, 1, 1, 1)
@@ -95,12 +78,10 @@ assert augmented.shape == one.shape and not torch.equal(augmented, one)
 # %% [markdown]
 # ## ResNet-20
 #
-# A 3×3 convolution with 16 channels, then three stages of three *basic blocks* (two 3×3 conv + BatchNorm
-# layers with a shortcut that adds the block's input to its output) on 32×32, 16×16 and 8×8 maps with 16,
-# 32 and 64 channels, global average pooling and one linear layer: 6·3 + 2 = 20 layers with weights.
-# Where a stage halves the map and doubles the channels the shortcut subsamples and pads the new
-# channels with zeros (the paper's "option A"), so shortcuts add no parameters. The laptop and smoke
-# sizes train a ResNet-8, the same network with one block per stage (6·1 + 2 = 8 layers).
+# A 3×3 convolution with 16 channels, then three stages of three *basic blocks* (two 3×3 conv + BatchNorm layers
+# and a *shortcut* that adds the block's input to its output) on 32×32, 16×16 and 8×8 maps with 16, 32 and 64
+# channels, global average pooling and one linear layer: 6·3 + 2 = 20 layers with weights. *BatchNorm* normalises
+# each channel by the batch's mean and variance in training, by running averages of them in evaluation.
 
 # %%
 print(layer_table(resnet20(), (3, 32, 32), max_depth=2))
@@ -111,22 +92,14 @@ assert n_params == 269_722
 # %% [markdown]
 # ## Your turn — write the training loop once
 #
-# Later cells train with `labkit.engine.fit`, which hides the loop. Write it once yourself first:
-# **one epoch of training**. For every batch: `optimizer.zero_grad()`, forward pass, loss,
-# `loss.backward()`, `optimizer.step()`. Return the mean loss and the accuracy over **every** training
-# example of the epoch: weight each batch's loss by its size (the last batch is smaller) and count
-# `outputs.argmax(dim=1) == labels` (top-1: the highest score must be the right class). Five more things
-# matter, each a bug found in the course's reports:
+# Write **one epoch of training**. For every batch: `optimizer.zero_grad()`, forward pass, loss,
+# `loss.backward()`, `optimizer.step()`. Return the mean loss and the accuracy over **every** training example of
+# the epoch (the last batch is smaller; accuracy is top-1, `outputs.argmax(dim=1) == labels`). Also:
 #
-# * start with `model.train()`: the model arrives in eval mode after an evaluation pass;
-# * use the optimizer you are given, never create one inside: it holds the learning rate the schedule
-#   sets and SGD's momentum buffer, both lost in a new optimizer;
-# * the mean loss is over the epoch, not the last batch's loss;
-# * accuracy is top-1, not top-5;
+# * start with `model.train()` (the model may arrive in eval mode);
+# * use the optimizer you are given, never create one inside;
 # * when a `writer` (a TensorBoard `SummaryWriter`) is given, log each batch's loss with
-#   `writer.add_scalar("loss/train", loss.item(), step)` at the **global** step
-#   `(epoch - 1) * len(loader) + i` (batch `i` of epoch `epoch`, counted from 1), so that epochs follow
-#   each other on one axis instead of overwriting each other.
+#   `writer.add_scalar("loss/train", loss.item(), step)` at the **global** step `(epoch - 1) * len(loader) + i`.
 
 # %% tags=["exercise"]
 def train_one_epoch(model, loader, optimizer, loss_fn, writer=None, epoch=1):
@@ -157,11 +130,8 @@ check_train_one_epoch(train_one_epoch)
 # %% [markdown]
 # ## Your turn — the test loop
 #
-# Now the evaluation: return the mean cross-entropy per image and the fraction of images classified
-# correctly. Four things matter: `model.eval()` (BatchNorm must use its running statistics, not the
-# test batch's), `torch.no_grad()` (no graph is needed), weighting each batch's loss by its size, and
-# counting correct predictions over all images. `model.eval()` stays in force after the function returns:
-# the next epoch's `model.train()` (your first line above) switches training mode back on.
+# Return the mean cross-entropy per image and the fraction of images classified correctly, over all images. The
+# course report asked to complete this `test()` from its `train()`.
 
 # %% tags=["exercise"]
 def test(model, loader, device):
@@ -186,8 +156,7 @@ from labkit.labs.cifar10.check import check_test_loop
 check_test_loop(test)
 
 # %% [markdown]
-# Your two functions train the lab's network for one epoch on the lab's data, with the optimizer created
-# once, before the loop over epochs (this is all a training script needs):
+# Your two functions train the lab's network for one epoch, with the optimizer created once, before the loop:
 
 # %%
 torch.manual_seed(CFG.seed)
@@ -205,23 +174,14 @@ assert torch.isfinite(torch.tensor(train_loss)) and 0.0 <= train_accuracy <= 1.0
 # %% [markdown]
 # ## From your loop to `fit()`
 #
-# `labkit.engine.fit` (called by `labkit.runner.run`) does what your two functions do —
-# `model.train()`, then per batch zero_grad, forward, loss, backward, step; the epoch's loss and accuracy
-# weighted by batch size over all examples; after each epoch an evaluation in `model.eval()` under
-# `torch.no_grad()` — with the optimizer created once by the runner (`labkit.optim.make_optimizer`) and its
-# learning rate set by a scheduler stepped after each epoch (the drop from 0.1 to 0.01), TensorBoard
-# scalars at the global batch step. It adds what a long run needs: the sums stay on the device (one
-# synchronisation per epoch), a non-finite loss stops the run with a message, checkpoints (`last.pt`,
-# the epochs named in `at_epochs`) and resuming, mixed precision and `channels_last` on a GPU, progress
-# bars, a wall-time estimate before a long run, and a `History` of every epoch for the figures.
+# `labkit.engine.fit` does what your two functions do, with the optimizer created once and a scheduler setting the
+# learning rate each epoch, plus what a long run needs: checkpoints, resuming, progress bars and a history.
 
 # %% [markdown]
 # ## The course recipe: lr 0.1 for 5 epochs, then 0.01
 #
-# Press **Train** to retrain with other values (the lr slider sets the first learning rate; the drop to a
-# tenth of it happens halfway). The evaluation split (test or hold-out) is measured after every epoch to
-# draw the curves, and that is all it is used for: no epoch and no setting is chosen by it. The run prints
-# its estimated wall time on this machine before it starts.
+# Press **Train** to retrain (the lr slider sets the first learning rate; it drops to a tenth halfway). The
+# evaluation split is measured after every epoch for the curves only: nothing is chosen by it.
 
 # %%
 PROBE = lab.OptimizerProbe()  # records the lr and SGD's momentum buffer of every epoch (used further down)
@@ -246,8 +206,7 @@ show_table(lab.epoch_table(course))
 assert course.history.last("test_accuracy") > 0.2, "the network should beat chance (0.1) clearly"
 
 # %% [markdown]
-# Your `test()` gives the same number as the engine's evaluation after the last epoch (on a GPU the
-# engine evaluates under bf16/fp16 autocast, so there the two may differ in the last digits):
+# Your `test()` against the engine's evaluation after the last epoch (on a GPU, autocast may change the last digits):
 
 # %%
 device = model_device(course.model)
@@ -260,11 +219,9 @@ assert abs(accuracy - course.history.last("test_accuracy")) < (1e-6 if device.ty
 # %% [markdown]
 # ### What you should see: the reference run
 #
-# The committed reference run of the laptop size (`labkit reproduce cifar10 --size laptop`, on a 2-core
-# CPU, real images; the evaluation split is the 5,000-image hold-out, not a test set): the course recipe,
-# the same recipe with the course report's bug (the optimizer re-created every epoch, further down) and
-# the fast recipe, with their curves. At laptop size your course run should end within 5 points of its
-# hold-out accuracy (the check below says so; at the other sizes there is nothing to compare with).
+# The committed laptop-size reference (`labkit reproduce cifar10 --size laptop`, in `results/cifar10/laptop/`):
+# the course recipe, the course report's re-created optimizer (further down) and the fast recipe. At laptop size
+# your course run should end within 5 points of it.
 
 # %%
 REF = show_reference("cifar10", "laptop", figures=("course/curves.png", "optimizer_recreation.png", "recipes.png"))
@@ -273,10 +230,8 @@ if SIZE == "laptop":
                             course.final["test"]["accuracy"], tolerance=0.05)
 
 # %% [markdown]
-# And the full size (`labkit reproduce cifar10 --size full`: ResNet-20 on 45,000 real training images,
-# evaluated on the 5,000-image hold-out, both recipes, one run each on one CPU thread of this 2-core
-# machine while other jobs ran): the course recipe's curves and the two recipes side by side. At full size
-# your course run should end within 5 points of its hold-out accuracy.
+# And the full-size reference (`labkit reproduce cifar10 --size full`: ResNet-20 on 45,000 images, evaluated on the
+# 5,000-image hold-out, one run per recipe).
 
 # %%
 show_reference("cifar10", "full", figures=("course/curves.png", "recipes.png"))
@@ -287,19 +242,19 @@ if SIZE == "full":
 # %% [markdown]
 # ### Question 1 — what happens when the learning rate drops from 0.1 to 0.01, and why?
 #
-# Look at the epochs just before and after the drop in your curves and in the reference run.
+# The course report answered: "由于 1r 变小,能够修正的最小步长变大了" (as lr shrinks, the smallest correctable
+# step grows; `002_12677c9053a9d06b.txt`). Look at the epochs around the drop in your curves and the references.
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
 #
 # ### BEGIN SOLUTION
 # **What:** in the epoch right after the drop, train and hold-out accuracy jump up together and the
-# losses fall sharply; afterwards they improve only slowly. In the laptop reference run (5,000 real
-# training images, ResNet-8) hold-out accuracy went from 0.326 after epoch 5 (the last at lr 0.1) to
-# 0.452 after epoch 6 (the first at lr 0.01), and reached 0.471 after epoch 10. At full size (ResNet-20,
-# 45,000 images) the same jump: 0.600 after epoch 5, 0.733 after epoch 6, then slowly up to 0.755
-# (epoch 9) and 0.737 after epoch 10 — one epoch's hold-out accuracy still moves by a point or two at
-# lr 0.01.
+# losses fall sharply; afterwards they improve only slowly. At full size (ResNet-20, 45,000 images) hold-out
+# accuracy went from 0.600 after epoch 5 to 0.733 after epoch 6, then slowly up to 0.755 (epoch 9) and 0.737
+# after epoch 10 — one epoch's hold-out accuracy still moves by a point or two at lr 0.01. Your own run's
+# table above gives the laptop size's numbers. (The report's "smallest correctable step grows" has it
+# backwards: a smaller lr makes every step smaller.)
 #
 # **Why:** SGD follows the gradient of a mini-batch of 128 images, a noisy estimate of the gradient over
 # all training images, and each step is lr × (true gradient + noise). At lr 0.1 the weights keep moving
@@ -320,16 +275,15 @@ if SIZE == "full":
 # Laarhoven, 2017; Zhang et al., 2019). That is part of why the jump is immediate.
 #
 # **The price:** at lr 0.01 the weights move slowly, so how long the run stays at the high rate
-# matters. This lab measures one case: the course report's bug (below) drops to 0.01 after the first
-# epoch instead of the fifth, and in the laptop reference run it ended at 0.388 hold-out accuracy
-# against 0.471 for the course schedule (that run also loses its momentum every epoch, so it is not a
-# clean test of the drop's timing alone).
+# matters; the course report's re-created optimizer (below) drops to 0.01 after the first epoch instead of
+# the fifth (and loses its momentum too, so it is not a clean test of the drop's timing alone).
 # ### END SOLUTION
 
 # %% [markdown]
 # ### Question 2 — how do train and test accuracy relate?
 #
-# Compare the train and hold-out (or test) curves of your run epoch by epoch, early and late.
+# The course report: "二者都呈现了…正确率也在单调增长" (both rise monotonically;
+# `002_12677c9053a9d06b.txt`). Compare your train and hold-out (or test) curves epoch by epoch.
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
@@ -338,16 +292,17 @@ if SIZE == "full":
 # * They measure different things. Train accuracy is averaged **during** the epoch over **augmented**
 #   images, while the weights are still changing, with BatchNorm using batch statistics; hold-out (or
 #   test) accuracy is measured **after** the epoch on clean images in eval mode. So hold-out accuracy can
-#   be *higher* than train accuracy early on, and at lr 0.1 it jumps around from epoch to epoch (the
-#   weights keep moving, see Question 1) while after the drop it is smooth.
+#   be *higher* than train accuracy early on. Whether it jumps around at lr 0.1 depends on the run: the full
+#   reference's hold-out accuracy rose at every epoch of the lr-0.1 phase and moved by a point or two after
+#   the drop (0.755 → 0.737 in the last epoch); read your own curves rather than a rule. Nor is the
+#   report's "单调增长" (monotone growth) a law: neither curve is guaranteed to rise every epoch.
 # * Both rise together at first: the network learns features that hold for all images. Trained much
 #   longer, a network of this kind keeps raising its train accuracy towards 100 % while held-out accuracy
 #   levels off; the difference is the **generalisation gap**, the part of training accuracy that comes
 #   from fitting the training images themselves, which augmentation and weight decay keep smaller. Ten
-#   epochs are not long enough for that here: in the laptop reference run (5,000 images, ResNet-8) the
-#   last epoch's train accuracy was 0.483 against 0.471 on the hold-out, a gap of about 1.3
-#   points (at full size 0.775 against 0.737, 3.8 points); train accuracy there is also measured on
-#   augmented images with the weights still moving, which lowers it.
+#   epochs are not long enough for that here: at full size the last epoch's train accuracy was 0.775
+#   against 0.737 on the hold-out, 3.8 points; train accuracy there is also measured on augmented images
+#   with the weights still moving, which lowers it.
 # * Hold-out (or test) accuracy is what we care about (new images); train accuracy says whether the
 #   model can fit at all. Choosing settings or the epoch to keep by looking at test accuracy makes it
 #   optimistic: this lab chooses nothing by it (the per-epoch curves are monitoring only, and a run
@@ -357,13 +312,11 @@ if SIZE == "full":
 # %% [markdown]
 # ## The course report's bug: the optimizer re-created every epoch
 #
-# In the course's CIFAR report the loop created `optimizer = torch.optim.SGD(...)` inside the loop over
-# epochs. Nothing crashed and nothing warned, but from the second epoch on each new optimizer ran at
-# lr 0.01 and started with an empty momentum buffer: the run followed another schedule than the one it
-# reported (a scheduler built on the first optimizer does nothing to the ones created after it).
-# `lab.optimizer_recreation` retrains the same
-# recipe that way (same data, same seed) and sets it beside your course run above, with the lr and the
-# norm of SGD's momentum buffer at the start of each epoch.
+# The course report's loop (`002_12677c9053a9d06b.txt`) runs, inside the loop over epochs,
+# `optimizer = optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)` with `lr = 0.01`: from the second epoch on
+# the run trained at lr 0.01 with **no momentum at all** (SGD's default, 0), whatever the first optimizer had.
+# `lab.optimizer_recreation` retrains the recipe that way (same data and seed) beside your course run, with the lr
+# and the norm of the momentum buffer at the start of each epoch.
 
 # %%
 recreation = lab.optimizer_recreation(course.config, DATA, correct=(course, PROBE))
@@ -376,7 +329,7 @@ show_table(Table(["run", "lr (first → last epoch)", "largest momentum buffer a
 assert max(recreation.traces[lab.RECREATED].momentum_start) == 0.0
 
 # %% [markdown]
-# Why did this bug go unnoticed in the report, and what did it change in the run?
+# Why did this bug go unnoticed in the report, and what did it change in the run? Use the table.
 
 # %% [markdown] tags=["exercise"]
 # **Your answer:**
@@ -384,38 +337,26 @@ assert max(recreation.traces[lab.RECREATED].momentum_start) == 0.0
 # ### BEGIN SOLUTION
 # A new optimizer is a valid optimizer, so nothing fails: the loss still falls and the accuracy still
 # rises. It changed two things. The learning rate: the run trained at 0.1 for one epoch and at 0.01 for
-# the other nine instead of five and five (the optimizers created from epoch 2 on were set to 0.01, and
-# a scheduler attached to the first optimizer cannot change the later ones). The momentum: every epoch started from
-# an empty
-# momentum buffer (norm 0 in the middle panel, against a non-zero buffer carried over by the correct
-# run), so the first steps of each epoch had no accumulated velocity. In the laptop reference run the
-# re-created run's hold-out accuracy was 0.314 after epoch 2, above the course schedule's 0.272 at that
-# epoch (a low lr gives its quick gain at once, as the drop does), but only 0.388 after epoch 10
-# against 0.471: 8 points lost, and nothing in the loss curve said why. The lesson: create the
-# optimizer once, and log the learning rate of every epoch (here `history.lr`), so a schedule that is
-# not the intended one shows.
+# the other nine instead of five and five (a scheduler attached to the first optimizer cannot change the
+# later ones). The momentum: the report's `optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)` sets
+# none (momentum 0), so from epoch 2 on it was plain SGD: no buffer at all (norm 0 in the middle panel,
+# against the buffer the correct run carries over). The table gives what that cost in your run; a low lr
+# can even lead early on (its quick gain comes at once, as the drop's does) and fall behind later, with
+# nothing in the loss curve to say why. The lesson: create the optimizer once, and log the learning rate
+# of every epoch (here `history.lr`), so a schedule that is not the intended one shows.
 # ### END SOLUTION
 
 # %% [markdown]
 # ## A better 10-epoch recipe
 #
-# Same model, data, batch size and 10 epochs; three changes:
+# Same model, data, batch size and epochs; three changes:
 #
-# * **one-cycle schedule**: the lr rises from 0.02 to 0.2 over the first 20 % of the steps (warm-up: the
-#   freshly initialised network would be thrown about by large steps) and then falls along a cosine to
-#   almost 0 at the last step. The gradient noise is reduced gradually — like many small drops instead
-#   of one — and the run ends fully "settled" rather than halfway through;
+# * **one-cycle schedule**: the lr rises from 0.02 to 0.2 over the first 20 % of the steps (*warm-up*), then falls
+#   along a cosine to almost 0;
 # * **Nesterov momentum** (the gradient is taken at the look-ahead point);
-# * **label smoothing 0.1**: the target is 0.91 for the true class and 0.01 for the others, so the
-#   network is not pushed to ever more confident logits (a regulariser; its training loss cannot reach 0).
+# * **label smoothing 0.1**: the target is 0.91 for the true class and 0.01 for the others.
 #
-# Whether it beats the single drop at this budget is measured in the reference runs above: at laptop
-# size 0.488 against 0.471 hold-out accuracy for the course recipe; at full size (ResNet-20, 45,000 real
-# images, one run each) 0.844 against 0.737 after 10 epochs, and the fast recipe was ahead after every
-# epoch but the sixth (0.718 against 0.733 there, just after the course recipe's drop). Neither reached
-# 85 % in 10 epochs on these JPEG-recompressed images; He et al. report 91.25 % test accuracy for ResNet-20
-# after 64k iterations of batch 128 (about 164 passes over 50,000 images). One run per recipe: check it yourself with
-# `labkit run cifar10 --recipe course` and `labkit run cifar10 --recipe fast`.
+# The references above show how it compares at each size (one run per recipe).
 
 # %%
 fast = runner.run(lab.LAB, lab.LAB.config(SIZE, "fast", epochs=course.config.epochs), data=DATA,
@@ -432,8 +373,7 @@ assert fast.history.last("test_accuracy") > 0.2
 # %% [markdown]
 # ## Per-class accuracy and mistakes
 #
-# Per-class test (or hold-out) accuracy of the course model, and some of the images it gets wrong
-# (true → predicted). Which classes does the model find hardest, and which does it confuse with each other?
+# Which classes does the course model find hardest, and which does it confuse with each other?
 
 # %%
 preds = lab.predictions(course.model, eval_loader)
@@ -451,13 +391,10 @@ assert abs(per_class.nanmean().item() - (preds == eval_set.labels).float().mean(
 # **Your answer:**
 #
 # ### BEGIN SOLUTION
-# In the laptop reference run (ResNet-8, 5,000 training images; 0.471 of the 5,000 hold-out images right)
-# the hardest classes were cat (0.164 of its 500 hold-out images right), deer (0.184) and bird (0.314);
-# the easiest were frog (0.646), truck (0.616) and ship (0.600). The most frequent mistakes were cat
-# taken for dog (194 of the 500 cats), deer for frog (128), ship for airplane (105), automobile for
-# truck (104), airplane for ship (91) and horse for dog (90): pairs that look alike at 32×32 pixels —
-# two four-legged pets, two animals on grass or earth, two wheeled vehicles, two objects on a blue
-# background of sky or water. Compare them with your own run's table and figure above.
+# The answer is your run's: name the classes with the lowest accuracy and the largest off-diagonal counts
+# of the table. On CIFAR-10 these are usually pairs that look alike at 32×32 pixels — cat and dog (two
+# four-legged pets), deer and frog or horse (animals on grass or earth), automobile and truck (wheeled
+# vehicles), ship and airplane (objects on a blue background of sky or water).
 # ### END SOLUTION
 
 # %% [markdown]
@@ -466,18 +403,8 @@ assert abs(per_class.nanmean().item() - (preds == eval_set.labels).float().mean(
 # ```
 # labkit run cifar10 --recipe course            # ResNet-20, 10 epochs, lr 0.1 → 0.01 after epoch 5
 # labkit run cifar10 --recipe fast --compile    # one-cycle; torch.compile on CUDA
-# labkit run cifar10 --depth 56 --epochs 30     # deeper and longer
-# labkit run cifar10 --size laptop              # this notebook's laptop size
-# labkit run cifar10 --data DIR --holdout 5000  # pickles or an image folder; hold-out if it has no test/
-# labkit run cifar10 --download                 # fetch the official pickles first
 # labkit run cifar10 --help                     # every setting, with its default at each size
 # ```
 #
-# Each run writes curves, per-class accuracy, misclassified images, metrics.json, TensorBoard logs and
-# checkpoints under `runs/cifar10/` (`runs/cifar10-fast/` for the fast recipe): `last.pt` and the
-# weights at the lr drop and at the last epoch (`epoch_005.pt`, `epoch_010.pt`), to compare them.
-# There is **no "best" checkpoint**: the test (or hold-out) split is evaluated every epoch for the
-# curves only, and keeping the epoch with the best test accuracy would make that accuracy optimistic.
-# `labkit.runner.load_run("runs/cifar10/checkpoints/last.pt")` rebuilds a trained model from a
-# checkpoint alone. On a GPU the batches are also processed in `channels_last` layout with bf16 (or
-# fp16) autocast.
+# Each run writes curves, metrics, TensorBoard logs and checkpoints under `runs/cifar10/`. There is **no "best"
+# checkpoint**: keeping the epoch with the best test accuracy would make that accuracy optimistic.

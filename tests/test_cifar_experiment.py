@@ -20,7 +20,7 @@ from labkit.lab import LabConfig
 from labkit.labs import cifar10 as lab
 from labkit.labs.cifar10 import data as cifar
 from labkit.labs.cifar10 import milestone_epochs
-from labkit.labs.cifar10.check import check_test_loop, reference_test
+from labkit.labs.cifar10.check import check_test_loop, probe_answer
 from labkit.labs.cifar10.data import CIFAR10Split
 from labkit.optim import make_optimizer, make_scheduler
 
@@ -377,11 +377,46 @@ def test_check_explains_common_mistakes(wrong, hint):
     assert hint in str(err.value)
 
 
-def test_check_compares_on_the_labs_model():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
+def test_check_knows_the_probes_answer_from_its_construction():
+    """16 + 8 of 37 images right, each at cross-entropy ln(100/91) when right and ln 100 when wrong."""
+    import math
+
+    loss, accuracy = probe_answer()
+    assert accuracy == pytest.approx(24 / 37)
+    assert loss == pytest.approx((24 * math.log(100 / 91) + 13 * math.log(100)) / 37)
+    from labkit.labs.cifar10.check import _probe_model_and_loader
+
+    model, batches = _probe_model_and_loader()
+    assert solution(model, batches, "cpu") == pytest.approx((loss, accuracy))
+
+
+def test_check_on_a_small_model_and_loader_passes_the_solution():
+    model = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(12), nn.Linear(12, 10))
     loader = [(torch.randn(5, 3, 2, 2), torch.randint(0, 10, (5,))) for _ in range(3)]
     check_test_loop(solution, model, loader)
-    assert reference_test(model, loader, "cpu") == pytest.approx(solution(model, loader, "cpu"))
+
+
+def test_check_refuses_a_sampling_evaluation_by_the_probes_known_answer():
+    def sampling(model, loader, device):
+        model.eval()
+        with torch.no_grad():
+            outs = [(model(x), y) for x, y in loader]
+        correct = sum((torch.multinomial(o.softmax(1), 1).squeeze(1) == y).sum().item() for o, y in outs)
+        n = sum(len(y) for _, y in outs)
+        return sum(F.cross_entropy(o, y, reduction="sum").item() for o, y in outs) / n, correct / n
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 10))
+    loader = [(torch.randn(50, 3, 2, 2), torch.randint(0, 10, (50,))) for _ in range(3)]
+    check_test_loop(solution, model, loader)
+    with pytest.raises(CheckFailed, match="expected"):  # the probe's known answer already refuses it
+        check_test_loop(sampling, model, loader)
+
+
+def test_no_model_answer_ships_with_the_check():
+    from labkit.labs.cifar10 import check
+
+    assert not hasattr(check, "reference_test")
 
 
 def test_check_on_the_labs_own_model_and_split(smoke_run):

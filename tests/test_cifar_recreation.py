@@ -1,5 +1,6 @@
 """Lab 02: the course report's bug in numbers — the optimizer re-created every epoch (lr 0.01 from the
-second epoch, no momentum carried over) against the course recipe with one optimizer."""
+second epoch, and no momentum at all: the report's line is `optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)`)
+against the course recipe with one optimizer."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_the_probe_trains_as_a_loop_that_really_recreates_the_optimizer():
     model, batches = _problem()
     by_hand = copy.deepcopy(model)
     for epoch in (1, 2, 3):
-        optimizer = _sgd(by_hand, 0.1 if epoch == 1 else 0.01)  # the course report's loop: a new one each epoch
+        # the course report's loop: the first optimizer for epoch 1, then a new one each epoch, as the report wrote it
+        optimizer = _sgd(by_hand, 0.1) if epoch == 1 else torch.optim.SGD(by_hand.parameters(), lr=0.01,
+                                                                         weight_decay=5e-4)
         for x, y in batches:
             optimizer.zero_grad()
             nn.functional.cross_entropy(by_hand(x), y).backward()
@@ -57,7 +60,20 @@ def test_the_probe_trains_as_a_loop_that_really_recreates_the_optimizer():
     assert not torch.allclose(_weights(kept), _weights(by_hand), atol=1e-4)
     trace = probe.trace
     assert trace.epoch == [1, 2, 3] and trace.lr == pytest.approx([0.1, 0.01, 0.01])
-    assert trace.momentum_start == [0.0, 0.0, 0.0] and all(m > 0 for m in trace.momentum_end)
+    assert trace.momentum_start == [0.0, 0.0, 0.0] and trace.momentum_end[0] > 0
+    assert trace.momentum_end[1:] == [0.0, 0.0]  # momentum 0: SGD keeps no buffer at all
+
+
+def test_the_recreated_optimizer_has_the_reports_settings():
+    model, batches = _problem()
+    optimizer = _sgd(model, 0.1)
+    probe = lab.OptimizerProbe(recreate_lr=0.01)
+    fit(model, batches, epochs=2, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(), device="cpu",
+        callbacks=[probe, Progress(False)])
+    reports = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.01, weight_decay=5e-4).param_groups[0]
+    group = optimizer.param_groups[0]
+    for key in ("lr", "momentum", "dampening", "nesterov", "weight_decay"):
+        assert group[key] == reports[key], key
 
 
 def test_one_optimizer_carries_its_momentum_into_the_next_epoch():
@@ -94,7 +110,8 @@ def test_the_course_recipe_against_the_recreated_optimizer_at_smoke_size(recreat
     correct, recreated = recreation.traces[lab.CORRECT], recreation.traces[lab.RECREATED]
     assert correct.lr == pytest.approx([0.1, 0.1, 0.01, 0.01])      # the drop at the milestone (epoch 2 of 4)
     assert recreated.lr == pytest.approx([0.1, 0.01, 0.01, 0.01])   # 0.01 from the second epoch on
-    assert recreated.momentum_start == [0.0] * 4 and min(recreated.momentum_end) > 0
+    assert recreated.momentum_start == [0.0] * 4 and recreated.momentum_end[0] > 0
+    assert recreated.momentum_end[1:] == [0.0] * 3  # re-created with momentum 0, as in the report
     assert correct.momentum_start[0] == 0.0 and min(correct.momentum_start[1:]) > 0
     runs = recreation.runs
     assert runs[lab.RECREATED].history.lr == pytest.approx(recreated.lr)  # the run's own record agrees

@@ -20,8 +20,36 @@ def test_myconvnet_builds_without_arguments_and_returns_logits():
     assert [c.out_channels for c in convs] == [64, 128]
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 2
     assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 3
-    assert model.features(torch.randn(2, 1, 28, 28)).shape == (2, 128, 7, 7)
-    assert count_parameters(model) == 5_070_640  # 576 + 128 + 73,728 + 256 + 4,918,032 + 76,930 + 990
+    assert model.cnn(torch.randn(2, 1, 28, 28)).shape == (2, 128, 7, 7)
+    # 640 + 128 + 73,856 + 256 + 4,918,032 + 76,930 + 990: the report's net, conv biases included
+    assert count_parameters(model) == 5_070_832
+
+
+def test_myconvnet_is_the_reports_net_so_their_state_dicts_load_into_each_other():
+    """The course report's class (seed 004), verbatim but for the softmax at the end of its forward."""
+
+    class ReportsNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cnn = nn.Sequential(
+                nn.Conv2d(1, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2, 2, 0),
+                nn.Conv2d(64, 128, 3, 1, 1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2, 2, 0))
+            self.fc = nn.Sequential(nn.Linear(128 * 7 * 7, 16 * 7 * 7), nn.ReLU(), nn.Linear(16 * 7 * 7, 2 * 7 * 7),
+                                    nn.ReLU(), nn.Linear(2 * 7 * 7, 10))
+
+        def forward(self, x):
+            if len(x.size()) == 3:
+                x = x.unsqueeze(0)
+            out = self.cnn(x)
+            return self.fc(out.view(out.size()[0], -1))
+
+    torch.manual_seed(0)
+    reports, ours = ReportsNet().eval(), MyConvNet().eval()
+    ours.load_state_dict(reports.state_dict())
+    reports.load_state_dict(MyConvNet().state_dict())
+    ours.load_state_dict(reports.state_dict())
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.allclose(ours(x), reports(x)) and ours(x[0]).shape == (1, 10)
 
 
 @pytest.mark.parametrize("width", [8, 16])
@@ -70,10 +98,18 @@ class _WrongWidths(nn.Module):
 class _BadFlatten(MyConvNet):
     def __init__(self):
         super().__init__()
-        self.classifier[1] = nn.Linear(128 * 14 * 14, 784)
+        self.fc[0] = nn.Linear(128 * 14 * 14, 784)
+
+
+class _NoConvBias(MyConvNet):
+    def __init__(self):
+        super().__init__()
+        self.cnn[0] = nn.Conv2d(1, 64, 3, padding=1, bias=False)
+        self.cnn[4] = nn.Conv2d(64, 128, 3, padding=1, bias=False)
 
 
 @pytest.mark.parametrize("model, hint", [
+    (_NoConvBias, "biases"),
     (_NeedsArgs, "no arguments"),
     (_SoftmaxAtTheEnd, "probabilities"),
     (_WrongWidths, "64 then 128"),

@@ -306,10 +306,13 @@ def momentum_norm(optimizer: torch.optim.Optimizer) -> float:
 
 class OptimizerProbe(Callback):
     """Records an `OptimizerTrace`; with `recreate_lr`, also does at each epoch's end what creating a new SGD
-    does (the course report's loop): its state emptied and its lr set, in place (a test checks the weights)."""
+    does, in place (a test checks the weights): its state emptied, its lr set, and its momentum set to
+    `recreate_momentum`. The course report's loop re-created it as
+    `optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)`: lr 0.01, momentum 0 (no Nesterov, no dampening)."""
 
-    def __init__(self, recreate_lr: float | None = None) -> None:
+    def __init__(self, recreate_lr: float | None = None, recreate_momentum: float = 0.0) -> None:
         self.recreate_lr = recreate_lr
+        self.recreate_momentum = recreate_momentum
         self.trace = OptimizerTrace([], [], [], [])
         self._start = 0.0
 
@@ -327,6 +330,8 @@ class OptimizerProbe(Callback):
             state.optimizer.state.clear()
             for group in state.optimizer.param_groups:
                 group["lr"] = self.recreate_lr
+                if "momentum" in group:  # SGD's settings as `optim.SGD(params, lr=lr, weight_decay=...)` sets them
+                    group.update(momentum=self.recreate_momentum, dampening=0.0, nesterov=False)
         self._start = momentum_norm(state.optimizer)
 
 
@@ -348,7 +353,8 @@ def optimizer_recreation(cfg: Config, data: LabData | None = None, *,
                          correct: tuple[runner.Run, OptimizerProbe] | None = None, recreate_lr: float | None = None,
                          out: str | None = None, **options: Any) -> Recreation:
     """The course recipe trained correctly (optimizer created once) and as the course report's loop did (a new
-    optimizer every epoch: `cfg.lr`, then `recreate_lr`, default lr x gamma, no momentum kept), same data and
+    optimizer every epoch: `cfg.lr`, then `recreate_lr`, default lr x gamma, and momentum 0, as the report's
+    `optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)`), same data and
     seed. `correct`: a course run already trained with an `OptimizerProbe`; `options` go to `runner.run` (no
     files by default); `out`: the re-created run's folder."""
     if cfg.schedule == "onecycle":

@@ -76,6 +76,9 @@ def _build(model_or_class: nn.Module | type) -> nn.Module:
         ) from err
 
 
+MYCONVNET_PARAMETERS = 5_070_832  # the course report's net: 640 + 128 + 73,856 + 256 + 4,918,032 + 76,930 + 990
+
+
 def check_myconvnet(model_or_class: nn.Module | type, train_steps: int = 8) -> None:
     """Two conv-BN-ReLU-pool blocks (64 and 128 channels), three linear layers, (N, 10) logits, learns."""
     model = _build(model_or_class)
@@ -97,6 +100,10 @@ def check_myconvnet(model_or_class: nn.Module | type, train_steps: int = 8) -> N
         raise CheckFailed(f"Expected three nn.Linear layers after the conv blocks, found {len(linears)}.")
     if linears[-1].out_features != 10:
         raise CheckFailed(f"The last nn.Linear has {linears[-1].out_features} outputs; MNIST has 10 classes.")
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if params == MYCONVNET_PARAMETERS - 64 - 128:
+        raise CheckFailed(f"{params:,} parameters, {MYCONVNET_PARAMETERS:,} expected: the course report's convolutions "
+                          "have biases (nn.Conv2d's default, bias=True); without them its state_dict does not load.")
     x = torch.randn(8, 1, 28, 28)
     model.eval()
     try:
