@@ -75,8 +75,9 @@ def test_tooling_alternates_the_sides_in_rounds_of_equal_size(bench, root, monke
     assert len(out["reference"]["rounds"]) == len(out["labkit"]["rounds"]) == 3
     # equal samples: the same batches of 64 over the same 300 images (an epoch ends in a batch of 44)
     assert out["reference"]["images"] == out["labkit"]["images"] == 4 * 64 + 44 + 64
-    for side in out.values():
+    for side in (out["reference"], out["labkit"]):
         assert 0 <= side["test_accuracy"] <= 1
+    assert out["flops"] > 0  # training FLOPs per image, for peak_fraction
 
 
 def test_the_peer_recipe_learns_and_stops_at_the_target(bench, root):
