@@ -515,7 +515,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device | None = "cpu")
     info = dict(ckpt.config.get("model_info") or {})
     model = lab.build_model(cfg, info)
     load_model_state(model, ckpt.payload["model"], source=f"checkpoint {path}", saved_class=ckpt.model_class)
-    model.to(device if device is not None else "cpu").eval()
+    prepare_model(model, torch.device(device if device is not None else "cpu"), cfg.channels_last).eval()  # as trained
     return Run(lab=lab.name, config=cfg, model=model, history=ckpt.history, out_dir=Path(path).parent.parent,
                chosen_epoch=ckpt.epoch, info=info)
 

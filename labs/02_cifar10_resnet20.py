@@ -315,11 +315,17 @@ if SIZE == "full":
 # The course report's loop (`002_12677c9053a9d06b.txt`) runs, inside the loop over epochs,
 # `optimizer = optim.SGD(model.parameters(), lr=lr, weight_decay=5e-4)` with `lr = 0.01`: from the second epoch on
 # the run trained at lr 0.01 with **no momentum at all** (SGD's default, 0), whatever the first optimizer had.
-# `lab.optimizer_recreation` retrains the recipe that way (same data and seed) beside your course run, with the lr
-# and the norm of the momentum buffer at the start of each epoch.
+# `lab.optimizer_recreation` retrains the recipe that way (same data and seed) beside a correct course run, with
+# the lr and the norm of the momentum buffer at the start of each epoch. At laptop size this comparison and the
+# next one train ResNet-8 on 5,000 of the images (`CFG.compare_depth`, `CFG.compare_subset`), a minute or two
+# each, so that the notebook stays near 20 minutes; at full size they train the course model beside your run.
 
 # %%
-recreation = lab.optimizer_recreation(course.config, DATA, correct=(course, PROBE))
+SMALL = lab.LAB.comparison(CFG)  # the comparisons' config: CFG itself where no smaller one is set
+SMALL_DATA = DATA if SMALL == CFG else runner.load_data(lab.LAB, SMALL)
+print(f"comparisons: ResNet-{SMALL.depth} on {len(SMALL_DATA.source.train):,} training images")
+recreation = lab.optimizer_recreation(SMALL if SMALL != CFG else course.config, SMALL_DATA,
+                                      correct=(course, PROBE) if SMALL == CFG else None)
 lab.plot_recreation(recreation)
 plt.show()
 rows = [[name, f"{trace.lr[0]:g} → {trace.lr[-1]:g}", f"{max(trace.momentum_start):.3g}",
@@ -359,10 +365,10 @@ assert max(recreation.traces[lab.RECREATED].momentum_start) == 0.0
 # The references above show how it compares at each size (one run per recipe).
 
 # %%
-fast = runner.run(lab.LAB, lab.LAB.config(SIZE, "fast", epochs=course.config.epochs), data=DATA,
-                  write_files=False, checkpoints=False)
-runs = {f"course (lr {course.config.lr:g} → {course.config.lr * course.config.gamma:g})": course,
-        "fast (one-cycle)": fast}
+fast = runner.run(lab.LAB, lab.LAB.comparison(lab.LAB.config(SIZE, "fast", epochs=course.config.epochs)),
+                  data=SMALL_DATA, write_files=False, checkpoints=False)
+base = recreation.runs[lab.CORRECT]  # the course recipe on the same model and images
+runs = {f"course (lr {base.config.lr:g} → {base.config.lr * base.config.gamma:g})": base, "fast (one-cycle)": fast}
 lab.plot_recipes(runs)
 plt.show()
 for name, run in runs.items():

@@ -85,7 +85,11 @@ def test_sizes_exist_and_validate():
     smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
     assert (smoke.depth, smoke.epochs, smoke.batch_size) == (8, 4, 32)
     assert lab.SYNTHETIC == (192, 128)  # the old smoke data: generated train / test images
-    assert laptop.data is None and laptop.depth == 8 and laptop.train_subset == 5_000 and laptop.epochs == 10
+    # laptop: the course's experiment (ResNet-20, all training images, 10 epochs); its comparisons smaller
+    assert laptop.data is None and laptop.depth == 20 and laptop.train_subset is None and laptop.epochs == 10
+    small = lab.LAB.comparison(laptop)
+    assert (small.depth, small.train_subset, small.epochs, small.lr) == (8, 5_000, 10, 0.1)
+    assert lab.LAB.comparison(full) == full and lab.LAB.comparison(smoke) == smoke
     assert laptop.lr == 0.1 and laptop.schedule == "multistep"  # the course's schedule: the drop shows
     assert full.depth == 20 and full.epochs == 10 and full.train_subset is None and full.holdout == 5000
     for size in ("smoke", "laptop", "full"):
@@ -171,7 +175,7 @@ def test_laptop_size_reads_the_real_image_folder(shared_datasets, tmp_path, monk
     monkeypatch.setenv("LABKIT_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("LABKIT_SHARED_DATASETS", str(shared_datasets))
     assert lab.default_root() == shared_datasets
-    data = runner.load_data(lab.LAB, lab.LAB.config("laptop"))
+    data = runner.load_data(lab.LAB, lab.LAB.comparison(lab.LAB.config("laptop")))  # the comparisons' 5,000
     assert data.split_label("test") == "hold-out (5,000 of train)"
     assert len(data.source.eval) == 5000 and len(data.source.train) == 5_000
     assert torch.bincount(data.source.train.labels, minlength=10).tolist() == [500] * 10
@@ -263,7 +267,7 @@ def test_cli_help_lists_the_config_options(capsys):
     for flag in ("--depth", "--holdout", "--train-subset", "--compile", "--download", "--recipe", "--size",
                  "--epochs", "--lr", "--batch-size", "--data", "--resume"):
         assert flag in out
-    assert "6n+2" in out and "laptop 8" in out and "course, fast" in out
+    assert "6n+2" in out and "smoke 8" in out and "course, fast" in out
     assert "--patience " not in out and "--patience-lr" not in out
 
 

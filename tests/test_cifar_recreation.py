@@ -145,5 +145,6 @@ def test_most_confused_lists_the_largest_mistakes_first():
 def test_size_note_says_what_the_figures_show():
     assert lab.size_note(lab.LAB.config("smoke")) == "smoke size, synthetic data"
     assert lab.size_note(lab.LAB.config("smoke", data="/some/folder")) == "smoke size"
-    assert lab.size_note(lab.LAB.config("laptop")) == "laptop size, 5,000 real training images"
+    assert lab.size_note(lab.LAB.config("laptop")) == "laptop size"
+    assert lab.size_note(lab.LAB.comparison(lab.LAB.config("laptop"))) == "laptop size, 5,000 real training images"
     assert lab.size_note(lab.LAB.config("full")) == "full size"

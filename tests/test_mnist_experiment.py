@@ -43,12 +43,15 @@ def test_default_recipe_learns_synthetic_digits(trained):
 def test_sizes_and_recipes_are_configs_that_validate():
     smoke, laptop, full = (lab.LAB.config(size) for size in ("smoke", "laptop", "full"))
     assert (smoke.epochs, smoke.batch_size, smoke.lr) == (3, 64, 1e-2)
-    assert (full.model, full.optimizer, full.schedule, full.label_smoothing) == ("fast", "adamw", "onecycle", 0.1)
+    assert (full.model, full.optimizer, full.schedule, full.label_smoothing) == ("myconvnet", "adamw", "onecycle",
+                                                                                0.1)
+    assert smoke.model == full.study_model == laptop.study_model == "fast"
     assert (full.epochs, full.batch_size, full.lr, full.weight_decay, full.decay_matrices_only) == (
         8, 256, 3e-3, 5e-4, False)
     assert (full.compare_epochs, full.early_stopping_epochs, full.myconvnet_images) == (6, 20, None)
-    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 2 and laptop.epochs == 3
-    assert laptop.epochs < full.epochs and laptop.compare_epochs < full.compare_epochs
+    # laptop: the course's model on the full split for the full size's epochs; its comparisons smaller
+    assert laptop.data is None and laptop.size == "laptop" and laptop.myconvnet_epochs == 2
+    assert (laptop.model, laptop.epochs) == ("myconvnet", full.epochs) and laptop.compare_epochs < full.compare_epochs
     # a comparison recipe keeps its own lr at every size (the smoke size changes only the default's)
     assert lab.LAB.config("smoke", "adam-step").lr == 1e-3 and lab.LAB.config("full", "sgd-momentum").lr == 0.05
     assert set(lab.COMPARISONS.values()) <= set(lab.LAB.recipes)
