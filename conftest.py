@@ -16,6 +16,7 @@ import pytest
 
 os.environ["LABKIT_SMOKE"] = "1"
 os.environ["LABKIT_PROGRESS"] = "0"
+os.environ["LABKIT_SETTLE_SECONDS"] = "0"  # `labkit reproduce` in tests: no wait before reading the load after
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Notebook kernels (nbval) start outside the per-test fixture below: their runs (checkpoints, logs) go to a
 # temporary folder, not to labs/runs/ in the checkout.

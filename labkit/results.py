@@ -44,6 +44,8 @@ def _commit() -> str:
 
 #: above this 1-minute load average before or after, a reference run's wall times are not figures
 QUIET_LOAD = 1.5
+#: the "after" load is read this long after the runs end, when their own threads no longer count in it
+SETTLE_SECONDS = float(os.environ.get("LABKIT_SETTLE_SECONDS", "90"))
 
 
 def load_average() -> float | None:
@@ -57,6 +59,7 @@ def provenance(command: Sequence[str], seconds: float, device: str, load_before:
     """Where and how a reference ran, with the load average before and after (a busy machine's times are longer)."""
     import torch
 
+    time.sleep(SETTLE_SECONDS)
     after = load_average()
     loads = [x for x in (load_before, after) if x is not None]
     return {"command": " ".join(command), "device": device, "wall_seconds": round(seconds, 1),

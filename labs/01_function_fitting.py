@@ -238,7 +238,7 @@ def my_function(x):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 2}
 from labkit.labs.function_fitting.check import check_fit, check_my_function
 
 check_my_function(my_function)

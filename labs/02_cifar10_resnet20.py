@@ -18,8 +18,8 @@
 # second 10-epoch recipe. (*Momentum* keeps a running sum of past gradients, the *momentum buffer*, and steps along
 # it; *weight decay* shrinks every weight a little each step; an *epoch* is one pass over the training images.)
 #
-# `SIZE`: *full* (the default on a GPU) is the course's experiment; *laptop* (the default on a CPU) is a run sized
-# for a CPU, printed below; *smoke* (`LABKIT_SMOKE=1`, the tests) uses a few hundred synthetic images, so its
+# `SIZE`: *full* (the default on a GPU) and *laptop* (the default on a CPU) both train the course's experiment,
+# ResNet-20 on all training images for 10 epochs (laptop runs the comparisons further down smaller); *smoke* (`LABKIT_SMOKE=1`, the tests) uses a few hundred synthetic images, so its
 # figures only show that the code runs.
 
 # %%
@@ -42,7 +42,7 @@ from labkit.widgets import TrainingPanel
 SIZE = None  # "smoke", "laptop" or "full"; None: laptop on a CPU, full on a GPU (or LABKIT_SIZE)
 SIZE, WHY = choose_size(SIZE)
 CFG = lab.LAB.config(SIZE)
-NOTE = lab.size_note(CFG)  # "smoke size, synthetic data", "laptop size, 5,000 real training images", ...
+NOTE = lab.size_note(CFG)  # "smoke size, synthetic data", "laptop size", "full size"
 print(describe_device(CFG.device), f"· {SIZE} size: {WHY} · ResNet-{CFG.depth}, {CFG.epochs} epochs · {NOTE}")
 
 # %% [markdown]
@@ -122,7 +122,7 @@ def train_one_epoch(model, loader, optimizer, loss_fn, writer=None, epoch=1):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 6}
 from labkit.labs.cifar10.training_loop import check_train_one_epoch
 
 check_train_one_epoch(train_one_epoch)
@@ -150,7 +150,7 @@ def test(model, loader, device):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 3}
 from labkit.labs.cifar10.check import check_test_loop
 
 check_test_loop(test)
@@ -220,8 +220,9 @@ assert abs(accuracy - course.history.last("test_accuracy")) < (1e-6 if device.ty
 # ### What you should see: the reference run
 #
 # The committed laptop-size reference (`labkit reproduce cifar10 --size laptop`, in `results/cifar10/laptop/`):
-# the course recipe, the course report's re-created optimizer (further down) and the fast recipe. At laptop size
-# your course run should end within 5 points of it.
+# the course recipe (`course`), and at the comparison size (ResNet-8, 5,000 images: `course_small`) the course
+# report's re-created optimizer (further down) and the fast recipe. At laptop size your course run should end
+# within 5 points of it.
 
 # %%
 REF = show_reference("cifar10", "laptop", figures=("course/curves.png", "optimizer_recreation.png", "recipes.png"))

@@ -357,7 +357,7 @@ def my_accuracy(logits, labels):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 2}
 from labkit.labs.mnist.check import check_accuracy_function, check_myconvnet
 
 check_accuracy_function(my_accuracy)
@@ -390,7 +390,7 @@ class MyConvNet(nn.Module):
         ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 5}
 check_myconvnet(MyConvNet)
 print(layer_table(MyConvNet().eval(), (1, 28, 28)))
 print(f"parameters: your MyConvNet {count_parameters(MyConvNet()):,}, "

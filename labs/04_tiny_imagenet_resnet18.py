@@ -106,7 +106,7 @@ def label_val(root, class_to_idx):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 4}
 from labkit.labs.tiny_imagenet.check import check_val_labels
 
 my_val_labels = label_val(root, train_set.class_to_idx)

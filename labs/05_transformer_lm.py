@@ -259,7 +259,7 @@ def next_word_probs(logits, temperature=1.0, top_k=None):
     ### END SOLUTION
 
 
-# %%
+# %% nbgrader={"points": 4}
 from labkit.labs.lm.check import check_next_word_probs
 
 check_next_word_probs(next_word_probs)
