@@ -359,7 +359,7 @@ def duration(seconds: float) -> str:
 ESTIMATES: list[dict[str, Any]] = []
 #: the estimate's warm-up steps (a CPU's first steps build oneDNN kernels and grow the allocator: 2-3x slower)
 ESTIMATE_WARMUP = 3
-#: and it times steps until this many seconds have passed (at least 3 steps, at most `steps`)
+#: and it times steps until this many seconds have passed or a tenth of an epoch (at least 3 steps, at most `steps`)
 ESTIMATE_SECONDS = 5.0
 
 
@@ -379,8 +379,9 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     def timed(done: int, _sums: Any) -> bool:
         synchronize(device)
         times.append(time.perf_counter())
-        timed_steps = len(times) - 1 - warmup
-        return timed_steps >= steps or (timed_steps >= 3 and times[-1] - times[warmup] >= ESTIMATE_SECONDS)
+        timed_steps = len(times) - 1 - warmup  # enough: `steps`, or 3 and ESTIMATE_SECONDS or a tenth of an epoch
+        return timed_steps >= steps or timed_steps >= 3 and (times[-1] - times[warmup] >= ESTIMATE_SECONDS
+                                                             or timed_steps >= n_steps // 10)
 
     evals = [data.eval[s] for s in splits if data.eval.get(s) is not None]
     try:
