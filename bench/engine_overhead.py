@@ -3,12 +3,12 @@
 Both sides train the same MLP (1-64-64-1, tanh) on the same 200 points with SGD, one
 full-batch step per epoch, in this process, alternating so that machine noise hits both.
 fit() additionally records the per-epoch loss in a History (one host sync per epoch), runs
-its callbacks and checks for divergence; the bare loop records nothing. Both run at the CPU's best
-settings (`--amp`, default on): bf16 autocast where the CPU runs bf16 natively (`labkit.device.amp_dtype`;
-`fit(amp=True)`, the bare loop under the same `torch.autocast`), else fp32 (the MLP has no convolutions, so
-no memory format to choose). Against the limit, in the same run: the CPU's 2048x2048 matmul FLOP/s in fp32
-and bf16 where native, the FLOPs of one full-batch step counted by `FlopCounterMode`, and `peak_fraction` =
-fit's training FLOP/s ÷ the matmul FLOP/s of its precision (tiny here: a 200x64 MLP is all overhead).
+its callbacks and checks for divergence; the bare loop records nothing. Both run as Lab 01 trains, in fp32
+(no convolutions, so no memory format to choose); `--amp` puts both sides in bf16 autocast where the CPU runs
+it natively (`labkit.device.amp_dtype`; `fit(amp=True)`, the bare loop under the same `torch.autocast`).
+Against the limit, in the same run: the CPU's 2048x2048 matmul FLOP/s in fp32 and bf16 where native, the FLOPs
+of one full-batch step counted by `FlopCounterMode`, and `peak_fraction` = fit's training FLOP/s ÷ the matmul
+FLOP/s of its precision (tiny here: a 200x64 MLP is all overhead).
 
     python bench/engine_overhead.py            # 10,000 epochs, 7 alternating rounds, one thread (--threads)
     python bench/engine_overhead.py --quick    # 1,000 epochs, 3 rounds
@@ -80,8 +80,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both sides (default 1: this 200x64 MLP's best setting; on the 2-core "
                              "machine the bare loop took 409 us/epoch on one thread and 487 on two)")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                        help="both sides in bf16 autocast where the CPU runs it natively (default on)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                        help="both sides in bf16 autocast where the CPU runs it natively (default off: Lab 01 "
+                             "trains in fp32)")
     parser.add_argument("--peak-seconds", type=float, default=None,
                         help="seconds of 2048x2048 matmuls per precision (default 1.5; 0.3 with --quick)")
     args = parser.parse_args()
