@@ -125,7 +125,7 @@ class TinyImageNetLab(Lab):
         # the standard ResNet-18 (bf16 and channels_last on a CPU with native bf16) on 50 train images of each of
         # the 200 classes and all 10,000 val ones, for the companion report's 15 epochs (results/tiny-imagenet/
         # laptop/reference.json has the wall time); the ablations run width 8 for 4 epochs to keep the notebook short
-        "laptop": {"train_per_class": 50, "epochs": 15, "at_epochs": (10, 15), "ablation_epochs": 4,
+        "laptop": {"train_per_class": 50, "epochs": 15, "at_epochs": (12, 15), "ablation_epochs": 4,
                    "ablation_width": 8},
         "full": {},
     }
