@@ -84,3 +84,7 @@ def test_reproduce_records_the_run_and_every_ablation_variant(tmp_path, monkeypa
     assert 0 <= default["best_val_accuracy"] <= 1 and default["train_images_per_s"] > 0
     folder = path.parent
     assert (folder / "default" / "curves.png").is_file() and (folder / "ablation" / "curves_val_accuracy.png").is_file()
+    for name in lab.ABLATION_SETS["all"]:  # a ranking stands on three seeds: their min <= median <= max
+        row = ref["runs"][f"ablation: {name}"]
+        assert row["best_val_accuracy_min"] <= row["best_val_accuracy_median"] <= row["best_val_accuracy_max"]
+        assert row["best_val_accuracy_min"] <= row["best_val_accuracy"] <= row["best_val_accuracy_max"]
