@@ -139,3 +139,19 @@ def test_calling_the_model_with_targets_is_its_loss(kind):
         assert (state is None) == (kind == "transformer") == (expected_state is None)
         if state is not None:  # the carried state flows through the same call
             torch.testing.assert_close(model(tokens, targets, state)[0], model.loss(tokens, targets, state)[0])
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_the_output_layer_trains_under_cpu_bf16_autocast(adaptive):
+    """`--amp` on a CPU with native bf16 runs the model under autocast: the adaptive softmax (whose index_copy_
+    mixes dtypes there) computes in float32, and the losses stay float32 and finite."""
+    torch.manual_seed(0)
+    layer = OutputLayer(32, 1000, adaptive=adaptive, cutoffs=[100, 500] if adaptive else None)
+    hidden, targets = torch.randn(4, 5, 32, requires_grad=True), torch.randint(0, 1000, (4, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll, scores = layer.nll(hidden, targets), layer(hidden)
+    nll.mean().backward()
+    assert nll.dtype == torch.float32 and torch.isfinite(nll).all() and hidden.grad is not None
+    assert scores.shape == (4, 5, 1000)
+    plain = layer.nll(hidden, targets)
+    assert torch.allclose(nll, plain, rtol=0.05, atol=0.05) if adaptive else torch.isfinite(plain).all()

@@ -33,7 +33,9 @@ c.Execute.timeout = 600
 
 def nbgrader(args: list[str], course: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("nbgrader", path=str(Path(sys.executable).parent)) or "nbgrader"
-    env = {**os.environ, "LABKIT_SIZE": "smoke", "LABKIT_PROGRESS": "0", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "LABKIT_SIZE": "smoke", "LABKIT_PROGRESS": "0", "MPLBACKEND": "Agg",
+           # nbgrader runs `alembic` by name: the environment's bin folder on PATH, as an activated venv has it
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     env.pop("LABKIT_SMOKE", None)  # the size is forced by LABKIT_SIZE alone, as the README says
     done = subprocess.run([exe, *args], cwd=course, env=env, capture_output=True, text=True, timeout=1200,
                           check=False)

@@ -91,7 +91,14 @@ def _save_and_leave(page, server: JupyterLab, name: str) -> dict:
     while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
         time.sleep(0.25)
     assert path.stat().st_mtime_ns != before, f"{name} was not saved"
-    saved = json.loads(path.read_text())
+    while True:  # the server may still be writing the file when its time stamp changes: read it once complete
+        try:
+            saved = json.loads(path.read_text())
+            break
+        except json.JSONDecodeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
     for kernel in server._api("GET", "/api/kernels") or []:
         server._api("DELETE", f"/api/kernels/{kernel['id']}")
     return saved

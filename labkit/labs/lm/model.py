@@ -44,7 +44,8 @@ class OutputLayer(nn.Module):
         """Scores `(..., vocab)` whose log-softmax is the next-word log-distribution."""
         if self.adaptive:
             flat = hidden.reshape(-1, hidden.size(-1))
-            return self.softmax.log_prob(flat.float()).reshape(*hidden.shape[:-1], self.vocab_size)
+            with torch.autocast(flat.device.type, enabled=False):  # its index_copy_ mixes dtypes under autocast
+                return self.softmax.log_prob(flat.float()).reshape(*hidden.shape[:-1], self.vocab_size)
         return self.decoder(hidden)
 
     def nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -52,7 +53,8 @@ class OutputLayer(nn.Module):
         flat = hidden.reshape(-1, hidden.size(-1))
         targets = targets.reshape(-1)
         if self.adaptive:
-            return -self.softmax(flat.float(), targets).output
+            with torch.autocast(flat.device.type, enabled=False):
+                return -self.softmax(flat.float(), targets).output
         return F.cross_entropy(self.decoder(flat).float(), targets, reduction="none")
 
 
