@@ -19,8 +19,8 @@
 # it; *weight decay* shrinks every weight a little each step; an *epoch* is one pass over the training images.)
 #
 # `SIZE`: *full* (the default on a GPU) and *laptop* (the default on a CPU) both train the course's experiment,
-# ResNet-20 on all training images for 10 epochs (laptop runs the comparisons further down smaller); *smoke* (`LABKIT_SMOKE=1`, the tests) uses a few hundred synthetic images, so its
-# figures only show that the code runs.
+# ResNet-20 on all training images for 10 epochs (laptop runs the comparisons further down smaller); *smoke*
+# (`LABKIT_SMOKE=1`, the tests) uses a few hundred synthetic images, so its figures only show that the code runs.
 
 # %%
 import matplotlib.pyplot as plt
