@@ -60,9 +60,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: bool = False,
                   compile: bool = False) -> torch.nn.Module:
-    """Move `model` to `device` (in place, and returned); `channels_last`: 4-D weights in channels_last on CUDA and
-    CPU (convolutions run faster there; other layers are untouched); `compile` on CUDA only (on a CPU it compiled
-    for half a minute and gained nothing). `model.compile()` keeps the state_dict keys."""
+    """Move `model` to `device` (in place, and returned); `channels_last`: 4-D weights channels_last on CUDA and CPU
+    (faster convolutions); `compile` on CUDA only (a CPU gained nothing). `model.compile()` keeps state_dict keys."""
     model.to(device)
     if channels_last and device.type in ("cuda", "cpu"):
         model.to(memory_format=torch.channels_last)
@@ -72,8 +71,8 @@ def prepare_model(model: torch.nn.Module, device: torch.device, channels_last: b
 
 
 def cpu_bf16_native() -> bool:
-    """Whether this CPU runs bf16 matmuls and convolutions in hardware (AVX-512 BF16 or AMX, through oneDNN).
-    Elsewhere bf16 is emulated and slower than fp32. `LABKIT_CPU_BF16=0`/`1` overrides the check."""
+    """Whether this CPU runs bf16 matmuls and convolutions in hardware (AVX-512 BF16 or AMX, through oneDNN; elsewhere
+    bf16 is emulated, slower than fp32). `LABKIT_CPU_BF16=0`/`1` overrides the check."""
     forced = os.environ.get("LABKIT_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
@@ -98,8 +97,7 @@ def describe_precision(device: torch.device, amp: bool, channels_last: bool) -> 
     what = {None: "fp32", torch.bfloat16: "bf16 mixed precision", torch.float16: "fp16 mixed precision"}[dtype]
     if amp and dtype is None:
         what += " (no native bf16 here)" if device.type == "cpu" else f" (no mixed precision on {device.type})"
-    layout = channels_last and device.type in ("cuda", "cpu")
-    return f"{what}, {'channels_last' if layout else 'contiguous'} memory format"
+    return f"{what}, {'channels_last' if channels_last and device.type in ('cuda', 'cpu') else 'contiguous'} memory format"
 
 
 def describe_device(device: str | torch.device | None = None) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -401,9 +402,7 @@ def _seconds_per_batch(model: nn.Module, loader: Any, task: Any, device: torch.d
                        batches: int = 3) -> float:
     """Seconds per evaluation batch of `loader`: one warm-up batch, then up to `batches` timed."""
     marks: list[float] = []
-    for i, batch in enumerate(loader):
-        if i > batches:
-            break
+    for batch in itertools.islice(loader, batches + 1):
         evaluate(model, [batch], task=task, device=device, amp=cfg.amp, channels_last=cfg.channels_last)
         synchronize(device)
         marks.append(time.perf_counter())

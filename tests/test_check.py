@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from labkit.check import CheckFailed
-from labkit.labs.function_fitting.check import check_close, check_function
 from labkit.labs.mnist.check import (
-    check_dtype,
-    check_in_range,
     check_logits,
     check_loss_decreasing,
-    check_model_output,
     check_shape,
 )
 from labkit.labs.tiny_imagenet.check import check_class_indices
@@ -60,19 +55,6 @@ def test_check_shape_rejects_none_and_non_tensors():
 def test_every_check_appends_the_lab_hint():
     with pytest.raises(CheckFailed, match=r"expected 3\. Re-read the MLP section\.$"):
         check_shape(torch.zeros(2), (3,), hint="Re-read the MLP section.")
-
-
-# --- check_dtype -------------------------------------------------------------------------------
-
-def test_check_dtype_float_targets_get_the_long_hint():
-    check_dtype(torch.tensor([1, 2]), torch.long, what="targets")
-    with pytest.raises(CheckFailed, match=r"torch.float32, expected torch.int64.*\.long\(\)"):
-        check_dtype(torch.tensor([1.0, 2.0]), torch.long, what="targets")
-
-
-def test_check_dtype_integer_images_get_the_float_hint():
-    with pytest.raises(CheckFailed, match=r"\.float\(\)"):
-        check_dtype(torch.zeros(2, 3, dtype=torch.uint8), torch.float32, what="images")
 
 
 # --- check_logits ------------------------------------------------------------------------------
@@ -122,109 +104,6 @@ def test_check_loss_decreasing_nan_and_too_short():
         check_loss_decreasing([1.0, float("nan")])
     with pytest.raises(CheckFailed, match="at least two"):
         check_loss_decreasing([1.0])
-
-
-# --- check_close / check_function / check_in_range -----------------------------------------------
-
-def test_check_close_numbers_and_tensors():
-    check_close(0.30000001, 0.3)
-    check_close(torch.tensor([1.0, 2.0]), [1.0, 2.0])
-    with pytest.raises(CheckFailed, match="is 0.5, expected 0.3"):
-        check_close(0.5, 0.3)
-
-
-def test_check_close_names_the_worst_entry():
-    with pytest.raises(CheckFailed, match=r"1 of 3 entries are off, the worst at index \(2,\) \(9 instead of 3\)"):
-        check_close(torch.tensor([1.0, 2.0, 9.0]), torch.tensor([1.0, 2.0, 3.0]))
-
-
-def test_check_close_wrong_shape_none_and_nan():
-    with pytest.raises(CheckFailed, match=r"shape \(2,\), expected \(\)"):
-        check_close(torch.zeros(2), 0.0)
-    with pytest.raises(CheckFailed, match="is None.*return"):
-        check_close(None, 1.0)
-    with pytest.raises(CheckFailed, match="NaN"):
-        check_close(float("nan"), 1.0)
-    with pytest.raises(CheckFailed, match="number or a tensor, got str"):
-        check_close("1.0x", 1.0)
-
-
-def _reference(x: torch.Tensor) -> torch.Tensor:
-    return x**2 + 2 * torch.sin(x)
-
-
-def test_check_function_accepts_an_equivalent_function(capsys):
-    check_function(lambda x: x * x + 2 * torch.sin(x), _reference, torch.linspace(-3, 3, 11), what="f")
-    assert "f matches the reference on 11 inputs" in capsys.readouterr().out
-
-
-def test_check_function_reports_an_input_where_it_differs():
-    with pytest.raises(CheckFailed, match=r"wrong at \d+ of 11 values, e\.g\. at x = -3 it gives"):
-        check_function(lambda x: x**2 + torch.sin(x), _reference, torch.linspace(-3, 3, 11), what="f")
-
-
-def test_check_function_wrong_shape_and_missing_return():
-    x = torch.linspace(-1, 1, 5)
-    with pytest.raises(CheckFailed, match=r"returns shape \(\) .*element-wise"):
-        check_function(lambda x: (x**2).sum(), _reference, x)
-    with pytest.raises(CheckFailed, match="is None.*return"):
-        check_function(lambda x: None, _reference, x)
-    with pytest.raises(CheckFailed, match="should be a function"):
-        check_function(3.0, _reference, x)
-
-
-def test_check_in_range_bounds():
-    check_in_range(0.8, low=0.5, what="accuracy")
-    check_in_range(torch.tensor(3.0), high=10.0)
-    with pytest.raises(CheckFailed, match="accuracy is 0.1, expected at least 0.5. Train longer."):
-        check_in_range(0.1, low=0.5, what="accuracy", hint="Train longer.")
-    with pytest.raises(CheckFailed, match="expected at most 10"):
-        check_in_range(11.0, high=10.0)
-    with pytest.raises(CheckFailed, match="overflowed"):
-        check_in_range(float("inf"), high=10.0)
-
-
-# --- check_model_output ------------------------------------------------------------------------
-
-class _Net(nn.Module):
-    def __init__(self, use_second: bool = True, softmax: bool = False):
-        super().__init__()
-        self.first = nn.Linear(4, 8)
-        self.second = nn.Linear(8, 3)
-        self.use_second, self.softmax = use_second, softmax
-
-    def forward(self, x):
-        h = torch.relu(self.first(x))
-        out = self.second(h) if self.use_second else h[:, :3]
-        return out.softmax(-1) if self.softmax else out
-
-
-def test_check_model_output_passes_and_leaves_no_gradients():
-    torch.manual_seed(0)
-    net = _Net().eval()
-    out = check_model_output(net, torch.randn(5, 4), (5, 3))
-    assert out.shape == (5, 3) and not out.requires_grad
-    assert all(p.grad is None for p in net.parameters())
-    assert not net.training  # mode restored
-
-
-def test_check_model_output_finds_an_unused_layer():
-    torch.manual_seed(0)
-    with pytest.raises(CheckFailed, match=r"2 parameter\(s\).*second.weight.*not used in forward"):
-        check_model_output(_Net(use_second=False), torch.randn(5, 4), (5, 3))
-
-
-def test_check_model_output_catches_softmax_and_shape():
-    torch.manual_seed(0)
-    with pytest.raises(CheckFailed, match="probabilities"):
-        check_model_output(_Net(softmax=True), torch.randn(5, 4), (5, 3))
-    with pytest.raises(CheckFailed, match=r"Dimension 1 is 3, expected 10"):
-        check_model_output(_Net(), torch.randn(5, 4), (5, 10))
-
-
-def test_check_model_output_needs_parameters():
-    with pytest.raises(CheckFailed, match="no trainable parameters"):
-        check_model_output(nn.Identity(), torch.randn(2, 3), (2, 3), logits=False)
 
 
 # --- check_class_indices -----------------------------------------------------------------------

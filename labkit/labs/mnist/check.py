@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit.check import CheckFailed, fail, passed, require, require_tensor
+from labkit.check import CheckFailed, fail, passed, require_tensor
 from labkit.data.tensor_loader import single_thread_on_cpu
 
 
@@ -159,21 +159,6 @@ def check_shape(tensor: torch.Tensor, expected: Sequence[int | None], what: str 
     raise fail(f"{what} has shape {shape}, expected {pretty}.{extra}", hint)
 
 
-def check_dtype(tensor: torch.Tensor, expected: torch.dtype, what: str = "tensor", hint: str | None = None) -> None:
-    """The tensor has the expected dtype (e.g. class targets must be `torch.long`)."""
-    tensor = require_tensor(tensor, what, hint)
-    if tensor.dtype == expected:
-        passed(f"{what} has dtype {expected}")
-        return
-    extra = ""
-    if expected == torch.long and tensor.dtype.is_floating_point:
-        extra = (" Class targets for nn.CrossEntropyLoss are integer class indices: "
-                 "convert them with .long().")
-    elif expected.is_floating_point and not tensor.dtype.is_floating_point:
-        extra = " Models and losses need floating-point inputs: convert with .float() (and scale images to [0, 1])."
-    raise fail(f"{what} has dtype {tensor.dtype}, expected {expected}.{extra}", hint)
-
-
 def check_logits(outputs: torch.Tensor, what: str = "model output", hint: str | None = None) -> None:
     """Outputs are raw logits, not probabilities (nn.CrossEntropyLoss applies log-softmax itself)."""
     outputs = require_tensor(outputs, what, hint)
@@ -222,56 +207,3 @@ def check_loss_decreasing(losses: Sequence[float], what: str = "training loss", 
         raise fail(f"{what} did not fall enough: {first:.4g} -> {last:.4g}.{extra}", hint)
     passed(f"{what} fell from {first:.4g} to {last:.4g}")
 
-
-def check_in_range(value: float, low: float | None = None, high: float | None = None, what: str = "value",
-                   hint: str | None = None) -> None:
-    """A number (an accuracy, a perplexity, a loss) lies in [low, high]; either bound may be open."""
-    require(value, what, hint)
-    number = float(value.item() if isinstance(value, torch.Tensor) else value)
-    if not math.isfinite(number):
-        raise fail(f"{what} is {number}: the computation overflowed or divided by zero.", hint)
-    if low is not None and number < low:
-        raise fail(f"{what} is {number:.4g}, expected at least {low:.4g}.", hint)
-    if high is not None and number > high:
-        raise fail(f"{what} is {number:.4g}, expected at most {high:.4g}.", hint)
-    bounds = f"[{'-inf' if low is None else f'{low:.4g}'}, {'inf' if high is None else f'{high:.4g}'}]"
-    passed(f"{what} = {number:.4g} is in {bounds}")
-
-
-def check_model_output(model: nn.Module, example: torch.Tensor, expected: Sequence[int | None],
-                       what: str = "model", logits: bool = True, hint: str | None = None) -> torch.Tensor:
-    """`model(example)` has the expected shape, is logits (if `logits`), and every parameter gets a gradient.
-
-    Returns the output. A parameter without a gradient means a layer was defined in
-    `__init__` but never used in `forward`.
-    """
-    if not isinstance(model, nn.Module):
-        raise fail(f"{what} should be an nn.Module, got {type(model).__name__}.", hint)
-    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    if not params:
-        raise fail(f"{what} has no trainable parameters: create its layers in __init__ (after "
-                   "super().__init__()) and assign them to self.", hint)
-    was_training = model.training
-    model.train()
-    for _, p in params:
-        p.grad = None
-    try:
-        out = model(example)
-        out = require_tensor(out, f"{what}'s output", hint)
-        check_shape(out, expected, what=f"{what}'s output", hint=hint)
-        if logits:
-            check_logits(out, what=f"{what}'s output", hint=hint)
-        out.float().sum().backward()
-        unused = [name for name, p in params if p.grad is None]
-    finally:
-        for _, p in params:
-            p.grad = None
-        model.train(was_training)
-    if unused:
-        raise fail(
-            f"{len(unused)} parameter(s) of {what} get no gradient ({', '.join(unused[:3])}"
-            f"{', ...' if len(unused) > 3 else ''}): those layers are defined in __init__ but not used in forward.",
-            hint,
-        )
-    passed(f"every parameter of {what} gets a gradient")
-    return out.detach()
