@@ -97,7 +97,7 @@ def describe_precision(device: torch.device, amp: bool, channels_last: bool) -> 
     what = {None: "fp32", torch.bfloat16: "bf16 mixed precision", torch.float16: "fp16 mixed precision"}[dtype]
     if amp and dtype is None:
         what += " (no native bf16 here)" if device.type == "cpu" else f" (no mixed precision on {device.type})"
-    return f"{what}, {'channels_last' if channels_last and device.type in ('cuda', 'cpu') else 'contiguous'} memory format"
+    return f"{what}, {'channels_last' if channels_last and device.type != 'mps' else 'contiguous'} memory format"
 
 
 def describe_device(device: str | torch.device | None = None) -> str:
