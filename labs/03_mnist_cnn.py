@@ -425,7 +425,7 @@ assert mine.final["test"]["accuracy"] > (0.2 if SIZE == "smoke" else 0.95)
 # %% [markdown]
 # ### C — the hand-in file: a `state_dict`, not a checkpoint
 #
-# A **`state_dict`** holds the tensors by name (`cnn.0.weight`, ...); the grader runs
+# A **`state_dict`** holds the tensors by layer name (printed below); the grader runs
 # `MyConvNet().load_state_dict(torch.load(path, weights_only=True))`. A **labkit checkpoint** (`best.pt`) also
 # holds the optimizer, scheduler, epoch and history, for `--resume`; `load_state_dict` cannot read it.
 

@@ -102,7 +102,7 @@ def test_comparison_runs_share_model_epochs_and_seed_and_never_see_test(data, tm
     assert [r.config.recipe for r in runs.values()] == ["adam-constant", "sgd-momentum"]
     assert {(r.config.seed, r.config.epochs, r.config.batch_size, r.config.model) for r in runs.values()} == {
         (0, 2, 32, "myconvnet")}
-    assert all(type(r.model).__name__ == "MyConvNet" for r in runs.values())
+    assert all(type(r.model).__name__ == "ReportConvNet" for r in runs.values())
     assert all("test" not in r.final for r in runs.values()), "the comparison never evaluates the test split"
     table = str(lab.comparison_table(runs))
     assert "| Adam, constant |" in table and "test" not in table and "0.05 → 0.05" in table

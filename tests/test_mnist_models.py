@@ -1,4 +1,4 @@
-"""MyConvNet and FastConvNet shapes and structure; the exercise checks accept right answers and explain wrong ones."""
+"""ReportConvNet (the report's MyConvNet) and FastConvNet; the exercise checks accept right answers, explain wrong."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from torch import nn
 
 from labkit.check import CheckFailed
 from labkit.labs.mnist.check import check_accuracy_function, check_myconvnet
-from labkit.labs.mnist.model import FastConvNet, MyConvNet, build_model, count_parameters
+from labkit.labs.mnist.model import FastConvNet, ReportConvNet, build_model, count_parameters
 
 
 def test_myconvnet_builds_without_arguments_and_returns_logits():
-    model = MyConvNet().eval()
+    model = ReportConvNet().eval()
     out = model(torch.randn(5, 1, 28, 28))
     assert out.shape == (5, 10)
     assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # logits, not probabilities
@@ -44,9 +44,9 @@ def test_myconvnet_is_the_reports_net_so_their_state_dicts_load_into_each_other(
             return self.fc(out.view(out.size()[0], -1))
 
     torch.manual_seed(0)
-    reports, ours = ReportsNet().eval(), MyConvNet().eval()
+    reports, ours = ReportsNet().eval(), ReportConvNet().eval()
     ours.load_state_dict(reports.state_dict())
-    reports.load_state_dict(MyConvNet().state_dict())
+    reports.load_state_dict(ReportConvNet().state_dict())
     ours.load_state_dict(reports.state_dict())
     x = torch.randn(3, 1, 28, 28)
     assert torch.allclose(ours(x), reports(x)) and ours(x[0]).shape == (1, 10)
@@ -61,7 +61,7 @@ def test_fastconvnet_shapes(width):
 
 
 def test_build_model_names_and_errors():
-    assert isinstance(build_model("myconvnet"), MyConvNet)
+    assert isinstance(build_model("myconvnet"), ReportConvNet)
     assert build_model("fast", width=8).width == 8
     with pytest.raises(ValueError, match="choose one of fast, myconvnet"):
         build_model("resnet")
@@ -70,16 +70,16 @@ def test_build_model_names_and_errors():
 
 
 def test_check_myconvnet_accepts_the_course_model(capsys):
-    check_myconvnet(MyConvNet)
+    check_myconvnet(ReportConvNet)
     assert "learns" in capsys.readouterr().out
 
 
-class _NeedsArgs(MyConvNet):
+class _NeedsArgs(ReportConvNet):
     def __init__(self, hidden):
         super().__init__()
 
 
-class _SoftmaxAtTheEnd(MyConvNet):
+class _SoftmaxAtTheEnd(ReportConvNet):
     def forward(self, x):
         return super().forward(x).softmax(dim=1)
 
@@ -95,13 +95,13 @@ class _WrongWidths(nn.Module):
         return self.net(x)
 
 
-class _BadFlatten(MyConvNet):
+class _BadFlatten(ReportConvNet):
     def __init__(self):
         super().__init__()
         self.fc[0] = nn.Linear(128 * 14 * 14, 784)
 
 
-class _NoConvBias(MyConvNet):
+class _NoConvBias(ReportConvNet):
     def __init__(self):
         super().__init__()
         self.cnn[0] = nn.Conv2d(1, 64, 3, padding=1, bias=False)
@@ -139,18 +139,18 @@ def test_check_accuracy_function_explains_mistakes(fn, hint):
 
 
 def test_labkit_export_hands_in_a_state_dict_that_a_fresh_myconvnet_loads(tmp_path):
-    """The course's hand-in file: `MyConvNet().load_state_dict(torch.load(path, weights_only=True))`."""
+    """The course's hand-in file: `ReportConvNet().load_state_dict(torch.load(path, weights_only=True))`."""
     from labkit.checkpoint import save_checkpoint
     from labkit.cli import main as cli_main
 
     torch.manual_seed(1)
-    trained = MyConvNet()
+    trained = ReportConvNet()
     checkpoint = save_checkpoint(tmp_path / "best.pt", model=trained, epoch=1)
     hand_in = tmp_path / "hw7_123456_name.pth"
     assert cli_main(["export", str(checkpoint), str(hand_in)]) == 0
     state = torch.load(hand_in, weights_only=True)
     assert isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
-    fresh = MyConvNet()
+    fresh = ReportConvNet()
     fresh.load_state_dict(state)  # strict: every key, every shape
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(fresh.eval()(x), trained.eval()(x))

@@ -7,11 +7,14 @@ nbgrader's manually-graded metadata with points.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
 import pytest
 
+import labkit
 from labkit.release import (
     ANSWER_STUB,
     BEGIN_SOLUTION,
@@ -110,3 +113,18 @@ def test_every_question_has_a_graded_answer_cell(lab: Lab):
         meta = cell.metadata["nbgrader"]
         assert meta["solution"] and meta["grade"] and meta["points"] > 0, meta
         assert ANSWER_STUB in cell.source
+
+
+_DEFINES = re.compile(r"^(?:def|class)\s+(\w+)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda lab: lab.name)
+def test_no_exercise_answer_is_importable_from_labkit_by_its_name(lab: Lab):
+    """What an exercise asks the student to write (`MyConvNet`, `train_one_epoch`, ...) is no name in any
+    labkit module: a student cannot import the answer instead of writing it."""
+    asked = {name for cell in read_lab(lab).cells if is_exercise(cell) and cell.cell_type == "code"
+             for name in _DEFINES.findall(cell.source)}
+    modules = [importlib.import_module(info.name) for info in pkgutil.walk_packages(labkit.__path__, "labkit.")
+               if not info.name.endswith("__main__")]
+    shipped = sorted(f"{module.__name__}.{name}" for module in modules for name in asked if hasattr(module, name))
+    assert not shipped, f"{lab.name}: the exercise's answer ships under its own name: {shipped}"
