@@ -193,6 +193,10 @@ import torch
 x = torch.linspace(-2, 2, 9)
 print("setup ran")
 
+
+def check_close(value, expected, what):
+    assert torch.allclose(torch.as_tensor(value), torch.as_tensor(expected)), f"{what} is wrong"
+
 # %% [markdown]
 # ## Your turn: write f
 
@@ -205,8 +209,7 @@ def f(x):
     ### END SOLUTION
 
 # %%
-from labkit.labs.function_fitting.check import check_function
-check_function(f, lambda t: t**2, x, what="f")
+check_close(f(x), x**2, what="f")
 
 # %% tags=["exercise"]
 ### BEGIN SOLUTION
@@ -214,7 +217,6 @@ total = float(f(x).sum())
 ### END SOLUTION
 
 # %%
-from labkit.labs.function_fitting.check import check_close
 check_close(total, float((x**2).sum()), what="total")
 
 # %% [markdown] tags=["exercise"]
