@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,7 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     """The device to train on: the argument, else `LABKIT_DEVICE`, else cuda > mps > cpu; a requested device
     that is not here is a `SetupError` listing those that are."""
     env = os.environ.get("LABKIT_DEVICE") or None
-    if preference is None:
-        preference = env
+    preference = env if preference is None else preference
     source = "LABKIT_DEVICE" if env is not None and str(preference) == env else "--device"
     if preference is not None:
         here = f"Available here: {', '.join(available_devices())}."
@@ -111,8 +111,15 @@ def describe_device(device: str | torch.device | None = None) -> str:
     elif device.type == "mps":
         name, what = "mps", f"Apple GPU, {platform.machine()}"
     else:
-        name, what = "cpu", f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        name, what = "cpu", f"{cpu_name()}, {torch.get_num_threads()} threads"
     return f"{name} ({what}) · torch {torch.__version__}"
+
+
+def cpu_name() -> str:
+    """The CPU's model ('AMD EPYC 9B14') from Linux's /proc/cpuinfo, else what `platform` knows."""
+    info, fallback = Path("/proc/cpuinfo"), platform.processor() or platform.machine()
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), fallback)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -351,12 +351,11 @@ def fit(model: nn.Module, train_data: Iterable[Batch], *, epochs: int, optimizer
         eval_data: Iterable[Batch] | Mapping[str, Iterable[Batch]] | None = None, metrics: Sequence[str | Metric] = (),
         scheduler: Any = None, callbacks: Sequence[Callback] = (), resume_from: str | os.PathLike | None = None,
         **step: Any) -> History:
-    """Train `model` for up to `epochs` epochs (numbered from 1) and return its History.
-
-    `eval_data`: a loader (recorded as `val_*`) or a mapping {"val": ..., "test": ...}, evaluated after every
-    epoch. `step`: the `Trainer`'s options. `callbacks`: see `labkit.callbacks`; a `Progress()` is added unless
-    one is given. `resume_from`: a checkpoint (the result equals an uninterrupted run). A non-finite training
-    loss stops the run with `history.diverged` and a `stop_reason` saying why; nothing is raised."""
+    """Train `model` for up to `epochs` epochs (numbered from 1) and return its History. `eval_data`: a loader
+    (recorded as `val_*`) or a mapping {"val": ..., "test": ...}, evaluated after every epoch. `step`: the
+    `Trainer`'s options. `callbacks`: see `labkit.callbacks`; a `Progress()` is added unless one is given.
+    `resume_from`: a checkpoint (the result equals an uninterrupted run). A non-finite training loss stops the
+    run with `history.diverged` and a `stop_reason` saying why; nothing is raised."""
     trainer = Trainer(model, optimizer, task=_as_task(task, loss_fn), metrics=metrics, scheduler=scheduler, **step)
     eval_sets = dict(eval_data) if isinstance(eval_data, Mapping) else {} if eval_data is None else {"val": eval_data}
     monitor = trainer.monitor or ("val_loss" if "val" in eval_sets else f"{next(iter(eval_sets), 'train')}_loss")

@@ -101,8 +101,7 @@ def writable_folder(out: Path) -> Path:
     """Create `out` and write a file there (os.access says yes to root on a read-only mount) before any work."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".labkit-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        (probe := out / f".labkit-write-test-{os.getpid()}").write_bytes(b"")
         probe.unlink()
     except OSError as err:
         raise WriteError(f"--out {out}: the folder cannot be created or written to ({err.strerror or err}). "
@@ -217,8 +216,8 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
     with dist.session(cfg.device, timeout_s=cfg.ddp_timeout) as ctx:
         writes = (write_files or checkpoints) and ctx.is_main_process
         if ctx.is_main_process and cfg.size != "smoke":
-            print(f"computing in {describe_precision(ctx.device, cfg.amp, cfg.channels_last)} on {ctx.device}",
-                  flush=True)
+            used = {k: getattr(cfg, k) and k not in lab.unused_options for k in ("amp", "channels_last")}
+            print(f"computing in {describe_precision(ctx.device, **used)} on {ctx.device}", flush=True)
         with (claim_folder(out, resume=resume, overwrite=overwrite) if writes else contextlib.nullcontext(),
               single_thread_on_cpu(ctx.device) if cfg.size == "smoke" else contextlib.nullcontext()):
             seed_everything(cfg.seed)
@@ -246,9 +245,9 @@ def run(lab: str | Lab, cfg: LabConfig, *, data: LabData | None = None,
                             callbacks, start, progress, splits, out, write_files, checkpoints)
             result.ddp = shards
             if est is not None and len(result.history):  # `labkit reproduce` records estimate against measured
-                ESTIMATES.append({"run": str(out), "estimated_epoch_seconds": round(est.seconds_per_epoch, 1),
-                                  "measured_epoch_seconds": round(result.history.total_seconds
-                                                                  / len(result.history), 1)})
+                measured = result.history.total_seconds / len(result.history)
+                ESTIMATES.append({"run": str(out), "estimated_epoch_seconds": float(f"{est.seconds_per_epoch:.3g}"),
+                                  "measured_epoch_seconds": float(f"{measured:.3g}")})
             if write_files and ctx.is_main_process:
                 write_outputs(lab, result)
     return result
@@ -374,25 +373,26 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     trainer = Trainer(probe, make_optimizer(cfg, probe), task=task, device=device, amp=cfg.amp,
                       channels_last=cfg.channels_last, grad_clip=cfg.grad_clip)
     n_steps = len(data.train) if hasattr(data.train, "__len__") else steps
-    warmup = min(ESTIMATE_WARMUP, max(n_steps - 3, 0))
     times: list[float] = []
 
     def timed(done: int, _sums: Any) -> bool:
         synchronize(device)
         times.append(time.perf_counter())
-        timed_steps = len(times) - 1 - warmup  # enough: `steps`, or 3 and ESTIMATE_SECONDS or a tenth of an epoch
-        return timed_steps >= steps or timed_steps >= 3 and (times[-1] - times[warmup] >= ESTIMATE_SECONDS
+        timed_steps = len(times) - 1 - ESTIMATE_WARMUP  # enough: `steps`, or 3 and ESTIMATE_SECONDS or 1/10 epoch
+        return timed_steps >= steps or timed_steps >= 3 and (times[-1] - times[ESTIMATE_WARMUP] >= ESTIMATE_SECONDS
                                                              or timed_steps >= n_steps // 10)
 
     evals = [data.eval[s] for s in splits if data.eval.get(s) is not None]
     try:
-        trainer.train_one_epoch(data.train, desc="estimate", after_step=timed)
+        for _ in itertools.takewhile(lambda _: len(times) < ESTIMATE_WARMUP + 4 or n_steps < 4  # full-batch: 0.5 s
+                                     and times[-1] - times[ESTIMATE_WARMUP] < 0.5, range(1000)):  # of epochs
+            trainer.train_one_epoch(data.train, desc="estimate", after_step=timed)
         per_eval = sum(_seconds_per_batch(probe, loader, task, device, cfg) for loader in evals[:1])
     finally:
         set_rng_state(saved)
     if hasattr(data.train, "set_epoch"):
         data.train.set_epoch(1)
-    first = min(warmup, len(times) - 2) if len(times) >= 2 else 0
+    first = min(ESTIMATE_WARMUP, len(times) - 2) if len(times) >= 2 else 0
     per_step = (times[-1] - times[first]) / (len(times) - 1 - first) if len(times) >= 2 else 0.0
     n_eval = sum(len(loader) for loader in evals if hasattr(loader, "__len__"))
     return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device), per_eval)

@@ -267,9 +267,31 @@ def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp
     assert est.seconds_per_step == pytest.approx(0.010)  # the warm-up steps are not timed
     assert est.seconds_per_eval_batch == pytest.approx(0.003)
     logged = runner.ESTIMATES[-1]  # what `labkit reproduce` records: estimated against measured, per epoch
-    assert logged["run"] == str(tmp_path / "r") and logged["measured_epoch_seconds"] == round(measured / 3, 1)
+    assert logged["run"] == str(tmp_path / "r") and logged["measured_epoch_seconds"] == float(f"{measured / 3:.3g}")
     assert abs(logged["estimated_epoch_seconds"] - logged["measured_epoch_seconds"]) <= 0.3 * measured / 3
     assert abs(est.seconds - measured) <= 0.3 * measured, (est, measured)
+
+
+def test_a_full_batch_run_is_timed_over_several_epochs(blobs, tmp_path, monkeypatch):
+    """One step per epoch (Lab 01's full-batch training): the estimate warms up and times across epochs instead
+    of dividing one step's time by nothing (it printed '~0 s' for 10,000 epochs)."""
+    now, seen = [0.0], {}
+
+    class TimedTask(type(blobs.task(blobs.config("smoke")))):
+        def __call__(self, model, batch):
+            count = seen[id(model)] = seen.get(id(model), 0) + model.training
+            now[0] += (0.030 if count <= 3 else 0.010) if model.training else 0.003
+            return super().__call__(model, batch)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    cfg = blobs.config("smoke", out=str(tmp_path / "r"), epochs=10_000, points=300, batch_size=4096,
+                       tensorboard=False)
+    data = blobs.load_data(cfg, _single_process())
+    assert len(data.train) == 1
+    est = runner.estimate_run(blobs, cfg, data, blobs.build_model(cfg, data.info), TimedTask(), (),
+                              torch.device("cpu"))
+    assert est.seconds_per_step == pytest.approx(0.010) and est.seconds == pytest.approx(100.0)
+    assert sum(seen.values()) >= 3 + 50  # three warm-up steps, then half a second of timed ones
 
 
 def test_a_long_run_does_not_start_by_itself_in_a_notebook(blobs, tmp_path, monkeypatch):

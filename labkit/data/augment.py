@@ -82,12 +82,10 @@ def _draw_flips(p: float, n: int, x: torch.Tensor, generator: torch.Generator | 
 
 def random_crop(x: torch.Tensor, padding: int, fill: float = 0.0,
                 generator: torch.Generator | None = None, flip: float = 0.0) -> torch.Tensor:
-    """A random crop of each image padded by `padding` pixels of `fill`, mirrored with probability `flip`.
-
-    The batch is padded once (with `flip`, a mirrored copy beside it); each output row is one contiguous run
-    of `w` values there, so one `index_select` over row windows crops and flips in one pass, one index per row.
-    Random draws: row offsets, column offsets, then flips.
-    """
+    """A random crop of each image padded by `padding` pixels of `fill`, mirrored with probability `flip`. The
+    batch is padded once (with `flip`, a mirrored copy beside it); each output row is one contiguous run of `w`
+    values there, so one `index_select` over row windows crops and flips in one pass, one index per row.
+    Random draws: row offsets, column offsets, then flips."""
     (n, c, h, w), p = x.shape, padding
     hp, wp = h + 2 * p, w + 2 * p
     copies = 2 if flip > 0 else 1

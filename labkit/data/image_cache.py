@@ -63,15 +63,12 @@ def decode_all(root: Path, relpaths: Sequence[str], size: int, desc: str = "deco
 def cached_images(root: Path, relpaths: Sequence[str], size: int, name: str,
                   cache_dir: Path | None = None, verbose: bool = True, *,
                   decoder: Callable[[Path, Sequence[str]], torch.Tensor] | None = None) -> torch.Tensor:
-    """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached.
-
-    `name` prefixes the cache file (e.g. "tiny-imagenet-train"); `cache_dir` defaults to
-    `labkit.config.cache_dir()`. `decoder(root, relpaths)` replaces `decode_all` when given: it must return
-    the (N, 3, size, size) uint8 tensor. The cache is written atomically (a full disk is a `WriteError`),
-    mode 0o644 so one student's cache serves the next on a course server; temp files of killed builds are
-    removed. It is read into memory, not memory-mapped: a cache file truncated or replaced while a run uses
-    it must not kill the process (SIGBUS); a damaged or stale one is rebuilt.
-    """
+    """The decoded images of `relpaths` under `root`, from the cache or decoded now and cached. `name` prefixes
+    the cache file ("tiny-imagenet-train"); `cache_dir` defaults to `labkit.config.cache_dir()`; `decoder(root,
+    relpaths)`, when given, replaces `decode_all` and returns the (N, 3, size, size) uint8 tensor. The cache is
+    written atomically (a full disk is a `WriteError`), mode 0o644 so one student's cache serves the next on a
+    course server; temp files of killed builds are removed. It is read into memory, not memory-mapped (a cache
+    replaced while a run uses it must not kill the process with SIGBUS); a damaged or stale one is rebuilt."""
     root = Path(root)
     key = cache_key(root, relpaths, size)
     shape = (len(relpaths), 3, size, size)

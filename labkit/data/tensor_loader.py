@@ -14,9 +14,8 @@ Transform = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 @contextlib.contextmanager
 def single_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """Run the enclosed torch ops on one CPU thread: a batch gather and its augmentation are memory-bound,
-    and on a busy machine each parallel op waits for a descheduled helper thread (measured 20x slower with
-    2 threads on a loaded 2-core machine). The model's compute keeps all threads."""
+    """The enclosed torch ops on one CPU thread: a batch gather and its augmentation are memory-bound, and on a
+    loaded 2-core machine each parallel op waits for a descheduled helper (20x slower, measured); models keep all."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads == 1:
         yield
