@@ -89,7 +89,7 @@ def test_recipes_and_sizes_validate():
     assert modern.recipe == "modern" and modern.optimizer == "adamw" and modern.schedule == "warmup_cosine"
     assert modern.warmup_steps == 50 and modern.decay_matrices_only and modern.weight_decay == 0.1
     assert (modern.train_split, modern.val_split, modern.test_split) == ("train", "valid", "test")
-    assert modern.epochs == 6 and modern.batch_size == 32 and modern.dropout == 0.4 and modern.seed == 1111
+    assert modern.epochs == 6 and modern.batch_size == 32 and modern.dropout == 0.2 and modern.seed == 1111
     assert not example.adaptive and example.batch_size == 20 and example.grad_clip == 0.25 and example.lr == 5.0
     assert example.optimizer == "sgd" and example.momentum == 0 and example.schedule == "plateau"
     assert example.gamma == 0.25 and example.patience_lr == 0
