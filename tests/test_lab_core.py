@@ -244,11 +244,10 @@ def test_choose_size(monkeypatch):
     assert labmod.choose_size(None)[0] == "laptop"
 
 
-def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp_path, capsys, monkeypatch):
-    """The estimate against the run it predicts, on a fake clock (a wall clock would make the test depend on the
-    machine's load): a training batch costs 10 ms and an evaluation batch 3 ms, except the first three training
-    batches of each model, which cost 30 ms (a CPU's first steps build its kernels)."""
-    now, seen = [0.0], {}
+def _clocked_task(blobs, now: list[float]):
+    """The blobs task on a fake clock `now`: a training batch costs 10 ms (the first three of each model 30 ms, a
+    CPU's first steps build its kernels), an evaluation batch 3 ms. Returns the class and its per-model counts."""
+    seen: dict[int, int] = {}
 
     class TimedTask(type(blobs.task(blobs.config("smoke")))):
         def __call__(self, model, batch):
@@ -256,6 +255,15 @@ def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp
             now[0] += (0.030 if count <= 3 else 0.010) if model.training else 0.003
             return super().__call__(model, batch)
 
+    return TimedTask, seen
+
+
+def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp_path, capsys, monkeypatch):
+    """The estimate against the run it predicts, on a fake clock (a wall clock would make the test depend on the
+    machine's load): a training batch costs 10 ms and an evaluation batch 3 ms, except the first three training
+    batches of each model, which cost 30 ms (a CPU's first steps build its kernels)."""
+    now = [0.0]
+    TimedTask, _ = _clocked_task(blobs, now)
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     cfg = blobs.config("smoke", out=str(tmp_path / "r"), epochs=3, points=6000, batch_size=8, tensorboard=False)
     data = blobs.load_data(cfg, _single_process())
@@ -275,14 +283,8 @@ def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp
 def test_a_full_batch_run_is_timed_over_several_epochs(blobs, tmp_path, monkeypatch):
     """One step per epoch (Lab 01's full-batch training): the estimate warms up and times across epochs instead
     of dividing one step's time by nothing (it printed '~0 s' for 10,000 epochs)."""
-    now, seen = [0.0], {}
-
-    class TimedTask(type(blobs.task(blobs.config("smoke")))):
-        def __call__(self, model, batch):
-            count = seen[id(model)] = seen.get(id(model), 0) + model.training
-            now[0] += (0.030 if count <= 3 else 0.010) if model.training else 0.003
-            return super().__call__(model, batch)
-
+    now = [0.0]
+    TimedTask, seen = _clocked_task(blobs, now)
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
     cfg = blobs.config("smoke", out=str(tmp_path / "r"), epochs=10_000, points=300, batch_size=4096,
                        tensorboard=False)
