@@ -144,7 +144,7 @@ class LanguageModelLab(Lab):
                   "dropout": 0.1,
                             "recipes": {"modern": {"lr": 5e-3, "warmup_steps": 10}}},
         # the shared copy has no train.txt: train on valid.txt but its last 10% (which validates), test on
-        # test.txt; the notebook takes ~4 minutes on a 2-core CPU and over-fits after epoch 1-2
+        # test.txt; the notebook takes about 2 minutes on a quiet 2-core CPU and over-fits after epoch 1
         "laptop": {"train_split": "valid", "val_split": "valid", "test_split": "test", "epochs": 5},
         "full": {},
     }
