@@ -248,11 +248,11 @@ class KeepBest(Callback):
     """The lab's best.pt, in memory: the weights of the epoch with the lowest hold-out perplexity."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.model, self.best, self.weights = model, math.inf, None
+        self.model, self.weights = model, None
 
     def on_epoch_end(self, state) -> None:
-        if (ppl := state.history["val_perplexity"][-1]) < self.best:
-            self.best, self.weights = ppl, {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if state.history.best("val_perplexity")[0] == state.epoch:
+            self.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
 def train_labkit(ids: torch.Tensor, ntokens: int, budget_s: float, cfg: lab.Config,
@@ -275,7 +275,7 @@ def train_labkit(ids: torch.Tensor, ntokens: int, budget_s: float, cfg: lab.Conf
     if keep is not None and keep.weights is not None:
         model.load_state_dict(keep.weights)
     return {"model": model, "seconds": seconds, "tokens": train.tokens, "batches": train.count,
-            "holdout_ppl": keep.best if keep is not None else math.nan,
+            "holdout_ppl": history.best("val_perplexity")[1] if keep is not None else math.nan,
             "epochs": train.count / len(train.batches), "batch": cfg.batch_size, "history": history}
 
 
