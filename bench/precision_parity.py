@@ -4,6 +4,8 @@ channels_last), several seeds each: hold-out (or test) accuracy min / median / m
 bf16 is labkit's default on a CPU with native bf16 only if the medians differ by less than the seed spread
 (issue 21). Accuracy does not depend on the machine's load, so the runs may share the CPU: `--jobs 2` runs two
 at once with one thread each (the two cores of a laptop give about the same total throughput either way).
+Where the CPU has no native bf16, `LABKIT_CPU_BF16=1` measures bf16's accuracy with oneDNN's emulated bf16 (about
+twice fp32's time here); every run records its CPU and whether its bf16 was native (`parity-run.json` beside it).
 
     python bench/precision_parity.py --size laptop --seeds 0 1 2 --jobs 2 --out /tmp/parity
     python bench/precision_parity.py --size smoke --seeds 0 1 --out /tmp/parity   # seconds: the pipeline only
@@ -25,14 +27,24 @@ from pathlib import Path
 
 import torch
 
-from labkit.device import cpu_bf16_native
+from labkit.device import cpu_bf16_native, cpu_name
 
 PRECISIONS = {"fp32": "--no-amp", "bf16": "--amp"}
 
 
+def bf16_hardware() -> bool:
+    """Whether this CPU runs bf16 natively, whatever LABKIT_CPU_BF16 forces."""
+    forced = os.environ.pop("LABKIT_CPU_BF16", None)
+    try:
+        return cpu_bf16_native()
+    finally:
+        if forced is not None:
+            os.environ["LABKIT_CPU_BF16"] = forced
+
+
 def one_run(size: str, precision: str, seed: int, out: Path, threads: int, extra: list[str]) -> dict:
     folder = out / f"{precision}-seed{seed}"
-    metrics = folder / "metrics.json"
+    metrics, where = folder / "metrics.json", folder / "parity-run.json"
     if not metrics.exists():  # a finished run is read again, not retrained (the sweep can be resumed)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         cmd = [sys.executable, "-m", "labkit", "run", "cifar10", "--size", size, "--recipe", "course",
@@ -44,9 +56,13 @@ def one_run(size: str, precision: str, seed: int, out: Path, threads: int, extra
             done = subprocess.run(cmd, check=False, stdout=handle, stderr=subprocess.STDOUT, env=env)
         if done.returncode != 0:
             raise SystemExit(f"{precision} seed {seed} failed ({done.returncode}); see {log}")
+        bf16 = "native" if bf16_hardware() else "emulated (LABKIT_CPU_BF16=1)"
+        where.write_text(json.dumps({"cpu": cpu_name(), "threads": threads,
+                                     "bf16": bf16 if precision == "bf16" else "not used"}, indent=2) + "\n")
     summary = json.loads(metrics.read_text())["summary"]
+    run = json.loads(where.read_text()) if where.exists() else {"cpu": "not recorded", "bf16": "not recorded"}
     return {"precision": precision, "seed": seed, "accuracy": summary["test_accuracy"],
-            "train_accuracy": summary["train_accuracy"], "seconds": summary["seconds"]}
+            "train_accuracy": summary["train_accuracy"], "seconds": summary["seconds"], **run}
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -65,7 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if not cpu_bf16_native() and not torch.cuda.is_available():
         raise SystemExit("This CPU has no native bf16 (AVX-512 BF16 or AMX): labkit trains it in fp32 whatever "
-                         "--amp says, so there is no bf16 side to compare. Run this where bf16 is native.")
+                         "--amp says, so there is no bf16 side to compare. Run this where bf16 is native, or with "
+                         "LABKIT_CPU_BF16=1 to measure bf16's accuracy (not its speed) with emulated bf16.")
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     plan = [(p, s) for s in args.seeds for p in PRECISIONS]  # precisions alternate
     started = time.perf_counter()
@@ -77,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Lab 02 course recipe, {args.size} size, seeds {args.seeds}: evaluation-split accuracy")
     print(f"{'precision':<10}{'min':>8}{'median':>8}{'max':>8}  per seed")
     for p in PRECISIONS:
-        per_seed = " ".join(f"{r['accuracy']:.4f}" for r in rows if r["precision"] == p)
+        per_seed = " ".join(f"{r['accuracy']:.4f}" + (" (emulated)" if r["bf16"].startswith("emulated") else "")
+                            for r in rows if r["precision"] == p)
         t = table[p]
         print(f"{p:<10}{t['min']:>8.4f}{t['median']:>8.4f}{t['max']:>8.4f}  {per_seed}")
     result = {"size": args.size, "seeds": args.seeds, "runs": rows, "table": table, "median_gap": round(gap, 4),
