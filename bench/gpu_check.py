@@ -59,6 +59,10 @@ RESULT keys (ratios > 1 mean "faster"; `na`: not measured):
   labkit_vs_ref=X           geometric mean over the CNNs: labkit / reference, both AMP+channels_last
   labkit_amp_vs_ref_fp32=X  geometric mean over the CNNs: labkit AMP+channels_last / reference fp32
                             contiguous (NOT the same precision: what switching a course script gives)
+  peak_fraction=X           ResNet-20's labkit training FLOP/s (AMP + channels_last, eager; FLOPs per image
+                            counted by FlopCounterMode) / the GPU's 2048x2048 matmul FLOP/s in that precision
+  precision=fp32|bf16|fp16  what that AMP row computed in
+  matmul_fp32_gflops=X, matmul_bf16_gflops=X, matmul_fp16_gflops=X   the GPU's matmul GFLOP/s (na: not native)
   ddp_ok=1|0                the 1-process NCCL torchrun run passed
   ddp2_ok=1|0|na            the 2-process run passed (na: fewer than 2 GPUs)
   failed=N                  checks that failed (lab smoke runs, resume labs, throughput rows, DDP)
@@ -92,10 +96,18 @@ sys.path.insert(0, str(_REPO / "bench"))  # bench/throughput.py
 os.environ.setdefault("MPLBACKEND", "Agg")  # the labs' reports draw figures; no display here
 
 import torch
-from throughput import endless, synchronize
+from throughput import (
+    endless,
+    matmul_flops,
+    peak_fraction,
+    precision_name,
+    synchronize,
+    training_flops,
+)
 from torch import nn
 
 from labkit.callbacks import Callback, Progress
+from labkit.device import amp_dtype
 from labkit.tables import markdown_table
 
 SECTIONS = ("smoke", "resume", "throughput", "ddp")
@@ -924,6 +936,29 @@ def find_rate(rows: Sequence[Row], case: Case, group: str | None = None) -> floa
     return None
 
 
+def limit_values(device: torch.device, rows: Sequence[Row], seconds: float = 1.5) -> dict[str, Any]:
+    """The device's limit beside ResNet-20's labkit AMP + channels_last figure (fp32 eager where that row is
+    missing): `peak_fraction`, its precision, and the 2048x2048 matmul GFLOP/s per precision (None: not native)."""
+    peaks = matmul_flops(device, seconds)
+    values: dict[str, Any] = {"peak_fraction": None, "precision": None}
+    for amp in (True, False):
+        rate = find_rate(rows, Case("resnet20", "labkit", amp, amp, False))
+        if rate is not None:
+            images = torch.randn(8, 3, 32, 32, device=device)
+            per_image = training_flops(_cnn_spec("resnet20")["build"](), images,
+                                       torch.randint(0, 10, (8,), device=device)) / 8
+            dtype = amp_dtype(device, amp)
+            values = {"peak_fraction": peak_fraction(rate, per_image, peaks, dtype), "precision": precision_name(dtype)}
+            break
+    return {**values, **{f"matmul_{k}_gflops": None if v is None else v / 1e9 for k, v in peaks.items()}}
+
+
+def limit_text(limit: dict[str, Any]) -> str:
+    matmuls = ", ".join(f"{k.split('_')[1]} {fmt(v)}" for k, v in limit.items() if k.startswith("matmul_") and v)
+    return (f"2048x2048 matmul GFLOP/s: {matmuls}; ResNet-20 labkit training FLOP/s / the {limit['precision']} "
+            f"matmul's: peak_fraction {fmt(limit['peak_fraction'])}")
+
+
 def throughput_ratios(rows: Sequence[Row]) -> dict[str, tuple[float | None, str]]:
     """The summary ratios (> 1: faster) and what each compares."""
 
@@ -1084,7 +1119,7 @@ def describe(device: torch.device, workers: int) -> str:
 
 def result_values(device_name: str, seconds: float, smoke: Sequence[SmokeResult] | None,
                   resume: Sequence[ResumeResult] | None, rows: Sequence[Row] | None,
-                  ddp: Sequence[DdpResult] | None, gpus: int) -> dict[str, Any]:
+                  ddp: Sequence[DdpResult] | None, gpus: int, limit: dict[str, Any] | None = None) -> dict[str, Any]:
     """The RESULT line's values (see the module docstring); None is printed as na."""
     values: dict[str, Any] = {}
     values["smoke_ok"] = f"{sum(r.ok for r in smoke)}/{len(smoke)}" if smoke is not None else None
@@ -1102,6 +1137,9 @@ def result_values(device_name: str, seconds: float, smoke: Sequence[SmokeResult]
     for key in ("amp_speedup", "channels_last_speedup", "compile_speedup", "labkit_vs_ref",
                 "labkit_amp_vs_ref_fp32"):
         values[key] = ratios.get(key, (None, ""))[0]
+    limit = limit or {}
+    for key in ("peak_fraction", "precision", "matmul_fp32_gflops", "matmul_bf16_gflops", "matmul_fp16_gflops"):
+        values[key] = limit.get(key)
     one = [r for r in ddp or () if r.processes == 1]
     two = [r for r in ddp or () if r.processes == 2]
     values["ddp_ok"] = one[0].ok if one else None
@@ -1194,7 +1232,7 @@ def main(argv: Sequence[str] | None = None, *, _test_device: str | None = None) 
         print(block, flush=True)
         report.append(block)
 
-    smoke = resume = rows = ddp = None
+    smoke = resume = rows = ddp = limit = None
     broken = ""
     try:
         if "smoke" in sections:
@@ -1226,12 +1264,15 @@ def main(argv: Sequence[str] | None = None, *, _test_device: str | None = None) 
                 broken = f"throughput stopped: {first_line(err)}"
             emit("Training throughput (generated data, real sizes)", throughput_table(rows), since)
             emit("Ratios", ratio_table(throughput_ratios(rows)), since)
+            if not broken:
+                since, limit = time.perf_counter(), limit_values(device, rows, 0.1 if sizes is TINY else 1.5)
+                emit("Against the limit", limit_text(limit), since)
     finally:
         if not keep:
             shutil.rmtree(out, ignore_errors=True)
     if broken:
         print(f"gpu_check: {broken}; later checks skipped", file=sys.stderr)
-    values = result_values(device_name, budget.elapsed(), smoke, resume, rows, ddp, gpus)
+    values = result_values(device_name, budget.elapsed(), smoke, resume, rows, ddp, gpus, limit)
     if broken:
         values["failed"] += 1
     line = format_result(values)

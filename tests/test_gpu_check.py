@@ -130,13 +130,14 @@ def test_ratios_and_result_values(gc):
     values = gc.result_values("NVIDIA H200", 412.4, smoke, resume, rows, ddp, 1)
     assert list(values) == ["smoke_ok", "resume_ok", "resume_max_rel", "resnet20_amp_img_s", "resnet18_amp_img_s",
                             "lm_amp_tok_s", "amp_speedup", "channels_last_speedup", "compile_speedup",
-                            "labkit_vs_ref", "labkit_amp_vs_ref_fp32", "ddp_ok", "ddp2_ok", "failed", "seconds",
-                            "device"]
+                            "labkit_vs_ref", "labkit_amp_vs_ref_fp32", "peak_fraction", "precision",
+                            "matmul_fp32_gflops", "matmul_bf16_gflops", "matmul_fp16_gflops", "ddp_ok", "ddp2_ok",
+                            "failed", "seconds", "device"]
     fields = result_fields(gc.format_result(values))
     assert fields["smoke_ok"] == "1/2" and fields["resume_ok"] == "1" and fields["resume_max_rel"] == "3e-05"
     assert fields["resnet18_amp_img_s"] == "600" and fields["lm_amp_tok_s"] == "2000"
     assert fields["ddp_ok"] == "1" and fields["ddp2_ok"] == "na" and fields["failed"] == "1"
-    assert fields["device"] == "NVIDIA H200" and fields["seconds"] == "412"
+    assert fields["device"] == "NVIDIA H200" and fields["seconds"] == "412" and fields["peak_fraction"] == "na"
     nothing = gc.result_values("x", 1.0, None, None, None, None, 0)
     assert nothing["smoke_ok"] is None and nothing["amp_speedup"] is None and nothing["failed"] == 0
 
@@ -256,6 +257,22 @@ def test_ddp_check_launches_torchrun(gc, tmp_path):
                            "run", "function-fitting", "--smoke", "--device", "cuda", "--out", "OUT"]
 
 
+def test_the_limit_is_resnet20s_amp_row_against_the_matmul_of_its_precision(gc, monkeypatch):
+    peaks = {"fp32": 200e9, "bf16": 400e9, "fp16": None}
+    monkeypatch.setattr(gc, "matmul_flops", lambda device, seconds: peaks)
+    monkeypatch.setattr(gc, "training_flops", lambda model, images, targets: 8 * 1e8)  # 0.1 GFLOP an image
+    monkeypatch.setattr(gc, "amp_dtype", lambda device, amp: torch.bfloat16 if amp else None)
+    limit = gc.limit_values(torch.device("cpu"), fake_rows(gc))
+    # the labkit ResNet-20 AMP + channels_last eager row: 2 x 100 x 2 x 1.5 = 600 images/s, against bf16's peak
+    assert limit["precision"] == "bf16" and limit["peak_fraction"] == pytest.approx(600 * 1e8 / 400e9)
+    assert (limit["matmul_fp32_gflops"], limit["matmul_bf16_gflops"], limit["matmul_fp16_gflops"]) == (200, 400, None)
+    no_amp = [r for r in fake_rows(gc) if not r.case.amp]  # falls back to the fp32 eager row (2 x 100)
+    limit = gc.limit_values(torch.device("cpu"), no_amp)
+    assert limit["precision"] == "fp32" and limit["peak_fraction"] == pytest.approx(200 * 1e8 / 200e9)
+    assert gc.limit_values(torch.device("cpu"), [])["peak_fraction"] is None
+    assert "peak_fraction 0.15" in gc.limit_text(gc.limit_values(torch.device("cpu"), fake_rows(gc)))
+
+
 def test_main_in_test_mode_prints_tables_and_the_result_line(gc, blobs, tmp_path, capsys, monkeypatch):  # noqa: F811
     tiny_plan = [gc.Group("resnet20 eager", (gc.Case("resnet20", "reference", False, False, False),
                                              gc.Case("resnet20", "labkit", False, False, False))),
@@ -273,6 +290,10 @@ def test_main_in_test_mode_prints_tables_and_the_result_line(gc, blobs, tmp_path
     fields = result_fields(text.strip().splitlines()[-1])
     assert fields["smoke_ok"] == "2/2" and fields["resume_ok"] == "1" and fields["failed"] == "0"
     assert float(fields["lm_amp_tok_s"]) > 0 and fields["ddp_ok"] == "na" and fields["device"] == "cpu (test mode)"
+    assert "## Against the limit" in text
+    # the plan's only ResNet-20 labkit row is fp32 eager: against the fp32 matmul
+    assert fields["precision"] == "fp32" and 0 < float(fields["peak_fraction"]) <= 1.5
+    assert float(fields["matmul_fp32_gflops"]) > 0 and fields["matmul_fp16_gflops"] == "na"
     saved = report.read_text()
     assert saved.startswith("gpu_check on ") and saved.strip().endswith(text.strip().splitlines()[-1])
     assert json.loads(report.with_suffix(".json").read_text())["values"]["smoke_ok"] == "2/2"
