@@ -10,7 +10,8 @@ twice fp32's time here); every run records its CPU and whether its bf16 was nati
     python bench/precision_parity.py --size laptop --seeds 0 1 2 --jobs 2 --out /tmp/parity
     python bench/precision_parity.py --size smoke --seeds 0 1 --out /tmp/parity   # seconds: the pipeline only
 
-Ends with `RESULT fp32_median=… bf16_median=… fp32_spread=… bf16_spread=… median_gap=… bf16_within_noise=…`.
+Ends with `RESULT fp32_median=… bf16_median=… fp32_spread=… bf16_spread=… median_gap=… bf16_within_noise=…
+complete=yes|no` (`--available` tabulates the finished runs only: complete=no until every seed ran).
 """
 
 from __future__ import annotations
@@ -77,28 +78,37 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/jobs threads)")
     parser.add_argument("--out", type=Path, default=Path("runs/precision-parity"))
     parser.add_argument("--json", type=Path, help="write the table here as JSON")
+    parser.add_argument("--available", action="store_true",
+                        help="tabulate the runs already finished under --out and train nothing (a partial table)")
     parser.add_argument("extra", nargs="*", help="more `labkit run` options, after --")
     args = parser.parse_args(argv)
-    if not cpu_bf16_native() and not torch.cuda.is_available():
+    if not args.available and not cpu_bf16_native() and not torch.cuda.is_available():
         raise SystemExit("This CPU has no native bf16 (AVX-512 BF16 or AMX): labkit trains it in fp32 whatever "
                          "--amp says, so there is no bf16 side to compare. Run this where bf16 is native, or with "
                          "LABKIT_CPU_BF16=1 to measure bf16's accuracy (not its speed) with emulated bf16.")
     threads = max(1, (os.cpu_count() or 2) // args.jobs)
     plan = [(p, s) for s in args.seeds for p in PRECISIONS]  # precisions alternate
+    if args.available:
+        plan = [(p, s) for p, s in plan if (args.out / f"{p}-seed{s}" / "metrics.json").exists()]
+        if {p for p, _ in plan} != set(PRECISIONS):
+            raise SystemExit(f"--available: no finished run of each precision under {args.out}")
     started = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda job: one_run(args.size, job[0], job[1], args.out, threads, args.extra), plan))
     table = {p: spread([r["accuracy"] for r in rows if r["precision"] == p]) for p in PRECISIONS}
     gap = abs(table["bf16"]["median"] - table["fp32"]["median"])
     noise = max(table["fp32"]["spread"], table["bf16"]["spread"])
-    print(f"Lab 02 course recipe, {args.size} size, seeds {args.seeds}: evaluation-split accuracy")
+    done = f"{len(rows)} of {2 * len(args.seeds)} runs finished (a partial table)" if len(rows) < 2 * len(
+        args.seeds) else f"seeds {args.seeds}"
+    print(f"Lab 02 course recipe, {args.size} size, {done}: evaluation-split accuracy")
     print(f"{'precision':<10}{'min':>8}{'median':>8}{'max':>8}  per seed")
     for p in PRECISIONS:
         per_seed = " ".join(f"{r['accuracy']:.4f}" + (" (emulated)" if r["bf16"].startswith("emulated") else "")
                             for r in rows if r["precision"] == p)
         t = table[p]
         print(f"{p:<10}{t['min']:>8.4f}{t['median']:>8.4f}{t['max']:>8.4f}  {per_seed}")
-    result = {"size": args.size, "seeds": args.seeds, "runs": rows, "table": table, "median_gap": round(gap, 4),
+    result = {"size": args.size, "seeds": args.seeds, "complete": len(rows) == 2 * len(args.seeds),
+              "runs": rows, "table": table, "median_gap": round(gap, 4),
               "seed_spread": round(noise, 4), "bf16_within_noise": gap < noise,
               "wall_seconds": round(time.perf_counter() - started, 1), "jobs": args.jobs, "threads_per_job": threads}
     if args.json:
@@ -106,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"RESULT fp32_median={table['fp32']['median']:.4f} bf16_median={table['bf16']['median']:.4f} "
           f"fp32_spread={table['fp32']['spread']:.4f} bf16_spread={table['bf16']['spread']:.4f} "
-          f"median_gap={gap:.4f} bf16_within_noise={'yes' if gap < noise else 'no'}")
+          f"median_gap={gap:.4f} bf16_within_noise={'yes' if gap < noise else 'no'} "
+          f"complete={'yes' if result['complete'] else 'no'}")
     return result
 
 

@@ -54,3 +54,14 @@ def test_two_seeds_each_give_the_table_and_a_rerun_reads_them_again(tmp_path):
     again = parity(tmp_path, "1", "--seeds", "0", "1", "--json", str(table))
     assert again.returncode == 0 and metrics.stat().st_mtime_ns == before  # read, not retrained
     assert json.loads(table.read_text())["table"] == result["table"]
+    assert result["complete"] is True
+
+    partial = parity(tmp_path, "0", "--seeds", "0", "1", "2", "--available", "--json", str(table))  # trains nothing
+    assert partial.returncode == 0, partial.stderr
+    assert "4 of 6 runs finished (a partial table)" in partial.stdout
+    assert partial.stdout.strip().endswith("complete=no")
+    assert not (tmp_path / "parity" / "fp32-seed2").exists()
+    assert json.loads(table.read_text())["complete"] is False
+    assert json.loads(table.read_text())["table"] == result["table"]
+    empty = parity(tmp_path, "0", "--available", "--out", str(tmp_path / "nothing"))
+    assert empty.returncode != 0 and "no finished run of each precision" in empty.stderr
