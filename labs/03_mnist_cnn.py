@@ -15,7 +15,8 @@
 # The assignment: build `MyConvNet`, train it on MNIST, **pick the model on a validation split** (images held out
 # of training to choose with), report its **test** accuracy once, and hand it in as a `state_dict` (the model's
 # tensors by name). Every run (`labkit.runner.run`) keeps the epoch with the best validation accuracy.
-# `SIZE`: `smoke` (generated digits; the tests), `laptop` (real MNIST subsets) or `full` (the course's runs).
+# `SIZE`: `smoke` (generated digits; the tests), `laptop` (real MNIST: the full split for the main run, subsets
+# for the comparisons) or `full` (the course's runs).
 
 # %%
 from pathlib import Path
