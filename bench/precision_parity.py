@@ -52,14 +52,15 @@ def one_run(size: str, precision: str, seed: int, out: Path, threads: int, extra
                "--seed", str(seed), PRECISIONS[precision], "--channels-last", "--no-tensorboard", "--overwrite",
                "--out", str(folder), *extra]
         log = folder.with_suffix(".log")
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        # written before the run (the run's --overwrite keeps it), so a sweep stopped once the metrics exist keeps it
+        bf16 = "native" if bf16_hardware() else "emulated (LABKIT_CPU_BF16=1)"
+        where.write_text(json.dumps({"cpu": cpu_name(), "threads": threads,
+                                     "bf16": bf16 if precision == "bf16" else "not used"}, indent=2) + "\n")
         with open(log, "w") as handle:
             done = subprocess.run(cmd, check=False, stdout=handle, stderr=subprocess.STDOUT, env=env)
         if done.returncode != 0:
             raise SystemExit(f"{precision} seed {seed} failed ({done.returncode}); see {log}")
-        bf16 = "native" if bf16_hardware() else "emulated (LABKIT_CPU_BF16=1)"
-        where.write_text(json.dumps({"cpu": cpu_name(), "threads": threads,
-                                     "bf16": bf16 if precision == "bf16" else "not used"}, indent=2) + "\n")
     summary = json.loads(metrics.read_text())["summary"]
     run = json.loads(where.read_text()) if where.exists() else {"cpu": "not recorded", "bf16": "not recorded"}
     return {"precision": precision, "seed": seed, "accuracy": summary["test_accuracy"],

@@ -65,3 +65,15 @@ def test_two_seeds_each_give_the_table_and_a_rerun_reads_them_again(tmp_path):
     assert json.loads(table.read_text())["table"] == result["table"]
     empty = parity(tmp_path, "0", "--available", "--out", str(tmp_path / "nothing"))
     assert empty.returncode != 0 and "no finished run of each precision" in empty.stderr
+
+
+def test_each_runs_machine_is_recorded_before_it_trains(tmp_path):
+    """parity-run.json is written before the run (its --overwrite keeps it): a sweep stopped at any point after the
+    run's metrics appear still knows the run's CPU and bf16 mode; here the run itself fails at once."""
+    done = parity(tmp_path, "1", "--seeds", "0", "--", "--epochs", "0")
+    assert done.returncode != 0 and "fp32 seed 0 failed" in done.stderr
+    folder = tmp_path / "parity" / "fp32-seed0"
+    assert not (folder / "metrics.json").exists()
+    run = json.loads((folder / "parity-run.json").read_text())
+    assert run["cpu"] and run["bf16"] == "not used" and run["threads"] >= 1
+    assert "--epochs" in (tmp_path / "parity" / "fp32-seed0.log").read_text()  # the run's own error, in its log
