@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -359,8 +360,9 @@ def duration(seconds: float) -> str:
 ESTIMATES: list[dict[str, Any]] = []
 #: the estimate's warm-up steps (a CPU's first steps build oneDNN kernels and grow the allocator: 2-3x slower)
 ESTIMATE_WARMUP = 3
-#: and it times steps until this many seconds have passed or a tenth of an epoch (at least 3 steps, at most `steps`)
-ESTIMATE_SECONDS = 5.0
+#: and it times steps until this many seconds have passed or a tenth of an epoch (at least 3 steps and
+#: ESTIMATE_MIN_SECONDS, at most `steps` or the epoch: three 40 ms steps alone were off by 30 %)
+ESTIMATE_SECONDS, ESTIMATE_MIN_SECONDS = 5.0, 0.5
 
 
 def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task: Any,
@@ -379,8 +381,9 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
         synchronize(device)
         times.append(time.perf_counter())
         timed_steps = len(times) - 1 - ESTIMATE_WARMUP  # enough: `steps`, or 3 and ESTIMATE_SECONDS or 1/10 epoch
-        return timed_steps >= steps or timed_steps >= 3 and (times[-1] - times[ESTIMATE_WARMUP] >= ESTIMATE_SECONDS
-                                                             or timed_steps >= n_steps // 10)
+        elapsed = times[-1] - times[ESTIMATE_WARMUP] if timed_steps > 0 else 0.0
+        return timed_steps >= steps or timed_steps >= 3 and (elapsed >= ESTIMATE_SECONDS or timed_steps >= n_steps
+                                                             // 10 and elapsed >= ESTIMATE_MIN_SECONDS)
 
     evals = [data.eval[s] for s in splits if data.eval.get(s) is not None]
     try:
@@ -393,20 +396,26 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     if hasattr(data.train, "set_epoch"):
         data.train.set_epoch(1)
     first = min(ESTIMATE_WARMUP, len(times) - 2) if len(times) >= 2 else 0
-    per_step = (times[-1] - times[first]) / (len(times) - 1 - first) if len(times) >= 2 else 0.0
+    steps_taken = [b - a for a, b in itertools.pairwise(times[first:])]  # the median: one stalled step of a
+    per_step = statistics.median(steps_taken) if steps_taken else 0.0  # short window must not set the estimate
     n_eval = sum(len(loader) for loader in evals if hasattr(loader, "__len__"))
     return Estimate(per_step, n_steps, n_eval, cfg.epochs, str(device), per_eval)
 
 
 def _seconds_per_batch(model: nn.Module, loader: Any, task: Any, device: torch.device, cfg: LabConfig,
                        batches: int = 3) -> float:
-    """Seconds per evaluation batch of `loader`: one warm-up batch, then up to `batches` timed."""
-    marks: list[float] = []
-    for batch in itertools.islice(loader, batches + 1):
+    """Seconds per evaluation batch of `loader`: its first batch as warm-up, then its first `batches` timed (a
+    one-batch loader, e.g. 1,000 val images in batches of 2,000, is timed on its one batch, not counted as free)."""
+    def run(batch: Any) -> float:
         evaluate(model, [batch], task=task, device=device, amp=cfg.amp, channels_last=cfg.channels_last)
         synchronize(device)
-        marks.append(time.perf_counter())
-    return (marks[-1] - marks[0]) / (len(marks) - 1) if len(marks) > 1 else 0.0
+        return time.perf_counter()
+
+    for batch in itertools.islice(loader, 1):
+        start = run(batch)
+        ends = [run(batch) for batch in itertools.islice(loader, batches)]
+        return (ends[-1] - start) / len(ends)
+    return 0.0
 
 
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,

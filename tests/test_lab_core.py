@@ -280,6 +280,23 @@ def test_the_estimate_is_within_30_percent_of_the_run_on_a_fake_clock(blobs, tmp
     assert abs(est.seconds - measured) <= 0.3 * measured, (est, measured)
 
 
+def test_a_one_batch_evaluation_is_timed_not_counted_as_free(blobs, tmp_path, monkeypatch):
+    """Val in one batch (Lab 03's comparison runs: 1,000 images in batches of 2,000): the estimate times that
+    batch after a warm-up pass over it (it used to count it as 0 s, and the estimate came out 20-31 % short)."""
+    now = [0.0]
+    TimedTask, _ = _clocked_task(blobs, now)
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
+    cfg = blobs.config("smoke", out=str(tmp_path / "r"), epochs=10, points=400, batch_size=100, tensorboard=False)
+    data = blobs.load_data(cfg, _single_process())
+    assert len(data.train) == 4 and len(data.eval["val"]) == 1
+    model = blobs.build_model(cfg, data.info)
+    est = runner.estimate_run(blobs, cfg, data, model, TimedTask(), ("val",), torch.device("cpu"))
+    assert est.seconds_per_eval_batch == pytest.approx(0.003) and est.eval_batches == 1
+    result = runner.run(blobs, cfg, data=data, model=model, task=TimedTask(), estimate=True)
+    measured = result.history.total_seconds
+    assert abs(est.seconds - measured) <= 0.3 * measured, (est, measured)
+
+
 def test_a_full_batch_run_is_timed_over_several_epochs(blobs, tmp_path, monkeypatch):
     """One step per epoch (Lab 01's full-batch training): the estimate warms up and times across epochs instead
     of dividing one step's time by nothing (it printed '~0 s' for 10,000 epochs)."""
