@@ -12,6 +12,8 @@ twice fp32's time here); every run records its CPU and whether its bf16 was nati
 
 Ends with `RESULT fp32_median=… bf16_median=… fp32_spread=… bf16_spread=… median_gap=… bf16_within_noise=…
 complete=yes|no` (`--available` tabulates the finished runs only: complete=no until every seed ran).
+An accuracy study, not a speed bench: no `peak_fraction` or `tooling_ratio` (the speed benches report those);
+its runs' wall times are in the JSON for orientation only.
 """
 
 from __future__ import annotations
