@@ -55,15 +55,17 @@ def load_average() -> float | None:
         return None
 
 
-def provenance(command: Sequence[str], seconds: float, device: str, load_before: float | None = None) -> dict:
-    """Where and how a reference ran, with the load average before and after (a busy machine's times are longer)."""
+def provenance(command: Sequence[str], seconds: float, device: str, load_before: float | None = None,
+               commit: str | None = None) -> dict:
+    """Where and how a reference ran, with the load average before and after (a busy machine's times are longer);
+    `commit`: the labkit commit read before the runs (their own output files would mark the tree changed)."""
     import torch
 
     time.sleep(SETTLE_SECONDS)
     after = load_average()
     loads = [x for x in (load_before, after) if x is not None]
     return {"command": " ".join(command), "device": device, "wall_seconds": round(seconds, 1),
-            "torch": torch.__version__, "python": platform.python_version(), "labkit_commit": _commit(),
+            "torch": torch.__version__, "python": platform.python_version(), "labkit_commit": commit or _commit(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
             "load_average_after": after, "quiet": bool(loads) and max(loads) <= QUIET_LOAD,
             "date": _dt.date.today().isoformat()}
@@ -131,9 +133,10 @@ def reproduce(lab_name: str, size: str, argv: Sequence[str] | None = None) -> Pa
     from labkit.runner import ESTIMATES, reference_runs
 
     lab, load_before, started, first = get_lab(lab_name), load_average(), time.perf_counter(), len(ESTIMATES)
+    commit = _commit()
     runs = reference_runs(lab, size, reference_dir(lab.name, size))
     prov = provenance(list(argv or ["labkit", "reproduce", lab.name, "--size", size]), time.perf_counter() - started,
-                      describe_device(lab.config(size).device), load_before)
+                      describe_device(lab.config(size).device), load_before, commit)
     record = {"lab": lab.name, "size": size, "runs": {k: dict(v) for k, v in runs.items()}, "notes": "",
               "estimates": ESTIMATES[first:], "provenance": prov}
     return write_text_atomic(reference_dir(lab.name, size) / "reference.json",

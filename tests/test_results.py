@@ -38,9 +38,12 @@ def test_every_committed_reference_names_its_provenance():
 
 def test_reproduce_records_a_reference_and_notebooks_compare_with_it(blobs, tmp_path, monkeypatch, capsys):  # noqa: F811
     monkeypatch.setenv("LABKIT_RESULTS", str(tmp_path / "results"))
+    written = tmp_path / "results" / "blobs"  # once the runs wrote their files, git would say "+changes"
+    monkeypatch.setattr(results, "_commit", lambda: "abc1234" + ("+changes" if written.exists() else ""))
     path = results.reproduce("blobs", "smoke")
     ref = json.loads(path.read_text())
     assert ref["lab"] == "blobs" and ref["size"] == "smoke"
+    assert ref["provenance"]["labkit_commit"] == "abc1234"  # read before the runs wrote anything
     assert (tmp_path / "results" / "blobs" / "smoke" / "default" / "metrics.json").is_file()
     accuracy = ref["runs"]["default"]["test_accuracy"]
     assert ref["provenance"]["wall_seconds"] > 0 and "labkit reproduce blobs" in ref["provenance"]["command"]
