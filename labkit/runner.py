@@ -380,7 +380,7 @@ def estimate_run(lab: Lab, cfg: LabConfig, data: LabData, model: nn.Module, task
     def timed(done: int, _sums: Any) -> bool:
         synchronize(device)
         times.append(time.perf_counter())
-        timed_steps = len(times) - 1 - ESTIMATE_WARMUP  # enough: `steps`, or 3 and ESTIMATE_SECONDS or 1/10 epoch
+        timed_steps = len(times) - 1 - ESTIMATE_WARMUP  # enough: `steps`, or 3 and 5 s or (1/10 epoch and 0.5 s)
         elapsed = times[-1] - times[ESTIMATE_WARMUP] if timed_steps > 0 else 0.0
         return timed_steps >= steps or timed_steps >= 3 and (elapsed >= ESTIMATE_SECONDS or timed_steps >= n_steps
                                                              // 10 and elapsed >= ESTIMATE_MIN_SECONDS)
@@ -414,7 +414,7 @@ def _seconds_per_batch(model: nn.Module, loader: Any, task: Any, device: torch.d
     for batch in itertools.islice(loader, 1):
         start = run(batch)
         ends = [run(batch) for batch in itertools.islice(loader, batches)]
-        return (ends[-1] - start) / len(ends)
+        return (ends[-1] - start) / len(ends) if ends else 0.0  # a loader that cannot be read twice: not timed
     return 0.0
 
 
