@@ -411,11 +411,12 @@ def _seconds_per_batch(model: nn.Module, loader: Any, task: Any, device: torch.d
         synchronize(device)
         return time.perf_counter()
 
-    for batch in itertools.islice(loader, 1):
-        start = run(batch)
-        ends = [run(batch) for batch in itertools.islice(loader, batches)]
-        return (ends[-1] - start) / len(ends) if ends else 0.0  # a loader that cannot be read twice: not timed
-    return 0.0
+    first = next(iter(loader), None)
+    if first is None:
+        return 0.0
+    start = run(first)
+    ends = [run(batch) for batch in itertools.islice(loader, batches)]
+    return (ends[-1] - start) / len(ends) if ends else 0.0  # a loader that cannot be read twice: not timed
 
 
 def _train(lab: Lab, cfg: LabConfig, ctx: Any, data: LabData, model: nn.Module, task: Any,
